@@ -1,0 +1,320 @@
+"""Configuration from the environment, one settings class per function.
+
+Every setting is a field whose alias is the environment variable that sets it,
+so ``SenderSettings.env_names()`` is exactly what the sender reads (Terraform's
+wiring test relies on that). A missing or invalid value raises
+:class:`ConfigError` naming the variable.
+
+Single tenant (the local stack, most merchants): ``TIKTOK_PIXEL_CODE``,
+``SHOPIFY_SHOP_DOMAIN``, ``WOOCOMMERCE_SITE_URL``, ``CONSENT_POLICY``...
+Several pixels, shops or sites: ``PIPELINE_TENANTS`` holds a JSON document
+(see README, "Several pixels and shops"). Secrets (``TIKTOK_ACCESS_TOKEN``,
+``SHOPIFY_WEBHOOK_SECRET``, ``WOOCOMMERCE_WEBHOOK_SECRET``) are either one
+value for the default tenant or a JSON object keyed by pixel, shop or site.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from typing import Annotated, Any, ClassVar, Literal, Self
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from shared.events import shop_key
+
+ConsentPolicy = Literal["opt-in", "opt-out"]
+DEFAULT_API_URL = "https://business-api.tiktok.com/open_api/v1.3/event/track/"
+
+
+class ConfigError(ValueError):
+    """A setting is missing or invalid; the message names the environment variable."""
+
+
+def _split_list(value: Any) -> Any:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+class PixelConfig(BaseModel):
+    """One TikTok pixel: where its browser events may come from and its consent policy."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    pixel_code: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+    consent_policy: ConsentPolicy = "opt-in"
+    # Origins (scheme://host[:port]) whose pages may call collect for this pixel.
+    allowed_origins: list[str] = Field(default_factory=list)
+    # Public keys that admit requests without an Origin header (Shopify's pixel
+    # sandbox strips it); see README "Admitting Shopify custom pixels".
+    collect_keys: list[str] = Field(default_factory=list)
+    click_ttl_days: Annotated[int, Field(ge=1, le=28)] = 7
+    test_event_code: str | None = None
+
+    _split = field_validator("allowed_origins", "collect_keys", mode="before")(_split_list)
+
+
+class ShopifyShopConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    domain: Annotated[str, Field(min_length=3)]
+    pixel_code: str
+    secrets: list[SecretStr] = Field(default_factory=list)
+    purchase_topic: Literal["orders/paid", "orders/create"] = "orders/paid"
+    content_id: Literal["variant_id", "product_id", "sku"] = "variant_id"
+    # Presentment currency is what the shopper paid and what the storefront
+    # pixel reports on the thank-you page, so server and pixel values agree.
+    currency: Literal["presentment", "shop"] = "presentment"
+    include_test_orders: bool = False
+    include_pos_orders: bool = False
+    include_draft_orders: bool = False
+    consent_policy: ConsentPolicy | None = None  # None: the pixel's policy
+
+    @field_validator("domain")
+    @classmethod
+    def _normalize_domain(cls, value: str) -> str:
+        return shop_key(value)
+
+
+class WooCommerceSiteConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: Annotated[str, Field(min_length=3)]
+    pixel_code: str
+    secrets: list[SecretStr] = Field(default_factory=list)
+    content_id: Literal["product_id", "variation_id", "sku"] = "product_id"
+    consent_policy: ConsentPolicy | None = None
+
+    @property
+    def site(self) -> str:
+        return shop_key(self.url)
+
+
+class Tenants(BaseModel):
+    """Which pixels, Shopify shops and WooCommerce sites this deployment serves."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    pixels: dict[str, PixelConfig] = Field(default_factory=dict)
+    shopify_shops: dict[str, ShopifyShopConfig] = Field(default_factory=dict)
+    woocommerce_sites: dict[str, WooCommerceSiteConfig] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _references_resolve(self) -> Self:
+        for kind, entries in (("shopify_shops", self.shopify_shops), ("woocommerce_sites", self.woocommerce_sites)):
+            for name, entry in entries.items():
+                if entry.pixel_code not in self.pixels:
+                    raise ValueError(f"{kind}.{name}.pixel_code {entry.pixel_code!r} is not in pixels")
+        self.shopify_shops = {shop_key(k): v for k, v in self.shopify_shops.items()}
+        self.woocommerce_sites = {shop_key(k): v for k, v in self.woocommerce_sites.items()}
+        return self
+
+    def pixel(self, pixel_code: str) -> PixelConfig | None:
+        return self.pixels.get(pixel_code)
+
+    def shopify_shop(self, domain: str) -> ShopifyShopConfig | None:
+        return self.shopify_shops.get(shop_key(domain)) if domain else None
+
+    def woocommerce_site(self, url: str) -> WooCommerceSiteConfig | None:
+        return self.woocommerce_sites.get(shop_key(url)) if url else None
+
+    def policy_for(self, pixel_code: str, override: ConsentPolicy | None = None) -> ConsentPolicy:
+        if override:
+            return override
+        pixel = self.pixels.get(pixel_code)
+        return pixel.consent_policy if pixel else "opt-in"
+
+
+class _EnvSettings(BaseModel):
+    """Base: fields are read from the environment variables named by their aliases."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=False, frozen=True)
+
+    # Which variables hold secrets (Secret Manager in production).
+    SECRET_ENV: ClassVar[frozenset[str]] = frozenset()
+
+    project: str = Field("local-dev", alias="GOOGLE_CLOUD_PROJECT")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", alias="LOG_LEVEL")
+    firestore_database: str = Field("(default)", alias="FIRESTORE_DATABASE")
+    # Prefix for every collection name: lets tests (and staging) share a database.
+    collection_prefix: str = Field("", alias="FIRESTORE_COLLECTION_PREFIX", pattern=r"^[A-Za-z0-9_-]*$")
+
+    @classmethod
+    def env_names(cls) -> set[str]:
+        return {f.alias for f in cls.model_fields.values() if f.alias}
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Self:
+        environ = os.environ if environ is None else environ
+        values = {name: environ[name] for name in cls.env_names() if environ.get(name, "") != ""}
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            raise ConfigError(_describe(exc)) from None
+
+
+def _describe(exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors(include_input=False):
+        where = ".".join(str(part) for part in error["loc"]) or "configuration"
+        problems.append(f"{where}: {error['msg']}")
+    return "invalid configuration: " + "; ".join(problems)
+
+
+def _secret_map(raw: str | None, default_key: str | None, variable: str) -> dict[str, list[SecretStr]]:
+    """A secret variable: one value (comma-separated for rotation) or a JSON object of them."""
+    if not raw:
+        return {}
+    text = raw.strip()
+    if text.startswith("{"):
+        try:
+            parsed = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{variable}: not valid JSON ({exc.msg})") from None
+        if not isinstance(parsed, dict):
+            raise ConfigError(f"{variable}: expected a JSON object")
+        return {
+            str(k): [SecretStr(s) for s in ([v] if isinstance(v, str) else v) if s]
+            for k, v in parsed.items()
+        }
+    if default_key is None:
+        raise ConfigError(f"{variable}: a single value needs the default tenant to be configured")
+    return {default_key: [SecretStr(s.strip()) for s in text.split(",") if s.strip()]}
+
+
+class TenantSettings(_EnvSettings):
+    """Settings shared by the functions that need to know the tenants."""
+
+    pixel_code: str | None = Field(None, alias="TIKTOK_PIXEL_CODE")
+    consent_policy: ConsentPolicy = Field("opt-in", alias="CONSENT_POLICY")
+    tenants_json: str | None = Field(None, alias="PIPELINE_TENANTS")
+    default_phone_region: str = Field("US", alias="DEFAULT_PHONE_REGION", pattern=r"^[A-Z]{2}$")
+
+    def _base_tenants(self) -> dict[str, Any]:
+        if self.tenants_json:
+            try:
+                return json.loads(self.tenants_json)
+            except json.JSONDecodeError as exc:
+                raise ConfigError(f"PIPELINE_TENANTS: not valid JSON ({exc.msg})") from None
+        if not self.pixel_code:
+            raise ConfigError("TIKTOK_PIXEL_CODE is not set (or set PIPELINE_TENANTS)")
+        return {"pixels": {self.pixel_code: {"pixel_code": self.pixel_code, "consent_policy": self.consent_policy}}}
+
+    def _validated(self, document: dict[str, Any]) -> Tenants:
+        try:
+            return Tenants.model_validate(document)
+        except ValidationError as exc:
+            raise ConfigError(_describe(exc).replace("invalid configuration", "PIPELINE_TENANTS")) from None
+
+
+class ReceiverSettings(TenantSettings):
+    pubsub_topic: str = Field("tiktok-events", alias="PUBSUB_TOPIC")
+
+
+class CollectSettings(ReceiverSettings):
+    allowed_origins: str | None = Field(None, alias="COLLECT_ALLOWED_ORIGINS")
+    collect_keys: str | None = Field(None, alias="COLLECT_KEYS")
+    click_ttl_days: int = Field(7, alias="CLICK_TTL_DAYS", ge=1, le=28)
+    max_body_bytes: int = Field(32_768, alias="COLLECT_MAX_BODY_BYTES", ge=1024, le=1_048_576)
+    max_events_per_request: int = Field(20, alias="COLLECT_MAX_EVENTS", ge=1, le=100)
+
+    def tenants(self) -> Tenants:
+        document = self._base_tenants()
+        if not self.tenants_json:
+            pixel = document["pixels"][self.pixel_code]
+            pixel["allowed_origins"] = _split_list(self.allowed_origins or "")
+            pixel["collect_keys"] = _split_list(self.collect_keys or "")
+            pixel["click_ttl_days"] = self.click_ttl_days
+        return self._validated(document)
+
+
+class ShopifySettings(ReceiverSettings):
+    SECRET_ENV: ClassVar[frozenset[str]] = frozenset({"SHOPIFY_WEBHOOK_SECRET"})
+
+    shop_domain: str | None = Field(None, alias="SHOPIFY_SHOP_DOMAIN")
+    webhook_secret: SecretStr | None = Field(None, alias="SHOPIFY_WEBHOOK_SECRET")
+
+    def tenants(self) -> Tenants:
+        document = self._base_tenants()
+        if not self.tenants_json:
+            if not self.shop_domain:
+                raise ConfigError("SHOPIFY_SHOP_DOMAIN is not set (or set PIPELINE_TENANTS)")
+            document["shopify_shops"] = {self.shop_domain: {"domain": self.shop_domain, "pixel_code": self.pixel_code}}
+        tenants = self._validated(document)
+        default = shop_key(self.shop_domain) if self.shop_domain else None
+        raw = self.webhook_secret.get_secret_value() if self.webhook_secret else None
+        for domain, secrets in _secret_map(raw, default, "SHOPIFY_WEBHOOK_SECRET").items():
+            shop = tenants.shopify_shop(domain)
+            if shop is None:
+                raise ConfigError(f"SHOPIFY_WEBHOOK_SECRET: {domain!r} is not a configured shop")
+            shop.secrets = secrets + shop.secrets
+        for domain, shop in tenants.shopify_shops.items():
+            if not shop.secrets:
+                raise ConfigError(f"SHOPIFY_WEBHOOK_SECRET has no secret for shop {domain!r}")
+        return tenants
+
+
+class WooCommerceSettings(ReceiverSettings):
+    SECRET_ENV: ClassVar[frozenset[str]] = frozenset({"WOOCOMMERCE_WEBHOOK_SECRET"})
+
+    site_url: str | None = Field(None, alias="WOOCOMMERCE_SITE_URL")
+    webhook_secret: SecretStr | None = Field(None, alias="WOOCOMMERCE_WEBHOOK_SECRET")
+
+    def tenants(self) -> Tenants:
+        document = self._base_tenants()
+        if not self.tenants_json:
+            if not self.site_url:
+                raise ConfigError("WOOCOMMERCE_SITE_URL is not set (or set PIPELINE_TENANTS)")
+            document["woocommerce_sites"] = {self.site_url: {"url": self.site_url, "pixel_code": self.pixel_code}}
+        tenants = self._validated(document)
+        default = shop_key(self.site_url) if self.site_url else None
+        raw = self.webhook_secret.get_secret_value() if self.webhook_secret else None
+        for site, secrets in _secret_map(raw, default, "WOOCOMMERCE_WEBHOOK_SECRET").items():
+            entry = tenants.woocommerce_site(site)
+            if entry is None:
+                raise ConfigError(f"WOOCOMMERCE_WEBHOOK_SECRET: {site!r} is not a configured site")
+            entry.secrets = secrets + entry.secrets
+        for site, entry in tenants.woocommerce_sites.items():
+            if not entry.secrets:
+                raise ConfigError(f"WOOCOMMERCE_WEBHOOK_SECRET has no secret for site {site!r}")
+        return tenants
+
+
+class SenderSettings(_EnvSettings):
+    SECRET_ENV: ClassVar[frozenset[str]] = frozenset({"TIKTOK_ACCESS_TOKEN"})
+
+    pixel_code: str | None = Field(None, alias="TIKTOK_PIXEL_CODE")
+    access_token: SecretStr | None = Field(None, alias="TIKTOK_ACCESS_TOKEN")
+    api_url: str = Field(DEFAULT_API_URL, alias="TIKTOK_API_URL", pattern=r"^https?://")
+    timeout_seconds: float = Field(10.0, alias="TIKTOK_TIMEOUT_SECONDS", gt=0, le=120)
+    # Longer than every redelivery window: Pub/Sub retention (7 days max),
+    # Shopify's day-late deliveries and TikTok's own 48 h dedup window.
+    claim_ttl_hours: int = Field(24 * 8, alias="CLAIM_TTL_HOURS", ge=49, le=24 * 60)
+    claim_lease_seconds: int = Field(60, alias="CLAIM_LEASE_SECONDS", ge=5, le=3600)
+    dead_ttl_days: int = Field(30, alias="DEAD_EVENT_TTL_DAYS", ge=1, le=365)
+    batch_max_events: int = Field(1000, alias="SENDER_BATCH_MAX_EVENTS", ge=1, le=1000)
+    batch_wait_ms: int = Field(50, alias="SENDER_BATCH_WAIT_MS", ge=0, le=5000)
+
+    def access_tokens(self) -> dict[str, SecretStr]:
+        """Pixel code -> token."""
+        raw = self.access_token.get_secret_value() if self.access_token else None
+        tokens = _secret_map(raw, self.pixel_code, "TIKTOK_ACCESS_TOKEN")
+        return {pixel: secrets[0] for pixel, secrets in tokens.items() if secrets}
+
+
+FUNCTION_SETTINGS: dict[str, type[_EnvSettings]] = {
+    "collect": CollectSettings,
+    "shopify_webhook": ShopifySettings,
+    "woocommerce_webhook": WooCommerceSettings,
+    "sender": SenderSettings,
+}

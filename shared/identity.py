@@ -1,0 +1,65 @@
+"""Turn raw shopper identifiers into the hashed :class:`~shared.models.UserData`.
+
+The webhooks and the collect endpoint all go through :func:`build_user`, so a
+raw value is hashed in exactly one place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from shared import hashing
+from shared.models import UserData
+
+
+@dataclass
+class RawIdentity:
+    """Raw identifiers as a platform gives them. Lists may hold Nones and repeats."""
+
+    emails: list[str | None] = field(default_factory=list)
+    # (phone, country the phone belongs to) pairs: the country parses local numbers.
+    phones: list[tuple[str | None, str | None]] = field(default_factory=list)
+    external_ids: list[str | int | None] = field(default_factory=list)
+    first_name: str | None = None
+    last_name: str | None = None
+    zip_code: str | None = None
+    city: str | None = None
+    state: str | None = None
+    country: str | None = None
+    ttclid: str | None = None
+    ttp: str | None = None
+    ip: str | None = None
+    user_agent: str | None = None
+    locale: str | None = None
+
+
+def _clean(value: str | None, limit: int) -> str | None:
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text[:limit] if text else None
+
+
+def build_user(raw: RawIdentity, default_region: str | None = None) -> UserData:
+    """Hash and normalize; drop whatever is empty or unusable."""
+    phones = []
+    for phone, country in raw.phones:
+        regions: Iterable[str | None] = (country, raw.country, default_region)
+        phones.append(hashing.hash_phone(phone, regions))
+    return UserData(
+        email=hashing.unique(hashing.hash_email(e) for e in raw.emails)[:10],
+        phone=hashing.unique(phones)[:10],
+        external_id=hashing.unique(hashing.hash_external_id(x) for x in raw.external_ids)[:10],
+        first_name=hashing.hash_name(raw.first_name),
+        last_name=hashing.hash_name(raw.last_name),
+        zip_code=hashing.hash_zip(raw.zip_code),
+        city=_clean(hashing.normalize_location(raw.city), 100),
+        state=_clean(hashing.normalize_location(raw.state), 100),
+        country=hashing.normalize_country(raw.country),
+        ttclid=_clean(raw.ttclid, 500),
+        ttp=_clean(raw.ttp, 500),
+        ip=_clean(raw.ip, 64),
+        user_agent=_clean(raw.user_agent, 1024),
+        locale=_clean(raw.locale, 35),
+    )
