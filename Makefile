@@ -1,0 +1,48 @@
+# The two commands: `make run` starts the whole pipeline locally, `make test` runs every test.
+# Each installs what it needs into .venv (and .venv-infra for the Terraform scan).
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INFRA_VENV := .venv-infra
+STAMP := $(VENV)/.installed
+INFRA_STAMP := $(INFRA_VENV)/.installed
+
+.PHONY: run test lint bench redrive clean venv
+
+$(STAMP): requirements.txt requirements-dev.txt
+	$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is needed, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+$(INFRA_STAMP): requirements-infra.txt
+	test -x $(INFRA_VENV)/bin/python || $(PYTHON) -m venv $(INFRA_VENV)
+	$(INFRA_VENV)/bin/python -m pip install --quiet -r requirements-infra.txt
+	touch $@
+
+venv: $(STAMP)
+
+## Start emulators, Pub/Sub topology, the four functions and the TikTok sandbox (Ctrl-C stops all).
+run: $(STAMP)
+	$(BIN)/python scripts/localstack.py run
+
+## Every test: unit, emulator-backed, end-to-end through the local stack, browser, infrastructure.
+test: $(STAMP) $(INFRA_STAMP)
+	CHECKOV_BIN=$(abspath $(INFRA_VENV))/bin/checkov $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+## Benchmarks (not part of `make test`): bounded load on loopback, prints figures, writes JSON.
+bench: $(STAMP)
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
+## Re-drive dead events after fixing their cause: make redrive ARGS="--list"
+redrive: $(STAMP)
+	$(BIN)/python -m functions.sender.redrive $(ARGS)
+
+clean:
+	rm -rf $(VENV) $(INFRA_VENV) .run .pytest_cache

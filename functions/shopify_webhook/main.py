@@ -1,0 +1,8 @@
+"""Placeholder until its issue lands: answers 501."""
+
+import functions_framework
+
+
+@functions_framework.http
+def shopify_webhook(request):
+    return ({"error": "not implemented yet"}, 501)

@@ -1,0 +1,163 @@
+"""What both order webhooks do once an order is mapped: join, gate, dedupe, publish.
+
+Shopify and WooCommerce each turn their payload into an :class:`OrderEvent`
+(pure mapping, in ``shared/shopify.py`` and ``shared/woocommerce.py``); this
+module does the rest the same way for both:
+
+1. find the click context the collect endpoint stored under the order's join
+   keys (cart/checkout token, order key, customer id);
+2. let the stored consent snapshot, else the shop's policy, decide;
+3. take the click ids from the order itself first, else from the context;
+4. claim (platform, shop, order, event) once in Firestore, so create/paid,
+   retries and replays give one event;
+5. publish the envelope, releasing the claim if publishing fails.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+from shared import log
+from shared.config import ConsentPolicy, PixelConfig
+from shared.consent import ConsentSnapshot, decide
+from shared.events import order_event_id
+from shared.identity import RawIdentity, build_user
+from shared.models import Envelope, Page, Properties, UserData
+from shared.store import ORDER_EVENTS
+
+# Longer than Shopify's retry window (4 h), its day-late deliveries and
+# TikTok's 48 h dedup window: a replay inside it never makes a second event.
+ORDER_EVENT_TTL = dt.timedelta(days=8)
+
+# Join-key kinds, shared with the collect endpoint (what it stores under).
+JOIN_SHOPIFY_CART = "shopify_cart_token"
+JOIN_SHOPIFY_CHECKOUT = "shopify_checkout_token"
+JOIN_WOO_ORDER_KEY = "woocommerce_order_key"
+JOIN_WOO_SESSION = "woocommerce_session"
+JOIN_CUSTOMER = "customer_id"
+JOIN_KINDS = (JOIN_SHOPIFY_CART, JOIN_SHOPIFY_CHECKOUT, JOIN_WOO_ORDER_KEY, JOIN_WOO_SESSION, JOIN_CUSTOMER)
+
+
+@dataclass
+class OrderEvent:
+    """A platform order mapped to one TikTok event, before the click join and consent."""
+
+    platform: str  # "shopify" | "woocommerce"
+    shop: str  # shop key: myshopify domain or site host
+    order_id: str
+    event: str
+    event_time: int
+    identity: RawIdentity
+    properties: dict[str, Any]
+    page_url: str | None = None
+    referrer: str | None = None
+    # (kind, value) pairs, most specific first; see JOIN_KINDS.
+    join_keys: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def event_id(self) -> str:
+        return order_event_id(self.platform, self.shop, self.order_id, self.event)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one delivery; logged and countable the same way everywhere."""
+
+    kind: str  # published | duplicate | withheld_consent | skipped | ignored | rejected
+    reason: str = ""
+    event_id: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def log(self, **fields: Any) -> None:
+        log.outcome(self.kind, self.reason or self.kind, event_id=self.event_id, **self.details, **fields)
+
+
+class Publisher(Protocol):
+    def publish(self, envelopes: list[Envelope]) -> list[str]: ...
+
+
+def _merge_context(user: UserData, context: dict[str, Any] | None) -> UserData:
+    """Fill what the order lacks from the stored click context (already hashed there)."""
+    if not context:
+        return user
+    updates: dict[str, Any] = {}
+    for name in ("ttclid", "ttp", "ip", "user_agent", "locale"):
+        if not getattr(user, name) and context.get(name):
+            updates[name] = context[name]
+    hashed = context.get("user") or {}
+    for name in ("email", "phone", "external_id"):
+        extra = [h for h in hashed.get(name, []) if h not in getattr(user, name)]
+        if extra:
+            updates[name] = (getattr(user, name) + extra)[:10]
+    return user.model_copy(update=updates) if updates else user
+
+
+def build_envelope(
+    order: OrderEvent,
+    pixel: PixelConfig,
+    context: dict[str, Any] | None,
+    policy: ConsentPolicy,
+    default_region: str | None,
+) -> tuple[Envelope | None, Outcome | None]:
+    """Pure: the envelope to publish, or the outcome that says why there is none."""
+    snapshot = ConsentSnapshot.model_validate(context["consent"]) if context and context.get("consent") else None
+    decision = decide(snapshot, policy)
+    if not decision.send:
+        return None, Outcome(
+            "withheld_consent",
+            f"consent {decision.reason}",
+            order.event_id,
+            {"consent": decision.reason, "click_context": bool(context)},
+        )
+    user = _merge_context(build_user(order.identity, default_region), context)
+    page_url = order.page_url or (context or {}).get("page_url")
+    envelope = Envelope(
+        source=order.platform,  # type: ignore[arg-type]
+        pixel_code=pixel.pixel_code,
+        event=order.event,
+        event_id=order.event_id,
+        event_time=order.event_time,
+        user=user,
+        page=Page(url=page_url[:2048], referrer=(order.referrer or None) and order.referrer[:2048])
+        if page_url
+        else None,
+        properties=Properties.model_validate(order.properties),
+        limited_data_use=decision.limited_data_use,
+        consent=decision.reason,
+        test_event_code=pixel.test_event_code,
+        received_at=int(time.time()),
+    )
+    return envelope, None
+
+
+def process_order_event(
+    order: OrderEvent,
+    *,
+    pixel: PixelConfig,
+    policy: ConsentPolicy,
+    store: Any,
+    publisher: Publisher,
+    default_region: str | None = None,
+) -> Outcome:
+    """Join, gate, claim once, publish. Raises if publishing fails (after releasing the claim)."""
+    context = store.find_click_context(pixel.pixel_code, order.join_keys) if order.join_keys else None
+    envelope, outcome = build_envelope(order, pixel, context, policy, default_region)
+    if envelope is None:
+        return outcome  # type: ignore[return-value]
+    key = (order.platform, order.shop, order.order_id, order.event)
+    if not store.claim_once(ORDER_EVENTS, key, ORDER_EVENT_TTL, event_id=envelope.event_id):
+        return Outcome("duplicate", "order event already published", envelope.event_id)
+    try:
+        publisher.publish([envelope])
+    except Exception:
+        store.release(ORDER_EVENTS, key)
+        raise
+    details = {"click": envelope.user.has_click(), "limited_data_use": envelope.limited_data_use}
+    return Outcome("published", f"{envelope.event} published", envelope.event_id, details)
+
+
+def with_event(order: OrderEvent, event: str) -> OrderEvent:
+    return replace(order, event=event)

@@ -1,0 +1,27 @@
+"""Structured logs: Cloud Logging's shape, and no raw PII even if a caller slips."""
+
+from __future__ import annotations
+
+import json
+
+from shared import log
+
+
+def test_lines_are_json_with_severity_and_message(capsys):
+    log.outcome("sent", "event delivered", event_id="e1", count=2)
+    record = json.loads(capsys.readouterr().out.strip())
+    assert record["severity"] == "INFO" and record["message"] == "event delivered"
+    assert record["outcome"] == "sent" and record["event_id"] == "e1" and record["count"] == 2
+
+
+def test_personal_fields_and_email_addresses_never_reach_the_log(capsys):
+    log.warning("bad order from jane.doe@example.com", email="jane.doe@example.com", phone="+12133734253",
+                detail={"first_name": "Jane", "order": 5})  # fmt: skip
+    out = capsys.readouterr().out
+    assert "jane.doe" not in out and "+12133734253" not in out and "Jane" not in out
+    assert json.loads(out)["detail"] == {"order": 5}
+
+
+def test_dead_outcomes_are_warnings(capsys):
+    log.outcome("dead", "refused by TikTok", code=40002)
+    assert json.loads(capsys.readouterr().out)["severity"] == "WARNING"

@@ -1,0 +1,84 @@
+"""The Firestore adapter against the real emulator."""
+
+from __future__ import annotations
+
+import datetime as dt
+from concurrent.futures import ThreadPoolExecutor
+
+from shared import store as store_module
+from shared.store import CLICK_CONTEXTS, ORDER_EVENTS, TTL_FIELD, WEBHOOK_DELIVERIES, doc_id
+
+HOUR = dt.timedelta(hours=1)
+
+
+def test_claim_once_is_atomic_under_concurrency(store):
+    def claim(_):
+        return store.claim_once(ORDER_EVENTS, ("shopify", "s", "1", "Purchase"), HOUR)
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        results = list(pool.map(claim, range(20)))
+    assert results.count(True) == 1
+
+
+def test_every_claim_carries_an_expiry(store):
+    store.claim_once(WEBHOOK_DELIVERIES, ("shopify", "event-1"), HOUR, topic="orders/paid")
+    raw = store.collection(WEBHOOK_DELIVERIES).document(doc_id("shopify", "event-1")).get().to_dict()
+    assert raw["topic"] == "orders/paid"
+    assert raw[TTL_FIELD] - raw["created_at"] == HOUR
+
+
+def test_expired_claims_are_taken_over(store):
+    key = ("shopify", "event-2")
+    assert store.claim_once(WEBHOOK_DELIVERIES, key, dt.timedelta(seconds=-1))
+    assert store.get(WEBHOOK_DELIVERIES, key) is None
+    assert store.claim_once(WEBHOOK_DELIVERIES, key, HOUR)
+    assert not store.claim_once(WEBHOOK_DELIVERIES, key, HOUR)
+
+
+def test_release_lets_a_retry_claim_again(store):
+    key = ("woocommerce", "site", "7", "Purchase")
+    assert store.claim_once(ORDER_EVENTS, key, HOUR)
+    store.release(ORDER_EVENTS, key)
+    assert store.claim_once(ORDER_EVENTS, key, HOUR)
+
+
+def test_click_context_found_by_any_join_key_in_order_of_preference(store):
+    store.put_click_context("PIX", [("cart_token", "c1"), ("checkout_token", "k1")], {"ttclid": "E.C.P.1"}, HOUR)
+    store.put_click_context("PIX", [("checkout_token", "k2")], {"ttclid": "E.C.P.2"}, HOUR)
+    found = store.find_click_context("PIX", [("checkout_token", "k2"), ("cart_token", "c1")])
+    assert found["ttclid"] == "E.C.P.2"
+    assert store.find_click_context("PIX", [("cart_token", "c1")])["ttclid"] == "E.C.P.1"
+    assert store.find_click_context("OTHER", [("cart_token", "c1")]) is None
+    assert store.find_click_context("PIX", [("cart_token", "")]) is None
+
+
+def test_a_later_context_without_ttclid_keeps_the_earlier_click(store):
+    store.put_click_context("PIX", [("cart_token", "c3")], {"ttclid": "E.C.P.3", "ttp": None}, HOUR)
+    store.put_click_context("PIX", [("cart_token", "c3")], {"ttclid": None, "ttp": "ttp-3"}, HOUR)
+    found = store.find_click_context("PIX", [("cart_token", "c3")])
+    assert (found["ttclid"], found["ttp"]) == ("E.C.P.3", "ttp-3")
+
+
+def test_expired_click_contexts_are_ignored(store):
+    store.put_click_context("PIX", [("cart_token", "old")], {"ttclid": "E.C.P.old"}, dt.timedelta(seconds=-5))
+    assert store.find_click_context("PIX", [("cart_token", "old")]) is None
+
+
+def test_delete_where_removes_every_match(store):
+    for i in range(7):
+        store.put_click_context("PIX", [("customer", f"c{i}")], {"customer_key": "k" if i < 5 else "other"}, HOUR)
+    assert store.delete_where(CLICK_CONTEXTS, "customer_key", "k", limit=2) == 5
+    assert store.find_click_context("PIX", [("customer", "c6")]) is not None
+
+
+def test_doc_ids_are_always_valid():
+    assert doc_id("a", "b") == "a|b"
+    assert doc_id("a/b").startswith("h_")
+    assert doc_id("x" * 2000).startswith("h_") and len(doc_id("x" * 2000)) == 66
+    assert doc_id("__reserved__").startswith("h_")
+
+
+def test_collections_listed_for_ttl_policies():
+    assert set(store_module.COLLECTIONS) == {
+        "click_contexts", "webhook_deliveries", "order_events", "event_claims", "dead_events"
+    }  # fmt: skip
