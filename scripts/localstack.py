@@ -9,6 +9,7 @@ test suite imports the same pieces (:class:`Emulators`, :func:`create_topology`,
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -161,7 +162,9 @@ class Emulators:
         self.processes.clear()
 
 
-def create_topology(project: str, topic: str, sender_url: str, max_attempts: int = MAX_DELIVERY_ATTEMPTS) -> dict[str, str]:
+def create_topology(
+    project: str, topic: str, sender_url: str, max_attempts: int = MAX_DELIVERY_ATTEMPTS
+) -> dict[str, str]:
     """The production topology, in the emulator: topic, push subscription to the sender, dead letters.
 
     Needs PUBSUB_EMULATOR_HOST in the environment. Idempotent.
@@ -179,10 +182,8 @@ def create_topology(project: str, topic: str, sender_url: str, max_attempts: int
         "dead_letter_subscription": subscriber.subscription_path(project, topic + DEAD_LETTER_TOPIC_SUFFIX),
     }
     for name in (names["topic"], names["dead_letter_topic"]):
-        try:
+        with contextlib.suppress(gexc.AlreadyExists):
             publisher.create_topic(name=name)
-        except gexc.AlreadyExists:
-            pass
     requests = [
         {
             "name": names["push_subscription"],
@@ -193,15 +194,16 @@ def create_topology(project: str, topic: str, sender_url: str, max_attempts: int
                 "minimum_backoff": duration_pb2.Duration(seconds=1),
                 "maximum_backoff": duration_pb2.Duration(seconds=10),
             },
-            "dead_letter_policy": {"dead_letter_topic": names["dead_letter_topic"], "max_delivery_attempts": max_attempts},
+            "dead_letter_policy": {
+                "dead_letter_topic": names["dead_letter_topic"],
+                "max_delivery_attempts": max_attempts,
+            },
         },
         {"name": names["dead_letter_subscription"], "topic": names["dead_letter_topic"], "ack_deadline_seconds": 60},
     ]
     for request in requests:
-        try:
+        with contextlib.suppress(gexc.AlreadyExists):
             subscriber.create_subscription(request=request)
-        except gexc.AlreadyExists:
-            pass
     return names
 
 
@@ -293,7 +295,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         emulators.start()
         os.environ.update(emulators.env)
-        topology = create_topology(settings["GOOGLE_CLOUD_PROJECT"], settings["PUBSUB_TOPIC"], stack.url("sender") + "/")
+        topology = create_topology(
+            settings["GOOGLE_CLOUD_PROJECT"], settings["PUBSUB_TOPIC"], stack.url("sender") + "/"
+        )
         stack.start()
         _print_banner(stack, emulators, topology, time.monotonic() - started)
         if args.smoke:

@@ -183,10 +183,7 @@ def _secret_map(raw: str | None, default_key: str | None, variable: str) -> dict
             raise ConfigError(f"{variable}: not valid JSON ({exc.msg})") from None
         if not isinstance(parsed, dict):
             raise ConfigError(f"{variable}: expected a JSON object")
-        return {
-            str(k): [SecretStr(s) for s in ([v] if isinstance(v, str) else v) if s]
-            for k, v in parsed.items()
-        }
+        return {str(k): [SecretStr(s) for s in ([v] if isinstance(v, str) else v) if s] for k, v in parsed.items()}
     if default_key is None:
         raise ConfigError(f"{variable}: a single value needs the default tenant to be configured")
     return {default_key: [SecretStr(s.strip()) for s in text.split(",") if s.strip()]}

@@ -218,9 +218,7 @@ def envelopes_to_request(envelopes: Sequence[Envelope]) -> dict[str, Any]:
     return request.model_dump(exclude_none=True)
 
 
-def group_for_requests(
-    envelopes: Iterable[Envelope], max_events: int = 1000
-) -> list[list[Envelope]]:
+def group_for_requests(envelopes: Iterable[Envelope], max_events: int = 1000) -> list[list[Envelope]]:
     """Split envelopes into request-sized groups that never mix pixels or test codes."""
     groups: dict[tuple[str, str | None], list[list[Envelope]]] = {}
     for envelope in envelopes:

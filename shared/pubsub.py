@@ -32,8 +32,5 @@ class EventPublisher:
 
     def publish(self, envelopes: Sequence[Envelope]) -> list[str]:
         """Publish every envelope; returns the message ids once all are stored by Pub/Sub."""
-        futures = [
-            self.client.publish(self.topic_path, e.to_json_bytes(), **e.pubsub_attributes())
-            for e in envelopes
-        ]
+        futures = [self.client.publish(self.topic_path, e.to_json_bytes(), **e.pubsub_attributes()) for e in envelopes]
         return [f.result(timeout=PUBLISH_TIMEOUT_SECONDS) for f in futures]

@@ -160,4 +160,3 @@ class Store:
 
 def _without_nones(data: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in data.items() if v is not None}
-

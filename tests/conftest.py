@@ -34,7 +34,11 @@ import localstack  # noqa: E402
 def _isolated_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     """No test sees a pipeline setting leaked from the developer's shell."""
     for name in list(os.environ):
-        if name in localstack.DEV_SETTINGS or name in ("PIPELINE_TENANTS", "TIKTOK_API_URL", "FIRESTORE_COLLECTION_PREFIX"):
+        if name in localstack.DEV_SETTINGS or name in (
+            "PIPELINE_TENANTS",
+            "TIKTOK_API_URL",
+            "FIRESTORE_COLLECTION_PREFIX",
+        ):
             monkeypatch.delenv(name, raising=False)
 
 
@@ -183,9 +187,7 @@ def stack(emulators: localstack.Emulators) -> Iterator[RunningStack]:
     }
     ports = {name: localstack.free_port() for name in (*localstack.FUNCTIONS, "sandbox")}
     running = localstack.Stack(settings=settings, ports=ports)
-    topology = localstack.create_topology(
-        emulators.project, settings["PUBSUB_TOPIC"], running.url("sender") + "/"
-    )
+    topology = localstack.create_topology(emulators.project, settings["PUBSUB_TOPIC"], running.url("sender") + "/")
     running.start()
     try:
         yield RunningStack(running, emulators, topology, settings)

@@ -29,7 +29,11 @@ def envelope(**overrides) -> Envelope:
         "event_id": "shopify:shop.myshopify.com:order:1:Purchase",
         "event_time": 1_700_000_000,
         "user": {"email": [sha256_hex("a@example.com")], "ttclid": "E.C.P.x", "ip": "203.0.113.1"},
-        "properties": {"currency": "USD", "value": 10.5, "contents": [{"content_id": "1", "quantity": 2, "price": 5.25}]},
+        "properties": {
+            "currency": "USD",
+            "value": 10.5,
+            "contents": [{"content_id": "1", "quantity": 2, "price": 5.25}],
+        },
         "page": {"url": "https://shop.example/thanks"},
         "consent": "granted",
     }
