@@ -30,6 +30,7 @@ run: $(STAMP)
 
 ## Every test: unit, emulator-backed, end-to-end through the local stack, browser, infrastructure.
 test: $(STAMP) $(INFRA_STAMP)
+	scripts/ensure-system-deps.sh
 	CHECKOV_BIN=$(abspath $(INFRA_VENV))/bin/checkov $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
