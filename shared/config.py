@@ -196,6 +196,9 @@ class TenantSettings(_EnvSettings):
     consent_policy: ConsentPolicy = Field("opt-in", alias="CONSENT_POLICY")
     tenants_json: str | None = Field(None, alias="PIPELINE_TENANTS")
     default_phone_region: str = Field("US", alias="DEFAULT_PHONE_REGION", pattern=r"^[A-Z]{2}$")
+    # Events Manager's Test Events code for the default pixel: while set, every
+    # event goes to the Test Events tab instead of production reporting.
+    test_event_code: str | None = Field(None, alias="TIKTOK_TEST_EVENT_CODE", max_length=64)
 
     def _base_tenants(self) -> dict[str, Any]:
         if self.tenants_json:
@@ -205,7 +208,10 @@ class TenantSettings(_EnvSettings):
                 raise ConfigError(f"PIPELINE_TENANTS: not valid JSON ({exc.msg})") from None
         if not self.pixel_code:
             raise ConfigError("TIKTOK_PIXEL_CODE is not set (or set PIPELINE_TENANTS)")
-        return {"pixels": {self.pixel_code: {"pixel_code": self.pixel_code, "consent_policy": self.consent_policy}}}
+        pixel = {"pixel_code": self.pixel_code, "consent_policy": self.consent_policy}
+        if self.test_event_code:
+            pixel["test_event_code"] = self.test_event_code
+        return {"pixels": {self.pixel_code: pixel}}
 
     def _validated(self, document: dict[str, Any]) -> Tenants:
         try:
