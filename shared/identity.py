@@ -6,6 +6,7 @@ raw value is hashed in exactly one place.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -41,6 +42,17 @@ def _clean(value: str | None, limit: int) -> str | None:
     return text[:limit] if text else None
 
 
+def _valid_ip(value: str | None) -> str | None:
+    """A real IPv4/IPv6 address or None: TikTok refuses anything else (placeholders, "unknown")."""
+    text = _clean(value, 64)
+    if text is None:
+        return None
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return None
+
+
 def build_user(raw: RawIdentity, default_region: str | None = None) -> UserData:
     """Hash and normalize; drop whatever is empty or unusable."""
     phones = []
@@ -59,7 +71,7 @@ def build_user(raw: RawIdentity, default_region: str | None = None) -> UserData:
         country=hashing.normalize_country(raw.country),
         ttclid=_clean(raw.ttclid, 500),
         ttp=_clean(raw.ttp, 500),
-        ip=_clean(raw.ip, 64),
+        ip=_valid_ip(raw.ip),
         user_agent=_clean(raw.user_agent, 1024),
         locale=_clean(raw.locale, 35),
     )

@@ -139,3 +139,17 @@ def test_build_user_hashes_everything_personal_and_drops_empties():
     assert user.last_name is None
     assert (user.city, user.state, user.country) == ("sanfrancisco", "ca", "us")
     assert user.ttclid == "E.C.P.abc" and user.ip == "203.0.113.9"
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("203.0.113.9", "203.0.113.9"),
+        (" 2001:DB8::1 ", "2001:db8::1"),
+        ("example string", None),
+        ("", None),
+        ("unknown", None),
+    ],
+)
+def test_build_user_keeps_only_real_ip_addresses(raw, expected):
+    assert build_user(RawIdentity(ip=raw)).ip == expected
