@@ -9,6 +9,7 @@ import sys
 import time
 
 import localstack
+
 from tests.helpers import ROOT, wait_until
 
 

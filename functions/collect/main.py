@@ -1,8 +1,55 @@
-"""Placeholder until its issue lands: answers 501."""
+"""Browser events -> click contexts and TikTok events: a thin adapter over :mod:`shared.collect`.
+
+GET (any path) is the health check; OPTIONS is a CORS preflight; POST is a
+collect request (JSON, as ``application/json`` or ``text/plain`` for
+``navigator.sendBeacon``). Settings and clients are made once per instance, on
+first use (see :func:`runtime`).
+"""
+
+from __future__ import annotations
+
+import threading
 
 import functions_framework
+
+from shared import collect as domain
+from shared import log
+from shared.config import ConfigError
+
+_runtime: domain.Runtime | None = None
+_lock = threading.Lock()
+
+
+def runtime() -> domain.Runtime:
+    """This instance's settings and clients (tests reset them with :func:`reset`)."""
+    global _runtime
+    if _runtime is None:
+        with _lock:
+            if _runtime is None:
+                _runtime = domain.Runtime.from_env()
+    return _runtime
+
+
+def reset() -> None:
+    global _runtime
+    _runtime = None
 
 
 @functions_framework.http
 def collect(request):
-    return ({"error": "not implemented yet"}, 501)
+    if request.method in ("GET", "HEAD"):
+        return {"status": "ok"}, 200
+    try:
+        current = runtime()
+    except ConfigError as exc:
+        log.error("collect is misconfigured", reason=str(exc))
+        return {"error": "misconfigured", "reason": "the endpoint's settings are invalid; see its logs"}, 503
+    incoming = domain.HttpRequest(
+        method=request.method,
+        headers={name.lower(): value for name, value in request.headers.items()},
+        read=request.stream.read,
+        remote_addr=request.remote_addr,
+    )
+    reply = domain.handle(incoming, current)
+    domain.log_reply(reply, incoming)
+    return (reply.body if reply.body is not None else ""), reply.status, reply.headers

@@ -1,8 +1,48 @@
-"""Placeholder until its issue lands: answers 501."""
+"""Shopify webhooks -> TikTok events: a thin adapter over :mod:`shared.shopify`.
+
+GET (any path) is the health check; POST is a webhook delivery. Settings and
+clients are made once per instance, on first use (see :func:`runtime`).
+"""
+
+from __future__ import annotations
+
+import threading
 
 import functions_framework
+
+from shared import log, shopify
+from shared.config import ConfigError
+
+_runtime: shopify.Runtime | None = None
+_lock = threading.Lock()
+
+
+def runtime() -> shopify.Runtime:
+    """This instance's settings and clients (tests reset them with :func:`reset`)."""
+    global _runtime
+    if _runtime is None:
+        with _lock:
+            if _runtime is None:
+                _runtime = shopify.Runtime.from_env()
+    return _runtime
+
+
+def reset() -> None:
+    global _runtime
+    _runtime = None
 
 
 @functions_framework.http
 def shopify_webhook(request):
-    return ({"error": "not implemented yet"}, 501)
+    if request.method == "GET":
+        return {"status": "ok"}, 200
+    if request.method != "POST":
+        return {"error": "method not allowed", "reason": "webhooks are POST requests"}, 405, {"Allow": "GET, POST"}
+    try:
+        current = runtime()
+    except ConfigError as exc:
+        log.error("shopify_webhook is misconfigured", reason=str(exc))
+        return {"error": "misconfigured", "reason": "the webhook's settings are invalid; see its logs"}, 503
+    delivery = shopify.Delivery.from_headers(request.headers)
+    reply = shopify.handle(delivery, request.get_data(cache=False), current)
+    return reply.body, reply.status

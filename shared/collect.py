@@ -1,0 +1,838 @@
+"""The collect endpoint's domain: admit a browser request, read it, gate it on consent, store and publish.
+
+A request goes through these steps, each of which can end it (see docs/collect.md):
+
+1. method: ``OPTIONS`` is a CORS preflight, ``POST`` is a collect request;
+2. origin: an ``Origin`` header must be one of the configured origins (any pixel's);
+3. drops (204, nothing read): prefetch/prerender requests, obvious bots;
+4. body: ``application/json`` or ``text/plain`` (what ``navigator.sendBeacon``
+   sends without a preflight), at most ``COLLECT_MAX_BODY_BYTES`` declared and read;
+5. admission: a configured pixel, from one of *its* origins; without an Origin
+   (Shopify's pixel sandbox) only with one of its collect keys;
+6. validation (pydantic): a 400 that names the field;
+7. consent: :func:`shared.consent.decide` with the pixel's policy; without
+   consent the answer is 204 and nothing is stored or published;
+8. the click context is stored under the page's join keys and the events are
+   published as envelopes carrying the page's event ids.
+
+Everything up to step 8 is pure; step 8 goes through the :class:`Runtime`'s
+store and publisher. Raw identifiers are hashed by :func:`shared.identity.build_user`
+and never logged, echoed or published.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import hashlib
+import hmac
+import ipaddress
+import json
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal
+from urllib.parse import parse_qsl, urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator
+
+from shared import log
+from shared.config import CollectSettings, PixelConfig, Tenants
+from shared.consent import ConsentDecision, ConsentSnapshot, decide
+from shared.events import UnknownEventName, canonical_event_name
+from shared.identity import RawIdentity, build_user
+from shared.models import Envelope, Page, Properties, UserData
+from shared.orders import (
+    JOIN_CUSTOMER,
+    JOIN_SHOPIFY_CART,
+    JOIN_SHOPIFY_CHECKOUT,
+    JOIN_WOO_ORDER_KEY,
+    JOIN_WOO_SESSION,
+)
+
+SOURCE = "collect"
+JSON_TYPES = frozenset({"application/json", "text/plain"})
+# Browsers cache a preflight for at most 2 h (Chromium's cap), so longer is pointless.
+PREFLIGHT_MAX_AGE_SECONDS = 7200
+# The page's clock is trusted within these bounds; outside them, the time of receipt is used.
+MAX_EVENT_AGE_SECONDS = 86_400
+MAX_EVENT_AHEAD_SECONDS = 600
+# A millisecond timestamp (Date.now()) is above this; unix seconds stay below it until the year 5138.
+_MILLISECONDS_FLOOR = 100_000_000_000
+
+# Obvious bots: crawlers, link previewers, monitors, headless browsers and HTTP libraries.
+# A browser test must present a normal user agent (Chromium's --user-agent flag).
+# Checked on the lowercased user agent with substring tests (fast), the regex only when "bot" occurs.
+_BOT_WORDS = (
+    "crawl", "spider", "slurp", "scraper", "facebookexternalhit", "headlesschrome", "phantomjs", "lighthouse",
+    "pagespeed", "gtmetrix", "pingdom", "uptime", "statuscake", "prerender", "preview", "whatsapp",
+)  # fmt: skip
+_BOT_PREFIXES = (
+    "curl", "wget", "python", "go-http-client", "java", "okhttp", "axios", "node-fetch", "undici", "libwww",
+    "scrapy", "httpie",
+)  # fmt: skip
+_BOT_TOKEN = re.compile(r"(?<!cu)bot\b|bot[/_-]")  # Googlebot/2.1, AdsBot-Google, not the CUBOT phone
+# Prefetch and prerender requests (Chromium: Sec-Purpose / Purpose, Firefox: X-Moz, Safari: X-Purpose).
+_PREFETCH_HEADERS = ("sec-purpose", "purpose", "x-purpose", "x-moz")
+_PREFETCH_VALUE = re.compile(r"prefetch|prerender|preview", re.IGNORECASE)
+# Shopify's shareable theme preview links carry this query parameter.
+_PREVIEW_QUERY_PARAMS = frozenset({"preview_theme_id"})
+# Order events (``<platform>:<shop>:order:...``) belong to the order webhooks; see docs/collect.md.
+_ORDER_EVENT_ID = re.compile(r"^(shopify|woocommerce):[^:]+:order:")
+_SAFE_KEY = re.compile(r"^[A-Za-z0-9_]{1,40}$")
+# Steps pydantic adds to an error's path inside unions and validators: not field names.
+_TYPE_NAMES = frozenset({"str", "int", "float", "bool", "function-after", "function-before", "constrained-str"})
+
+
+# --- the request schema ------------------------------------------------------------------
+
+GrantState = Literal["granted", "denied"]
+JoinValue = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$")]
+Identifier = Annotated[str, Field(max_length=256)]
+
+
+def _one_or_many(value: Any) -> Any:
+    """A single value or a list; numbers (ids) become text, so a union's errors do not double."""
+    items = value if isinstance(value, list) else [value]
+    return [str(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in items]
+
+
+def _id_text(value: Any) -> Any:
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+class ConsentInput(BaseModel):
+    """Consent as the page knows it; every vocabulary is optional and they may be mixed."""
+
+    model_config = ConfigDict(extra="forbid", validate_by_name=True, validate_by_alias=True)
+
+    granted: StrictBool | None = None
+    # Google Consent Mode v2 (analytics_storage is accepted and ignored).
+    ad_storage: GrantState | None = None
+    ad_user_data: GrantState | None = None
+    ad_personalization: GrantState | None = None
+    analytics_storage: GrantState | None = None
+    # Shopify Customer Privacy API, camelCase as Shopify names it or snake_case.
+    marketing_allowed: StrictBool | None = Field(None, alias="marketingAllowed")
+    sale_of_data_allowed: StrictBool | None = Field(None, alias="saleOfDataAllowed")
+    analytics_processing_allowed: StrictBool | None = Field(None, alias="analyticsProcessingAllowed")
+    preferences_processing_allowed: StrictBool | None = Field(None, alias="preferencesProcessingAllowed")
+
+    def snapshot(self) -> ConsentSnapshot:
+        return ConsentSnapshot(
+            granted=self.granted,
+            ad_storage=self.ad_storage,
+            ad_user_data=self.ad_user_data,
+            ad_personalization=self.ad_personalization,
+            marketing_allowed=self.marketing_allowed,
+            sale_of_data_allowed=self.sale_of_data_allowed,
+        )
+
+
+class JoinKeysInput(BaseModel):
+    """Where the webhooks will look for this context (the kinds of shared.orders.JOIN_KINDS)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    shopify_cart_token: JoinValue | None = None
+    shopify_checkout_token: JoinValue | None = None
+    woocommerce_order_key: JoinValue | None = None
+    woocommerce_session: JoinValue | None = None
+    customer_id: JoinValue | None = None
+
+    _ids = field_validator("customer_id", mode="before")(_id_text)
+
+    def pairs(self) -> list[tuple[str, str]]:
+        """(kind, value) pairs; a Shopify cart token loses its ``?key=`` secret (the order's cart_token has none)."""
+        cart = self.shopify_cart_token.split("?", 1)[0] if self.shopify_cart_token else None
+        values = [
+            (JOIN_SHOPIFY_CHECKOUT, self.shopify_checkout_token),
+            (JOIN_SHOPIFY_CART, cart),
+            (JOIN_WOO_ORDER_KEY, self.woocommerce_order_key),
+            (JOIN_WOO_SESSION, self.woocommerce_session),
+            (JOIN_CUSTOMER, self.customer_id),
+        ]
+        return [(kind, value) for kind, value in values if value]
+
+
+class UserInput(BaseModel):
+    """Identifiers the site knows (raw or already SHA-256); hashed here, never stored raw."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    email: list[Identifier] = Field(default_factory=list, max_length=10)
+    phone: list[Identifier] = Field(default_factory=list, max_length=10)
+    external_id: list[Identifier] = Field(default_factory=list, max_length=10)
+
+    _lists = field_validator("email", "phone", "external_id", mode="before")(_one_or_many)
+
+
+class PageInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: Annotated[str, Field(max_length=2048)] | None = None
+    referrer: Annotated[str, Field(max_length=2048)] | None = None
+
+
+class ContextInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    ttclid: Annotated[str, Field(max_length=500)] | None = None
+    ttp: Annotated[str, Field(max_length=500)] | None = None
+    page_url: Annotated[str, Field(max_length=2048)] | None = None
+    referrer: Annotated[str, Field(max_length=2048)] | None = None
+    locale: Annotated[str, Field(max_length=35)] | None = None
+    join_keys: JoinKeysInput = Field(default_factory=JoinKeysInput)
+    user: UserInput = Field(default_factory=UserInput)
+
+
+_CUSTOM_PROPERTY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,49}$")
+MAX_CUSTOM_PROPERTIES = 30
+MAX_CUSTOM_TEXT = 1024
+
+
+def _check_custom(name: str, value: Any, depth: int = 0) -> None:
+    if isinstance(value, str):
+        if len(value) > MAX_CUSTOM_TEXT:
+            raise ValueError(f"custom property {name!r}: text longer than {MAX_CUSTOM_TEXT} characters")
+    elif isinstance(value, (list, dict)):
+        items = value.values() if isinstance(value, dict) else value
+        if depth >= 2 or len(value) > 50:
+            raise ValueError(f"custom property {name!r}: nested too deep or too many items")
+        for item in items:
+            _check_custom(name, item, depth + 1)
+    elif value is not None and not isinstance(value, (bool, int, float)):
+        raise ValueError(f"custom property {name!r}: unsupported value")
+
+
+class EventInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    event: Annotated[str, Field(min_length=1, max_length=50)]
+    # The id the page passed to ttq.track(..., {event_id}): TikTok deduplicates on it.
+    event_id: Annotated[str, Field(min_length=1, max_length=512)]
+    # Unix seconds or milliseconds (Date.now()); absent: the time of receipt.
+    event_time: float | None = Field(None, gt=0)
+    properties: Properties = Field(default_factory=Properties)
+    page: PageInput | None = None
+
+    @field_validator("event")
+    @classmethod
+    def _known_name(cls, value: str) -> str:
+        try:
+            return canonical_event_name(value)
+        except UnknownEventName:  # its message quotes the value: not echoed back
+            raise ValueError("not a TikTok event name (a standard one, or letters, digits and _)") from None
+
+    @field_validator("event_time", mode="before")
+    @classmethod
+    def _a_number(cls, value: Any) -> Any:
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise ValueError("must be a number: unix seconds or milliseconds (Date.now())")
+        return value
+
+    @field_validator("event_id")
+    @classmethod
+    def _printable(cls, value: str) -> str:
+        if not value.strip() or any(ord(ch) < 32 for ch in value):
+            raise ValueError("must be printable text (the id given to ttq.track)")
+        return value.strip()
+
+    @field_validator("properties")
+    @classmethod
+    def _bounded_custom(cls, value: Properties) -> Properties:
+        extra = value.model_extra or {}
+        if len(extra) > MAX_CUSTOM_PROPERTIES:
+            raise ValueError(f"at most {MAX_CUSTOM_PROPERTIES} custom properties")
+        for name, item in extra.items():
+            if not _CUSTOM_PROPERTY.match(name):
+                raise ValueError("custom property names are letters, digits and _ (at most 50)")
+            _check_custom(name, item)
+        return value
+
+
+class CollectBody(BaseModel):
+    """The JSON body of a collect request (documented in docs/collect.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    pixel_code: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+    key: Annotated[str, Field(min_length=1, max_length=128)] | None = None
+    # true/false from a site's own banner, or an object of signals.
+    consent: ConsentInput | None = None
+    context: ContextInput = Field(default_factory=ContextInput)
+    events: list[EventInput] = Field(default_factory=list)
+
+    @field_validator("consent", mode="before")
+    @classmethod
+    def _plain_boolean(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            return {"granted": value}
+        if value is not None and not isinstance(value, dict):
+            raise ValueError("must be true, false or an object of consent signals")
+        return value
+
+    def consent_snapshot(self) -> ConsentSnapshot | None:
+        return None if self.consent is None else self.consent.snapshot()
+
+
+# --- HTTP in, reply out --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HttpRequest:
+    """What the adapter hands over: headers with lowercase names and a bounded body reader."""
+
+    method: str
+    headers: Mapping[str, str]
+    read: Callable[[int], bytes] = lambda _n: b""
+    remote_addr: str | None = None
+
+    def header(self, name: str) -> str:
+        return (self.headers.get(name.lower()) or "").strip()
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    outcome: str
+    body: dict[str, Any] | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    reason: str = ""
+
+
+class Refused(Exception):
+    """A request we answer with a 4xx; the reason names what to fix."""
+
+    def __init__(self, status: int, error: str, reason: str, fields: list[dict[str, str]] | None = None) -> None:
+        super().__init__(reason)
+        self.status, self.error, self.reason, self.fields = status, error, reason, fields
+
+
+# --- pure helpers -------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=1024)
+def normalize_origin(value: str | None) -> str | None:
+    """``scheme://host[:port]`` lowercased, default ports dropped; None for absent, ``null`` or malformed."""
+    text = (value or "").strip().lower().rstrip("/")
+    if not text or text == "null" or len(text) > 300:
+        return None
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path or parts.query or parts.fragment:
+        return None
+    if parts.username is not None or parts.password is not None:
+        return None
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    default = {"http": 80, "https": 443}[parts.scheme]
+    return f"{parts.scheme}://{host}" + (f":{port}" if port and port != default else "")
+
+
+def client_ip(forwarded_for: str | None, remote_addr: str | None, trusted_hops: int = 0) -> str | None:
+    """The shopper's address.
+
+    Google's front end appends the address it received the connection from as the
+    last ``X-Forwarded-For`` entry; what precedes it came from the client and may be
+    forged. Directly on a Cloud Run / functions URL the client is therefore the last
+    entry; behind an external Application Load Balancer (which appends the client and
+    then its own forwarding-rule address) set ``trusted_hops`` to 1. Without the
+    header (local runs) the socket's peer is used.
+    """
+    if forwarded_for is None or not forwarded_for.strip():
+        candidate = remote_addr
+    else:
+        entries = [part.strip() for part in forwarded_for.split(",") if part.strip()]
+        candidate = entries[-1 - trusted_hops] if len(entries) > trusted_hops else None
+    if not candidate:
+        return None
+    try:
+        return str(ipaddress.ip_address(candidate))
+    except ValueError:
+        return None
+
+
+def drop_reason(request: HttpRequest) -> str | None:
+    """Why a request is dropped without being read (prefetch, bot), or None."""
+    for name in _PREFETCH_HEADERS:
+        value = request.headers.get(name)
+        if value and _PREFETCH_VALUE.search(value):
+            return "prefetch"
+    return "bot" if is_bot(request.header("user-agent")) else None
+
+
+def is_bot(user_agent: str) -> bool:
+    """An empty user agent, a crawler, a link previewer, a monitor, a headless browser or an HTTP library."""
+    text = user_agent.lower()
+    if not text or text.startswith(_BOT_PREFIXES) or any(word in text for word in _BOT_WORDS):
+        return True
+    return "bot" in text and _BOT_TOKEN.search(text) is not None
+
+
+def is_preview_page(url: str | None) -> bool:
+    if not url or not any(name in url for name in _PREVIEW_QUERY_PARAMS):
+        return False
+    try:
+        query = urlsplit(url).query
+    except ValueError:
+        return False
+    return any(name in _PREVIEW_QUERY_PARAMS for name, _ in parse_qsl(query, keep_blank_values=True))
+
+
+def media_type(content_type: str) -> str:
+    return content_type.split(";", 1)[0].strip().lower()
+
+
+def read_limited(read: Callable[[int], bytes], limit: int) -> bytes:
+    """Read until EOF, but never more than ``limit`` + 1 bytes (so "too large" is detectable)."""
+    chunks: list[bytes] = []
+    total = 0
+    while total <= limit:
+        chunk = read(limit + 1 - total)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        total += len(chunk)
+    return b"".join(chunks)
+
+
+def _field_path(loc: Iterable[Any]) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            name = str(part) if _SAFE_KEY.match(str(part)) else "<key>"
+            path += ("." if path else "") + name
+    return path or "body"
+
+
+def describe_validation(exc: ValidationError, limit: int = 10) -> list[dict[str, str]]:
+    """Field path and problem for each error; the input values are never echoed."""
+    problems = []
+    for error in exc.errors(include_input=False, include_url=False, include_context=False)[:limit]:
+        # A union's errors carry the tried type in their path (e.g. "str", "ConsentInput"); drop those.
+        loc = [p for p in error["loc"] if not (isinstance(p, str) and (p[:1].isupper() or p in _TYPE_NAMES))]
+        message = error["msg"].removeprefix("Value error, ")
+        problems.append({"field": _field_path(loc), "problem": message})
+    return problems
+
+
+def parse_body(raw: bytes, max_events: int) -> CollectBody:
+    """The validated body, or :class:`Refused` (400) naming the field."""
+    try:
+        document = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise Refused(400, "invalid body", "the body is not UTF-8 text") from None
+    except json.JSONDecodeError as exc:
+        raise Refused(400, "invalid body", f"the body is not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    except RecursionError:
+        raise Refused(400, "invalid body", "the body is nested too deeply") from None
+    if not isinstance(document, dict):
+        raise Refused(400, "invalid body", "the body must be a JSON object with pixel_code, consent, context, events")
+    events = document.get("events")
+    if isinstance(events, list) and len(events) > max_events:
+        reason = f"events: at most {max_events} events per request (COLLECT_MAX_EVENTS), got {len(events)}"
+        raise Refused(400, "invalid request", reason, [{"field": "events", "problem": reason}])
+    try:
+        return CollectBody.model_validate(document)
+    except ValidationError as exc:
+        problems = describe_validation(exc)
+        reason = "; ".join(f"{p['field']}: {p['problem']}" for p in problems)
+        raise Refused(400, "invalid request", reason, problems) from None
+
+
+def peek_pixel_code(raw: bytes) -> str | None:
+    """Not used for admission decisions; only to word an error."""
+    try:
+        value = json.loads(raw).get("pixel_code")
+    except (ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) else None
+
+
+def admit(
+    body: CollectBody,
+    origin: str | None,
+    tenants: Tenants,
+    origins_by_pixel: Mapping[str, frozenset[str]] | None = None,
+) -> PixelConfig:
+    """The pixel this request may write to, or :class:`Refused` (403) saying why not.
+
+    - the pixel must be configured here;
+    - a request with an Origin must come from one of the pixel's allowed origins;
+    - a request without one (Shopify's pixel sandbox strips it, or sends ``null``)
+      needs one of the pixel's collect keys; a key never admits a foreign Origin;
+    - a key that is sent must be valid, even from an allowed origin.
+    """
+    pixel = tenants.pixel(body.pixel_code)
+    if pixel is None:
+        raise Refused(403, "forbidden", f"pixel_code {body.pixel_code!r} is not served by this endpoint")
+    allowed = origins_by_pixel[pixel.pixel_code] if origins_by_pixel else pixel_origins(pixel)
+    if origin is not None and origin not in allowed:
+        raise Refused(403, "forbidden", f"origin {origin} is not allowed for pixel {pixel.pixel_code}")
+    if body.key is not None and not _key_matches(body.key, pixel.collect_keys):
+        raise Refused(403, "forbidden", f"key: not a collect key of pixel {pixel.pixel_code}")
+    if origin is None and body.key is None:
+        raise Refused(
+            403, "forbidden", "a request without an Origin header needs the pixel's collect key (field 'key')"
+        )
+    return pixel
+
+
+def pixel_origins(pixel: PixelConfig) -> frozenset[str]:
+    return frozenset(o for o in map(normalize_origin, pixel.allowed_origins) if o)
+
+
+def _key_matches(key: str, keys: Iterable[str]) -> bool:
+    matched = False
+    for candidate in keys:
+        matched |= hmac.compare_digest(key.encode(), candidate.encode())
+    return matched
+
+
+def _event_time(value: int | float | None, received: int) -> int:
+    if value is None:
+        return received
+    seconds = int(value / 1000) if value >= _MILLISECONDS_FLOOR else int(value)
+    if seconds < received - MAX_EVENT_AGE_SECONDS or seconds > received + MAX_EVENT_AHEAD_SECONDS:
+        return received  # the page's clock is wrong: its time would be refused or misplaced
+    return seconds
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What an admitted, consented request leads to: the context to store and the events to publish."""
+
+    pixel: PixelConfig
+    join_keys: list[tuple[str, str]]
+    context: dict[str, Any]
+    envelopes: list[Envelope]
+    skipped: list[dict[str, str]]
+    decision: ConsentDecision
+
+
+def build_plan(
+    body: CollectBody,
+    pixel: PixelConfig,
+    decision: ConsentDecision,
+    *,
+    ip: str | None,
+    user_agent: str | None,
+    accept_language: str | None = None,
+    default_region: str | None = None,
+    received: int | None = None,
+) -> Plan:
+    """Pure: hash the identifiers once, build the context and the envelopes."""
+    received = int(time.time()) if received is None else received
+    context_in = body.context
+    locale = context_in.locale or (accept_language or "").split(",", 1)[0].split(";", 1)[0].strip() or None
+    user: UserData = build_user(
+        RawIdentity(
+            emails=list(context_in.user.email),
+            phones=[(phone, None) for phone in context_in.user.phone],
+            external_ids=list(context_in.user.external_id),
+            ttclid=context_in.ttclid,
+            ttp=context_in.ttp,
+            ip=ip,
+            user_agent=user_agent,
+            locale=locale,
+        ),
+        default_region,
+    )
+    join_keys = context_in.join_keys.pairs()
+    hashed = {name: getattr(user, name) for name in ("email", "phone", "external_id") if getattr(user, name)}
+    customer_id = dict(join_keys).get(JOIN_CUSTOMER)
+    snapshot = body.consent_snapshot() or ConsentSnapshot()
+    context = {
+        "ttclid": user.ttclid,
+        "ttp": user.ttp,
+        # Every key, Nones included: a merge into an older context replaces its whole answer.
+        "consent": snapshot.model_dump(),
+        "page_url": context_in.page_url,
+        "ip": user.ip,
+        "user_agent": user.user_agent,
+        "locale": user.locale,
+        "user": hashed or None,
+        "customer_key": _sha256(customer_id) if customer_id else None,
+    }
+    envelopes: list[Envelope] = []
+    skipped: list[dict[str, str]] = []
+    seen: set[tuple[str, str]] = set()
+    for event in body.events:
+        if _ORDER_EVENT_ID.match(event.event_id):
+            skipped.append({"event_id": event.event_id, "reason": "order events are sent by the order webhook"})
+            continue
+        if (event.event, event.event_id) in seen:
+            skipped.append({"event_id": event.event_id, "reason": "repeated in this request"})
+            continue
+        seen.add((event.event, event.event_id))
+        page_url = (event.page.url if event.page else None) or context_in.page_url
+        referrer = (event.page.referrer if event.page else None) or context_in.referrer
+        envelopes.append(
+            Envelope(
+                source=SOURCE,
+                pixel_code=pixel.pixel_code,
+                event=event.event,
+                event_id=event.event_id,
+                event_time=_event_time(event.event_time, received),
+                user=user,
+                page=Page(url=page_url, referrer=referrer or None) if page_url else None,
+                properties=event.properties,
+                limited_data_use=decision.limited_data_use,
+                consent=decision.reason,
+                test_event_code=pixel.test_event_code,
+                received_at=received,
+            )
+        )
+    return Plan(pixel, join_keys, context, envelopes, skipped, decision)
+
+
+# --- the instance's dependencies ----------------------------------------------------------------
+
+
+class Runtime:
+    """One instance's settings; Firestore and Pub/Sub clients made on first use, once."""
+
+    def __init__(
+        self,
+        tenants: Tenants,
+        *,
+        max_body_bytes: int = 32_768,
+        max_events: int = 20,
+        default_region: str | None = "US",
+        trusted_hops: int = 0,
+        store_factory: Callable[[], Any] | None = None,
+        publisher_factory: Callable[[], Any] | None = None,
+    ) -> None:
+        self.tenants = tenants
+        self.max_body_bytes = max_body_bytes
+        self.max_events = max_events
+        self.default_region = default_region
+        self.trusted_hops = trusted_hops
+        # Any pixel's origins: what a preflight (which carries no body, so no pixel) may be allowed.
+        self.origins_by_pixel = {code: pixel_origins(pixel) for code, pixel in tenants.pixels.items()}
+        self.origins: frozenset[str] = frozenset().union(*self.origins_by_pixel.values())
+        self._store_factory, self._publisher_factory = store_factory, publisher_factory
+        self._store: Any = None
+        self._publisher: Any = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Runtime:
+        """Raises :class:`shared.config.ConfigError` naming the variable that is wrong."""
+        settings = CollectSettings.from_env(environ)
+        log.set_level(settings.log_level)
+
+        def make_store() -> Any:
+            from shared.store import Store, make_client
+
+            return Store(make_client(settings.project, settings.firestore_database), settings.collection_prefix)
+
+        def make_publisher() -> Any:
+            from shared.pubsub import EventPublisher, make_publisher_client
+
+            return EventPublisher(make_publisher_client(), settings.project, settings.pubsub_topic)
+
+        return cls(
+            settings.tenants(),
+            max_body_bytes=settings.max_body_bytes,
+            max_events=settings.max_events_per_request,
+            default_region=settings.default_phone_region,
+            # Not a CollectSettings field yet (see docs/collect.md, "Client IP address").
+            trusted_hops=int(getattr(settings, "trusted_proxy_hops", 0)),
+            store_factory=make_store,
+            publisher_factory=make_publisher,
+        )
+
+    def _lazy(self, name: str, factory: Callable[[], Any] | None) -> Any:
+        if getattr(self, name) is None:
+            with self._lock:
+                if getattr(self, name) is None:
+                    setattr(self, name, factory())  # type: ignore[misc]
+        return getattr(self, name)
+
+    @property
+    def store(self) -> Any:
+        return self._lazy("_store", self._store_factory)
+
+    def background(self, call: Callable[[], Any]) -> Future:
+        """Run ``call`` on the instance's small I/O pool (overlaps the Firestore write with the publish)."""
+        pool = self._lazy("_pool", lambda: ThreadPoolExecutor(max_workers=32, thread_name_prefix="collect-io"))
+        return pool.submit(call)
+
+    @property
+    def publisher(self) -> Any:
+        return self._lazy("_publisher", self._publisher_factory)
+
+
+# --- the whole request ---------------------------------------------------------------------------
+
+
+def cors_headers(origin: str | None, runtime: Runtime) -> dict[str, str]:
+    headers = {"Vary": "Origin"}
+    if origin is not None and origin in runtime.origins:
+        headers["Access-Control-Allow-Origin"] = origin
+    return headers
+
+
+def preflight(request: HttpRequest, runtime: Runtime) -> Reply:
+    origin = normalize_origin(request.header("origin"))
+    if origin is None or origin not in runtime.origins:
+        reason = f"origin {origin or '(none)'} is not an allowed origin"
+        return Reply(403, "rejected", {"error": "forbidden", "reason": reason}, {"Vary": "Origin"}, reason)
+    headers = {
+        **cors_headers(origin, runtime),
+        "Access-Control-Allow-Methods": "POST, OPTIONS",
+        "Access-Control-Allow-Headers": "Content-Type",
+        "Access-Control-Max-Age": str(PREFLIGHT_MAX_AGE_SECONDS),
+    }
+    return Reply(204, "preflight", None, headers)
+
+
+def handle(request: HttpRequest, runtime: Runtime) -> Reply:
+    """One collect request, start to finish. Never raises for bad input; I/O failures answer 503."""
+    method = request.method.upper()
+    if method == "OPTIONS":
+        return preflight(request, runtime)
+    origin = normalize_origin(request.header("origin"))
+    cors = cors_headers(origin, runtime)
+    try:
+        reply = _collect(request, runtime, origin, method)
+    except Refused as refused:
+        body: dict[str, Any] = {"error": refused.error, "reason": refused.reason}
+        if refused.fields:
+            body["fields"] = refused.fields
+        headers = {"Allow": "POST, OPTIONS"} if refused.status == 405 else {}
+        reply = Reply(refused.status, "rejected", body, headers, refused.reason)
+    headers = {**cors, **reply.headers, "X-Collect-Outcome": reply.outcome}
+    return Reply(reply.status, reply.outcome, reply.body, headers, reply.reason)
+
+
+def _collect(request: HttpRequest, runtime: Runtime, origin: str | None, method: str) -> Reply:
+    if method != "POST":
+        raise Refused(405, "method not allowed", "collect takes POST (and OPTIONS for CORS preflight)")
+    raw_origin = request.header("origin")
+    if raw_origin and raw_origin.lower() != "null" and origin not in runtime.origins:
+        shown = origin or "a malformed Origin"
+        raise Refused(403, "forbidden", f"origin {shown} is not allowed (COLLECT_ALLOWED_ORIGINS)")
+    dropped = drop_reason(request)
+    if dropped:
+        return Reply(204, f"dropped_{dropped}", reason=f"{dropped} traffic is not collected")
+    content_type = media_type(request.header("content-type"))
+    if content_type not in JSON_TYPES:
+        raise Refused(415, "unsupported media type", "send JSON as application/json or text/plain")
+    limit = runtime.max_body_bytes
+    declared = request.header("content-length")
+    if declared and (not declared.isdigit() or int(declared) > limit):
+        raise Refused(413, "payload too large", f"the body may be at most {limit} bytes (COLLECT_MAX_BODY_BYTES)")
+    raw = read_limited(request.read, limit)
+    if len(raw) > limit:
+        raise Refused(413, "payload too large", f"the body may be at most {limit} bytes (COLLECT_MAX_BODY_BYTES)")
+    if not raw:
+        raise Refused(400, "invalid body", "the body is empty; send a JSON object")
+    body = parse_body(raw, runtime.max_events)
+    pixel = admit(body, origin, runtime.tenants, runtime.origins_by_pixel)
+    if is_preview_page(body.context.page_url):
+        return Reply(204, "dropped_preview", reason="theme preview traffic is not collected")
+    decision = decide(body.consent_snapshot(), runtime.tenants.policy_for(pixel.pixel_code))
+    if not decision.send:
+        return _withhold(body, pixel, decision, runtime)
+    plan = build_plan(
+        body,
+        pixel,
+        decision,
+        ip=client_ip(request.headers.get("x-forwarded-for"), request.remote_addr, runtime.trusted_hops),
+        user_agent=request.header("user-agent"),
+        accept_language=request.header("accept-language"),
+        default_region=runtime.default_region,
+    )
+    return _execute(plan, runtime)
+
+
+def _withhold(body: CollectBody, pixel: PixelConfig, decision: ConsentDecision, runtime: Runtime) -> Reply:
+    """No consent: nothing is stored or published. An explicit denial also deletes what an earlier grant stored."""
+    from shared.store import CLICK_CONTEXTS
+
+    keys = body.context.join_keys.pairs()
+    if decision.reason == "denied" and keys:
+        try:
+            for kind, value in keys:
+                runtime.store.release(CLICK_CONTEXTS, (pixel.pixel_code, kind, value))
+        except Exception as exc:  # any client failure: the page may retry
+            return _unavailable("firestore", exc)
+    reason = f"consent {decision.reason}: nothing stored or sent"
+    return Reply(204, "withheld_consent", reason=reason, headers={"X-Collect-Consent": decision.reason})
+
+
+def _done(call: Callable[[], Any]) -> Future:
+    """``call`` run here and now, its result (or exception) held like a background task's."""
+    future: Future = Future()
+    try:
+        future.set_result(call())
+    except Exception as exc:  # handed to the caller through the future
+        future.set_exception(exc)
+    return future
+
+
+def _unavailable(what: str, exc: Exception) -> Reply:
+    reason = f"{what} unavailable ({type(exc).__name__}); try again"
+    return Reply(503, "error_unavailable", {"error": "unavailable", "reason": reason}, {"Retry-After": "5"}, reason)
+
+
+def _execute(plan: Plan, runtime: Runtime) -> Reply:
+    """Store the context and publish the events, the two round trips overlapped; 503 if either fails.
+
+    Both are idempotent (a merge under the same keys; the same event ids, which the
+    sender and TikTok deduplicate), so a caller retrying after a 503 does no harm.
+    """
+    store_write = None
+    if plan.join_keys:
+        ttl = dt.timedelta(days=plan.pixel.click_ttl_days)
+        store, pixel_code = runtime.store, plan.pixel.pixel_code
+        write = functools.partial(store.put_click_context, pixel_code, plan.join_keys, plan.context, ttl)
+        store_write = runtime.background(write) if plan.envelopes else _done(write)
+    failure = None
+    if plan.envelopes:
+        try:
+            runtime.publisher.publish(plan.envelopes)
+        except Exception as exc:  # any client failure: the page may retry
+            failure = _unavailable("pubsub", exc)
+    stored = 0
+    if store_write is not None:
+        try:
+            stored = store_write.result()
+        except Exception as exc:  # any client failure: the page may retry
+            failure = failure or _unavailable("firestore", exc)
+    if failure is not None:
+        return failure
+    body = {
+        "outcome": "accepted",
+        "published": [e.event_id for e in plan.envelopes],
+        "skipped": plan.skipped,
+        "click_context": stored,
+        "consent": plan.decision.reason,
+    }
+    reason = f"{len(plan.envelopes)} published, {len(plan.skipped)} skipped, context under {stored} keys"
+    return Reply(200, "accepted", body, reason=reason)
+
+
+def log_reply(reply: Reply, request: HttpRequest) -> None:
+    """One line per request: the outcome and ids, never the shopper's data."""
+    fields: dict[str, Any] = {"status": reply.status, "origin": normalize_origin(request.header("origin"))}
+    if reply.body and reply.outcome == "accepted":
+        fields["events"] = len(reply.body["published"])
+        fields["event_ids"] = reply.body["published"][:20]
+        fields["click_context"] = reply.body["click_context"]
+    log.outcome(reply.outcome, reply.reason or reply.outcome, **fields)

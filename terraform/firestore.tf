@@ -1,0 +1,35 @@
+# Firestore (native mode) and one TTL policy per collection.
+
+locals {
+  # Must equal shared.store.COLLECTIONS; every document there carries the TTL field
+  # shared.store.TTL_FIELD (tests/infra checks both).
+  firestore_collections = ["click_contexts", "webhook_deliveries", "order_events", "event_claims", "dead_events"]
+  firestore_ttl_field   = "expire_at"
+}
+
+resource "google_firestore_database" "main" {
+  name        = var.firestore_database
+  location_id = coalesce(var.firestore_location, var.region)
+  type        = "FIRESTORE_NATIVE"
+
+  delete_protection_state = var.firestore_delete_protection ? "DELETE_PROTECTION_ENABLED" : "DELETE_PROTECTION_DISABLED"
+  # terraform destroy leaves the data in place; deleting a database is a deliberate act.
+  deletion_policy = "ABANDON"
+
+  depends_on = [google_project_service.this]
+}
+
+# TTL deletes documents whose expire_at has passed (typically within a day; the
+# code also checks expiry on read). index_config {} drops the automatic
+# single-field indexes on expire_at: nothing queries it, and indexing an
+# ever-increasing timestamp creates write hotspots.
+resource "google_firestore_field" "ttl" {
+  for_each = toset(local.firestore_collections)
+
+  database   = google_firestore_database.main.name
+  collection = "${var.firestore_collection_prefix}${each.value}"
+  field      = local.firestore_ttl_field
+
+  index_config {}
+  ttl_config {}
+}

@@ -1,0 +1,86 @@
+locals {
+  function_urls = { for name, fn in google_cloudfunctions2_function.function : name => fn.service_config[0].uri }
+
+  shopify_shop = coalesce(var.shopify_shop_domain, "SHOP.myshopify.com")
+  woo_site     = trimsuffix(coalesce(var.woocommerce_site_url, "https://SHOP.EXAMPLE"), "/")
+
+  shopify_curl_commands = join("\n", [
+    for topic in var.shopify_webhook_topics :
+    "curl -sS -X POST 'https://${local.shopify_shop}/admin/api/${var.shopify_api_version}/webhooks.json' -H \"X-Shopify-Access-Token: $SHOPIFY_ADMIN_TOKEN\" -H 'Content-Type: application/json' -d '{\"webhook\":{\"topic\":\"${topic}\",\"address\":\"${local.function_urls["shopify_webhook"]}\",\"format\":\"json\"}}'"
+  ])
+}
+
+output "collect_url" {
+  description = "Endpoint the storefront script posts browser events to."
+  value       = local.function_urls["collect"]
+}
+
+output "shopify_webhook_url" {
+  description = "Delivery URL to register for the Shopify order webhooks."
+  value       = local.function_urls["shopify_webhook"]
+}
+
+output "woocommerce_webhook_url" {
+  description = "Delivery URL to register for the WooCommerce order webhooks."
+  value       = local.function_urls["woocommerce_webhook"]
+}
+
+output "sender_url" {
+  description = "The sender's URL (internal ingress; only the push subscription calls it)."
+  value       = local.function_urls["sender"]
+}
+
+output "dead_letter_subscription" {
+  description = "Pull subscription holding messages the sender failed to handle max_delivery_attempts times."
+  value       = google_pubsub_subscription.dead_letter.id
+}
+
+output "service_accounts" {
+  description = "Runtime service account of each function, plus the push and build identities."
+  value = merge(
+    { for name, sa in google_service_account.function : name => sa.email },
+    { push = google_service_account.push.email, builder = google_service_account.builder.email },
+  )
+}
+
+output "secret_setup_commands" {
+  description = "Add each secret's value out of band (never through Terraform). Every secret needs a version before the functions first deploy, even one for a platform the merchant does not use (any value will do there); run again to rotate."
+  value       = <<-EOT
+    # TikTok Events Manager > the pixel > Settings > Generate access token:
+    printf %s "$TIKTOK_ACCESS_TOKEN" | gcloud secrets versions add ${google_secret_manager_secret.secret["tiktok-access-token"].secret_id} --data-file=- --project=${var.project_id}
+    # The key that signs Shopify webhooks: the app's client secret for webhooks an app
+    # registers (both commands in shopify_webhook_registration), or the key shown under
+    # Settings > Notifications > Webhooks for webhooks created in the shop admin:
+    printf %s "$SHOPIFY_WEBHOOK_SECRET" | gcloud secrets versions add ${google_secret_manager_secret.secret["shopify-webhook-secret"].secret_id} --data-file=- --project=${var.project_id}
+    # Any random string; woocommerce_webhook_registration hands the same value to WooCommerce:
+    openssl rand -hex 32 | tr -d '\n' | gcloud secrets versions add ${google_secret_manager_secret.secret["woocommerce-webhook-secret"].secret_id} --data-file=- --project=${var.project_id}
+  EOT
+}
+
+output "shopify_webhook_registration" {
+  description = "Two ways to subscribe the shop to the order webhooks: the Admin API with curl (custom app with the read_orders scope; its client secret signs the webhooks), or a shopify.app.toml section deployed with `shopify app deploy`."
+  value       = <<-EOT
+    # Admin API (SHOPIFY_ADMIN_TOKEN: the custom app's Admin API access token), one call per topic:
+    ${local.shopify_curl_commands}
+
+    # Or, in the app's shopify.app.toml, then `shopify app deploy`:
+    [webhooks]
+    api_version = "${var.shopify_api_version}"
+
+    [[webhooks.subscriptions]]
+    topics = [${join(", ", [for topic in var.shopify_webhook_topics : "\"${topic}\""])}]
+    uri = "${local.function_urls["shopify_webhook"]}"
+  EOT
+}
+
+output "woocommerce_webhook_registration" {
+  description = "Registers the order.created and order.updated webhooks through the WooCommerce REST API (WC_CONSUMER_KEY/WC_CONSUMER_SECRET: a read/write REST API key from WooCommerce > Settings > Advanced > REST API), signed with the secret stored in Secret Manager."
+  value       = <<-EOT
+    WC_WEBHOOK_SECRET="$(gcloud secrets versions access latest --secret=${google_secret_manager_secret.secret["woocommerce-webhook-secret"].secret_id} --project=${var.project_id})"
+    for topic in order.created order.updated; do
+      curl -sS -X POST "${local.woo_site}/wp-json/wc/v3/webhooks" \
+        -u "$WC_CONSUMER_KEY:$WC_CONSUMER_SECRET" -H "Content-Type: application/json" \
+        -d "{\"name\":\"TikTok Events API $topic\",\"topic\":\"$topic\",\"delivery_url\":\"${local.function_urls["woocommerce_webhook"]}\",\"secret\":\"$WC_WEBHOOK_SECRET\",\"status\":\"active\"}"
+    done
+  EOT
+}

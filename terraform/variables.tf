@@ -1,0 +1,361 @@
+# ---------------------------------------------------------------------------
+# Project and placement
+# ---------------------------------------------------------------------------
+
+variable "project_id" {
+  type        = string
+  description = "Google Cloud project id that hosts the pipeline."
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{4,28}[a-z0-9]$", var.project_id))
+    error_message = "project_id must be a project id (6-30 lowercase letters, digits or hyphens, starting with a letter), not a project name or number."
+  }
+}
+
+variable "region" {
+  type        = string
+  description = "Region of the functions, the source bucket and the Artifact Registry repository, e.g. us-central1 or europe-west1."
+  default     = "us-central1"
+
+  validation {
+    condition     = can(regex("^[a-z]+-[a-z]+[0-9]+$", var.region))
+    error_message = "region must be a region such as us-central1 (not a zone such as us-central1-a)."
+  }
+}
+
+variable "name_prefix" {
+  type        = string
+  description = "Prefix of every resource name (functions, service accounts, topics, bucket). The default gives the topic name tiktok-events that the code defaults to; change it only to run a second copy (e.g. staging) in the same project."
+  default     = "tiktok"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{0,10}[a-z0-9]$", var.name_prefix))
+    error_message = "name_prefix must be 2-12 lowercase letters, digits or hyphens, starting with a letter: service account ids are limited to 30 characters."
+  }
+}
+
+variable "labels" {
+  type        = map(string)
+  description = "Labels added to every resource that takes labels (provider default_labels)."
+  default     = {}
+}
+
+# ---------------------------------------------------------------------------
+# Firestore
+# ---------------------------------------------------------------------------
+
+variable "firestore_database" {
+  type        = string
+  description = "Firestore database id. \"(default)\" unless the project's default database is used for something else. If the project already has this database, import it first: terraform import google_firestore_database.main projects/PROJECT_ID/databases/NAME."
+  default     = "(default)"
+
+  validation {
+    condition     = var.firestore_database == "(default)" || can(regex("^[a-z][a-z0-9-]{2,61}[a-z0-9]$", var.firestore_database))
+    error_message = "firestore_database must be \"(default)\" or 4-63 lowercase letters, digits or hyphens, starting with a letter."
+  }
+}
+
+variable "firestore_location" {
+  type        = string
+  description = "Firestore location: a region (e.g. us-central1) or a multi-region (nam5, eur3). Null uses var.region. Cannot be changed after creation."
+  default     = null
+}
+
+variable "firestore_delete_protection" {
+  type        = bool
+  description = "Protect the Firestore database from deletion (also outside Terraform). Turn off only to tear down a test project."
+  default     = true
+}
+
+variable "firestore_collection_prefix" {
+  type        = string
+  description = "Prefix of every Firestore collection name (FIRESTORE_COLLECTION_PREFIX). Empty in production; lets a staging copy share a database. TTL policies are created for the prefixed names."
+  default     = ""
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_-]*$", var.firestore_collection_prefix))
+    error_message = "firestore_collection_prefix may contain only letters, digits, underscores and hyphens (the same rule as shared/config.py)."
+  }
+}
+
+# ---------------------------------------------------------------------------
+# Tenant: pixel, consent, shops
+# ---------------------------------------------------------------------------
+
+variable "pixel_code" {
+  type        = string
+  description = "TikTok pixel code (TIKTOK_PIXEL_CODE) of the single-tenant setup. Required unless pipeline_tenants is set."
+  default     = null
+
+  validation {
+    condition     = var.pixel_code == null || can(regex("^[A-Za-z0-9_-]{1,64}$", var.pixel_code))
+    error_message = "pixel_code must be 1-64 letters, digits, underscores or hyphens, as shown in TikTok Events Manager."
+  }
+}
+
+variable "consent_policy" {
+  type        = string
+  description = "What to do with events that carry no consent signal (CONSENT_POLICY): opt-in withholds them, opt-out sends them. Choose with the merchant's legal advice."
+  default     = "opt-in"
+
+  validation {
+    condition     = contains(["opt-in", "opt-out"], var.consent_policy)
+    error_message = "consent_policy must be \"opt-in\" or \"opt-out\"."
+  }
+}
+
+variable "pipeline_tenants" {
+  type        = string
+  description = "Optional JSON document describing several pixels, Shopify shops and WooCommerce sites (PIPELINE_TENANTS; see the README, \"Several pixels and shops\"). When set, it replaces pixel_code, consent_policy, shopify_shop_domain, woocommerce_site_url and the collect settings, and each secret holds a JSON object keyed by pixel, shop or site."
+  default     = null
+
+  validation {
+    condition     = var.pipeline_tenants == null || can(jsondecode(var.pipeline_tenants).pixels)
+    error_message = "pipeline_tenants must be a JSON object with a \"pixels\" member."
+  }
+}
+
+variable "tiktok_test_event_code" {
+  type        = string
+  description = "Test Events code from TikTok Events Manager for the default pixel (TIKTOK_TEST_EVENT_CODE). While set, every event goes to the Test Events tab instead of production reporting: set it to verify a new deployment, then remove it."
+  default     = null
+
+  validation {
+    condition     = var.tiktok_test_event_code == null || can(regex("^[A-Za-z0-9_-]{1,64}$", var.tiktok_test_event_code))
+    error_message = "tiktok_test_event_code must be the 1-64 character code shown in Events Manager > Test Events."
+  }
+}
+
+variable "default_phone_region" {
+  type        = string
+  description = "ISO 3166 country code used to normalise phone numbers written without a country code (DEFAULT_PHONE_REGION)."
+  default     = "US"
+
+  validation {
+    condition     = can(regex("^[A-Z]{2}$", var.default_phone_region))
+    error_message = "default_phone_region must be a two-letter upper-case country code such as US or GB."
+  }
+}
+
+variable "shopify_shop_domain" {
+  type        = string
+  description = "The shop's permanent myshopify.com domain (SHOPIFY_SHOP_DOMAIN), as Shopify sends it in X-Shopify-Shop-Domain, e.g. example.myshopify.com. Null when the merchant has no Shopify shop or pipeline_tenants lists the shops."
+  default     = null
+
+  validation {
+    condition     = var.shopify_shop_domain == null || can(regex("^[a-z0-9][a-z0-9-]*[.]myshopify[.]com$", var.shopify_shop_domain))
+    error_message = "shopify_shop_domain must be the shop's *.myshopify.com domain (not a custom storefront domain, no scheme)."
+  }
+}
+
+variable "woocommerce_site_url" {
+  type        = string
+  description = "The WooCommerce site's URL (WOOCOMMERCE_SITE_URL) as WooCommerce sends it in X-WC-Webhook-Source, e.g. https://shop.example.com/. Null when the merchant has no WooCommerce site or pipeline_tenants lists the sites."
+  default     = null
+
+  validation {
+    condition     = var.woocommerce_site_url == null || can(regex("^https://[^/?#\\s]+(/[^?#\\s]*)?$", var.woocommerce_site_url))
+    error_message = "woocommerce_site_url must be an https:// URL without query or fragment."
+  }
+}
+
+# ---------------------------------------------------------------------------
+# collect (browser events)
+# ---------------------------------------------------------------------------
+
+variable "collect_allowed_origins" {
+  type        = list(string)
+  description = "Origins (scheme://host[:port], no path, no trailing slash) whose pages may post browser events to collect (COLLECT_ALLOWED_ORIGINS). Empty admits no browser origin."
+  default     = []
+
+  validation {
+    condition     = alltrue([for origin in var.collect_allowed_origins : can(regex("^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$", origin))])
+    error_message = "Each collect_allowed_origins entry must look like https://shop.example.com (scheme and host, optional port, nothing after)."
+  }
+}
+
+variable "collect_keys" {
+  type        = list(string)
+  description = "Public keys that admit collect requests without an Origin header (COLLECT_KEYS; Shopify custom pixels run in a sandbox that strips it). Not secrets: they appear in the storefront."
+  default     = []
+
+  validation {
+    condition     = alltrue([for key in var.collect_keys : can(regex("^[A-Za-z0-9_-]{8,128}$", key))])
+    error_message = "Each collect key must be 8-128 letters, digits, underscores or hyphens (no commas: the list is passed comma-separated)."
+  }
+}
+
+variable "click_ttl_days" {
+  type        = number
+  description = "Days a click context (ttclid, _ttp) stays joinable to a later order (CLICK_TTL_DAYS); TikTok attributes within 28 days at most."
+  default     = 7
+
+  validation {
+    condition     = var.click_ttl_days >= 1 && var.click_ttl_days <= 28 && floor(var.click_ttl_days) == var.click_ttl_days
+    error_message = "click_ttl_days must be a whole number from 1 to 28."
+  }
+}
+
+# ---------------------------------------------------------------------------
+# sender (TikTok Events API)
+# ---------------------------------------------------------------------------
+
+variable "tiktok_api_url" {
+  type        = string
+  description = "TikTok Events API endpoint the sender posts to (TIKTOK_API_URL)."
+  default     = "https://business-api.tiktok.com/open_api/v1.3/event/track/"
+
+  validation {
+    condition     = can(regex("^https://", var.tiktok_api_url))
+    error_message = "tiktok_api_url must be an https:// URL."
+  }
+}
+
+variable "log_level" {
+  type        = string
+  description = "Log threshold of every function (LOG_LEVEL)."
+  default     = "INFO"
+
+  validation {
+    condition     = contains(["DEBUG", "INFO", "WARNING", "ERROR"], var.log_level)
+    error_message = "log_level must be DEBUG, INFO, WARNING or ERROR."
+  }
+}
+
+# ---------------------------------------------------------------------------
+# Function sizing
+# ---------------------------------------------------------------------------
+
+variable "function_settings" {
+  type = map(object({
+    available_memory                 = optional(string)
+    available_cpu                    = optional(string)
+    timeout_seconds                  = optional(number)
+    min_instance_count               = optional(number)
+    max_instance_count               = optional(number)
+    max_instance_request_concurrency = optional(number)
+    ingress_settings                 = optional(string)
+  }))
+  description = <<-EOT
+    Per-function overrides of the sizing defaults in functions.tf (local.function_defaults),
+    keyed by function name (collect, shopify_webhook, woocommerce_webhook, sender); omitted
+    attributes keep the default. Defaults: every function 1 vCPU, 512Mi, min_instance_count 0;
+    collect 80 concurrent requests, up to 20 instances, 30 s; webhooks 20 concurrent, up to
+    10 instances, 30 s; sender 80 concurrent (its micro-batching coalesces concurrent pushes,
+    so keep it high), up to 10 instances, 120 s, internal ingress (only Pub/Sub calls it).
+    min_instance_count 0 means a cold start of a few seconds after idle periods: Shopify
+    and WooCommerce retry deliveries that time out and the handlers are idempotent, so
+    nothing is lost; set 1 on a webhook to avoid the delay at the price of one instance
+    billed while idle. A concurrency above 1 needs at least 1 vCPU (Cloud Run rule).
+  EOT
+  default     = {}
+
+  validation {
+    condition     = alltrue([for name in keys(var.function_settings) : contains(["collect", "shopify_webhook", "woocommerce_webhook", "sender"], name)])
+    error_message = "function_settings keys must be among collect, shopify_webhook, woocommerce_webhook, sender."
+  }
+
+  validation {
+    condition     = alltrue([for s in values(var.function_settings) : can(regex("^[0-9]+(Mi|Gi)$", coalesce(s.available_memory, "512Mi")))])
+    error_message = "available_memory must look like 512Mi or 1Gi."
+  }
+
+  validation {
+    condition     = alltrue([for s in values(var.function_settings) : can(regex("^[0-9]+([.][0-9]+)?$", coalesce(s.available_cpu, "1")))])
+    error_message = "available_cpu must be a number of vCPUs written as a string, such as \"1\" or \"2\"."
+  }
+
+  validation {
+    condition     = alltrue([for s in values(var.function_settings) : coalesce(s.min_instance_count, 0) >= 0 && coalesce(s.max_instance_count, 1) >= 1])
+    error_message = "min_instance_count must be 0 or more and max_instance_count 1 or more."
+  }
+
+  validation {
+    condition     = alltrue([for s in values(var.function_settings) : coalesce(s.timeout_seconds, 60) >= 1 && coalesce(s.timeout_seconds, 60) <= 3600])
+    error_message = "timeout_seconds must be from 1 to 3600 (the sender's is further limited to 600 by the Pub/Sub ack deadline)."
+  }
+
+  validation {
+    condition     = alltrue([for s in values(var.function_settings) : coalesce(s.max_instance_request_concurrency, 1) >= 1 && coalesce(s.max_instance_request_concurrency, 1) <= 1000])
+    error_message = "max_instance_request_concurrency must be from 1 to 1000."
+  }
+
+  validation {
+    condition     = alltrue([for s in values(var.function_settings) : contains(["ALLOW_ALL", "ALLOW_INTERNAL_ONLY", "ALLOW_INTERNAL_AND_GCLB"], coalesce(s.ingress_settings, "ALLOW_ALL"))])
+    error_message = "ingress_settings must be ALLOW_ALL, ALLOW_INTERNAL_ONLY or ALLOW_INTERNAL_AND_GCLB."
+  }
+}
+
+# ---------------------------------------------------------------------------
+# Pub/Sub delivery to the sender
+# ---------------------------------------------------------------------------
+
+variable "max_delivery_attempts" {
+  type        = number
+  description = "Deliveries of one message to the sender before Pub/Sub moves it to the dead-letter topic."
+  default     = 10
+
+  validation {
+    condition     = var.max_delivery_attempts >= 5 && var.max_delivery_attempts <= 100 && floor(var.max_delivery_attempts) == var.max_delivery_attempts
+    error_message = "max_delivery_attempts must be a whole number from 5 to 100 (Pub/Sub's limits)."
+  }
+}
+
+variable "retry_minimum_backoff" {
+  type        = string
+  description = "Shortest wait before Pub/Sub redelivers a message the sender refused, as seconds with an s suffix."
+  default     = "10s"
+
+  validation {
+    condition     = can(regex("^[0-9]+(\\.[0-9]+)?s$", var.retry_minimum_backoff)) && try(tonumber(trimsuffix(var.retry_minimum_backoff, "s")) <= 600, false)
+    error_message = "retry_minimum_backoff must be a duration such as 10s, at most 600s."
+  }
+}
+
+variable "retry_maximum_backoff" {
+  type        = string
+  description = "Longest wait between redeliveries (exponential backoff ceiling), as seconds with an s suffix."
+  default     = "600s"
+
+  validation {
+    condition     = can(regex("^[0-9]+(\\.[0-9]+)?s$", var.retry_maximum_backoff)) && try(tonumber(trimsuffix(var.retry_maximum_backoff, "s")) <= 600, false)
+    error_message = "retry_maximum_backoff must be a duration such as 600s, at most 600s."
+  }
+}
+
+variable "dead_letter_retention" {
+  type        = string
+  description = "How long the dead-letter subscription keeps unacknowledged messages for inspection and re-driving (Pub/Sub allows up to 31 days; beyond 24 hours the retained bytes are billed as storage)."
+  default     = "2678400s"
+
+  validation {
+    condition     = can(regex("^[0-9]+s$", var.dead_letter_retention)) && try(tonumber(trimsuffix(var.dead_letter_retention, "s")) >= 600 && tonumber(trimsuffix(var.dead_letter_retention, "s")) <= 2678400, false)
+    error_message = "dead_letter_retention must be whole seconds such as 2678400s, from 600s (10 minutes) to 2678400s (31 days)."
+  }
+}
+
+# ---------------------------------------------------------------------------
+# Webhook registration helpers (outputs only)
+# ---------------------------------------------------------------------------
+
+variable "shopify_webhook_topics" {
+  type        = list(string)
+  description = "Shopify webhook topics the registration commands in the outputs subscribe to; must include the shop's purchase topic (orders/paid by default)."
+  default     = ["orders/paid"]
+
+  validation {
+    condition     = length(var.shopify_webhook_topics) > 0 && alltrue([for t in var.shopify_webhook_topics : can(regex("^[a-z_]+/[a-z_]+$", t))])
+    error_message = "shopify_webhook_topics must be a non-empty list of topics such as orders/paid."
+  }
+}
+
+variable "shopify_api_version" {
+  type        = string
+  description = "Shopify Admin API version used in the printed registration command (YYYY-MM, a quarterly release). Shopify serves the oldest supported version when an unsupported one is requested."
+  default     = "2025-10"
+
+  validation {
+    condition     = can(regex("^20[0-9]{2}-(01|04|07|10)$", var.shopify_api_version))
+    error_message = "shopify_api_version must be a quarterly Shopify release such as 2025-10."
+  }
+}

@@ -1,0 +1,423 @@
+"""terraform/ is wired to the code: environment, secrets, Pub/Sub topology, TTL policies, IAM.
+
+The expectations come from the code wherever it says them (``FUNCTION_SETTINGS``
+and each class's ``env_names()``/``SECRET_ENV``, ``shared.store.COLLECTIONS``
+and ``TTL_FIELD``, the sender's claim TTL), so a change on either side that
+breaks the other fails here.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from typing import Any
+
+import pytest
+
+from shared import store
+from shared.config import FUNCTION_SETTINGS, SenderSettings
+from tests.infra.conftest import ROOT
+from tests.infra.hcl import Expr, Terraform, squash
+
+FUNCTIONS = tuple(FUNCTION_SETTINGS)
+# The decorated function in each functions/<name>/main.py.
+ENTRY_POINTS = {name: name for name in FUNCTIONS}
+# Called from the internet without Google credentials (browsers, Shopify, WooCommerce).
+PUBLIC_HTTP = {"collect", "shopify_webhook", "woocommerce_webhook"}
+
+# Read by functions-framework itself rather than by a settings class
+# (test_threads_is_read_by_functions_framework proves it).
+FRAMEWORK_ENV = {"THREADS"}
+
+# Values that only the deployment knows: its project and the resources it creates.
+INFRA_OWNED = {
+    "GOOGLE_CLOUD_PROJECT": "var.project_id",
+    "FIRESTORE_DATABASE": "google_firestore_database.main.name",
+    "FIRESTORE_COLLECTION_PREFIX": "var.firestore_collection_prefix",
+    "PUBSUB_TOPIC": "google_pubsub_topic.events.name",
+    "TIKTOK_API_URL": "var.tiktok_api_url",
+}
+# Merchant decisions the deployment states explicitly instead of inheriting a code default.
+DEPLOYMENT_CHOICES = {"CONSENT_POLICY", "CLICK_TTL_DAYS", "COLLECT_ALLOWED_ORIGINS", "LOG_LEVEL"}
+
+# Every role a function's runtime identity may hold.
+ROLE_ALLOW_LIST = {
+    "collect": {"roles/datastore.user", "roles/pubsub.publisher"},
+    "shopify_webhook": {"roles/datastore.user", "roles/pubsub.publisher", "roles/secretmanager.secretAccessor"},
+    "woocommerce_webhook": {"roles/datastore.user", "roles/pubsub.publisher", "roles/secretmanager.secretAccessor"},
+    "sender": {"roles/datastore.user", "roles/secretmanager.secretAccessor"},
+}
+
+FUNCTION = ("google_cloudfunctions2_function", "function")
+
+
+def required_env(name: str) -> set[str]:
+    """What Terraform must set for ``name``: settings without a code default, plus infra-owned values and choices."""
+    cls = FUNCTION_SETTINGS[name]
+    no_default = {f.alias for f in cls.model_fields.values() if f.alias and f.default is None}
+    return (no_default | set(INFRA_OWNED) | DEPLOYMENT_CHOICES) & cls.env_names()
+
+
+def service_config(tf: Terraform) -> dict[str, Any]:
+    return tf.block(tf.resource(*FUNCTION), "service_config")
+
+
+def plain_env(tf: Terraform, name: str) -> dict[str, Any]:
+    """The plain environment variables Terraform gives function ``name`` (values as HCL expressions)."""
+    expression = service_config(tf)["environment_variables"]
+    assert squash(expression) == squash(
+        "{for key, value in local.function_env[each.key] : key => value if value != null}"
+    ), f"environment_variables no longer comes from local.function_env[each.key]: {expression}"
+    return tf.locals["function_env"][name]
+
+
+def secret_env(tf: Terraform, name: str) -> dict[str, str]:
+    """Secret environment variables of function ``name``: variable -> Secret Manager secret id."""
+    dynamic = tf.dynamic(service_config(tf), "secret_environment_variables")
+    assert squash(dynamic["for_each"]) == squash(
+        "{for id, secret in local.secrets : secret.env => id if secret.function == each.key}"
+    ), f"secret_environment_variables no longer iterates local.secrets of this function: {dynamic['for_each']}"
+    content = dynamic["content"][0]
+    assert content["key"] == "secret_environment_variables.key"
+    assert (
+        squash(content["secret"]) == "google_secret_manager_secret.secret[secret_environment_variables.value].secret_id"
+    )
+    assert content["version"] == "latest"
+    return {
+        secret["env"]: secret_id for secret_id, secret in tf.locals["secrets"].items() if secret["function"] == name
+    }
+
+
+def ref(expression: Any) -> str:
+    assert isinstance(expression, Expr), f"expected a reference, found the literal {expression!r}"
+    return squash(expression)
+
+
+# --------------------------------------------------------------------------
+# Functions
+# --------------------------------------------------------------------------
+
+
+def test_terraform_deploys_exactly_the_functions_of_the_code(tf: Terraform) -> None:
+    folders = {p.name for p in (ROOT / "functions").iterdir() if p.is_dir() and not p.name.startswith((".", "_"))}
+    assert set(tf.locals["functions"]) == set(FUNCTIONS) == folders
+    assert ref(tf.resource(*FUNCTION)["for_each"]) == "local.functions"
+
+
+def test_each_function_has_its_entry_point_and_the_python312_runtime(tf: Terraform) -> None:
+    build = tf.block(tf.resource(*FUNCTION), "build_config")
+    assert build["runtime"] == "python312"
+    assert ref(build["entry_point"]) == "each.value.entry_point"
+    assert {name: fn["entry_point"] for name, fn in tf.locals["functions"].items()} == ENTRY_POINTS
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_every_variable_terraform_sets_is_read_by_the_function(tf: Terraform, name: str) -> None:
+    set_by_terraform = set(plain_env(tf, name)) | set(secret_env(tf, name))
+    unread = set_by_terraform - FUNCTION_SETTINGS[name].env_names() - FRAMEWORK_ENV
+    assert not unread, f"{name}: Terraform sets {sorted(unread)}, which {FUNCTION_SETTINGS[name].__name__} never reads"
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_every_variable_the_function_needs_is_set(tf: Terraform, name: str) -> None:
+    set_by_terraform = set(plain_env(tf, name)) | set(secret_env(tf, name))
+    missing = required_env(name) - set_by_terraform
+    assert not missing, f"{name}: Terraform does not set {sorted(missing)}"
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_secrets_arrive_from_secret_manager_only(tf: Terraform, name: str) -> None:
+    cls = FUNCTION_SETTINGS[name]
+    assert set(secret_env(tf, name)) == set(cls.SECRET_ENV)
+    every_secret = set().union(*(c.SECRET_ENV for c in FUNCTION_SETTINGS.values()))
+    leaked = every_secret & set(plain_env(tf, name))
+    assert not leaked, f"{name}: {sorted(leaked)} must not be plain environment variables"
+
+
+def test_secret_manager_holds_exactly_the_secrets_the_code_reads(tf: Terraform) -> None:
+    secrets = tf.locals["secrets"]
+    every_secret = set().union(*(c.SECRET_ENV for c in FUNCTION_SETTINGS.values()))
+    assert {s["env"] for s in secrets.values()} == every_secret
+    assert set(secrets) == {"tiktok-access-token", "shopify-webhook-secret", "woocommerce-webhook-secret"}
+    for secret_id, secret in secrets.items():
+        assert secret["env"] in FUNCTION_SETTINGS[secret["function"]].SECRET_ENV, secret_id
+    assert ref(tf.resource("google_secret_manager_secret", "secret")["for_each"]) == "local.secrets"
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_infra_owned_settings_point_at_the_resources(tf: Terraform, name: str) -> None:
+    env = plain_env(tf, name)
+    for variable, expected in INFRA_OWNED.items():
+        if variable in FUNCTION_SETTINGS[name].env_names():
+            assert ref(env[variable]) == expected, f"{name}: {variable} = {env[variable]!r}, expected {expected}"
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_threads_follow_the_request_concurrency(tf: Terraform, name: str) -> None:
+    expected = f"tostring(local.function_runtime.{name}.max_instance_request_concurrency)"
+    assert ref(plain_env(tf, name).get("THREADS", "")) == expected
+    assert ref(service_config(tf)["max_instance_request_concurrency"]) == (
+        "local.function_runtime[each.key].max_instance_request_concurrency"
+    )
+
+
+def test_threads_is_read_by_functions_framework() -> None:
+    from functions_framework._http import gunicorn
+
+    assert 'os.environ.get("THREADS"' in inspect.getsource(gunicorn), (
+        "functions-framework no longer reads THREADS: drop it from local.function_env and FRAMEWORK_ENV"
+    )
+
+
+def test_sender_is_sized_for_micro_batching_and_internal(tf: Terraform) -> None:
+    sender = tf.locals["function_defaults"]["sender"]
+    assert sender["max_instance_request_concurrency"] >= 20, (
+        "the sender batches concurrent pushes: keep concurrency high"
+    )
+    assert float(sender["available_cpu"]) >= 1, "a concurrency above 1 needs at least 1 vCPU"
+    assert sender["ingress_settings"] == "ALLOW_INTERNAL_ONLY"
+    for name in PUBLIC_HTTP:
+        assert tf.locals["function_defaults"][name]["ingress_settings"] == "ALLOW_ALL", name
+    for name, defaults in tf.locals["function_defaults"].items():
+        assert defaults["min_instance_count"] == 0, f"{name}: scale to zero by default (see var.function_settings)"
+
+
+def test_function_source_is_the_bundle_object_named_by_its_hash(tf: Terraform) -> None:
+    storage = tf.block(tf.block(tf.block(tf.resource(*FUNCTION), "build_config"), "source"), "storage_source")
+    assert ref(storage["bucket"]) == "google_storage_bucket.sources.name"
+    assert ref(storage["object"]) == "google_storage_bucket_object.bundle[each.key].name"
+    bundle = tf.resource("google_storage_bucket_object", "bundle")
+    assert ref(bundle["for_each"]) == "local.functions"
+    assert re.search(
+        r"\$\{data\.archive_file\.bundle\[each\.key\]\.output_(md5|sha|sha256|base64sha256)\}", bundle["name"]
+    ), f"the object name must contain the zip's hash so code changes redeploy: {bundle['name']}"
+    assert ref(bundle["source"]) == "data.archive_file.bundle[each.key].output_path"
+
+
+def test_source_bucket_is_private(tf: Terraform) -> None:
+    bucket = tf.resource("google_storage_bucket", "sources")
+    assert bucket["uniform_bucket_level_access"] is True
+    assert bucket["public_access_prevention"] == "enforced"
+
+
+def test_each_function_runs_as_its_own_service_account(tf: Terraform) -> None:
+    assert ref(service_config(tf)["service_account_email"]) == "google_service_account.function[each.key].email"
+    accounts = tf.resource("google_service_account", "function")
+    assert ref(accounts["for_each"]) == "local.functions"
+    short_names = [fn["short_name"] for fn in tf.locals["functions"].values()]
+    assert len(set(short_names)) == len(short_names)
+    # name_prefix is at most 12 characters (variables.tf); account ids at most 30.
+    assert all(12 + 1 + len(short) <= 30 for short in short_names)
+
+
+# --------------------------------------------------------------------------
+# Pub/Sub
+# --------------------------------------------------------------------------
+
+
+def _dead_letter_topic(tf: Terraform) -> str:
+    policy = tf.block(tf.resource("google_pubsub_subscription", "sender_push"), "dead_letter_policy")
+    m = re.fullmatch(r"google_pubsub_topic\.(\w+)\.id", ref(policy["dead_letter_topic"]))
+    assert m, policy
+    return m[1]
+
+
+def test_push_subscription_delivers_events_to_the_sender_with_an_oidc_token(tf: Terraform) -> None:
+    push = tf.resource("google_pubsub_subscription", "sender_push")
+    assert ref(push["topic"]) == "google_pubsub_topic.events.id"
+    config = tf.block(push, "push_config")
+    assert ref(config["push_endpoint"]) == 'google_cloudfunctions2_function.function["sender"].service_config[0].uri'
+    assert ref(tf.block(config, "oidc_token")["service_account_email"]) == "google_service_account.push.email"
+    retry = tf.block(push, "retry_policy")
+    assert ref(retry["minimum_backoff"]) == "var.retry_minimum_backoff"
+    assert ref(retry["maximum_backoff"]) == "var.retry_maximum_backoff"
+    assert tf.block(push, "expiration_policy")["ttl"] == "", "an idle subscription must never expire"
+
+
+def test_no_eventarc_trigger_feeds_the_sender(tf: Terraform) -> None:
+    assert "event_trigger" not in tf.resource(*FUNCTION), "the sender is fed by our own push subscription"
+
+
+def test_dead_letters_go_to_a_topic_with_its_own_subscription(tf: Terraform) -> None:
+    dead_letter = _dead_letter_topic(tf)
+    assert dead_letter != "events"
+    readers = [
+        name
+        for name, sub in tf.of_type("google_pubsub_subscription").items()
+        if ref(sub["topic"]) == f"google_pubsub_topic.{dead_letter}.id"
+    ]
+    assert readers, "a topic without a subscription drops what is published to it"
+    for name in readers:
+        sub = tf.resource("google_pubsub_subscription", name)
+        assert "push_config" not in sub, f"{name}: dead letters wait in a pull subscription"
+        assert "dead_letter_policy" not in sub
+        assert ref(sub["message_retention_duration"]) == "var.dead_letter_retention"
+    assert tf.variables["dead_letter_retention"]["default"] == "2678400s"
+
+
+def test_max_delivery_attempts_is_validated_to_pubsub_limits(tf: Terraform) -> None:
+    policy = tf.block(tf.resource("google_pubsub_subscription", "sender_push"), "dead_letter_policy")
+    assert ref(policy["max_delivery_attempts"]) == "var.max_delivery_attempts"
+    variable = tf.variables["max_delivery_attempts"]
+    assert variable["default"] == 10
+    condition = squash(variable["validation"][0]["condition"])
+    assert "var.max_delivery_attempts>=5" in condition and "var.max_delivery_attempts<=100" in condition
+
+
+def test_ack_deadline_covers_the_sender_timeout(tf: Terraform) -> None:
+    push = tf.resource("google_pubsub_subscription", "sender_push")
+    assert ref(push["ack_deadline_seconds"]) == "local.function_runtime.sender.timeout_seconds"
+    assert ref(service_config(tf)["timeout_seconds"]) == "local.function_runtime[each.key].timeout_seconds"
+    assert 10 <= tf.locals["function_defaults"]["sender"]["timeout_seconds"] <= 600
+    preconditions = push["lifecycle"][0]["precondition"]
+    assert any("timeout_seconds<=600" in squash(p["condition"]) for p in preconditions)
+
+
+def test_sender_claims_outlive_every_redelivery(tf: Terraform) -> None:
+    retention = tf.resource("google_pubsub_subscription", "sender_push")["message_retention_duration"]
+    seconds = int(re.fullmatch(r"(\d+)s", retention)[1])
+    claim_hours = SenderSettings.model_fields["claim_ttl_hours"].default
+    assert seconds < claim_hours * 3600, "a message could be redelivered after the sender forgot it was sent"
+
+
+def test_receivers_publish_to_the_topic_the_subscription_reads(tf: Terraform) -> None:
+    for name in FUNCTIONS:
+        if "PUBSUB_TOPIC" in FUNCTION_SETTINGS[name].env_names():
+            assert ref(plain_env(tf, name)["PUBSUB_TOPIC"]) == "google_pubsub_topic.events.name"
+
+
+def test_pubsub_service_agent_is_the_projects_own(tf: Terraform) -> None:
+    assert tf.locals["pubsub_service_agent"] == (
+        "service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
+    )
+
+
+# --------------------------------------------------------------------------
+# Firestore
+# --------------------------------------------------------------------------
+
+
+def test_every_collection_has_a_ttl_policy_on_the_ttl_field(tf: Terraform) -> None:
+    assert tf.locals["firestore_collections"] == list(store.COLLECTIONS)
+    assert tf.locals["firestore_ttl_field"] == store.TTL_FIELD
+    field = tf.resource("google_firestore_field", "ttl")
+    instances = tf.instances(field["for_each"])
+    assert set(instances) == set(store.COLLECTIONS)
+    assert ref(field["field"]) == "local.firestore_ttl_field"
+    assert field["collection"] == "${var.firestore_collection_prefix}${each.value}"
+    assert ref(field["database"]) == "google_firestore_database.main.name"
+    assert field.get("ttl_config") == [{}], "ttl_config {} turns the TTL policy on"
+
+
+def test_firestore_is_a_native_mode_database(tf: Terraform) -> None:
+    database = tf.resource("google_firestore_database", "main")
+    assert database["type"] == "FIRESTORE_NATIVE"
+
+
+# --------------------------------------------------------------------------
+# IAM
+# --------------------------------------------------------------------------
+
+
+def _expected_grants(tf: Terraform) -> set[tuple]:
+    secret_of_env = {s["env"]: secret_id for secret_id, s in tf.locals["secrets"].items()}
+    expected: set[tuple] = set()
+    for name, cls in FUNCTION_SETTINGS.items():
+        me = ("function", name)
+        if "FIRESTORE_DATABASE" in cls.env_names():
+            expected.add((me, "roles/datastore.user", ("project",)))
+        if "PUBSUB_TOPIC" in cls.env_names():
+            expected.add((me, "roles/pubsub.publisher", ("google_pubsub_topic", "events")))
+        for env in cls.SECRET_ENV:
+            expected.add(
+                (
+                    me,
+                    "roles/secretmanager.secretAccessor",
+                    ("google_secret_manager_secret", "secret", secret_of_env[env]),
+                )
+            )
+        if name in PUBLIC_HTTP:
+            expected.add((("allUsers",), "roles/run.invoker", (*FUNCTION, name)))
+    expected |= {
+        (("push",), "roles/run.invoker", (*FUNCTION, "sender")),
+        (("pubsub_agent",), "roles/pubsub.publisher", ("google_pubsub_topic", _dead_letter_topic(tf))),
+        (("pubsub_agent",), "roles/pubsub.subscriber", ("google_pubsub_subscription", "sender_push")),
+        (("builder",), "roles/logging.logWriter", ("project",)),
+        (("builder",), "roles/storage.objectViewer", ("project",)),
+        (("builder",), "roles/storage.objectViewer", ("google_storage_bucket", "sources")),
+        (("builder",), "roles/artifactregistry.writer", ("google_artifact_registry_repository", "functions")),
+    }
+    return expected
+
+
+def test_every_grant_is_one_the_pipeline_needs_and_none_is_missing(tf: Terraform) -> None:
+    actual = [(g.principal, g.role, g.target) for g in tf.grants()]
+    assert len(actual) == len(set(actual)), "a grant is declared twice"
+    expected = _expected_grants(tf)
+    extra, missing = set(actual) - expected, expected - set(actual)
+    assert not extra and not missing, f"unexpected grants: {sorted(extra)}\nmissing grants: {sorted(missing)}"
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_runtime_roles_stay_within_the_functions_allow_list(tf: Terraform, name: str) -> None:
+    roles = {g.role for g in tf.grants() if g.principal == ("function", name)}
+    assert roles, f"{name} holds no role at all"
+    assert roles <= ROLE_ALLOW_LIST[name], f"{name} holds {sorted(roles - ROLE_ALLOW_LIST[name])}"
+
+
+def test_only_the_three_http_functions_are_public(tf: Terraform) -> None:
+    public = {g.target[-1] for g in tf.grants() if g.principal == ("allUsers",)}
+    assert public == PUBLIC_HTTP
+    assert {g.role for g in tf.grants() if g.principal == ("allUsers",)} == {"roles/run.invoker"}
+    flags = {name for name, fn in tf.locals["functions"].items() if fn["public_http"] is True}
+    assert flags == PUBLIC_HTTP
+
+
+def test_project_level_grants_are_narrow(tf: Terraform) -> None:
+    for grant in tf.grants():
+        if grant.target != ("project",):
+            continue
+        assert grant.role in {"roles/datastore.user", "roles/logging.logWriter", "roles/storage.objectViewer"}, grant
+        if grant.role == "roles/storage.objectViewer":
+            assert grant.condition and "gcf-v2-sources-" in grant.condition["expression"], (
+                f"{grant.resource}: project-wide object read must be limited to the functions' source bucket"
+            )
+
+
+def test_iam_uses_for_each_so_each_grant_is_visible(tf: Terraform) -> None:
+    for (rtype, name), body in tf.resources.items():
+        if rtype.endswith("_iam_member") and body.get("for_each") is None:
+            principal = tf.principal(body["member"], None, None)
+            assert principal[0] in {"push", "builder", "pubsub_agent"}, (
+                f"{rtype}.{name}: grants to several principals go through for_each"
+            )
+
+
+# --------------------------------------------------------------------------
+# Outputs
+# --------------------------------------------------------------------------
+
+
+def test_outputs_give_the_endpoints_and_the_webhook_registrations(tf: Terraform) -> None:
+    urls = tf.locals["function_urls"]
+    assert squash(urls) == squash(
+        "{for name, fn in google_cloudfunctions2_function.function : name => fn.service_config[0].uri}"
+    )
+    for output, function in (("collect_url", "collect"), ("shopify_webhook_url", "shopify_webhook"),
+                             ("woocommerce_webhook_url", "woocommerce_webhook")):  # fmt: skip
+        assert ref(tf.outputs[output]["value"]) == f'local.function_urls["{function}"]'
+    shopify = tf.outputs["shopify_webhook_registration"]["value"]
+    assert "${local.shopify_curl_commands}" in shopify and '${local.function_urls["shopify_webhook"]}' in shopify
+    curl = squash(tf.locals["shopify_curl_commands"])
+    assert (
+        "fortopicinvar.shopify_webhook_topics" in curl and "/admin/api/${var.shopify_api_version}/webhooks.json" in curl
+    )
+    assert '${local.function_urls["shopify_webhook"]}' in curl
+    assert "orders/paid" in tf.variables["shopify_webhook_topics"]["default"]
+    woo = tf.outputs["woocommerce_webhook_registration"]["value"]
+    assert "/wp-json/wc/v3/webhooks" in woo and "order.created order.updated" in woo
+    assert '${local.function_urls["woocommerce_webhook"]}' in woo
+    assert "gcloud secrets versions access latest --secret=" in woo, "WooCommerce must sign with the stored secret"
+    setup = tf.outputs["secret_setup_commands"]["value"]
+    for secret_id in tf.locals["secrets"]:
+        assert f'google_secret_manager_secret.secret["{secret_id}"].secret_id' in setup

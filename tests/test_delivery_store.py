@@ -1,0 +1,181 @@
+"""Claims, dead records and the batch processor on the real Firestore emulator (and the real sandbox)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from shared.delivery import (
+    DEAD,
+    DUPLICATE,
+    KIND_MISSING_TOKEN,
+    KIND_REJECTED,
+    RETRY,
+    SENT,
+    ClaimStore,
+    Counters,
+    DeadRecord,
+    MalformedMessage,
+    Processor,
+)
+from shared.store import DEAD_EVENTS, EVENT_CLAIMS, TTL_FIELD, doc_id, utcnow
+from shared.tiktok_api import ApiResult, TikTokClient
+from tests.test_delivery import PIXEL, make_envelope
+from tests.test_tiktok_api import TOKEN, RecordingSandbox
+
+LEASE = dt.timedelta(seconds=60)
+
+
+def _claims(store: Any, lease: dt.timedelta = LEASE) -> ClaimStore:
+    return ClaimStore(store, lease, dt.timedelta(days=8), dt.timedelta(days=30), counters=Counters())
+
+
+def _doc(store: Any, collection: str, key: tuple) -> dict[str, Any] | None:
+    snap = store.collection(collection).document(doc_id(*key)).get()
+    return snap.to_dict() if snap.exists else None
+
+
+@pytest.fixture
+def sandbox() -> Iterator[RecordingSandbox]:
+    server = RecordingSandbox()
+    yield server
+    server.close()
+
+
+def test_first_claim_wins_and_a_live_claim_is_busy(store: Any) -> None:
+    claims = _claims(store)
+    envelope = make_envelope()
+    first = claims.claim([(envelope, "m1")])[envelope.claim_key()]
+    assert first.state == "claimed" and first.update_time is not None
+    assert claims.claim([(envelope, "m2")])[envelope.claim_key()].state == "busy"
+    doc = _doc(store, EVENT_CLAIMS, envelope.claim_key())
+    assert doc["state"] == "sending" and doc["message_id"] == "m1" and doc[TTL_FIELD] > utcnow() + dt.timedelta(days=7)
+
+
+def test_a_sent_claim_makes_later_copies_duplicates(store: Any) -> None:
+    claims = _claims(store)
+    envelope = make_envelope()
+    claims.claim([(envelope, "m1")])
+    claims.finalize(sent=[(envelope, ApiResult("ok", 0, "OK", request_id="rid-9"))])
+    again = claims.claim([(envelope, "m2")])[envelope.claim_key()]
+    assert (again.state, again.request_id) == ("sent", "rid-9")
+    doc = _doc(store, EVENT_CLAIMS, envelope.claim_key())
+    assert doc["state"] == "sent" and doc["request_id"] == "rid-9" and doc["sent_at"]
+
+
+def test_a_dead_attempts_claim_is_taken_over_after_its_lease(store: Any) -> None:
+    envelope = make_envelope()
+    died = _claims(store, lease=dt.timedelta(0)).claim([(envelope, "m1")])[envelope.claim_key()]
+    claims = _claims(store)
+    taken = claims.claim([(envelope, "m2")])[envelope.claim_key()]
+    assert (taken.state, taken.attempts) == ("claimed", 2)
+    # The first attempt waking up late can not release the claim it lost.
+    claims.finalize(released=[(envelope, died)])
+    assert _doc(store, EVENT_CLAIMS, envelope.claim_key())["message_id"] == "m2"
+    claims.finalize(released=[(envelope, taken)])
+    assert _doc(store, EVENT_CLAIMS, envelope.claim_key()) is None
+
+
+def test_an_expired_claim_is_claimed_again(store: Any) -> None:
+    envelope = make_envelope()
+    past = utcnow() - dt.timedelta(seconds=1)
+    ref = store.collection(EVENT_CLAIMS).document(doc_id(*envelope.claim_key()))
+    ref.set({"state": "sent", "request_id": "old", TTL_FIELD: past})
+    assert _claims(store).claim([(envelope, "m")])[envelope.claim_key()].state == "claimed"
+
+
+def test_claims_and_marks_are_one_rpc_each_per_batch(store: Any) -> None:
+    claims = _claims(store)
+    envelopes = [make_envelope() for _ in range(25)]
+    result = claims.claim([(e, None) for e in envelopes])
+    assert {c.state for c in result.values()} == {"claimed"}
+    claims.finalize(sent=[(e, ApiResult("ok", 0, "OK", request_id="r")) for e in envelopes])
+    counts = claims.counters.snapshot()
+    assert counts == {"firestore.rpcs": 2, "firestore.writes": 50}
+
+
+def test_dead_records_keep_the_envelope_reason_and_attempts(store: Any) -> None:
+    claims = _claims(store)
+    envelope = make_envelope()
+    for attempt in (1, 2):
+        claim = claims.claim([(envelope, f"m{attempt}")])[envelope.claim_key()]
+        record = DeadRecord(envelope, KIND_REJECTED, "TikTok refused", 40002, "Invalid value", "rid", f"m{attempt}")
+        report = claims.finalize(dead=[(record, claim)])
+        assert not report.dead_unrecorded
+    dead = _doc(store, DEAD_EVENTS, envelope.claim_key())
+    assert dead["attempts"] == 2 and dead["code"] == 40002 and dead["state"] == "dead"
+    assert json.loads(dead["envelope"])["event_id"] == envelope.event_id
+    assert _doc(store, EVENT_CLAIMS, envelope.claim_key()) is None  # a later copy can try again
+    assert [r["id"] for r in claims.dead_records([envelope.event_id])] == [doc_id(*envelope.claim_key())]
+
+
+def test_malformed_messages_are_recorded_without_their_bytes(store: Any) -> None:
+    claims = _claims(store)
+    data = b'{"email": "jane@example.com"}'
+    record_id = claims.record_malformed("msg-1", MalformedMessage("invalid envelope: source: Field required"), data)
+    doc = store.collection(DEAD_EVENTS).document(record_id).get().to_dict()
+    assert doc["kind"] == "malformed" and doc["redrivable"] is False and doc["data_bytes"] == len(data)
+    assert "jane" not in json.dumps(doc, default=str)
+
+
+# --- the processor: claim, send, finalize ----------------------------------------
+
+
+def _processor(store: Any, sandbox: RecordingSandbox, **kwargs: Any) -> Processor:
+    return Processor(_claims(store), TikTokClient(sandbox.api_url, 5), {PIXEL: TOKEN}, counters=Counters(), **kwargs)
+
+
+def test_processor_delivers_a_batch_in_one_request(store: Any, sandbox: RecordingSandbox) -> None:
+    processor = _processor(store, sandbox)
+    envelopes = [make_envelope() for _ in range(10)]
+    outcomes = processor.process([(e, None) for e in envelopes])
+    assert [o.kind for o in outcomes] == [SENT] * 10
+    assert len(sandbox.requests()) == 1
+    assert sorted(e["event_id"] for e in sandbox.events()) == sorted(e.event_id for e in envelopes)
+    again = processor.process([(e, None) for e in envelopes])
+    assert {o.kind for o in again} == {DUPLICATE} and len(sandbox.requests()) == 1
+
+
+def test_processor_dead_letters_the_bad_event_and_delivers_the_rest(store: Any, sandbox: RecordingSandbox) -> None:
+    processor = _processor(store, sandbox)
+    envelopes = [make_envelope() for _ in range(6)]
+    bad = envelopes[3]
+    sandbox.faults(fail_event_ids=[bad.event_id])
+    outcomes = processor.process([(e, "m") for e in envelopes])
+    assert [o.kind for o in outcomes] == [SENT, SENT, SENT, DEAD, SENT, SENT]
+    assert outcomes[3].details["code"] == 40002
+    assert sorted(e["event_id"] for e in sandbox.events()) == sorted(e.event_id for e in envelopes if e is not bad)
+    dead = _doc(store, DEAD_EVENTS, bad.claim_key())
+    assert dead["code"] == 40002 and "fail_event_ids" in dead["message"]
+
+
+def test_processor_without_token_dead_letters_naming_the_setting(store: Any, sandbox: RecordingSandbox) -> None:
+    processor = _processor(store, sandbox)
+    stranger = make_envelope(pixel_code="CNOTOKENPIXEL")
+    (outcome,) = processor.process([(stranger, "m")])
+    assert outcome.kind == DEAD and "TIKTOK_ACCESS_TOKEN" in outcome.reason
+    assert _doc(store, DEAD_EVENTS, stranger.claim_key())["kind"] == KIND_MISSING_TOKEN
+    assert sandbox.requests() == []
+
+
+def test_processor_releases_claims_on_transient_errors(store: Any, sandbox: RecordingSandbox) -> None:
+    processor = _processor(store, sandbox)
+    envelope = make_envelope()
+    sandbox.faults(error_rate=1.0, throttle=1)
+    (outcome,) = processor.process([(envelope, "m")])
+    assert outcome.kind == RETRY and "40100" in outcome.reason
+    assert _doc(store, EVENT_CLAIMS, envelope.claim_key()) is None
+    sandbox.http.delete("/sandbox/faults")
+    assert processor.process([(envelope, "m")])[0].kind == SENT
+
+
+def test_copies_in_one_batch_send_once(store: Any, sandbox: RecordingSandbox) -> None:
+    processor = _processor(store, sandbox)
+    envelope = make_envelope()
+    outcomes = processor.process([(envelope, "m1"), (envelope, "m2"), (envelope, "m3")])
+    assert sorted(o.kind for o in outcomes) == [DUPLICATE, DUPLICATE, SENT]
+    assert len(sandbox.events(event_id=envelope.event_id)) == 1

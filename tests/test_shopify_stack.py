@@ -1,0 +1,202 @@
+"""Shopify webhooks end to end: signed delivery -> webhook -> Pub/Sub -> sender -> TikTok sandbox.
+
+Runs the local stack as real processes (conftest's ``stack``): shop
+local-shop.myshopify.com, secret local-shopify-secret, opt-in consent. Consent
+is given the way the collect endpoint gives it: a click context with a granted
+snapshot under the order's checkout or cart token, in the stack's Firestore.
+Every test uses its own order ids and tokens and reads the sandbox filtered by
+event_id, because the stack and its sandbox are shared by the whole session.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+
+from shared.orders import JOIN_SHOPIFY_CART, JOIN_SHOPIFY_CHECKOUT
+from shared.store import ORDER_EVENTS, WEBHOOK_DELIVERIES, Store
+from tests.helpers import sandbox_events, shopify_signature, wait_for_sandbox_events
+from tests.test_shopify_mapping import SHOP, documented_order
+from tests.test_shopify_webhook import DENIED, GRANTED, new_order
+
+pytestmark = pytest.mark.stack
+
+SANDBOX_KEYS = {"event_source_id", "test_event_code", "received_at", "request_id"}
+
+
+def sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def stack_store(stack, firestore_client) -> Store:
+    return Store(firestore_client, prefix=stack.settings["FIRESTORE_COLLECTION_PREFIX"])
+
+
+@pytest.fixture(scope="module")
+def client():
+    with httpx.Client(timeout=10) as http:
+        yield http
+
+
+def deliver(client, stack, payload: dict | bytes, topic: str = "orders/paid", *, delivery_id: str | None = None,
+            secret: str | None = None) -> httpx.Response:  # fmt: skip
+    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    headers = {
+        "Content-Type": "application/json",
+        "X-Shopify-Topic": topic,
+        "X-Shopify-Shop-Domain": stack.settings["SHOPIFY_SHOP_DOMAIN"],
+        "X-Shopify-API-Version": "2026-04",
+        "X-Shopify-Webhook-Id": delivery_id or str(uuid.uuid4()),
+        "X-Shopify-Hmac-Sha256": shopify_signature(body, secret or stack.settings["SHOPIFY_WEBHOOK_SECRET"]),
+    }
+    return client.post(stack.url("shopify_webhook") + "/", content=body, headers=headers)
+
+
+def grant(stack, stack_store: Store, kind: str, token: str, consent: dict | None = None, **context) -> None:
+    pixel = stack.settings["TIKTOK_PIXEL_CODE"]
+    stack_store.put_click_context(pixel, [(kind, token)], {"consent": consent or GRANTED, **context},
+                                  dt.timedelta(hours=1))  # fmt: skip
+
+
+def purchase_id(order: dict) -> str:
+    return f"shopify:{SHOP}:order:{order['id']}:Purchase"
+
+
+def sent_after_sentinel(client, stack, stack_store, event_id: str) -> list[dict]:
+    """The sandbox's events for ``event_id`` once a later, consented order has gone all the way through."""
+    sentinel = new_order()
+    grant(stack, stack_store, JOIN_SHOPIFY_CHECKOUT, sentinel["checkout_token"])
+    assert deliver(client, stack, sentinel).json()["outcome"] == "published"
+    wait_for_sandbox_events(stack.url("sandbox"), 1, event_id=purchase_id(sentinel))
+    return sandbox_events(stack.url("sandbox"), event_id=event_id)
+
+
+def test_a_signed_paid_order_reaches_tiktok_as_exactly_this_event(client, stack, stack_store):
+    order = documented_order(
+        checkout_token=f"chk-{uuid.uuid4().hex}",
+        cart_token=f"cart-{uuid.uuid4().hex}",
+        phone="+1 (213) 373-4253",
+        browser_ip="203.0.113.24",
+        client_details={"browser_ip": "203.0.113.24", "user_agent": "Mozilla/5.0 (X11; Linux x86_64) StackTest/1"},
+        note_attributes=[{"name": "_ttclid", "value": "E.C.P.stack-exact"}, {"name": "_ttp", "value": "ttp.exact"}],
+        landing_site="/products/aviator-sunglasses?ttclid=E.C.P.stack-exact&utm_source=tiktok",
+        referring_site="https://www.tiktok.com/",
+    )
+    for index, item in enumerate(order["line_items"], start=1):
+        item["variant_id"] = 44_000_000_000_000_000 + index
+    grant(stack, stack_store, JOIN_SHOPIFY_CHECKOUT, order["checkout_token"], ttclid="E.C.P.from-context")
+
+    response = deliver(client, stack, order)
+    assert (response.status_code, response.json()["outcome"]) == (200, "published")
+
+    [received] = wait_for_sandbox_events(stack.url("sandbox"), 1, event_id=purchase_id(order))
+    assert received["event_source_id"] == stack.settings["TIKTOK_PIXEL_CODE"]
+    assert {k: v for k, v in received.items() if k not in SANDBOX_KEYS} == {
+        "event": "Purchase",
+        "event_time": 1640995200,
+        "event_id": "shopify:local-shop.myshopify.com:order:820982911946154508:Purchase",
+        "user": {
+            "email": [sha("jon@example.com"), sha("john@example.com")],
+            "phone": [sha("+12133734253")],
+            "external_id": [sha("115310627314723954")],
+            "first_name": sha("john"),
+            "last_name": sha("smith"),
+            "zip_code": sha("40003"),
+            "city": "shippington",
+            "state": "ky",
+            "country": "us",
+            "ttclid": "E.C.P.stack-exact",
+            "ttp": "ttp.exact",
+            "ip": "203.0.113.24",
+            "user_agent": "Mozilla/5.0 (X11; Linux x86_64) StackTest/1",
+            "locale": "en",
+        },
+        "properties": {
+            "currency": "USD",
+            "value": 404.95,
+            "content_type": "product",
+            "contents": [
+                {"content_id": f"4400000000000000{index}", "content_name": name, "price": price, "quantity": 1}
+                for index, (name, price) in enumerate(
+                    [("Aviator sunglasses", 89.99), ("Lens Protection Plan (2 Year)", 19.99),
+                     ("Premium Leather Case", 24.99), ("Mid-century lounger", 159.99), ("Coffee table", 119.99)],
+                    start=1,
+                )
+            ],
+            "num_items": 5,
+            "order_id": "820982911946154508",
+            "shop_id": "local-shop.myshopify.com",
+        },
+        "page": {
+            "url": "https://local-shop.myshopify.com/products/aviator-sunglasses?ttclid=E.C.P.stack-exact&utm_source=tiktok",
+            "referrer": "https://www.tiktok.com/",
+        },
+        "limited_data_use": False,
+    }  # fmt: skip
+
+
+def test_twenty_concurrent_duplicate_deliveries_give_one_event(client, stack, stack_store):
+    order = new_order()
+    grant(stack, stack_store, JOIN_SHOPIFY_CHECKOUT, order["checkout_token"])
+    delivery_id = str(uuid.uuid4())
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        responses = list(pool.map(lambda _: deliver(client, stack, order, delivery_id=delivery_id), range(20)))
+    assert [r.status_code for r in responses] == [200] * 20
+    assert sorted(r.json()["outcome"] for r in responses) == ["duplicate"] * 19 + ["published"]
+    assert len(sent_after_sentinel(client, stack, stack_store, purchase_id(order))) == 1
+
+
+def test_orders_create_then_orders_paid_give_one_purchase(client, stack, stack_store):
+    order = new_order()
+    grant(stack, stack_store, JOIN_SHOPIFY_CHECKOUT, order["checkout_token"])
+    outcomes = [deliver(client, stack, order, topic).json()["outcome"] for topic in ("orders/create", "orders/paid")]
+    assert outcomes == ["published", "duplicate"]
+    assert len(sent_after_sentinel(client, stack, stack_store, purchase_id(order))) == 1
+
+
+@pytest.mark.parametrize("tamper", ["forged", "truncated"])
+def test_a_forged_or_truncated_delivery_gets_401_and_leaves_no_trace(client, stack, stack_store, tamper):
+    order = new_order()
+    grant(stack, stack_store, JOIN_SHOPIFY_CHECKOUT, order["checkout_token"])
+    body, delivery_id = json.dumps(order).encode(), str(uuid.uuid4())
+    if tamper == "forged":
+        response = deliver(client, stack, body, delivery_id=delivery_id, secret="not-the-shops-secret")
+    else:
+        signature = shopify_signature(body, stack.settings["SHOPIFY_WEBHOOK_SECRET"])
+        response = client.post(
+            stack.url("shopify_webhook") + "/",
+            content=body[:-40],
+            headers={"X-Shopify-Topic": "orders/paid", "X-Shopify-Shop-Domain": SHOP,
+                     "X-Shopify-Webhook-Id": delivery_id, "X-Shopify-Hmac-Sha256": signature},
+        )  # fmt: skip
+    assert response.status_code == 401
+    assert stack_store.get(WEBHOOK_DELIVERIES, ("shopify", SHOP, "orders/paid", delivery_id)) is None
+    assert stack_store.get(ORDER_EVENTS, ("shopify", SHOP, str(order["id"]), "Purchase")) is None
+    assert sent_after_sentinel(client, stack, stack_store, purchase_id(order)) == []
+
+
+def test_a_malformed_body_from_the_shop_gets_a_2xx_with_a_reason(client, stack):
+    response = deliver(client, stack, b'{"id": 12, "line_items": [')
+    assert (response.status_code, response.json()) == (200, {"outcome": "rejected", "reason": "body is not valid JSON"})
+
+
+def test_a_ttclid_stored_under_the_cart_token_ends_up_on_the_purchase(client, stack, stack_store):
+    order = new_order(note_attributes=[], landing_site="/collections/all")
+    grant(stack, stack_store, JOIN_SHOPIFY_CART, order["cart_token"], ttclid="E.C.P.cart-stack", ttp="ttp.cart")
+    assert deliver(client, stack, order).json()["outcome"] == "published"
+    [received] = wait_for_sandbox_events(stack.url("sandbox"), 1, event_id=purchase_id(order))
+    assert (received["user"]["ttclid"], received["user"]["ttp"]) == ("E.C.P.cart-stack", "ttp.cart")
+
+
+def test_consent_denied_means_no_purchase_is_sent(client, stack, stack_store):
+    order = new_order()
+    grant(stack, stack_store, JOIN_SHOPIFY_CHECKOUT, order["checkout_token"], consent=DENIED, ttclid="E.C.P.no")
+    assert deliver(client, stack, order).json()["outcome"] == "withheld_consent"
+    assert sent_after_sentinel(client, stack, stack_store, purchase_id(order)) == []

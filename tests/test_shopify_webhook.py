@@ -1,0 +1,490 @@
+"""The Shopify webhook function in-process, against the real Firestore and Pub/Sub emulators.
+
+Each test gets its own collection prefix and its own topic (conftest's ``store``
+and ``topic``), runs the real ``functions/shopify_webhook/main.py`` through
+functions-framework's test client, and proves what was (or was not) written to
+Firestore and published to Pub/Sub.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import random
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import functions_framework
+import pytest
+
+from shared import shopify
+from shared.config import ShopifySettings
+from shared.orders import JOIN_SHOPIFY_CART, JOIN_SHOPIFY_CHECKOUT
+from shared.pubsub import EventPublisher
+from shared.store import CLICK_CONTEXTS, COLLECTIONS, ORDER_EVENTS, WEBHOOK_DELIVERIES, doc_id
+from tests.conftest import decode_message
+from tests.helpers import ROOT, shopify_signature
+from tests.test_shopify_mapping import SHOP, documented_order
+
+SECRET = "test-shopify-secret"
+OLD_SECRET = "test-shopify-old-secret"
+PIXEL = "CTESTPIXEL01"
+HOUR = dt.timedelta(hours=1)
+GRANTED = {"marketing_allowed": True, "sale_of_data_allowed": True}
+DENIED = {"marketing_allowed": False}
+
+
+def sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def big_id() -> int:
+    """A fresh order id beyond 2^53, as real Shopify ids are."""
+    return random.randrange(2**60, 2**62)
+
+
+def new_order(**changes: Any) -> dict:
+    """The documented order with fresh ids and tokens, so tests never share an order."""
+    return documented_order(
+        id=big_id(), checkout_token=f"chk-{uuid.uuid4().hex}", cart_token=f"cart-{uuid.uuid4().hex}", **changes
+    )
+
+
+@dataclass
+class Webhook:
+    client: Any
+    store: Any
+    topic: Any
+
+    def post(
+        self,
+        payload: dict | bytes,
+        topic: str = "orders/paid",
+        *,
+        secret: str = SECRET,
+        delivery_id: str | None = None,
+        headers: dict[str, str] | None = None,
+    ):
+        body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        sent = {
+            "Content-Type": "application/json",
+            "X-Shopify-Topic": topic,
+            "X-Shopify-Shop-Domain": SHOP,
+            "X-Shopify-API-Version": "2026-04",
+            "X-Shopify-Webhook-Id": delivery_id or str(uuid.uuid4()),
+            "X-Shopify-Hmac-Sha256": shopify_signature(body, secret),
+            **(headers or {}),
+        }
+        return self.client.post("/", data=body, headers={k: v for k, v in sent.items() if v is not None})
+
+    def grant(self, join_kind: str, token: str, consent: dict | None = None, **context: Any) -> None:
+        """What the collect endpoint stores for a consenting shopper."""
+        self.store.put_click_context(PIXEL, [(join_kind, token)], {"consent": consent or GRANTED, **context}, HOUR)
+
+    def published(self, expected: int = 1) -> list[dict]:
+        return [decode_message(m) for m in self.topic.pull_all(expected)]
+
+    def nothing_published(self) -> bool:
+        return self.topic.pull(timeout=1.0) == []
+
+    def documents(self, collection: str) -> list[dict]:
+        return [d.to_dict() for d in self.store.collection(collection).stream()]
+
+    def no_trace(self) -> bool:
+        return all(not self.documents(name) for name in COLLECTIONS) and self.nothing_published()
+
+
+def settings_env(emulators, collection_prefix: str, topic_name: str) -> dict[str, str]:
+    return {
+        **emulators.env,
+        "TIKTOK_PIXEL_CODE": PIXEL,
+        "SHOPIFY_SHOP_DOMAIN": SHOP,
+        "SHOPIFY_WEBHOOK_SECRET": f"{SECRET},{OLD_SECRET}",
+        "CONSENT_POLICY": "opt-in",
+        "FIRESTORE_COLLECTION_PREFIX": collection_prefix,
+        "PUBSUB_TOPIC": topic_name,
+    }
+
+
+@pytest.fixture
+def webhook(monkeypatch, emulators, collection_prefix, topic, store) -> Webhook:
+    for name, value in settings_env(emulators, collection_prefix, topic.topic).items():
+        monkeypatch.setenv(name, value)
+    app = functions_framework.create_app(
+        target="shopify_webhook", source=str(ROOT / "functions" / "shopify_webhook" / "main.py")
+    )
+    return Webhook(app.test_client(), store, topic)
+
+
+# --- health and configuration ----------------------------------------------------------
+
+
+def test_health_check_answers_without_settings_or_storage(monkeypatch):
+    app = functions_framework.create_app(
+        target="shopify_webhook", source=str(ROOT / "functions" / "shopify_webhook" / "main.py")
+    )
+    response = app.test_client().get("/healthz")
+    assert (response.status_code, response.get_json()) == (200, {"status": "ok"})
+
+
+def test_a_misconfigured_function_answers_503_with_a_logged_reason_not_500(webhook, monkeypatch, capsys):
+    monkeypatch.delenv("SHOPIFY_WEBHOOK_SECRET")
+    response = webhook.post(new_order())
+    assert response.status_code == 503
+    assert "SHOPIFY_WEBHOOK_SECRET" in capsys.readouterr().out
+    assert webhook.no_trace()
+
+
+def test_other_methods_are_refused(webhook):
+    assert webhook.client.put("/", data=b"{}").status_code == 405
+
+
+# --- authentication -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    ["forged", "unsigned", "truncated", "empty", "re-serialized"],
+)
+def test_unauthenticated_requests_get_401_and_leave_no_trace(webhook, tamper):
+    order = new_order()
+    body = json.dumps(order, indent=1).encode()
+    signature = shopify_signature(body, SECRET)
+    sent, headers = body, {"X-Shopify-Hmac-Sha256": signature}
+    if tamper == "forged":
+        headers = {"X-Shopify-Hmac-Sha256": shopify_signature(body, "someone-elses-secret")}
+    elif tamper == "unsigned":
+        headers = {"X-Shopify-Hmac-Sha256": None}
+    elif tamper == "truncated":
+        sent = body[: len(body) // 2]
+    elif tamper == "empty":
+        sent = b""
+    elif tamper == "re-serialized":
+        sent = json.dumps(order).encode()
+    response = webhook.post(sent, headers=headers)
+    assert response.status_code == 401
+    assert response.get_json()["error"] == "unauthorized"
+    assert webhook.no_trace()
+
+
+def test_unknown_shop_is_refused_with_its_reason_before_any_check(webhook):
+    response = webhook.post(new_order(), headers={"X-Shopify-Shop-Domain": "other-shop.myshopify.com"})
+    assert response.status_code == 401
+    assert "unknown shop 'other-shop.myshopify.com'" in response.get_json()["reason"]
+    assert webhook.no_trace()
+
+
+def test_a_rotated_secret_still_verifies(webhook):
+    order = new_order()
+    webhook.grant(JOIN_SHOPIFY_CHECKOUT, order["checkout_token"])
+    response = webhook.post(order, secret=OLD_SECRET)
+    assert response.get_json()["outcome"] == "published"
+
+
+# --- the Purchase -----------------------------------------------------------------------
+
+
+def test_a_paid_order_with_granted_consent_publishes_one_hashed_purchase(webhook, capsys):
+    order = new_order(
+        note_attributes=[{"name": "_ttclid", "value": "E.C.P.note"}, {"name": "_ttp", "value": "ttp-note"}],
+        landing_site="/products/aviator?ttclid=E.C.P.landing",
+        referring_site="https://www.tiktok.com/",
+        browser_ip="203.0.113.24",
+    )
+    webhook.grant(JOIN_SHOPIFY_CHECKOUT, order["checkout_token"], ttclid="E.C.P.context", user_agent="UA-ctx")
+    response = webhook.post(order)
+    event_id = f"shopify:{SHOP}:order:{order['id']}:Purchase"
+    assert (response.status_code, response.get_json()) == (
+        200,
+        {"outcome": "published", "reason": "Purchase published", "event_id": event_id},
+    )
+    [envelope] = webhook.published()
+    assert envelope["event_id"] == event_id
+    assert envelope["pixel_code"] == PIXEL
+    assert envelope["consent"] == "granted"
+    assert envelope["user"]["ttclid"] == "E.C.P.note"  # the order's own click id beats the context's
+    assert envelope["user"]["ttp"] == "ttp-note"
+    assert envelope["user"]["user_agent"] == "UA-ctx"  # filled from the context where the order has none
+    assert envelope["user"]["email"] == [sha("jon@example.com"), sha("john@example.com")]
+    assert envelope["page"] == {
+        "url": f"https://{SHOP}/products/aviator?ttclid=E.C.P.landing",
+        "referrer": "https://www.tiktok.com/",
+    }
+    assert envelope["properties"]["order_id"] == str(order["id"])
+    # Raw PII never reaches the logs.
+    out = capsys.readouterr().out
+    for raw in ("jon@example.com", "john@example.com", "Smith", "Shipper", "123 Shipping Street", "555-555-SHIP"):
+        assert raw not in out
+
+
+def test_twenty_concurrent_duplicate_deliveries_publish_one_event(webhook):
+    order = new_order()
+    webhook.grant(JOIN_SHOPIFY_CHECKOUT, order["checkout_token"])
+    delivery_id = str(uuid.uuid4())
+
+    def deliver(_):
+        body = webhook.post(order, delivery_id=delivery_id).get_json()
+        return body["outcome"], body["reason"]
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        outcomes = list(pool.map(deliver, range(20)))
+    # Stopped at the delivery claim, before the order-level claim is even looked at.
+    assert sorted(outcomes) == [("duplicate", "delivery already received")] * 19 + [("published", "Purchase published")]
+    assert [d["shop"] for d in webhook.documents(WEBHOOK_DELIVERIES)] == [SHOP]
+    assert len(webhook.published()) == 1
+    assert webhook.nothing_published()
+
+
+def test_twenty_concurrent_deliveries_of_one_order_under_different_ids_publish_one_event(webhook):
+    order = new_order()
+    webhook.grant(JOIN_SHOPIFY_CHECKOUT, order["checkout_token"])
+    topics = ["orders/create", "orders/paid"] * 10
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        outcomes = list(pool.map(lambda t: webhook.post(order, t).get_json()["outcome"], topics))
+    assert sorted(outcomes) == ["duplicate"] * 19 + ["published"]
+    assert len(webhook.published()) == 1
+    assert webhook.nothing_published()
+
+
+def test_orders_create_then_orders_paid_give_one_purchase(webhook):
+    order = new_order()
+    webhook.grant(JOIN_SHOPIFY_CART, order["cart_token"])
+    created = webhook.post(order, "orders/create").get_json()
+    paid = webhook.post(order, "orders/paid").get_json()
+    replayed = webhook.post(order, "orders/paid").get_json()
+    assert [created["outcome"], paid["outcome"], replayed["outcome"]] == ["published", "duplicate", "duplicate"]
+    assert created["event_id"] == paid["event_id"] == replayed["event_id"]
+    assert len(webhook.published()) == 1
+    assert webhook.nothing_published()
+
+
+def test_an_unpaid_orders_create_waits_and_orders_paid_sends_the_purchase(webhook):
+    order = new_order(financial_status="pending")
+    webhook.grant(JOIN_SHOPIFY_CHECKOUT, order["checkout_token"])
+    assert webhook.post(order, "orders/create").get_json()["outcome"] == "ignored"
+    assert webhook.nothing_published()
+    order["financial_status"] = "paid"
+    assert webhook.post(order, "orders/paid").get_json()["outcome"] == "published"
+
+
+def test_a_ttclid_stored_under_the_cart_token_ends_up_on_the_purchase(webhook):
+    order = new_order(note_attributes=[], landing_site="/")
+    webhook.grant(JOIN_SHOPIFY_CART, order["cart_token"], ttclid="E.C.P.cart-click", ttp="ttp-cart")
+    assert webhook.post(order).get_json()["outcome"] == "published"
+    [envelope] = webhook.published()
+    assert (envelope["user"]["ttclid"], envelope["user"]["ttp"]) == ("E.C.P.cart-click", "ttp-cart")
+
+
+def test_consent_denied_means_no_purchase_is_published(webhook):
+    order = new_order()
+    webhook.grant(JOIN_SHOPIFY_CHECKOUT, order["checkout_token"], consent=DENIED, ttclid="E.C.P.denied")
+    body = webhook.post(order).get_json()
+    assert (body["outcome"], body["reason"]) == ("withheld_consent", "consent denied")
+    assert webhook.nothing_published()
+    assert webhook.documents(ORDER_EVENTS) == []  # nothing claimed: a later grant could still send it
+
+
+def test_no_consent_record_under_opt_in_is_withheld_and_counted(webhook, capsys):
+    body = webhook.post(new_order()).get_json()
+    assert (body["outcome"], body["reason"]) == ("withheld_consent", "consent no_consent")
+    assert webhook.nothing_published()
+    logged = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert any(r.get("outcome") == "withheld_consent" and r.get("consent") == "no_consent" for r in logged)
+
+
+def test_sale_of_data_opt_out_sends_with_limited_data_use(webhook):
+    order = new_order()
+    webhook.grant(JOIN_SHOPIFY_CHECKOUT, order["checkout_token"], consent={"marketing_allowed": True,
+                                                                          "sale_of_data_allowed": False})  # fmt: skip
+    assert webhook.post(order).get_json()["outcome"] == "published"
+    assert webhook.published()[0]["limited_data_use"] is True
+
+
+def test_skipped_test_orders_touch_nothing(webhook):
+    order = new_order(test=True)
+    webhook.grant(JOIN_SHOPIFY_CHECKOUT, order["checkout_token"])
+    body = webhook.post(order).get_json()
+    assert (body["outcome"], body["reason"]) == ("skipped", "test order (include_test_orders is off)")
+    assert webhook.documents(WEBHOOK_DELIVERIES) == [] and webhook.nothing_published()
+
+
+# --- bad content from a valid signer ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [(b"{not json", "body is not valid JSON"), (b"[]", "body is JSON list, expected an object"),
+     (b'{"id": "abc"}', "order payload without a numeric id (field 'id')"),
+     (b'{"id": 1.5e18, "financial_status": "paid"}', "order payload without a numeric id (field 'id')")],
+)  # fmt: skip
+def test_a_malformed_body_from_a_valid_signer_gets_200_with_its_reason(webhook, body, reason, capsys):
+    response = webhook.post(body)
+    assert (response.status_code, response.get_json()) == (200, {"outcome": "rejected", "reason": reason})
+    assert reason in capsys.readouterr().out
+    assert webhook.no_trace()
+
+
+def test_wrongly_typed_fields_still_give_a_2xx(webhook):
+    order = new_order(customer=["x"], line_items="none", billing_address=7, total_price_set=None,
+                      note_attributes={"_ttclid": 5}, client_details="x")  # fmt: skip
+    response = webhook.post(order)
+    assert response.status_code == 200
+    assert response.get_json()["outcome"] == "withheld_consent"
+
+
+def test_a_missing_topic_is_acknowledged_and_logged(webhook):
+    response = webhook.post(new_order(), headers={"X-Shopify-Topic": None})
+    assert (response.status_code, response.get_json()["outcome"]) == (200, "ignored")
+
+
+def test_an_unknown_topic_is_acknowledged_and_logged(webhook, capsys):
+    response = webhook.post({"id": 1}, "products/update")
+    assert (response.status_code, response.get_json()["outcome"]) == (200, "ignored")
+    assert "products/update" in capsys.readouterr().out
+
+
+# --- failure and retry ------------------------------------------------------------------------
+
+
+def test_a_failed_publish_answers_503_and_releases_everything_so_the_retry_succeeds(
+    emulators, collection_prefix, topic, store, pubsub_clients
+):
+    settings = ShopifySettings.from_env(settings_env(emulators, collection_prefix, topic.topic))
+    tenants = settings.tenants()
+    broken = EventPublisher(pubsub_clients[0], emulators.project, f"missing-{uuid.uuid4().hex[:8]}")
+    working = EventPublisher(pubsub_clients[0], emulators.project, topic.topic)
+    order = new_order()
+    store.put_click_context(PIXEL, [(JOIN_SHOPIFY_CHECKOUT, order["checkout_token"])], {"consent": GRANTED}, HOUR)
+    body = json.dumps(order).encode()
+    delivery = shopify.Delivery.from_headers(
+        {"X-Shopify-Topic": "orders/paid", "X-Shopify-Shop-Domain": SHOP, "X-Shopify-Webhook-Id": "w-retry",
+         "X-Shopify-Hmac-Sha256": shopify_signature(body, SECRET)}
+    )  # fmt: skip
+    failed = shopify.handle(delivery, body, shopify.Runtime(tenants, store=store, publisher=broken))
+    assert failed.status == 503
+    assert store.get(WEBHOOK_DELIVERIES, ("shopify", SHOP, "orders/paid", "w-retry")) is None
+    assert store.get(ORDER_EVENTS, ("shopify", SHOP, str(order["id"]), "Purchase")) is None
+    retried = shopify.handle(delivery, body, shopify.Runtime(tenants, store=store, publisher=working))
+    assert (retried.status, retried.body["outcome"]) == (200, "published")
+    assert len(topic.pull_all(1)) == 1
+
+
+# --- cancellations and refunds ------------------------------------------------------------------
+
+
+def test_a_cancellation_after_the_purchase_is_recorded_and_sends_nothing(webhook):
+    order = new_order()
+    webhook.grant(JOIN_SHOPIFY_CHECKOUT, order["checkout_token"])
+    assert webhook.post(order).get_json()["outcome"] == "published"
+    webhook.published()
+    cancelled = dict(order, cancelled_at="2026-01-02T00:00:00Z", cancel_reason="customer")
+    body = webhook.post(cancelled, "orders/cancelled").get_json()
+    assert body["outcome"] == "recorded"
+    assert "the Purchase stands" in body["reason"]
+    record = webhook.store.get(ORDER_EVENTS, ("shopify", SHOP, str(order["id"]), "cancelled"))
+    assert (record["kind"], record["cancel_reason"], record["shop"]) == ("cancelled", "customer", SHOP)
+    assert webhook.nothing_published()
+
+
+def test_a_cancellation_before_the_purchase_blocks_a_late_orders_paid(webhook):
+    order = new_order()
+    webhook.grant(JOIN_SHOPIFY_CHECKOUT, order["checkout_token"])
+    body = webhook.post(dict(order, cancelled_at="2026-01-02T00:00:00Z"), "orders/cancelled").get_json()
+    assert body["outcome"] == "recorded"
+    assert "no Purchase will be sent" in body["reason"]
+    # Shopify retries carry the original, pre-cancellation payload.
+    late = webhook.post(order, "orders/paid").get_json()
+    assert (late["outcome"], late["reason"]) == ("skipped", "order cancelled before its Purchase was sent")
+    assert webhook.nothing_published()
+
+
+def test_a_refund_is_recorded_once_and_never_a_second_purchase(webhook):
+    order = new_order()
+    webhook.grant(JOIN_SHOPIFY_CHECKOUT, order["checkout_token"])
+    webhook.post(order)
+    webhook.published()
+    transaction = {"kind": "refund", "status": "success", "amount": "89.99", "currency": "USD"}
+    refund = {"id": big_id(), "order_id": order["id"], "transactions": [transaction]}
+    first = webhook.post(refund, "refunds/create").get_json()
+    again = webhook.post(refund, "refunds/create").get_json()
+    assert (first["outcome"], again["outcome"]) == ("recorded", "duplicate")
+    record = webhook.store.get(ORDER_EVENTS, ("shopify", SHOP, str(order["id"]), f"refund-{refund['id']}"))
+    assert (record["amount"], record["currency"]) == ("89.99", "USD")
+    assert webhook.nothing_published()
+
+
+# --- privacy webhooks ----------------------------------------------------------------------------
+
+
+def test_customers_redact_deletes_the_customers_contexts_and_order_records(webhook):
+    customer_id, other_id = big_id(), big_id()
+    order = new_order()
+    order["customer"]["id"] = customer_id
+    webhook.grant(JOIN_SHOPIFY_CHECKOUT, order["checkout_token"], customer_key=sha(str(customer_id)))
+    webhook.grant(JOIN_SHOPIFY_CART, f"cart-{other_id}", customer_key=sha(str(other_id)))
+    assert webhook.post(order).get_json()["outcome"] == "published"
+    redact = {"shop_domain": SHOP, "customer": {"id": customer_id}, "orders_to_redact": [order["id"]]}
+    body = webhook.post(redact, "customers/redact").get_json()
+    assert body["outcome"] == "redacted"
+    contexts = webhook.documents(CLICK_CONTEXTS)
+    assert [c["customer_key"] for c in contexts] == [sha(str(other_id))]
+    assert webhook.store.get(ORDER_EVENTS, ("shopify", SHOP, str(order["id"]), "Purchase")) is None
+
+
+def test_shop_redact_deletes_everything_held_for_the_shop(webhook):
+    order = new_order()
+    webhook.grant(JOIN_SHOPIFY_CHECKOUT, order["checkout_token"])
+    webhook.post(order)
+    webhook.post(dict(order, cancelled_at="2026-01-02T00:00:00Z"), "orders/cancelled")
+    assert webhook.documents(ORDER_EVENTS) and webhook.documents(WEBHOOK_DELIVERIES)
+    unrelated = webhook.store.collection(ORDER_EVENTS).document(doc_id("woocommerce", "woo.test", "7", "Purchase"))
+    unrelated.set({"event_id": "woocommerce:woo.test:order:7:Purchase"})
+    body = webhook.post({"shop_id": 1, "shop_domain": SHOP}, "shop/redact").get_json()
+    assert body["outcome"] == "redacted"
+    assert webhook.documents(CLICK_CONTEXTS) == []
+    assert webhook.documents(WEBHOOK_DELIVERIES) == []
+    assert webhook.documents(ORDER_EVENTS) == [{"event_id": "woocommerce:woo.test:order:7:Purchase"}]
+
+
+def test_customers_data_request_is_acknowledged_and_logged_without_pii(webhook, capsys):
+    request = {"shop_domain": SHOP, "customer": {"id": 1, "email": "person@example.org", "phone": "+12133734253"},
+               "orders_requested": [1, 2], "data_request": {"id": 9999}}  # fmt: skip
+    body = webhook.post(request, "customers/data_request").get_json()
+    assert body["outcome"] == "recorded"
+    out = capsys.readouterr().out
+    assert "9999" in out and "person@example.org" not in out and "2133734253" not in out
+
+
+# --- several shops ----------------------------------------------------------------------------
+
+
+def test_the_shop_domain_selects_the_secrets_pixel_and_policies(webhook, monkeypatch):
+    tenants = {
+        "pixels": {"CPIXELA": {"pixel_code": "CPIXELA"},
+                   "CPIXELB": {"pixel_code": "CPIXELB", "consent_policy": "opt-out"}},
+        "shopify_shops": {
+            "a.myshopify.com": {"domain": "a.myshopify.com", "pixel_code": "CPIXELA"},
+            "b.myshopify.com": {"domain": "b.myshopify.com", "pixel_code": "CPIXELB", "content_id": "sku"},
+        },
+    }  # fmt: skip
+    monkeypatch.setenv("PIPELINE_TENANTS", json.dumps(tenants))
+    monkeypatch.setenv(
+        "SHOPIFY_WEBHOOK_SECRET", json.dumps({"a.myshopify.com": "secret-a", "b.myshopify.com": "secret-b"})
+    )
+    monkeypatch.delenv("SHOPIFY_SHOP_DOMAIN")
+    order = new_order()
+
+    def post(shop: str, secret: str):
+        return webhook.post(order, secret=secret, headers={"X-Shopify-Shop-Domain": shop})
+
+    assert post("b.myshopify.com", "secret-a").status_code == 401
+    assert post("a.myshopify.com", "secret-a").get_json()["outcome"] == "withheld_consent"  # opt-in, no consent
+    published = post("b.myshopify.com", "secret-b").get_json()  # opt-out: sent without a consent record
+    assert published["event_id"] == f"shopify:b.myshopify.com:order:{order['id']}:Purchase"
+    [envelope] = webhook.published()
+    assert (envelope["pixel_code"], envelope["consent"]) == ("CPIXELB", "policy_opt_out")
+    assert envelope["properties"]["shop_id"] == "b.myshopify.com"
+    assert [c["content_id"] for c in envelope["properties"]["contents"]][:2] == ["SKU2006-001", "LENS-PROTECT-2YR"]
