@@ -230,6 +230,9 @@ class CollectSettings(ReceiverSettings):
     click_ttl_days: int = Field(7, alias="CLICK_TTL_DAYS", ge=1, le=28)
     max_body_bytes: int = Field(32_768, alias="COLLECT_MAX_BODY_BYTES", ge=1024, le=1_048_576)
     max_events_per_request: int = Field(20, alias="COLLECT_MAX_EVENTS", ge=1, le=100)
+    # Proxies in front of the function that append to X-Forwarded-For (0: the
+    # function URL itself; 1: behind an external Application Load Balancer).
+    trusted_proxy_hops: int = Field(0, alias="COLLECT_TRUSTED_PROXY_HOPS", ge=0, le=5)
 
     def tenants(self) -> Tenants:
         document = self._base_tenants()
