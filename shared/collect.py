@@ -52,6 +52,8 @@ from shared.orders import (
     JOIN_WOO_ORDER_KEY,
     JOIN_WOO_SESSION,
 )
+from shared.pubsub import publisher_from_settings
+from shared.store import store_from_settings
 
 SOURCE = "collect"
 JSON_TYPES = frozenset({"application/json", "text/plain"})
@@ -635,16 +637,6 @@ class Runtime:
         settings = CollectSettings.from_env(environ)
         log.set_level(settings.log_level)
 
-        def make_store() -> Any:
-            from shared.store import Store, make_client
-
-            return Store(make_client(settings.project, settings.firestore_database), settings.collection_prefix)
-
-        def make_publisher() -> Any:
-            from shared.pubsub import EventPublisher, make_publisher_client
-
-            return EventPublisher(make_publisher_client(), settings.project, settings.pubsub_topic)
-
         return cls(
             settings.tenants(),
             max_body_bytes=settings.max_body_bytes,
@@ -652,8 +644,8 @@ class Runtime:
             default_region=settings.default_phone_region,
             # Not a CollectSettings field yet (see docs/collect.md, "Client IP address").
             trusted_hops=int(getattr(settings, "trusted_proxy_hops", 0)),
-            store_factory=make_store,
-            publisher_factory=make_publisher,
+            store_factory=lambda: store_from_settings(settings),
+            publisher_factory=lambda: publisher_from_settings(settings),
         )
 
     def _lazy(self, name: str, factory: Callable[[], Any] | None) -> Any:

@@ -34,3 +34,8 @@ class EventPublisher:
         """Publish every envelope; returns the message ids once all are stored by Pub/Sub."""
         futures = [self.client.publish(self.topic_path, e.to_json_bytes(), **e.pubsub_attributes()) for e in envelopes]
         return [f.result(timeout=PUBLISH_TIMEOUT_SECONDS) for f in futures]
+
+
+def publisher_from_settings(settings: Any) -> EventPublisher:
+    """The publisher for a receiver's settings (project and PUBSUB_TOPIC)."""
+    return EventPublisher(make_publisher_client(), settings.project, settings.pubsub_topic)

@@ -51,7 +51,8 @@ from shared.orders import (
     Outcome,
     process_order_event,
 )
-from shared.store import CLICK_CONTEXTS, ORDER_EVENTS, WEBHOOK_DELIVERIES
+from shared.pubsub import publisher_from_settings
+from shared.store import CLICK_CONTEXTS, ORDER_EVENTS, WEBHOOK_DELIVERIES, store_from_settings
 from shared.webhooks import verify_hmac_base64
 
 PLATFORM = "shopify"
@@ -744,21 +745,11 @@ class Runtime:
         settings = ShopifySettings.from_env(environ)
         log.set_level(settings.log_level)
 
-        def make_store() -> Any:
-            from shared.store import Store, make_client
-
-            return Store(make_client(settings.project, settings.firestore_database), settings.collection_prefix)
-
-        def make_publisher() -> Any:
-            from shared.pubsub import EventPublisher, make_publisher_client
-
-            return EventPublisher(make_publisher_client(), settings.project, settings.pubsub_topic)
-
         return cls(
             settings.tenants(),
             default_region=settings.default_phone_region,
-            store_factory=make_store,
-            publisher_factory=make_publisher,
+            store_factory=lambda: store_from_settings(settings),
+            publisher_factory=lambda: publisher_from_settings(settings),
         )
 
     @property

@@ -56,6 +56,11 @@ def make_client(project: str, database: str = "(default)"):
     return firestore.Client(project=project, database=database)
 
 
+def store_from_settings(settings: Any) -> Store:
+    """The Store a function's settings describe (project, database, collection prefix)."""
+    return Store(make_client(settings.project, settings.firestore_database), settings.collection_prefix)
+
+
 class Store:
     """Thin, synchronous wrapper over one Firestore client."""
 

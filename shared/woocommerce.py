@@ -42,6 +42,8 @@ from shared.orders import (
     build_envelope,
     process_order_event,
 )
+from shared.pubsub import publisher_from_settings
+from shared.store import store_from_settings
 from shared.webhooks import verify_hmac_base64
 
 PLATFORM = "woocommerce"
@@ -416,21 +418,11 @@ class Runtime:
                 raise
             tenants = None
 
-        def make_store() -> Any:
-            from shared.store import Store, make_client
-
-            return Store(make_client(settings.project, settings.firestore_database), settings.collection_prefix)
-
-        def make_publisher() -> Any:
-            from shared.pubsub import EventPublisher, make_publisher_client
-
-            return EventPublisher(make_publisher_client(), settings.project, settings.pubsub_topic)
-
         return cls(
             tenants,
             default_region=settings.default_phone_region,
-            store_factory=make_store,
-            publisher_factory=make_publisher,
+            store_factory=lambda: store_from_settings(settings),
+            publisher_factory=lambda: publisher_from_settings(settings),
         )
 
     @property
