@@ -42,15 +42,19 @@ def _clean(value: str | None, limit: int) -> str | None:
     return text[:limit] if text else None
 
 
-def _valid_ip(value: str | None) -> str | None:
-    """A real IPv4/IPv6 address or None: TikTok refuses anything else (placeholders, "unknown")."""
+def valid_ip(value: str | None) -> str | None:
+    """A real IPv4/IPv6 address or None: TikTok refuses anything else (placeholders, "unknown").
+
+    "0.0.0.0" and "::" (old Shopify orders' placeholder) are no client's address either.
+    """
     text = _clean(value, 64)
     if text is None:
         return None
     try:
-        return str(ipaddress.ip_address(text))
+        address = ipaddress.ip_address(text)
     except ValueError:
         return None
+    return None if address.is_unspecified else str(address)
 
 
 def build_user(raw: RawIdentity, default_region: str | None = None) -> UserData:
@@ -71,7 +75,7 @@ def build_user(raw: RawIdentity, default_region: str | None = None) -> UserData:
         country=hashing.normalize_country(raw.country),
         ttclid=_clean(raw.ttclid, 500),
         ttp=_clean(raw.ttp, 500),
-        ip=_valid_ip(raw.ip),
+        ip=valid_ip(raw.ip),
         user_agent=_clean(raw.user_agent, 1024),
         locale=_clean(raw.locale, 35),
     )

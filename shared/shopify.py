@@ -23,8 +23,6 @@ Shopify retry the same bytes eight times and then delete the subscription);
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import ipaddress
 import json
 import re
 import threading
@@ -40,7 +38,8 @@ from pydantic import ValidationError
 from shared import log
 from shared.config import ShopifySettings, ShopifyShopConfig, Tenants
 from shared.events import order_event_id
-from shared.identity import RawIdentity
+from shared.hashing import sha256_hex
+from shared.identity import RawIdentity, valid_ip
 from shared.models import Properties
 from shared.orders import (
     JOIN_CUSTOMER,
@@ -295,12 +294,8 @@ def _locale(value: Any) -> str | None:
 
 
 def _ip(value: Any) -> str | None:
-    """An address a browser could have had: "0.0.0.0" (old orders' placeholder) is none."""
-    text = _text(value, 64)
-    try:
-        return text if text and not ipaddress.ip_address(text).is_unspecified else None
-    except ValueError:
-        return None
+    """An address a browser could have had (see shared.identity.valid_ip)."""
+    return valid_ip(_text(value, 64))
 
 
 def _zip(value: Any) -> str | None:
@@ -642,10 +637,6 @@ def order_ref(shop_domain: str, order_id: str) -> str:
     return f"{PLATFORM}:{shop_domain}:{order_id}"
 
 
-def _sha256(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
 def execute(action: Action, *, shop: ShopifyShopConfig, runtime: Runtime) -> Outcome:
     """Carry out ``action``; raises when Firestore or Pub/Sub fail (the caller answers 503)."""
     if isinstance(action, Outcome):
@@ -699,7 +690,7 @@ def _redact_customer(action: RedactCustomer, shop: ShopifyShopConfig, store: Any
     contexts = 0
     if action.customer_id:
         # The collect endpoint writes customer_key = sha256(customer id) on contexts it can tie to a customer.
-        contexts = store.delete_where(CLICK_CONTEXTS, "customer_key", _sha256(action.customer_id))
+        contexts = store.delete_where(CLICK_CONTEXTS, "customer_key", sha256_hex(action.customer_id))
     records = sum(store.delete_where(ORDER_EVENTS, "order_ref", order_ref(shop.domain, o)) for o in action.order_ids)
     return Outcome("redacted", "customer data deleted", details={"click_contexts": contexts, "order_records": records})
 

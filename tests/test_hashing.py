@@ -149,6 +149,8 @@ def test_build_user_hashes_everything_personal_and_drops_empties():
         ("example string", None),
         ("", None),
         ("unknown", None),
+        ("0.0.0.0", None),
+        ("::", None),
     ],
 )
 def test_build_user_keeps_only_real_ip_addresses(raw, expected):
