@@ -13,7 +13,11 @@ connections, each waiting for its answer before sending the next. Scenarios:
 - ``collect_accepted``: a consented AddToCart with a join key: the same plus one
   batched Firestore write and one Pub/Sub publish, both waited for.
 
-The scenarios take turns over several rounds (so a noisy moment on a shared
+On a machine with two or more CPUs the functions under test get the last CPU
+to themselves and the emulators and the load process the others (see
+:func:`cpu_layout`): in production Firestore and Pub/Sub do not run on the
+function's CPU, and the emulators' JVMs spend more CPU per write than the
+function does. The scenarios take turns over several rounds (so a noisy moment on a shared
 machine does not hit one scenario only); each prints the median round's requests
 per second, p50 and p99 over all its requests, the server's CPU time per request
 (the function process and its gunicorn worker, from /proc: the figure least
@@ -46,6 +50,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]
 
 import localstack  # noqa: E402
+
+from bench import procstat  # noqa: E402
 
 PIXEL = "CBENCHPIXEL01"
 ORIGIN = "https://shop.example"
@@ -102,8 +108,10 @@ def bodies(count: int, consent: bool) -> list[bytes]:
     return made
 
 
-def _load(url: str, payloads: list[bytes], concurrency: int) -> dict[str, Any]:
+def _load(url: str, payloads: list[bytes], concurrency: int, cpus: frozenset[int] | None = None) -> dict[str, Any]:
     """Runs in its own process: POST every payload once over ``concurrency`` keep-alive connections."""
+    if cpus:
+        os.sched_setaffinity(0, cpus)
     parts = urlsplit(url)
     lock = threading.Lock()
     next_index = iter(range(len(payloads)))
@@ -146,27 +154,18 @@ def _load(url: str, payloads: list[bytes], concurrency: int) -> dict[str, Any]:
     return {"seconds": elapsed, "latencies": latencies, "statuses": dict(statuses)}
 
 
-def _cpu_seconds(pid: int) -> float | None:
-    """User + system CPU of ``pid`` and its descendants (gunicorn's worker is a child), from /proc."""
-    try:
-        tick = os.sysconf("SC_CLK_TCK")
-        stats = {}
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit():
-                try:
-                    fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-                except OSError:
-                    continue
-                stats[int(entry.name)] = (int(fields[1]), int(fields[11]) + int(fields[12]))
-    except (OSError, ValueError):
-        return None
-    tree, frontier = {pid}, [pid]
-    while frontier:
-        parent = frontier.pop()
-        children = [p for p, (ppid, _) in stats.items() if ppid == parent and p not in tree]
-        tree.update(children)
-        frontier += children
-    return sum(stats[p][1] for p in tree if p in stats) / tick
+def cpu_layout() -> dict[str, frozenset[int] | None]:
+    """The function under test on one CPU of its own; emulators and load on the others.
+
+    In production Firestore and Pub/Sub run on Google's servers and the callers
+    elsewhere on the internet: an instance's CPU is its own. Sharing two CPUs
+    with the emulators' JVMs would measure the emulators (which spend more CPU
+    per write than the function itself) instead. With one CPU nothing is pinned.
+    """
+    available = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if len(available) < 2:
+        return {"function": None, "others": None}
+    return {"function": frozenset(available[-1:]), "others": frozenset(available[:-1])}
 
 
 def _summary(runs: list[dict[str, Any]], cpu: list[float], expected: int, concurrency: int) -> dict[str, Any]:
@@ -189,12 +188,14 @@ def _summary(runs: list[dict[str, Any]], cpu: list[float], expected: int, concur
     }
 
 
-def _start_function(name: str, target: str, source: Path, env: dict[str, str]) -> tuple[Any, str]:
+def _start_function(
+    name: str, target: str, source: Path, env: dict[str, str], cpus: frozenset[int] | None = None
+) -> tuple[Any, str]:
     port = localstack.free_port()
     process = localstack._start(
         [sys.executable, "-m", "functions_framework", "--target", target, "--source", str(source),
          "--host", "127.0.0.1", "--port", str(port)],
-        env, name,
+        env, name, cpus,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}/"
     localstack.wait_http(url + "healthz", timeout=60, process=process)
@@ -205,7 +206,10 @@ def run(
     requests: int = 3000, concurrency: int = 16, threads: int = 8, warmup: int = 200, rounds: int = 3
 ) -> dict[str, Any]:
     """Start emulators and both functions, measure every scenario, stop everything. Returns the figures."""
-    emulators = localstack.Emulators("bench-project", localstack.free_port(), localstack.free_port())
+    layout = cpu_layout()
+    emulators = localstack.Emulators(
+        "bench-project", localstack.free_port(), localstack.free_port(), cpus=layout["others"]
+    )
     topic = f"bench-collect-{uuid.uuid4().hex[:8]}"
     base_env = {**os.environ, "PYTHONPATH": str(ROOT), "THREADS": str(threads), **emulators.env}
     collect_env = {
@@ -216,6 +220,7 @@ def run(
         "PUBSUB_TOPIC": topic,
         "FIRESTORE_COLLECTION_PREFIX": f"bench{uuid.uuid4().hex[:8]}_",
         "LOG_LEVEL": "INFO",  # production's level: one outcome line per request is part of the cost
+        "EXPOSE_METRICS": "true",  # GET /metrics: Firestore and Pub/Sub operations, read around each run
     }
     saved_env = {k: os.environ.get(k) for k in emulators.env}
     processes: list[Any] = []
@@ -226,9 +231,11 @@ def run(
 
         publisher = make_publisher_client()
         publisher.create_topic(name=publisher.topic_path(emulators.project, topic))
-        noop, noop_url = _start_function("bench-noop", "noop", ROOT / "bench" / "noop" / "main.py", base_env)
+        noop, noop_url = _start_function(
+            "bench-noop", "noop", ROOT / "bench" / "noop" / "main.py", base_env, layout["function"]
+        )
         collect, collect_url = _start_function(
-            "bench-collect", "collect", ROOT / "functions" / "collect" / "main.py", collect_env
+            "bench-collect", "collect", ROOT / "functions" / "collect" / "main.py", collect_env, layout["function"]
         )
         processes += [noop, collect]
         scenarios = {
@@ -238,28 +245,37 @@ def run(
         }
         runs: dict[str, list[dict[str, Any]]] = {name: [] for name in scenarios}
         cpu: dict[str, list[float]] = {name: [] for name in scenarios}
+        operations: dict[str, dict[str, int]] = {name: {} for name in scenarios if name != "noop"}
         per_round = max(1, requests // rounds)
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=1, mp_context=context) as loader:
             for _, url, consent, _ in scenarios.values():
-                loader.submit(_load, url, bodies(warmup, consent), concurrency).result()
+                loader.submit(_load, url, bodies(warmup, consent), concurrency, layout["others"]).result()
             for _ in range(rounds):
                 for name, (process, url, consent, _) in scenarios.items():
                     payloads = bodies(per_round, consent)
-                    before = _cpu_seconds(process.pid)
-                    runs[name].append(loader.submit(_load, url, payloads, concurrency).result())
-                    after = _cpu_seconds(process.pid)
+                    counted = procstat.counters(url) if name in operations else {}
+                    before = procstat.cpu_seconds(process.pid)
+                    runs[name].append(loader.submit(_load, url, payloads, concurrency, layout["others"]).result())
+                    after = procstat.cpu_seconds(process.pid)
                     if before is not None and after is not None:
                         cpu[name].append(after - before)
+                    if name in operations:
+                        for key, value in procstat.counters(url).items():
+                            operations[name][key] = operations[name].get(key, 0) + value - counted.get(key, 0)
         results: dict[str, Any] = {
             name: _summary(runs[name], cpu[name], expected, concurrency)
             for name, (_, _, _, expected) in scenarios.items()
         }
+        for name, counted in operations.items():
+            served = results[name]["requests"]
+            results[name]["per_request"] = {key: round(value / served, 3) for key, value in sorted(counted.items())}
         floor = results["noop"]["requests_per_second"]
         for name in ("collect_withheld", "collect_accepted"):
             results[name]["ratio_to_noop"] = round(results[name]["requests_per_second"] / floor, 2)
         results["settings"] = {"threads": threads, "concurrency": concurrency, "requests": per_round * rounds,
-                               "rounds": rounds, "cpus": os.cpu_count()}  # fmt: skip
+                               "rounds": rounds, "cpus": os.cpu_count(),
+                               "pinned": {k: sorted(v) if v else None for k, v in layout.items()}}  # fmt: skip
         return results
     finally:
         for process in processes:

@@ -51,6 +51,7 @@ DEV_SETTINGS = {
     "COLLECT_ALLOWED_ORIGINS": "http://127.0.0.1:8000,http://localhost:8000",
     "COLLECT_KEYS": "local-collect-key",
     "PUBSUB_TOPIC": "tiktok-events",
+    "EXPOSE_METRICS": "true",  # GET /metrics on the receivers too (local only; off by default when deployed)
 }
 
 DEAD_LETTER_TOPIC_SUFFIX = "-dead-letter"
@@ -91,12 +92,18 @@ def wait_http(url: str, timeout: float = 60.0, process: subprocess.Popen | None 
     raise TimeoutError(f"{url} did not answer within {timeout:.0f}s ({last})")
 
 
-def _start(args: list[str], env: Mapping[str, str], log_name: str) -> subprocess.Popen:
+def _start(
+    args: list[str], env: Mapping[str, str], log_name: str, cpus: frozenset[int] | None = None
+) -> subprocess.Popen:
+    """Start ``args`` in its own session, logging to .run/; ``cpus`` pins it and its children (benchmarks)."""
     RUN_DIR.mkdir(exist_ok=True)
     log = open(RUN_DIR / f"{log_name}.log", "ab")  # noqa: SIM115 (lives as long as the process)
+    pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
     # Own session: the emulators fork Java children that outlive their parent;
     # signalling the whole group is the only reliable way to stop them.
-    return subprocess.Popen(args, env=dict(env), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    return subprocess.Popen(
+        args, env=dict(env), stdout=log, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=pin
+    )
 
 
 def stop_process(process: subprocess.Popen, timeout: float = 10.0) -> None:
@@ -122,6 +129,8 @@ class Emulators:
     pubsub_port: int = 8085
     firestore_port: int = 8086
     processes: list[subprocess.Popen] = field(default_factory=list)
+    # Benchmarks pin the emulators (which stand in for Google's servers) away from the code they measure.
+    cpus: frozenset[int] | None = None
 
     @property
     def env(self) -> dict[str, str]:
@@ -141,13 +150,13 @@ class Emulators:
             _start(
                 gcloud[:3] + ["pubsub", "start", f"--project={self.project}",
                               f"--host-port=127.0.0.1:{self.pubsub_port}", "--quiet"],
-                env, "pubsub-emulator",
+                env, "pubsub-emulator", self.cpus,
             )
         )  # fmt: skip
         self.processes.append(
             _start(
                 gcloud[:3] + ["firestore", "start", f"--host-port=127.0.0.1:{self.firestore_port}", "--quiet"],
-                env, "firestore-emulator",
+                env, "firestore-emulator", self.cpus,
             )
         )  # fmt: skip
         for port, process in zip((self.pubsub_port, self.firestore_port), self.processes, strict=True):

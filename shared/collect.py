@@ -31,8 +31,7 @@ import json
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl, urlsplit
@@ -40,6 +39,7 @@ from urllib.parse import parse_qsl, urlsplit
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator
 
 from shared import log
+from shared.coalesce import GroupCommit
 from shared.config import CollectSettings, PixelConfig, Tenants
 from shared.consent import ConsentDecision, ConsentSnapshot, decide
 from shared.events import UnknownEventName, canonical_event_name
@@ -53,7 +53,7 @@ from shared.orders import (
     JOIN_WOO_SESSION,
 )
 from shared.pubsub import publisher_from_settings
-from shared.store import store_from_settings
+from shared.store import MAX_BATCH_WRITES, ContextWrite, store_from_settings
 
 SOURCE = "collect"
 JSON_TYPES = frozenset({"application/json", "text/plain"})
@@ -61,6 +61,10 @@ JSON_TYPES = frozenset({"application/json", "text/plain"})
 PREFLIGHT_MAX_AGE_SECONDS = 7200
 # The page's clock is trusted within these bounds; outside them, the time of receipt is used.
 MAX_EVENT_AGE_SECONDS = 86_400
+# Requests of one instance committed together at most (their contexts in <= 500-document batches).
+COMMIT_MAX_REQUESTS = 100
+# A page waits on its beacon's answer no longer than this for Firestore (Pub/Sub has its own 10 s).
+STORE_TIMEOUT_SECONDS = 5.0
 MAX_EVENT_AHEAD_SECONDS = 600
 # A millisecond timestamp (Date.now()) is above this; unix seconds stay below it until the year 5138.
 _MILLISECONDS_FLOOR = 100_000_000_000
@@ -600,6 +604,91 @@ def build_plan(
     return Plan(pixel, join_keys, context, envelopes, skipped, decision)
 
 
+# --- accepted requests, committed together ---------------------------------------------------------
+
+
+class Unavailable(Exception):
+    """Firestore or Pub/Sub failed for one request: it answers 503 and the page may retry."""
+
+    def __init__(self, what: str, cause: BaseException) -> None:
+        super().__init__(f"{what} unavailable ({type(cause).__name__})")
+        self.what = what
+        self.cause = cause
+
+
+def _is_request_error(exc: BaseException) -> bool:
+    """A 4xx from the API (one bad document spoils a whole batch); not an outage."""
+    try:
+        from google.api_core import exceptions as gexc
+    except ImportError:  # pragma: no cover - the client libraries are installed wherever a store is
+        return False
+    return isinstance(exc, gexc.ClientError)
+
+
+def commit_plans(plans: Sequence[Plan], store: Any, publisher: Any) -> list[int | Exception]:
+    """One round trip each to Pub/Sub and Firestore for several requests' plans, overlapped.
+
+    Every envelope is handed to the publisher first (they leave in one RPC while
+    the Firestore batch commits), then the contexts are written in as few
+    batches as Firestore allows, then the publishes are waited for. Returns, per
+    plan, the number of context documents written or the :class:`Unavailable`
+    that plan's request answers with. A batch refused as a bad request is retried
+    plan by plan, so one request's bad data does not fail the others.
+    """
+    outcomes: list[int | Exception] = [0] * len(plans)
+    pending: dict[int, list[Any]] = {}
+    for index, plan in enumerate(plans):
+        if plan.envelopes:
+            try:
+                pending[index] = publisher.begin(plan.envelopes)
+            except Exception as exc:  # any client failure
+                outcomes[index] = Unavailable("pubsub", exc)
+    for group in _store_groups(plans):
+        writes = [_context_write(plans[i]) for i in group]
+        try:
+            store.put_click_contexts(writes)
+        except Exception as exc:  # any client failure: the requests of this batch answer 503
+            if len(group) > 1 and _is_request_error(exc):
+                for index, write in zip(group, writes, strict=True):
+                    try:
+                        store.put_click_contexts([write])
+                    except Exception as alone:  # this plan's own failure
+                        outcomes[index] = Unavailable("firestore", alone)
+            else:
+                for index in group:
+                    outcomes[index] = Unavailable("firestore", exc)
+    for index, futures in pending.items():
+        try:
+            publisher.finish(futures)
+        except Exception as exc:  # any client failure, or the publish deadline
+            if not isinstance(outcomes[index], Exception):
+                outcomes[index] = Unavailable("pubsub", exc)
+    for index, plan in enumerate(plans):
+        if not isinstance(outcomes[index], Exception):
+            outcomes[index] = len(plan.join_keys)
+    return outcomes
+
+
+def _context_write(plan: Plan) -> ContextWrite:
+    return (plan.pixel.pixel_code, plan.join_keys, plan.context, dt.timedelta(days=plan.pixel.click_ttl_days))
+
+
+def _store_groups(plans: Sequence[Plan], limit: int = MAX_BATCH_WRITES) -> list[list[int]]:
+    """Indexes of the plans with join keys, in consecutive groups of at most ``limit`` documents each."""
+    groups: list[list[int]] = []
+    size = limit
+    for index, plan in enumerate(plans):
+        count = len(plan.join_keys)
+        if not count:
+            continue
+        if size + count > limit:
+            groups.append([])
+            size = 0
+        groups[-1].append(index)
+        size += count
+    return groups
+
+
 # --- the instance's dependencies ----------------------------------------------------------------
 
 
@@ -628,7 +717,7 @@ class Runtime:
         self._store_factory, self._publisher_factory = store_factory, publisher_factory
         self._store: Any = None
         self._publisher: Any = None
-        self._pool: ThreadPoolExecutor | None = None
+        self._committer: GroupCommit[Plan, int] | None = None
         self._lock = threading.Lock()
 
     @classmethod
@@ -644,7 +733,7 @@ class Runtime:
             default_region=settings.default_phone_region,
             # Not a CollectSettings field yet (see docs/collect.md, "Client IP address").
             trusted_hops=int(getattr(settings, "trusted_proxy_hops", 0)),
-            store_factory=lambda: store_from_settings(settings),
+            store_factory=lambda: store_from_settings(settings, timeout=STORE_TIMEOUT_SECONDS),
             publisher_factory=lambda: publisher_from_settings(settings),
         )
 
@@ -659,10 +748,20 @@ class Runtime:
     def store(self) -> Any:
         return self._lazy("_store", self._store_factory)
 
-    def background(self, call: Callable[[], Any]) -> Future:
-        """Run ``call`` on the instance's small I/O pool (overlaps the Firestore write with the publish)."""
-        pool = self._lazy("_pool", lambda: ThreadPoolExecutor(max_workers=32, thread_name_prefix="collect-io"))
-        return pool.submit(call)
+    def accept(self, plan: Plan) -> int:
+        """Store the plan's context and publish its events, in one group commit with concurrent requests.
+
+        Returns the click-context documents written; raises :class:`Unavailable`
+        naming the part that failed.
+        """
+        committer = self._lazy("_committer", lambda: GroupCommit(self._flush, max_items=COMMIT_MAX_REQUESTS))
+        try:
+            return committer.submit(plan)
+        except TimeoutError as exc:
+            raise Unavailable("collect", exc) from exc
+
+    def _flush(self, plans: list[Plan]) -> list[int | Exception]:
+        return commit_plans(plans, self.store if any(p.join_keys for p in plans) else None, self.publisher)
 
     @property
     def publisher(self) -> Any:
@@ -768,47 +867,21 @@ def _withhold(body: CollectBody, pixel: PixelConfig, decision: ConsentDecision, 
     return Reply(204, "withheld_consent", reason=reason, headers={"X-Collect-Consent": decision.reason})
 
 
-def _done(call: Callable[[], Any]) -> Future:
-    """``call`` run here and now, its result (or exception) held like a background task's."""
-    future: Future = Future()
-    try:
-        future.set_result(call())
-    except Exception as exc:  # handed to the caller through the future
-        future.set_exception(exc)
-    return future
-
-
 def _unavailable(what: str, exc: Exception) -> Reply:
     reason = f"{what} unavailable ({type(exc).__name__}); try again"
     return Reply(503, "error_unavailable", {"error": "unavailable", "reason": reason}, {"Retry-After": "5"}, reason)
 
 
 def _execute(plan: Plan, runtime: Runtime) -> Reply:
-    """Store the context and publish the events, the two round trips overlapped; 503 if either fails.
+    """Store the context and publish the events (with concurrent requests: see :func:`commit_plans`).
 
     Both are idempotent (a merge under the same keys; the same event ids, which the
     sender and TikTok deduplicate), so a caller retrying after a 503 does no harm.
     """
-    store_write = None
-    if plan.join_keys:
-        ttl = dt.timedelta(days=plan.pixel.click_ttl_days)
-        store, pixel_code = runtime.store, plan.pixel.pixel_code
-        write = functools.partial(store.put_click_context, pixel_code, plan.join_keys, plan.context, ttl)
-        store_write = runtime.background(write) if plan.envelopes else _done(write)
-    failure = None
-    if plan.envelopes:
-        try:
-            runtime.publisher.publish(plan.envelopes)
-        except Exception as exc:  # any client failure: the page may retry
-            failure = _unavailable("pubsub", exc)
-    stored = 0
-    if store_write is not None:
-        try:
-            stored = store_write.result()
-        except Exception as exc:  # any client failure: the page may retry
-            failure = failure or _unavailable("firestore", exc)
-    if failure is not None:
-        return failure
+    try:
+        stored = runtime.accept(plan)
+    except Unavailable as exc:
+        return _unavailable(exc.what, exc.cause)
     body = {
         "outcome": "accepted",
         "published": [e.event_id for e in plan.envelopes],

@@ -43,7 +43,6 @@ import hashlib
 import json
 import threading
 import time
-from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,6 +50,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from shared import log
+from shared.metrics import COUNTERS, Counters
 from shared.models import Envelope, envelopes_to_request, group_for_requests
 from shared.store import DEAD_EVENTS, EVENT_CLAIMS, TTL_FIELD, doc_id, utcnow
 from shared.tiktok_api import ApiResult, TikTokClient
@@ -91,23 +91,6 @@ class MalformedMessage(ValueError):
 # --- counters --------------------------------------------------------------
 
 
-class Counters:
-    """Thread-safe counters of one instance (served by the sender on GET /metrics)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._values: dict[str, int] = defaultdict(int)
-
-    def add(self, name: str, amount: int = 1) -> None:
-        with self._lock:
-            self._values[name] += amount
-
-    def snapshot(self) -> dict[str, int]:
-        with self._lock:
-            return dict(sorted(self._values.items()))
-
-
-COUNTERS = Counters()
 
 
 # --- outcomes --------------------------------------------------------------

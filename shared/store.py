@@ -22,6 +22,8 @@ import hashlib
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from shared.metrics import COUNTERS
+
 CLICK_CONTEXTS = "click_contexts"
 WEBHOOK_DELIVERIES = "webhook_deliveries"
 ORDER_EVENTS = "order_events"
@@ -29,6 +31,10 @@ EVENT_CLAIMS = "event_claims"
 DEAD_EVENTS = "dead_events"
 COLLECTIONS = (CLICK_CONTEXTS, WEBHOOK_DELIVERIES, ORDER_EVENTS, EVENT_CLAIMS, DEAD_EVENTS)
 TTL_FIELD = "expire_at"
+MAX_BATCH_WRITES = 500  # Firestore's limit on writes in one commit
+
+# (pixel code, join keys, context, time to live): one request's click context.
+ContextWrite = tuple[str, Sequence[tuple[str, str]], dict[str, Any], dt.timedelta]
 
 
 def utcnow() -> dt.datetime:
@@ -56,17 +62,18 @@ def make_client(project: str, database: str = "(default)"):
     return firestore.Client(project=project, database=database)
 
 
-def store_from_settings(settings: Any) -> Store:
+def store_from_settings(settings: Any, timeout: float | None = None) -> Store:
     """The Store a function's settings describe (project, database, collection prefix)."""
-    return Store(make_client(settings.project, settings.firestore_database), settings.collection_prefix)
+    return Store(make_client(settings.project, settings.firestore_database), settings.collection_prefix, timeout)
 
 
 class Store:
     """Thin, synchronous wrapper over one Firestore client."""
 
-    def __init__(self, client: Any, prefix: str = "") -> None:
+    def __init__(self, client: Any, prefix: str = "", timeout: float | None = None) -> None:
         self.client = client
         self.prefix = prefix
+        self.timeout = timeout  # seconds per batched write; None: the client library's default
 
     def collection(self, name: str):
         return self.client.collection(self.prefix + name)
@@ -85,15 +92,18 @@ class Store:
         now = utcnow()
         data = {**fields, "created_at": now, TTL_FIELD: now + ttl}
         try:
+            _count(writes=1)
             ref.create(data)
             return True
         except gexc.AlreadyExists:
             pass
+        _count(reads=1)
         existing = ref.get()
         if existing.exists and not is_expired(existing.to_dict(), now):
             return False
         try:
             # Take over only if nobody else did in between (precondition on update_time).
+            _count(writes=1)
             if existing.exists:
                 option = self.client.write_option(last_update_time=existing.update_time)
                 ref.update(data, option=option)
@@ -105,9 +115,11 @@ class Store:
 
     def release(self, collection: str, key: Sequence[object]) -> None:
         """Undo a claim whose effect did not happen (so a retry can claim again)."""
+        _count(deletes=1)
         self.collection(collection).document(doc_id(*key)).delete()
 
     def get(self, collection: str, key: Sequence[object]) -> dict[str, Any] | None:
+        _count(reads=1)
         snapshot = self.collection(collection).document(doc_id(*key)).get()
         data = snapshot.to_dict() if snapshot.exists else None
         return None if is_expired(data) else data
@@ -122,24 +134,40 @@ class Store:
         ttl: dt.timedelta,
     ) -> int:
         """Store ``context`` under every (kind, value) join key in one batched write."""
+        return self.put_click_contexts([(pixel_code, list(join_keys), context, ttl)])
+
+    def put_click_contexts(self, writes: Sequence[ContextWrite]) -> int:
+        """Several contexts (a group commit's requests) in one batched write; returns the documents written.
+
+        At most :data:`MAX_BATCH_WRITES` documents: the caller splits bigger groups.
+        Two writes to the same document are merged here, in order, as two
+        consecutive merges would have left it.
+        """
         now = utcnow()
-        batch = self.client.batch()
-        count = 0
-        for kind, value in join_keys:
-            ref = self.collection(CLICK_CONTEXTS).document(doc_id(pixel_code, kind, value))
-            data = {**context, "pixel_code": pixel_code, "join_kind": kind, "updated_at": now, TTL_FIELD: now + ttl}
-            # merge: a later page view without a ttclid must not erase an earlier one.
-            batch.set(ref, _without_nones(data), merge=True)
-            count += 1
-        if count:
-            batch.commit()
-        return count
+        documents: dict[str, dict[str, Any]] = {}
+        for pixel_code, join_keys, context, ttl in writes:
+            for kind, value in join_keys:
+                key = doc_id(pixel_code, kind, value)
+                data = {**context, "pixel_code": pixel_code, "join_kind": kind, "updated_at": now, TTL_FIELD: now + ttl}
+                documents[key] = _merged(documents.get(key, {}), _without_nones(data))
+        if len(documents) > MAX_BATCH_WRITES:
+            raise ValueError(f"{len(documents)} documents in one batch; Firestore takes {MAX_BATCH_WRITES}")
+        if documents:
+            batch = self.client.batch()
+            collection = self.collection(CLICK_CONTEXTS)
+            for key, data in documents.items():
+                # merge: a later page view without a ttclid must not erase an earlier one.
+                batch.set(collection.document(key), data, merge=True)
+            _count(writes=len(documents))
+            batch.commit(timeout=self.timeout)
+        return len(documents)
 
     def find_click_context(self, pixel_code: str, join_keys: Iterable[tuple[str, str]]) -> dict[str, Any] | None:
         """The first live context among ``join_keys`` (in the caller's order of preference)."""
         refs = [self.collection(CLICK_CONTEXTS).document(doc_id(pixel_code, k, v)) for k, v in join_keys if v]
         if not refs:
             return None
+        _count(reads=len(refs))
         found = {snap.reference.id: snap.to_dict() for snap in self.client.get_all(refs) if snap.exists}
         now = utcnow()
         for ref in refs:
@@ -155,8 +183,10 @@ class Store:
         deleted = 0
         while True:
             docs = list(self.collection(collection).where(filter=FieldFilter(field, "==", value)).limit(limit).stream())
+            _count(reads=max(1, len(docs)))  # a query is billed at least one read
             if not docs:
                 return deleted
+            _count(deletes=len(docs))
             batch = self.client.batch()
             for doc in docs:
                 batch.delete(doc.reference)
@@ -164,5 +194,24 @@ class Store:
             deleted += len(docs)
 
 
+def _count(reads: int = 0, writes: int = 0, deletes: int = 0) -> None:
+    """One Firestore RPC and the documents it bills (see shared.metrics)."""
+    COUNTERS.add("firestore.rpcs")
+    for name, amount in (("reads", reads), ("writes", writes), ("deletes", deletes)):
+        if amount:
+            COUNTERS.add(f"firestore.{name}", amount)
+
+
 def _without_nones(data: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in data.items() if v is not None}
+
+
+def _merged(earlier: dict[str, Any], later: dict[str, Any]) -> dict[str, Any]:
+    """What ``set(earlier, merge=True)`` then ``set(later, merge=True)`` leaves: nested maps merge too."""
+    merged = dict(earlier)
+    for key, value in later.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merged(merged[key], value)
+        else:
+            merged[key] = value
+    return merged

@@ -50,16 +50,20 @@ class Recorder:
         self.released: list[tuple] = []
         self.published: list = []
 
-    def put_click_context(self, pixel_code, join_keys, context, ttl):
-        self.contexts.append((pixel_code, list(join_keys), context, ttl))
-        return len(list(join_keys))
+    def put_click_contexts(self, writes):
+        for pixel_code, join_keys, context, ttl in writes:
+            self.contexts.append((pixel_code, list(join_keys), context, ttl))
+        return sum(len(list(join_keys)) for _, join_keys, _, _ in writes)
 
     def release(self, collection, key):
         self.released.append((collection, tuple(key)))
 
-    def publish(self, envelopes):
+    def begin(self, envelopes):
         self.published += envelopes
         return [str(i) for i, _ in enumerate(envelopes)]
+
+    def finish(self, ids):
+        return ids
 
 
 def runtime(recorder: Recorder | None = None, **pixel: Any) -> Runtime:
@@ -491,7 +495,7 @@ def test_other_methods_are_refused():
     assert reply.status == 405 and reply.headers["Allow"] == "POST, OPTIONS"
 
 
-@pytest.mark.parametrize("broken", ["put_click_context", "publish"])
+@pytest.mark.parametrize("broken", ["put_click_contexts", "begin", "finish"])
 def test_a_failing_store_or_publisher_answers_503_naming_it_never_500(broken):
     class Broken(Recorder):
         pass
@@ -502,7 +506,7 @@ def test_a_failing_store_or_publisher_answers_503_naming_it_never_500(broken):
     setattr(Broken, broken, fail)
     reply = collect.handle(post(body()), runtime(Broken()))
     assert reply.status == 503 and reply.headers["Retry-After"]
-    assert ("firestore" if broken == "put_click_context" else "pubsub") in reply.body["reason"]
+    assert ("firestore" if broken == "put_click_contexts" else "pubsub") in reply.body["reason"]
 
 
 def test_preview_pages_are_dropped_after_admission():

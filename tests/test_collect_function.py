@@ -346,3 +346,55 @@ def test_preflight_from_a_foreign_origin_is_refused(collect):
     response = collect.client.options("/", headers={"Origin": "https://evil.example"})
     assert response.status_code == 403
     assert "Access-Control-Allow-Origin" not in response.headers
+
+
+# --- concurrent requests share their round trips -------------------------------------------------
+
+
+def _plan(token: str, **context: Any):
+    from shared.collect import Plan
+    from shared.config import PixelConfig
+    from shared.consent import ConsentDecision
+    from shared.models import Envelope
+
+    envelope = Envelope(source="collect", pixel_code=PIXEL, event="AddToCart", event_id=f"evt-{token}",
+                        event_time=int(time.time()), consent="granted")  # fmt: skip
+    return Plan(PixelConfig(pixel_code=PIXEL), [(JOIN_SHOPIFY_CART, token)], {"ttp": f"ttp-{token}", **context},
+                [envelope], [], ConsentDecision(True, "granted", False))  # fmt: skip
+
+
+def test_one_requests_bad_document_fails_that_request_alone(store, event_publisher, topic):
+    from shared.collect import Unavailable, commit_plans
+
+    tokens = [f"cart-{uuid.uuid4().hex[:8]}" for _ in range(3)]
+    plans = [_plan(tokens[0]), _plan(tokens[1], __reserved__="Firestore refuses this field"), _plan(tokens[2])]
+    outcomes = commit_plans(plans, store, event_publisher)
+    assert outcomes[0] == outcomes[2] == 1
+    assert isinstance(outcomes[1], Unavailable) and outcomes[1].what == "firestore"
+    assert store.find_click_context(PIXEL, [(JOIN_SHOPIFY_CART, tokens[0])])["ttp"] == f"ttp-{tokens[0]}"
+    assert store.find_click_context(PIXEL, [(JOIN_SHOPIFY_CART, tokens[2])])["ttp"] == f"ttp-{tokens[2]}"
+    assert store.find_click_context(PIXEL, [(JOIN_SHOPIFY_CART, tokens[1])]) is None
+    # Its event was published anyway (the page retries; the sender and TikTok deduplicate the id).
+    assert sorted(decode_message(m)["event_id"] for m in topic.pull_all(3)) == sorted(f"evt-{t}" for t in tokens)
+
+
+def test_concurrent_requests_share_commits_and_each_gets_its_own_answer(collect):
+    import sys
+    from concurrent.futures import ThreadPoolExecutor
+
+    tokens = [f"cart-{uuid.uuid4().hex[:10]}" for _ in range(40)]
+    documents = [request_body(token) for token in tokens]
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        responses = list(pool.map(collect.post, documents))
+    assert [r.status_code for r in responses] == [200] * 40
+    for document, response in zip(documents, responses, strict=True):
+        assert response.get_json()["published"] == [document["events"][0]["event_id"]]
+    stored = collect.contexts()
+    assert sorted(d["ttp"] for d in stored.values()) == ["ttp-cookie-value"] * 40
+    assert {key.rsplit("|", 1)[-1] for key in stored} == set(tokens)
+    published = collect.published(40)
+    assert sorted(e["event_id"] for e in published) == sorted(d["events"][0]["event_id"] for d in documents)
+    module = next(m for m in sys.modules.values() if getattr(m, "collect", None) is not None
+                  and getattr(m, "_runtime", None) is not None)  # fmt: skip
+    committer = module._runtime._committer
+    assert committer.items_flushed == 40 and committer.flushes < 40

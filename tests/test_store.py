@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
+
 from shared import store as store_module
 from shared.store import CLICK_CONTEXTS, ORDER_EVENTS, TTL_FIELD, WEBHOOK_DELIVERIES, doc_id
 
@@ -82,3 +84,30 @@ def test_collections_listed_for_ttl_policies():
     assert set(store_module.COLLECTIONS) == {
         "click_contexts", "webhook_deliveries", "order_events", "event_claims", "dead_events"
     }  # fmt: skip
+
+
+def test_several_contexts_in_one_batch_leave_what_consecutive_writes_would(store):
+    old = {"ttclid": "E.C.P.old", "consent": {"ad_storage": True}}
+    store.put_click_context("PIX", [("cart_token", "m1")], old, HOUR)
+    first = {"ttclid": None, "ttp": "ttp-a", "consent": {"ad_user_data": True}}
+    second = {"ttclid": "E.C.P.new", "consent": {"ad_storage": False}}
+    written = store.put_click_contexts([
+        ("PIX", [("cart_token", "m1"), ("customer", "7")], first, HOUR),
+        ("PIX", [("cart_token", "m1")], second, HOUR),
+        ("PIX", [("cart_token", "m2")], {"ttclid": "E.C.P.m2"}, HOUR),
+    ])  # fmt: skip
+    assert written == 3  # m1 once (two writes merged), customer 7, m2
+    m1 = store.find_click_context("PIX", [("cart_token", "m1")])
+    assert (m1["ttclid"], m1["ttp"]) == ("E.C.P.new", "ttp-a")
+    assert m1["consent"] == {"ad_storage": False, "ad_user_data": True}  # nested maps merged, later wins
+    assert store.find_click_context("PIX", [("customer", "7")])["ttp"] == "ttp-a"
+    assert store.find_click_context("PIX", [("cart_token", "m2")])["ttclid"] == "E.C.P.m2"
+
+
+def test_a_batch_over_firestores_limit_is_refused_before_any_write(store):
+    from shared.store import MAX_BATCH_WRITES
+
+    too_many = [("PIX", [("cart_token", f"big-{i}")], {"ttp": "t"}, HOUR) for i in range(MAX_BATCH_WRITES + 1)]
+    with pytest.raises(ValueError, match="501 documents"):
+        store.put_click_contexts(too_many)
+    assert store.find_click_context("PIX", [("cart_token", "big-0")]) is None

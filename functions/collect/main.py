@@ -1,6 +1,7 @@
 """Browser events -> click contexts and TikTok events: a thin adapter over :mod:`shared.collect`.
 
-GET (any path) is the health check; OPTIONS is a CORS preflight; POST is a
+GET /metrics serves the instance counters when EXPOSE_METRICS is set (see shared.metrics); any other
+GET is the health check; OPTIONS is a CORS preflight; POST is a
 collect request (JSON, as ``application/json`` or ``text/plain`` for
 ``navigator.sendBeacon``). Settings and clients are made once per instance, on
 first use (see :func:`runtime`).
@@ -15,6 +16,7 @@ import functions_framework
 from shared import collect as domain
 from shared import log
 from shared.config import ConfigError
+from shared.metrics import metrics_reply
 
 _runtime: domain.Runtime | None = None
 _lock = threading.Lock()
@@ -38,7 +40,7 @@ def reset() -> None:
 @functions_framework.http
 def collect(request):
     if request.method in ("GET", "HEAD"):
-        return {"status": "ok"}, 200
+        return metrics_reply(request.path) or ({"status": "ok"}, 200)
     try:
         current = runtime()
     except ConfigError as exc:

@@ -1,6 +1,7 @@
 """Shopify webhooks -> TikTok events: a thin adapter over :mod:`shared.shopify`.
 
-GET (any path) is the health check; POST is a webhook delivery. Settings and
+GET /metrics serves the instance counters when EXPOSE_METRICS is set (see shared.metrics); any other
+GET is the health check; POST is a webhook delivery. Settings and
 clients are made once per instance, on first use (see :func:`runtime`).
 """
 
@@ -12,6 +13,7 @@ import functions_framework
 
 from shared import log, shopify
 from shared.config import ConfigError
+from shared.metrics import metrics_reply
 
 _runtime: shopify.Runtime | None = None
 _lock = threading.Lock()
@@ -35,7 +37,7 @@ def reset() -> None:
 @functions_framework.http
 def shopify_webhook(request):
     if request.method == "GET":
-        return {"status": "ok"}, 200
+        return metrics_reply(request.path) or ({"status": "ok"}, 200)
     if request.method != "POST":
         return {"error": "method not allowed", "reason": "webhooks are POST requests"}, 405, {"Allow": "GET, POST"}
     try:

@@ -1,6 +1,7 @@
 """WooCommerce webhooks -> TikTok Purchase events: a thin adapter over :mod:`shared.woocommerce`.
 
-GET (any path) is the health check; POST is a webhook delivery or the setup
+GET /metrics serves the instance counters when EXPOSE_METRICS is set (see shared.metrics); any other
+GET is the health check; POST is a webhook delivery or the setup
 ping. Settings and clients are made once per instance, on first use (see
 :func:`runtime`); the ping needs neither.
 """
@@ -12,6 +13,7 @@ import threading
 import functions_framework
 
 from shared import woocommerce
+from shared.metrics import metrics_reply
 
 _runtime: woocommerce.Runtime | None = None
 _lock = threading.Lock()
@@ -35,7 +37,7 @@ def reset() -> None:
 @functions_framework.http
 def woocommerce_webhook(request):
     if request.method == "GET":
-        return {"status": "ok"}, 200
+        return metrics_reply(request.path) or ({"status": "ok"}, 200)
     if request.method != "POST":
         return {"error": "method not allowed", "reason": "webhooks are POST requests"}, 405, {"Allow": "GET, POST"}
     if (request.content_length or 0) > woocommerce.MAX_BODY_BYTES:
