@@ -2,6 +2,10 @@
 
 Each part starts its own emulators and processes on free ports, drives bounded,
 self-stopping load on loopback and stops everything. Not part of `make test`.
+The run ends with the headline figures next to their aims and the cost per
+million events computed from what the parts measured (bench/cost.py).
+
+    python -m bench [part ...]     # parts: import_times collect_bench shopify_bench woocommerce_bench sender_bench
 """
 
 from __future__ import annotations
@@ -9,35 +13,104 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench import cost  # noqa: E402
+
 PARTS = ("import_times", "collect_bench", "shopify_bench", "woocommerce_bench", "sender_bench")
+# The sender part's offered loads: enough levels to show the curve, bounded to keep `make bench` short.
+PART_ARGS = {"sender_bench": ["--concurrency", "1,16,64,128"]}
 
 
-def main() -> int:
-    only = set(sys.argv[1:]) or set(PARTS)
-    results: dict[str, object] = {"started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+def headline(figures: dict[str, Any]) -> list[str]:
+    """The figures the throughput issue asks for, each next to its aim."""
+    lines = []
+    collect = figures.get("collect_bench")
+    if collect:
+        noop = collect["noop"]
+        for name in ("collect_withheld", "collect_accepted"):
+            row = collect[name]
+            cpu_ratio = noop["server_cpu_ms_per_request"] / row["server_cpu_ms_per_request"]
+            lines.append(
+                f"{name}: {row['requests_per_second']} req/s, p50 {row['p50_ms']} ms, p99 {row['p99_ms']} ms; "
+                f"{row['ratio_to_noop']} x the no-op's {noop['requests_per_second']} req/s (aim > 0.7); "
+                f"CPU per request {row['server_cpu_ms_per_request']} ms vs {noop['server_cpu_ms_per_request']} ms "
+                f"({cpu_ratio:.2f})"
+            )
+    sender = figures.get("sender_bench")
+    if sender:
+        for mode, rows in sender["sender"].items():
+            top = max(rows, key=lambda row: row["concurrency"])
+            lines.append(
+                f"sender {mode} at {top['concurrency']} concurrent: {top['events_per_second']} events/s, "
+                f"{top['tiktok_requests_per_event']} TikTok requests/event (aim < 0.05), "
+                f"{top['firestore_rpcs_per_event']} Firestore RPCs/event"
+            )
+    for name in ("shopify_bench", "woocommerce_bench"):
+        part = figures.get(name)
+        if part:
+            quiet, busy = part["webhook_to_sandbox"], part["webhook_to_sandbox_under_load"]
+            lines.append(
+                f"{name.split('_')[0]} webhook -> sandbox: p50 {quiet['p50_ms']} ms, p99 {quiet['p99_ms']} ms "
+                f"one at a time; p50 {busy['p50_ms']} ms, p99 {busy['p99_ms']} ms under load "
+                f"({busy['events']}/{busy['expected']})"
+            )
+    imports = figures.get("import_times")
+    if imports:
+        slowest = max(imports["functions"].items(), key=lambda item: item[1]["import_seconds"])
+        lines.append(f"slowest entry point import: {slowest[0]} {slowest[1]['import_seconds'] * 1000:.0f} ms")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    only = set(argv if argv is not None else sys.argv[1:]) or set(PARTS)
+    unknown = only - set(PARTS)
+    if unknown:
+        print(f"unknown parts: {', '.join(sorted(unknown))}; choose from {', '.join(PARTS)}", file=sys.stderr)
+        return 2
+    started_all = time.monotonic()
+    results: dict[str, Any] = {"started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "parts": {}}
+    figures: dict[str, Any] = {}
     failed = []
-    for part in PARTS:
-        if part not in only:
-            continue
-        print(f"\n===== {part} =====", flush=True)
-        started = time.monotonic()
-        # Each part in its own process: one part's clients and threads cannot skew the next.
-        completed = subprocess.run([sys.executable, "-m", f"bench.{part}"], cwd=ROOT, text=True, capture_output=True)
-        print(completed.stdout, end="", flush=True)
-        if completed.returncode != 0:
-            failed.append(part)
-            print(completed.stderr[-3000:], file=sys.stderr)
-        results[part] = {"seconds": round(time.monotonic() - started, 1), "returncode": completed.returncode,
-                         "output": completed.stdout[-20000:]}  # fmt: skip
+    with tempfile.TemporaryDirectory() as scratch:
+        for part in PARTS:
+            if part not in only:
+                continue
+            print(f"\n===== {part} =====", flush=True)
+            started = time.monotonic()
+            out = Path(scratch) / f"{part}.json"
+            # Each part in its own process: one part's clients and threads cannot skew the next.
+            command = [sys.executable, "-m", f"bench.{part}", *PART_ARGS.get(part, []), "--json", str(out)]
+            completed = subprocess.run(command, cwd=ROOT, text=True, capture_output=True)
+            print("\n".join(line for line in completed.stdout.splitlines() if not line.startswith("{")), flush=True)
+            if completed.returncode != 0 or not out.is_file():
+                failed.append(part)
+                print(completed.stderr[-3000:], file=sys.stderr)
+            else:
+                figures[part] = json.loads(out.read_text())
+            results["parts"][part] = {"seconds": round(time.monotonic() - started, 1),
+                                      "returncode": completed.returncode}  # fmt: skip
+    results["figures"] = figures
+    print("\n===== summary =====")
+    for line in headline(figures):
+        print(line)
+    try:
+        results["cost"] = cost.estimate(figures)
+        print(cost.format_estimate(results["cost"]))
+    except cost.PricesNotFound as exc:
+        print(f"cost estimate skipped: {exc}")
+    results["seconds"] = round(time.monotonic() - started_all, 1)
     out_dir = ROOT / "bench" / "results"
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{time.strftime('%Y%m%dT%H%M%S')}.json"
     path.write_text(json.dumps(results, indent=2))
-    print(f"\nfigures written to {path}")
+    print(f"\nall parts in {results['seconds']} s; figures written to {path}")
     return 1 if failed else 0
 
 

@@ -307,6 +307,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:17} {figures['requests_per_second']:7.1f} req/s  p50 {figures['p50_ms']:6.2f} ms  "
               f"p99 {figures['p99_ms']:6.2f} ms  server CPU {figures['server_cpu_ms_per_request']} ms/req  "
               f"unexpected {figures['unexpected']}{ratio}")  # fmt: skip
+        per = figures.get("per_request") or {}
+        if per.get("collect.commits"):
+            print(f"{'':17} {1 / per['collect.commits']:.1f} requests per commit, per request: "
+                  f"{per.get('firestore.writes', 0)} Firestore writes, {per.get('firestore.rpcs', 0)} Firestore RPCs, "
+                  f"{per.get('pubsub.messages', 0)} messages in {per.get('pubsub.rpcs', 0)} Pub/Sub RPCs")  # fmt: skip
     print(json.dumps(result))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))

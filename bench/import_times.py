@@ -8,6 +8,7 @@ function may need, so the share we control is visible.
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -71,10 +72,15 @@ def print_table(results: dict) -> None:
             print(f"  {_LABEL[kind]:9} {name:24} {row['import_seconds'] * 1000:8.1f} ms")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Import time of each function's entry point and its libraries")
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    args = parser.parse_args(argv)
     results = run()
     print_table(results)
     print(json.dumps(results))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":

@@ -63,6 +63,14 @@ class Meter:
             "cpu_ms": None if self.cpu is None else round(self.cpu / units * 1000, 3),
         }
         for key in ("firestore.rpcs", "firestore.reads", "firestore.writes", "firestore.deletes",
-                    "pubsub.messages", "pubsub.bytes"):  # fmt: skip
+                    "pubsub.rpcs", "pubsub.messages", "pubsub.bytes"):  # fmt: skip
             figures[key] = round(self.delta.get(key, 0) / units, 3)
         return figures
+
+
+def describe(figures: dict[str, float | None]) -> str:
+    """One line for :meth:`Meter.per`'s figures."""
+    return (f"CPU {figures['cpu_ms']} ms, Firestore {figures['firestore.rpcs']} RPCs "
+            f"({figures['firestore.reads']} reads, {figures['firestore.writes']} writes, "
+            f"{figures['firestore.deletes']} deletes), Pub/Sub {figures['pubsub.messages']} messages "
+            f"of {figures['pubsub.bytes']} bytes")  # fmt: skip

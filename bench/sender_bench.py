@@ -32,6 +32,9 @@ from typing import Any
 
 import httpx
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench import procstat  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONCURRENCY = (1, 8, 32, 64, 128)
 MODES = {"on": {"SENDER_BATCH_WAIT_MS": "50"}, "off": {"SENDER_BATCH_WAIT_MS": "0"}}
@@ -114,11 +117,15 @@ def _sandbox_requests(sandbox_url: str) -> list[dict[str, Any]]:
     return httpx.get(sandbox_url + "/sandbox/requests", timeout=30).json()["requests"]
 
 
-def measure(sender_url: str, sandbox_url: str, pixel_code: str, concurrency: int, count: int) -> dict[str, Any]:
+def measure(
+    sender_url: str, sandbox_url: str, pixel_code: str, concurrency: int, count: int, pid: int | None = None
+) -> dict[str, Any]:
     bodies = push_bodies(count, pixel_code)
     before = _counters(sender_url)["counters"]
     requests_before = len(_sandbox_requests(sandbox_url))
+    cpu_before = procstat.cpu_seconds(pid) if pid else None
     seconds, latencies, failures = _drive(sender_url, bodies, concurrency)
+    cpu_after = procstat.cpu_seconds(pid) if pid else None
     after = _counters(sender_url)["counters"]
     new_requests = _sandbox_requests(sandbox_url)[requests_before:]
     delta = {key: after.get(key, 0) - before.get(key, 0) for key in after}
@@ -139,15 +146,25 @@ def measure(sender_url: str, sandbox_url: str, pixel_code: str, concurrency: int
         "firestore_reads_per_event": round(delta.get("firestore.reads", 0) / count, 3),
         "firestore_deletes_per_event": round(delta.get("firestore.deletes", 0) / count, 3),
         "mean_batch_events": round(delta.get("batch.events", 0) / max(delta.get("batches", 0), 1), 1),
+        # The sender process's CPU (from /proc, only for a stack this benchmark started).
+        "cpu_ms_per_event": None
+        if cpu_before is None or cpu_after is None
+        else round((cpu_after - cpu_before) / count * 1000, 3),
         "failures": failures,
     }
 
 
 def _run_levels(
-    sender_url: str, sandbox_url: str, pixel_code: str, concurrencies: Sequence[int], batching: bool, scale: float
+    sender_url: str,
+    sandbox_url: str,
+    pixel_code: str,
+    concurrencies: Sequence[int],
+    batching: bool,
+    scale: float,
+    pid: int | None = None,
 ) -> list[dict[str, Any]]:
     measure(sender_url, sandbox_url, pixel_code, 4, 8)  # warm up: clients built, connections open
-    return [measure(sender_url, sandbox_url, pixel_code, c, events_for(c, batching, scale)) for c in concurrencies]
+    return [measure(sender_url, sandbox_url, pixel_code, c, events_for(c, batching, scale), pid) for c in concurrencies]
 
 
 def _own_stack(mode_settings: dict[str, str], emulators: Any) -> Any:
@@ -200,6 +217,7 @@ def run(
                     concurrencies,
                     mode == "on",
                     scale,
+                    stack.processes["sender"].pid,
                 )
             finally:
                 stack.stop()
@@ -220,6 +238,7 @@ COLUMNS = (
     ("firestore_writes_per_event", "fs writes/ev"),
     ("firestore_reads_per_event", "fs reads/ev"),
     ("mean_batch_events", "batch"),
+    ("cpu_ms_per_event", "cpu ms/ev"),
     ("failures", "fail"),
 )
 

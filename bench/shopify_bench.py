@@ -38,6 +38,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]
 import httpx  # noqa: E402
 import localstack  # noqa: E402
 
+from bench import procstat  # noqa: E402
 from shared.orders import JOIN_SHOPIFY_CHECKOUT  # noqa: E402
 
 SHOP = localstack.DEV_SETTINGS["SHOPIFY_SHOP_DOMAIN"]
@@ -172,7 +173,8 @@ def run(requests: int = 400, concurrency: int = 16, sequential: int = 100, warmu
         url = stack.url("shopify_webhook") + "/"
         _send(url, deliveries["warmup"], 4)
         one_at_a_time = _send(url, deliveries["sequential"], 1)
-        loaded = _send(url, deliveries["concurrent"], concurrency)
+        with procstat.Meter(stack.processes["shopify_webhook"].pid, url) as meter:
+            loaded = _send(url, deliveries["concurrent"], concurrency)
         quiet = _sandbox_latencies(stack.url("sandbox"), one_at_a_time["sent_at"], timeout=120)
         busy = _sandbox_latencies(stack.url("sandbox"), loaded["sent_at"], timeout=120)
         return {
@@ -180,7 +182,7 @@ def run(requests: int = 400, concurrency: int = 16, sequential: int = 100, warmu
                            "not_published": one_at_a_time["failures"]},
             "concurrent": {"requests": requests, "concurrency": concurrency, **_summary(loaded["latencies"]),
                            "requests_per_second": round(requests / loaded["elapsed"], 1),
-                           "not_published": loaded["failures"]},
+                           "not_published": loaded["failures"], "per_request": meter.per(requests)},
             "webhook_to_sandbox": {"events": len(quiet), "expected": sequential, **_summary(quiet)},
             "webhook_to_sandbox_under_load": {"events": len(busy), "expected": requests, **_summary(busy)},
             "webhook_threads": int(stack.function_env("shopify_webhook")["THREADS"]),
@@ -200,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=400, help="deliveries in the concurrent phase")
     parser.add_argument("--concurrency", type=int, default=16, help="parallel senders in the concurrent phase")
     parser.add_argument("--sequential", type=int, default=100, help="deliveries sent one at a time")
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args(argv)
     result = run(requests=args.requests, concurrency=args.concurrency, sequential=args.sequential)
     seq, conc = result["sequential"], result["concurrent"]
@@ -209,11 +212,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"shopify_webhook, {conc['concurrency']} concurrent ({conc['requests']}): p50 {conc['p50_ms']} ms, "
           f"p99 {conc['p99_ms']} ms, {conc['requests_per_second']} requests/s "
           f"({result['webhook_threads']} threads, one instance)")  # fmt: skip
+    print(f"  per request: {procstat.describe(conc['per_request'])}")
     print(f"webhook -> sandbox, one at a time ({e2e['events']}/{e2e['expected']} events): p50 {e2e['p50_ms']} ms, "
           f"p99 {e2e['p99_ms']} ms")  # fmt: skip
     print(f"webhook -> sandbox, under load ({e2e_busy['events']}/{e2e_busy['expected']} events): "
           f"p50 {e2e_busy['p50_ms']} ms, p99 {e2e_busy['p99_ms']} ms")  # fmt: skip
     print(json.dumps(result))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
     return 0
 
 

@@ -39,6 +39,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]
 import httpx  # noqa: E402
 import localstack  # noqa: E402
 
+from bench import procstat  # noqa: E402
+
 SITE_URL = localstack.DEV_SETTINGS["WOOCOMMERCE_SITE_URL"]
 SECRET = localstack.DEV_SETTINGS["WOOCOMMERCE_WEBHOOK_SECRET"]
 FIXTURE = ROOT / "tests" / "fixtures" / "woocommerce" / "order_727_processing_documented.json"
@@ -142,13 +144,15 @@ def run(sequential: int = 100, concurrent: int = 400, concurrency: int = 16, war
         first = send_all(url, one_by_one, 1)
         again = send_all(url, one_by_one, 1)  # every one a duplicate now
         loaded = [Delivery(template, next(ids)) for _ in range(concurrent)]
-        busy = send_all(url, loaded, concurrency)
+        with procstat.Meter(stack.processes["woocommerce_webhook"].pid, url) as meter:
+            busy = send_all(url, loaded, concurrency)
         return {
             "sequential": {"requests": sequential, **summary(first["times"]), "outcomes": first["outcomes"]},
             "sequential_duplicates": {"requests": sequential, **summary(again["times"]),
                                       "outcomes": again["outcomes"]},
             "concurrent": {"requests": concurrent, "concurrency": concurrency, **summary(busy["times"]),
-                           "per_second": round(concurrent / busy["wall"], 1), "outcomes": busy["outcomes"]},
+                           "per_second": round(concurrent / busy["wall"], 1), "outcomes": busy["outcomes"],
+                           "per_request": meter.per(concurrent)},
             "webhook_to_sandbox": {"expected": sequential,
                                    **_with_count(sandbox_latencies(stack.url("sandbox"), one_by_one))},
             "webhook_to_sandbox_under_load": {"expected": concurrent,
@@ -185,6 +189,7 @@ def print_report(results: dict[str, Any]) -> None:
         print(
             f"  {label:36} p50 {row['p50_ms']:8.1f} ms  p99 {row['p99_ms']:8.1f} ms  max {row['max_ms']:8.1f} ms{extra}"
         )
+    print(f"  per request in parallel: {procstat.describe(results['concurrent']['per_request'])}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -192,10 +197,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sequential", type=int, default=100, help="deliveries sent one at a time")
     parser.add_argument("--concurrent", type=int, default=400, help="deliveries sent in parallel")
     parser.add_argument("--concurrency", type=int, default=16, help="parallel senders")
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args(argv)
     results = run(args.sequential, args.concurrent, args.concurrency)
     print_report(results)
     print(json.dumps(results))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
     return 0
 
 

@@ -32,6 +32,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl, urlsplit
@@ -44,6 +45,7 @@ from shared.config import CollectSettings, PixelConfig, Tenants
 from shared.consent import ConsentDecision, ConsentSnapshot, decide
 from shared.events import UnknownEventName, canonical_event_name
 from shared.identity import RawIdentity, build_user
+from shared.metrics import COUNTERS
 from shared.models import Envelope, Page, Properties, UserData
 from shared.orders import (
     JOIN_CUSTOMER,
@@ -628,21 +630,22 @@ def _is_request_error(exc: BaseException) -> bool:
 def commit_plans(plans: Sequence[Plan], store: Any, publisher: Any) -> list[int | Exception]:
     """One round trip each to Pub/Sub and Firestore for several requests' plans, overlapped.
 
-    Every envelope is handed to the publisher first (they leave in one RPC while
-    the Firestore batch commits), then the contexts are written in as few
-    batches as Firestore allows, then the publishes are waited for. Returns, per
+    Every plan's envelopes leave in one publish, on the publisher's helper thread,
+    while the contexts are written in as few batches as Firestore allows; then
+    the publish is waited for (a failed publish fails every plan with events:
+    Pub/Sub stores a request's messages all or none). Returns, per
     plan, the number of context documents written or the :class:`Unavailable`
     that plan's request answers with. A batch refused as a bad request is retried
     plan by plan, so one request's bad data does not fail the others.
     """
     outcomes: list[int | Exception] = [0] * len(plans)
-    pending: dict[int, list[Any]] = {}
-    for index, plan in enumerate(plans):
-        if plan.envelopes:
-            try:
-                pending[index] = publisher.begin(plan.envelopes)
-            except Exception as exc:  # any client failure
-                outcomes[index] = Unavailable("pubsub", exc)
+    envelopes = [envelope for plan in plans for envelope in plan.envelopes]
+    publishing = None
+    if envelopes:
+        try:
+            publishing = publisher.publish_async(envelopes)
+        except Exception as exc:  # any client failure
+            publishing = _failed(exc)
     for group in _store_groups(plans):
         writes = [_context_write(plans[i]) for i in group]
         try:
@@ -657,16 +660,23 @@ def commit_plans(plans: Sequence[Plan], store: Any, publisher: Any) -> list[int 
             else:
                 for index in group:
                     outcomes[index] = Unavailable("firestore", exc)
-    for index, futures in pending.items():
+    if publishing is not None:
         try:
-            publisher.finish(futures)
-        except Exception as exc:  # any client failure, or the publish deadline
-            if not isinstance(outcomes[index], Exception):
-                outcomes[index] = Unavailable("pubsub", exc)
+            publishing.result()  # bounded: the publish has its own deadline
+        except Exception as exc:  # any client failure or the deadline: every plan with events answers 503
+            for index, plan in enumerate(plans):
+                if plan.envelopes and not isinstance(outcomes[index], Exception):
+                    outcomes[index] = Unavailable("pubsub", exc)
     for index, plan in enumerate(plans):
         if not isinstance(outcomes[index], Exception):
             outcomes[index] = len(plan.join_keys)
     return outcomes
+
+
+def _failed(exc: Exception) -> Future:
+    future: Future = Future()
+    future.set_exception(exc)
+    return future
 
 
 def _context_write(plan: Plan) -> ContextWrite:
@@ -761,6 +771,8 @@ class Runtime:
             raise Unavailable("collect", exc) from exc
 
     def _flush(self, plans: list[Plan]) -> list[int | Exception]:
+        COUNTERS.add("collect.commits")
+        COUNTERS.add("collect.requests_committed", len(plans))
         return commit_plans(plans, self.store if any(p.join_keys for p in plans) else None, self.publisher)
 
     @property

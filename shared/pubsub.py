@@ -1,25 +1,37 @@
 """Pub/Sub adapter: publish envelopes and wait for the server's acknowledgement.
 
 A receiver must not answer 200 before its events are safely on the topic, so
-``publish`` waits for the futures. With the client's default 10 ms batch timer
-that would add 10 ms to every request; a 1 ms timer keeps single requests fast
-while concurrent requests in one instance still share a batch.
+every publish waits for Pub/Sub's answer. The envelopes of one call leave in one
+Publish RPC (up to 1000 messages, Pub/Sub's limit), made directly on the
+client's generated API: the high-level client's batcher would add a timer, a
+thread hand-off and a future per message, which cost ~0.23 ms of CPU per
+message against ~0.07 ms for the RPC alone, measured on the emulator with eight
+messages per call; our callers already gather what should travel together
+(collect's group commit). The generated client keeps Pub/Sub's default retry
+policy; ``timeout`` bounds the whole call.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from shared.metrics import COUNTERS
 from shared.models import Envelope
 
 PUBLISH_TIMEOUT_SECONDS = 10.0
+MAX_MESSAGES_PER_RPC = 1000  # Pub/Sub's limit per Publish request
+MAX_BYTES_PER_RPC = 9_000_000  # under the 10 MB request limit, with room for attributes
 
 
 def make_publisher_client(max_latency: float = 0.001):
-    """A PublisherClient (honours PUBSUB_EMULATOR_HOST). Import kept local: it is slow."""
+    """A PublisherClient (honours PUBSUB_EMULATOR_HOST). Import kept local: it is slow.
+
+    Its batcher only serves callers that use ``client.publish`` directly (tests,
+    tools); :class:`EventPublisher` calls the generated API underneath it.
+    """
     from google.cloud import pubsub_v1
 
     return pubsub_v1.PublisherClient(
@@ -28,31 +40,48 @@ def make_publisher_client(max_latency: float = 0.001):
 
 
 class EventPublisher:
-    def __init__(self, client: Any, project: str, topic: str) -> None:
+    def __init__(self, client: Any, project: str, topic: str, timeout: float = PUBLISH_TIMEOUT_SECONDS) -> None:
         self.client = client
         self.topic_path = client.topic_path(project, topic)
+        self.timeout = timeout
+        self._pool: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
 
     def publish(self, envelopes: Sequence[Envelope]) -> list[str]:
-        """Publish every envelope; returns the message ids once all are stored by Pub/Sub."""
-        return self.finish(self.begin(envelopes))
+        """Publish every envelope; returns the message ids once Pub/Sub has stored them all."""
+        from google.pubsub_v1 import types
 
-    def begin(self, envelopes: Sequence[Envelope]) -> list[Any]:
-        """Hand the envelopes to the client's batcher without waiting: one future each.
+        ids: list[str] = []
+        for chunk in _chunks([(e.to_json_bytes(), e.pubsub_attributes()) for e in envelopes]):
+            messages = [types.PubsubMessage(data=data, attributes=attributes) for data, attributes in chunk]
+            COUNTERS.add("pubsub.rpcs")
+            COUNTERS.add("pubsub.messages", len(chunk))
+            COUNTERS.add("pubsub.bytes", sum(len(data) for data, _ in chunk))
+            response = self.client.api.publish(topic=self.topic_path, messages=messages, timeout=self.timeout)
+            ids += list(response.message_ids)
+        return ids
 
-        Envelopes begun together (a group commit's requests) leave in one RPC.
-        """
-        futures = []
-        for envelope in envelopes:
-            data = envelope.to_json_bytes()
-            COUNTERS.add("pubsub.messages")
-            COUNTERS.add("pubsub.bytes", len(data))
-            futures.append(self.client.publish(self.topic_path, data, **envelope.pubsub_attributes()))
-        return futures
+    def publish_async(self, envelopes: Sequence[Envelope]) -> Future:
+        """:meth:`publish` on a helper thread, so the caller can overlap it with a Firestore write."""
+        if self._pool is None:
+            with self._lock:
+                if self._pool is None:
+                    self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="publish")
+        return self._pool.submit(self.publish, list(envelopes))
 
-    def finish(self, futures: Sequence[Any], timeout: float = PUBLISH_TIMEOUT_SECONDS) -> list[str]:
-        """The message ids of :meth:`begin`'s futures; raises the first failure, or on timeout."""
-        deadline = time.monotonic() + timeout
-        return [future.result(timeout=max(0.0, deadline - time.monotonic())) for future in futures]
+
+def _chunks(messages: list[tuple[bytes, dict[str, str]]]) -> Iterator[list[tuple[bytes, dict[str, str]]]]:
+    chunk: list[tuple[bytes, dict[str, str]]] = []
+    size = 0
+    for message in messages:
+        weight = len(message[0]) + sum(len(k) + len(v) for k, v in message[1].items())
+        if chunk and (len(chunk) == MAX_MESSAGES_PER_RPC or size + weight > MAX_BYTES_PER_RPC):
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(message)
+        size += weight
+    if chunk:
+        yield chunk
 
 
 def publisher_from_settings(settings: Any) -> EventPublisher:

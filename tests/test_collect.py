@@ -58,12 +58,13 @@ class Recorder:
     def release(self, collection, key):
         self.released.append((collection, tuple(key)))
 
-    def begin(self, envelopes):
-        self.published += envelopes
-        return [str(i) for i, _ in enumerate(envelopes)]
+    def publish_async(self, envelopes):
+        from concurrent.futures import Future
 
-    def finish(self, ids):
-        return ids
+        self.published += envelopes
+        future = Future()
+        future.set_result([str(i) for i, _ in enumerate(envelopes)])
+        return future
 
 
 def runtime(recorder: Recorder | None = None, **pixel: Any) -> Runtime:
@@ -495,15 +496,25 @@ def test_other_methods_are_refused():
     assert reply.status == 405 and reply.headers["Allow"] == "POST, OPTIONS"
 
 
-@pytest.mark.parametrize("broken", ["put_click_contexts", "begin", "finish"])
+@pytest.mark.parametrize("broken", ["put_click_contexts", "publish_async", "publish_result"])
 def test_a_failing_store_or_publisher_answers_503_naming_it_never_500(broken):
+    from concurrent.futures import Future
+
     class Broken(Recorder):
         pass
 
     def fail(*args, **kwargs):
         raise RuntimeError("unavailable")
 
-    setattr(Broken, broken, fail)
+    def failed_future(*args, **kwargs):
+        future = Future()
+        future.set_exception(RuntimeError("deadline exceeded"))
+        return future
+
+    if broken == "publish_result":
+        Broken.publish_async = failed_future
+    else:
+        setattr(Broken, broken, fail)
     reply = collect.handle(post(body()), runtime(Broken()))
     assert reply.status == 503 and reply.headers["Retry-After"]
     assert ("firestore" if broken == "put_click_contexts" else "pubsub") in reply.body["reason"]

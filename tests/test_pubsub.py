@@ -30,3 +30,27 @@ def test_sequential_publishes_do_not_wait_on_the_default_10ms_batch_timer(event_
     per_publish = (time.perf_counter() - started) / 20
     # With the client's default 10 ms batch latency each publish takes >= 10 ms.
     assert per_publish < 0.010, f"{per_publish * 1000:.1f} ms per publish"
+
+
+def test_more_messages_than_one_rpc_takes_leave_in_several_and_all_arrive(event_publisher, topic):
+    from shared.metrics import COUNTERS
+    from shared.pubsub import MAX_MESSAGES_PER_RPC
+
+    count = MAX_MESSAGES_PER_RPC + 5
+    before = COUNTERS.snapshot().get("pubsub.rpcs", 0)
+    ids = event_publisher.publish([make(f"bulk-{i}") for i in range(count)])
+    assert len(set(ids)) == count
+    assert COUNTERS.snapshot()["pubsub.rpcs"] - before == 2
+    assert len({decode_message(m)["event_id"] for m in topic.pull_all(count)}) == count
+
+
+def test_publish_async_overlaps_and_reports_a_missing_topic_as_its_own_failure(pubsub_clients, emulators):
+    import pytest
+    from google.api_core import exceptions
+
+    from shared.pubsub import EventPublisher
+
+    missing = EventPublisher(pubsub_clients[0], emulators.project, "no-such-topic-here")
+    future = missing.publish_async([make("lost")])
+    with pytest.raises(exceptions.NotFound):
+        future.result(timeout=15)

@@ -48,7 +48,8 @@ def collect(request):
         return {"error": "misconfigured", "reason": "the endpoint's settings are invalid; see its logs"}, 503
     incoming = domain.HttpRequest(
         method=request.method,
-        headers={name.lower(): value for name, value in request.headers.items()},
+        # werkzeug's headers look names up case-insensitively, without copying them all per request.
+        headers=request.headers,
         read=request.stream.read,
         remote_addr=request.remote_addr,
     )
