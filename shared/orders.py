@@ -9,8 +9,11 @@ module does the rest the same way for both:
 2. let the stored consent snapshot, else the shop's policy, decide;
 3. take the click ids from the order itself first, else from the context;
 4. claim (platform, shop, order, event) once in Firestore, so create/paid,
-   retries and replays give one event;
-5. publish the envelope, releasing the claim if publishing fails.
+   retries and replays give one event; the claim says "publishing" until the
+   event is on the topic, so a claim orphaned mid-way (a timeout, a crash) is
+   taken over after a lease instead of silently swallowing the event;
+5. publish the envelope, releasing the claim if publishing fails, then mark
+   the claim "published".
 """
 
 from __future__ import annotations
@@ -31,6 +34,16 @@ from shared.store import ORDER_EVENTS
 # Longer than Shopify's retry window (4 h), its day-late deliveries and
 # TikTok's 48 h dedup window: a replay inside it never makes a second event.
 ORDER_EVENT_TTL = dt.timedelta(days=8)
+
+# An order claim is "publishing" until its event is on the topic, then "published". A claim
+# still publishing after PUBLISH_LEASE was orphaned (its holder timed out or crashed after
+# claiming) and the next delivery takes it over: re-publishing is safe, the sender claims
+# each event_id and TikTok deduplicates it; never publishing is not.
+PUBLISHING, PUBLISHED = "publishing", "published"
+PUBLISH_LEASE = dt.timedelta(seconds=30)
+IN_PROGRESS = "in_progress"  # another delivery holds a fresh claim and has not finished
+IN_PROGRESS_WAIT_SECONDS = 2.0
+_FINAL, _RELEASED, _STALE = "final", "released", "stale"
 
 # Join-key kinds, shared with the collect endpoint (what it stores under).
 JOIN_SHOPIFY_CART = "shopify_cart_token"
@@ -66,7 +79,7 @@ class OrderEvent:
 class Outcome:
     """What happened to one delivery; logged and countable the same way everywhere."""
 
-    kind: str  # published | duplicate | withheld_consent | skipped | ignored | rejected
+    kind: str  # published | duplicate | in_progress | withheld_consent | skipped | ignored | rejected
     reason: str = ""
     event_id: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
@@ -148,15 +161,69 @@ def process_order_event(
     if envelope is None:
         return outcome  # type: ignore[return-value]
     key = (order.platform, order.shop, order.order_id, order.event)
-    if not store.claim_once(ORDER_EVENTS, key, ORDER_EVENT_TTL, event_id=envelope.event_id):
-        return Outcome("duplicate", "order event already published", envelope.event_id)
+    claimed = store.claim_once(ORDER_EVENTS, key, ORDER_EVENT_TTL, event_id=envelope.event_id, state=PUBLISHING)
+    taken_over = False
+    if not claimed:
+        state = _await_settled(store, key)
+        if state == _RELEASED:  # the holder's publish failed and it let go: claim afresh
+            claimed = store.claim_once(ORDER_EVENTS, key, ORDER_EVENT_TTL, event_id=envelope.event_id, state=PUBLISHING)
+        elif state == _STALE:
+            claimed = taken_over = store.claim_stale(ORDER_EVENTS, key, _is_stale, state=PUBLISHING)
+        if not claimed:
+            if state == IN_PROGRESS:
+                reason = "an earlier delivery of this order event is still publishing it"
+                return Outcome(IN_PROGRESS, reason, envelope.event_id)
+            return Outcome("duplicate", "order event already published", envelope.event_id)
     try:
         publisher.publish([envelope])
     except Exception:
         store.release(ORDER_EVENTS, key)
         raise
+    try:
+        store.mark(ORDER_EVENTS, key, state=PUBLISHED)
+    except Exception as exc:  # published all the same; the claim stays "publishing" and ages into a re-publish
+        log.warning("published, but the order claim could not be marked", error=type(exc).__name__,
+                    event_id=envelope.event_id)  # fmt: skip
     details = {"click": envelope.user.has_click(), "limited_data_use": envelope.limited_data_use}
+    if taken_over:
+        details["took_over_stale_claim"] = True
     return Outcome("published", f"{envelope.event} published", envelope.event_id, details)
+
+
+def _claimed_at(document: dict[str, Any]) -> dt.datetime | None:
+    return document.get("claimed_at") or document.get("created_at")
+
+
+def _is_stale(document: dict[str, Any]) -> bool:
+    """A claim still "publishing" after its lease: its holder died or lost its way mid-publish."""
+    claimed_at = _claimed_at(document)
+    if document.get("state") != PUBLISHING or claimed_at is None:
+        return False
+    return claimed_at + PUBLISH_LEASE <= dt.datetime.now(dt.timezone.utc)
+
+
+def _await_settled(store: Any, key: tuple[str, ...]) -> str:
+    """The state of someone else's claim on ``key``, waiting briefly while it is being published.
+
+    Claims without a state (written before claims had one, or by a cancellation)
+    are final. A concurrent delivery (orders/create racing orders/paid) usually
+    settles within milliseconds; past IN_PROGRESS_WAIT_SECONDS the caller says
+    so instead of answering "duplicate" for an event that may never be published.
+    """
+    deadline = time.monotonic() + IN_PROGRESS_WAIT_SECONDS
+    pause = 0.02
+    while True:
+        existing = store.get(ORDER_EVENTS, key)
+        if existing is None:
+            return _RELEASED
+        if existing.get("state") != PUBLISHING:
+            return _FINAL
+        if _is_stale(existing):
+            return _STALE
+        if time.monotonic() + pause > deadline:
+            return IN_PROGRESS
+        time.sleep(pause)
+        pause = min(pause * 2, 0.25)
 
 
 def with_event(order: OrderEvent, event: str) -> OrderEvent:

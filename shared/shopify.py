@@ -37,11 +37,13 @@ from pydantic import ValidationError
 
 from shared import log
 from shared.config import ShopifySettings, ShopifyShopConfig, Tenants
+from shared.deadline import BoundedProxy, Deadline, bounded
 from shared.events import order_event_id
 from shared.hashing import sha256_hex
 from shared.identity import RawIdentity, valid_ip
 from shared.models import Properties
 from shared.orders import (
+    IN_PROGRESS,
     JOIN_CUSTOMER,
     JOIN_SHOPIFY_CART,
     JOIN_SHOPIFY_CHECKOUT,
@@ -58,6 +60,10 @@ PLATFORM = "shopify"
 # Shopify retries for 4 hours and may deliver up to a day late; the order-level
 # claim (8 days, shared.orders) guards the effect beyond that.
 DELIVERY_TTL = dt.timedelta(days=3)
+# Shopify waits 5 s for an answer: every Firestore and Pub/Sub call of a delivery shares this
+# budget, so a slow dependency becomes a 503 that Shopify retries, not a timeout it counts.
+IO_SECONDS = 4.0
+RELEASE_SECONDS = 1.0
 
 ORDERS_CREATE = "orders/create"
 ORDERS_PAID = "orders/paid"
@@ -723,9 +729,11 @@ class Runtime:
         publisher: Any = None,
         store_factory: Callable[[], Any] | None = None,
         publisher_factory: Callable[[], Any] | None = None,
+        io_seconds: float = IO_SECONDS,
     ) -> None:
         self.tenants = tenants
         self.default_region = default_region
+        self.io_seconds = io_seconds
         self._store, self._publisher = store, publisher
         self._store_factory, self._publisher_factory = store_factory, publisher_factory
         self._lock = threading.Lock()
@@ -800,8 +808,9 @@ def handle(delivery: Delivery, body: bytes, runtime: Runtime, now: Callable[[], 
         action.log(**fields)
         return _reply(action)
     claim_key = (PLATFORM, shop.domain, delivery.topic, delivery.delivery_id)
+    io = _RequestIO(runtime, Deadline(runtime.io_seconds))
     try:
-        if delivery.delivery_id and not runtime.store.claim_once(
+        if delivery.delivery_id and not io.store.claim_once(
             WEBHOOK_DELIVERIES, claim_key, DELIVERY_TTL, shop=shop.domain, topic=delivery.topic
         ):
             outcome = Outcome("duplicate", "delivery already received")
@@ -811,20 +820,38 @@ def handle(delivery: Delivery, body: bytes, runtime: Runtime, now: Callable[[], 
         log.error("could not claim the delivery; Shopify will retry", error=type(exc).__name__, **fields)
         return Reply(503, {"error": "temporarily unavailable", "reason": "storage unavailable, retry later"})
     try:
-        outcome = execute(action, shop=shop, runtime=runtime)
+        outcome = execute(action, shop=shop, runtime=io)
     except Exception as exc:
         _release(runtime, claim_key, delivery)
         # The exception's type only: messages of some errors quote the data they refused.
         log.error("processing failed; delivery released for Shopify's retry", error=type(exc).__name__, **fields)
         return Reply(503, {"error": "temporarily unavailable", "reason": "processing failed, retry later"})
+    if outcome.kind == IN_PROGRESS:
+        # Another delivery of this order event holds a fresh claim: Shopify's retry settles it.
+        _release(runtime, claim_key, delivery)
+        outcome.log(status=503, **fields)
+        return Reply(503, {"error": "temporarily unavailable", "outcome": outcome.kind, "reason": outcome.reason})
     outcome.log(**fields)
     return _reply(outcome)
+
+
+class _RequestIO:
+    """The runtime as one delivery sees it: Firestore and Pub/Sub calls share the delivery's deadline."""
+
+    def __init__(self, runtime: Runtime, deadline: Deadline) -> None:
+        self._runtime = runtime
+        self.store = BoundedProxy(runtime.store, "firestore", deadline)
+        self.publisher = BoundedProxy(runtime.publisher, "pubsub", deadline)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._runtime, name)
 
 
 def _release(runtime: Runtime, claim_key: tuple[Any, ...], delivery: Delivery) -> None:
     if not delivery.delivery_id:
         return
     try:
-        runtime.store.release(WEBHOOK_DELIVERIES, claim_key)
+        # Its own short budget: the delivery's may be spent by the call that failed.
+        bounded("firestore", RELEASE_SECONDS, lambda: runtime.store.release(WEBHOOK_DELIVERIES, claim_key))
     except Exception as exc:  # the claim then expires by TTL; the order-level claim still dedupes
         log.error("could not release the delivery claim", error=type(exc).__name__, **delivery.log_fields())

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from shared.metrics import COUNTERS
@@ -112,6 +112,35 @@ class Store:
             return True
         except (gexc.AlreadyExists, gexc.FailedPrecondition):
             return False
+
+    def claim_stale(
+        self, collection: str, key: Sequence[object], is_stale: Callable[[dict[str, Any]], bool], **fields: Any
+    ) -> bool:
+        """Take over the live document for ``key`` when ``is_stale(its data)``; False otherwise.
+
+        False too when the document is gone (the caller claims afresh) or when
+        someone else took it over first (precondition on update_time).
+        """
+        from google.api_core import exceptions as gexc
+
+        ref = self.collection(collection).document(doc_id(*key))
+        _count(reads=1)
+        snapshot = ref.get()
+        data = snapshot.to_dict() if snapshot.exists else None
+        if data is None or is_expired(data) or not is_stale(data):
+            return False
+        _count(writes=1)
+        try:
+            ref.update({**fields, "claimed_at": utcnow()}, option=self.client.write_option(
+                last_update_time=snapshot.update_time))  # fmt: skip
+            return True
+        except (gexc.FailedPrecondition, gexc.NotFound):
+            return False
+
+    def mark(self, collection: str, key: Sequence[object], **fields: Any) -> None:
+        """Update fields of an existing document (raises NotFound if it is gone)."""
+        _count(writes=1)
+        self.collection(collection).document(doc_id(*key)).update(fields)
 
     def release(self, collection: str, key: Sequence[object]) -> None:
         """Undo a claim whose effect did not happen (so a retry can claim again)."""

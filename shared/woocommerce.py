@@ -30,10 +30,13 @@ from typing import Any
 from shared import log
 from shared.config import ConfigError, ConsentPolicy, PixelConfig, Tenants, WooCommerceSettings, WooCommerceSiteConfig
 from shared.consent import ConsentSnapshot
+from shared.deadline import DependencyUnavailable
+from shared.deadline import bounded as _bounded
 from shared.events import order_event_id
 from shared.identity import RawIdentity, build_user
 from shared.models import Envelope, UserData
 from shared.orders import (
+    IN_PROGRESS,
     JOIN_CUSTOMER,
     JOIN_WOO_ORDER_KEY,
     JOIN_WOO_SESSION,
@@ -283,59 +286,6 @@ def with_checkout_consent(context: dict[str, Any] | None, consent: ConsentSnapsh
 # --- bounded waits ---------------------------------------------------------------
 
 
-class DependencyUnavailable(Exception):
-    """Firestore or Pub/Sub did not answer in time or failed; ``detail`` holds no personal data."""
-
-    def __init__(self, dependency: str, detail: str) -> None:
-        super().__init__(f"{dependency} unavailable: {detail}")
-        self.dependency = dependency
-        self.detail = detail
-
-
-# Calls abandoned after their deadline that still wait on a dead server; past this many, new
-# calls fail at once instead of piling up threads (each request makes at most a few calls).
-_MAX_ABANDONED_CALLS = 64
-_abandoned_lock = threading.Lock()
-_abandoned = 0
-
-
-def _bounded(dependency: str, seconds: float, call: Callable[[], Any]) -> Any:
-    """``call()`` within ``seconds``: the client libraries retry an unreachable server for minutes.
-
-    The call runs in a daemon thread, which may outlive the wait (the client keeps
-    retrying) but never delays the answer nor the instance's shutdown.
-    """
-    global _abandoned
-    if _abandoned >= _MAX_ABANDONED_CALLS:
-        raise DependencyUnavailable(dependency, f"{_abandoned} earlier calls still hang")
-    done = threading.Event()
-    result: dict[str, Any] = {}
-
-    def run() -> None:
-        global _abandoned
-        try:
-            result["value"] = call()
-        except Exception as exc:
-            result["error"] = exc
-        finally:
-            with _abandoned_lock:
-                done.set()
-                if result.get("abandoned"):
-                    _abandoned -= 1
-
-    threading.Thread(target=run, name=f"woocommerce-{dependency}", daemon=True).start()
-    if not done.wait(seconds):
-        with _abandoned_lock:
-            if not done.is_set():
-                result["abandoned"] = True
-                _abandoned += 1
-                raise DependencyUnavailable(dependency, f"no answer within {seconds:g}s")
-    if "error" in result:
-        exc = result["error"]
-        raise DependencyUnavailable(dependency, f"{type(exc).__name__}: {str(exc)[:200]}") from exc
-    return result["value"]
-
-
 class _GuardedStore:
     """The store as the order flow sees it: bounded, the checkout's consent laid over, and observed."""
 
@@ -356,6 +306,15 @@ class _GuardedStore:
 
     def claim_once(self, collection: str, key: Any, ttl: dt.timedelta, **fields: Any) -> bool:
         return self._call(lambda store: store.claim_once(collection, key, ttl, **fields))
+
+    def get(self, collection: str, key: Any) -> dict[str, Any] | None:
+        return self._call(lambda store: store.get(collection, key))
+
+    def claim_stale(self, collection: str, key: Any, is_stale: Callable[[dict], bool], **fields: Any) -> bool:
+        return self._call(lambda store: store.claim_stale(collection, key, is_stale, **fields))
+
+    def mark(self, collection: str, key: Any, **fields: Any) -> None:
+        self._call(lambda store: store.mark(collection, key, **fields))
 
     def release(self, collection: str, key: Any) -> None:
         try:
@@ -461,29 +420,49 @@ def deliver(
     pixel, policy = runtime.pixel_and_policy(site)
     store, publisher = _GuardedStore(runtime, consent), _GuardedPublisher(runtime)
     try:
-        return process_order_event(
+        outcome = process_order_event(
             order, pixel=pixel, policy=policy, store=store, publisher=publisher, default_region=runtime.default_region
         )
     except DependencyUnavailable as exc:
         failure = exc
+    else:
+        if outcome.kind != IN_PROGRESS:
+            return outcome
+        # Another delivery holds a fresh claim and has not finished after a wait. WooCommerce
+        # does not retry, so publish now rather than risk that it never will (dedup downstream).
+        return _publish_without_claim(order, pixel, policy, store.context, consent, runtime, outcome.reason)
     if publisher.envelopes:  # consent decided, publishing failed (the claim was released)
         return park_envelope(publisher.envelopes[0], f"pubsub unavailable ({failure.detail})")
     if not store.context_read and consent is None:
         reason = f"firestore unavailable ({failure.detail}): consent unknown until the click context is read"
         return park_order(order, consent, runtime.default_region, reason)
-    # Consent is known (stored context read, or the checkout's answer): publish without the
-    # receiver's claim. The sender claims each event_id and TikTok dedups it, so a later
-    # update of this order can not make a second Purchase.
-    envelope, withheld = build_envelope(
-        order, pixel, with_checkout_consent(store.context, consent), policy, runtime.default_region
-    )
+    return _publish_without_claim(order, pixel, policy, store.context, consent, runtime,
+                                  f"firestore unavailable ({failure.detail})")  # fmt: skip
+
+
+def _publish_without_claim(
+    order: OrderEvent,
+    pixel: PixelConfig,
+    policy: ConsentPolicy,
+    context: dict[str, Any] | None,
+    consent: ConsentSnapshot | None,
+    runtime: Runtime,
+    why: str,
+) -> Outcome:
+    """Consent is known (stored context read, or the checkout's answer): publish without the receiver's claim.
+
+    The sender claims each event_id and TikTok dedups it, so a later update of
+    this order can not make a second Purchase.
+    """
+    envelope, withheld = build_envelope(order, pixel, with_checkout_consent(context, consent), policy,
+                                        runtime.default_region)  # fmt: skip
     if envelope is None:
         return withheld  # type: ignore[return-value]
     try:
         _bounded("pubsub", runtime.publish_seconds, lambda: runtime.publisher.publish([envelope]))
     except DependencyUnavailable as exc:
-        return park_envelope(envelope, f"firestore and pubsub unavailable ({failure.detail}; {exc.detail})")
-    details = {"click": envelope.user.has_click(), "receiver_claim": False, "firestore_error": failure.detail}
+        return park_envelope(envelope, f"{why}; pubsub unavailable ({exc.detail})")
+    details = {"click": envelope.user.has_click(), "receiver_claim": False, "why": why}
     return Outcome("published", f"{envelope.event} published without the receiver's claim", envelope.event_id, details)
 
 

@@ -23,8 +23,8 @@ import pytest
 from shared import shopify
 from shared.config import ShopifySettings
 from shared.orders import JOIN_SHOPIFY_CART, JOIN_SHOPIFY_CHECKOUT
-from shared.pubsub import EventPublisher
-from shared.store import CLICK_CONTEXTS, COLLECTIONS, ORDER_EVENTS, WEBHOOK_DELIVERIES, doc_id
+from shared.pubsub import EventPublisher, make_publisher_client
+from shared.store import CLICK_CONTEXTS, COLLECTIONS, ORDER_EVENTS, WEBHOOK_DELIVERIES, Store, doc_id, make_client
 from tests.conftest import decode_message
 from tests.helpers import ROOT, shopify_signature
 from tests.test_shopify_mapping import SHOP, documented_order
@@ -488,3 +488,80 @@ def test_the_shop_domain_selects_the_secrets_pixel_and_policies(webhook, monkeyp
     assert (envelope["pixel_code"], envelope["consent"]) == ("CPIXELB", "policy_opt_out")
     assert envelope["properties"]["shop_id"] == "b.myshopify.com"
     assert [c["content_id"] for c in envelope["properties"]["contents"]][:2] == ["SKU2006-001", "LENS-PROTECT-2YR"]
+
+
+# --- claims orphaned mid-way, slow dependencies -------------------------------------------------
+
+
+def _handle(emulators, collection_prefix, topic, store, body: bytes, delivery_id: str, **runtime: Any):
+    settings = ShopifySettings.from_env(settings_env(emulators, collection_prefix, topic.topic))
+    publisher = EventPublisher(make_publisher_client(), emulators.project, topic.topic)
+    delivery = shopify.Delivery.from_headers(
+        {"X-Shopify-Topic": "orders/paid", "X-Shopify-Shop-Domain": SHOP, "X-Shopify-Webhook-Id": delivery_id,
+         "X-Shopify-Hmac-Sha256": shopify_signature(body, SECRET)}
+    )  # fmt: skip
+    return shopify.handle(
+        delivery, body, shopify.Runtime(settings.tenants(), store=store, publisher=publisher, **runtime)
+    )
+
+
+def test_a_published_order_event_leaves_its_claim_marked_published(webhook):
+    order = new_order()
+    webhook.grant(JOIN_SHOPIFY_CHECKOUT, order["checkout_token"])
+    assert webhook.post(order).get_json()["outcome"] == "published"
+    claim = webhook.store.get(ORDER_EVENTS, ("shopify", SHOP, str(order["id"]), "Purchase"))
+    assert claim["state"] == "published"
+
+
+def test_a_claim_orphaned_before_its_publish_is_taken_over_and_the_event_sent_once(
+    emulators, collection_prefix, topic, store
+):
+    order = new_order()
+    store.put_click_context(PIXEL, [(JOIN_SHOPIFY_CHECKOUT, order["checkout_token"])], {"consent": GRANTED}, HOUR)
+    key = ("shopify", SHOP, str(order["id"]), "Purchase")
+    # What a delivery that claimed, then timed out before publishing, leaves behind a minute ago.
+    assert store.claim_once(ORDER_EVENTS, key, HOUR, state="publishing")
+    store.mark(ORDER_EVENTS, key, created_at=dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=1))
+    body = json.dumps(order).encode()
+    retried = _handle(emulators, collection_prefix, topic, store, body, "w-orphan-retry")
+    assert (retried.status, retried.body["outcome"]) == (200, "published")
+    assert store.get(ORDER_EVENTS, key)["state"] == "published"
+    again = _handle(emulators, collection_prefix, topic, store, body, "w-orphan-again")
+    assert (again.status, again.body["outcome"]) == (200, "duplicate")
+    assert len(topic.pull_all(1)) == 1 and topic.pull(timeout=1.0) == []
+
+
+def test_a_claim_still_being_published_answers_503_and_the_retry_after_it_settles_is_a_duplicate(
+    emulators, collection_prefix, topic, store, monkeypatch
+):
+    from shared import orders
+
+    monkeypatch.setattr(orders, "IN_PROGRESS_WAIT_SECONDS", 0.3)
+    order = new_order()
+    store.put_click_context(PIXEL, [(JOIN_SHOPIFY_CHECKOUT, order["checkout_token"])], {"consent": GRANTED}, HOUR)
+    key = ("shopify", SHOP, str(order["id"]), "Purchase")
+    assert store.claim_once(ORDER_EVENTS, key, HOUR, state="publishing")  # another delivery, mid-publish
+    body = json.dumps(order).encode()
+    busy = _handle(emulators, collection_prefix, topic, store, body, "w-busy")
+    assert busy.status == 503 and busy.body["outcome"] == "in_progress"
+    # Released, so Shopify's retry of this same delivery is not refused as already received.
+    assert store.get(WEBHOOK_DELIVERIES, ("shopify", SHOP, "orders/paid", "w-busy")) is None
+    store.mark(ORDER_EVENTS, key, state="published")  # the other delivery finished
+    settled = _handle(emulators, collection_prefix, topic, store, body, "w-busy")
+    assert (settled.status, settled.body["outcome"]) == (200, "duplicate")
+
+
+def test_an_unreachable_firestore_answers_503_within_the_deadline_not_after_shopify_gave_up(
+    emulators, collection_prefix, topic
+):
+    import time
+
+    from tests.test_woocommerce_webhook import emulator_host_pointing_nowhere
+
+    with emulator_host_pointing_nowhere("FIRESTORE_EMULATOR_HOST"):
+        unreachable = Store(make_client(emulators.project), collection_prefix)
+    started = time.monotonic()
+    reply = _handle(emulators, collection_prefix, topic, unreachable, json.dumps(new_order()).encode(), "w-slow",
+                    io_seconds=0.5)  # fmt: skip
+    assert reply.status == 503
+    assert time.monotonic() - started < 3.0  # the delivery's 0.5 s budget, plus the release's own 1 s

@@ -337,31 +337,31 @@ def test_any_signed_json_object_maps_or_is_refused_with_a_reason(order):
 
 
 def test_bounded_calls_return_wrap_errors_and_give_up_in_time():
-    from shared import woocommerce
+    from shared import deadline
 
-    assert woocommerce._bounded("firestore", 1.0, lambda: 42) == 42
-    with pytest.raises(woocommerce.DependencyUnavailable, match="firestore unavailable: ValueError: boom"):
-        woocommerce._bounded("firestore", 1.0, lambda: (_ for _ in ()).throw(ValueError("boom")))
+    assert deadline.bounded("firestore", 1.0, lambda: 42) == 42
+    with pytest.raises(deadline.DependencyUnavailable, match="firestore unavailable: ValueError: boom"):
+        deadline.bounded("firestore", 1.0, lambda: (_ for _ in ()).throw(ValueError("boom")))
     release = threading.Event()
-    with pytest.raises(woocommerce.DependencyUnavailable, match="no answer within 0.05s"):
-        woocommerce._bounded("pubsub", 0.05, release.wait)
+    with pytest.raises(deadline.DependencyUnavailable, match="no answer within 0.05s"):
+        deadline.bounded("pubsub", 0.05, release.wait)
     release.set()
 
 
 def test_too_many_hanging_calls_fail_fast_until_they_return():
-    from shared import woocommerce
+    from shared import deadline
 
-    already_hanging = woocommerce._abandoned  # calls left by outage tests, if they ran first
+    already_hanging = deadline._abandoned  # calls left by outage tests, if they ran first
     release = threading.Event()
     try:
-        for _ in range(woocommerce._MAX_ABANDONED_CALLS):
-            with pytest.raises(woocommerce.DependencyUnavailable):
-                woocommerce._bounded("firestore", 0.01, release.wait)
-        with pytest.raises(woocommerce.DependencyUnavailable, match="earlier calls still hang"):
-            woocommerce._bounded("firestore", 5.0, lambda: 1)
+        for _ in range(deadline._MAX_ABANDONED_CALLS):
+            with pytest.raises(deadline.DependencyUnavailable):
+                deadline.bounded("firestore", 0.01, release.wait)
+        with pytest.raises(deadline.DependencyUnavailable, match="earlier calls still hang"):
+            deadline.bounded("firestore", 5.0, lambda: 1)
     finally:
         release.set()
-    assert wait_until(lambda: woocommerce._abandoned <= already_hanging, timeout=10)
+    assert wait_until(lambda: deadline._abandoned <= already_hanging, timeout=10)
 
 
 def test_a_cut_parked_record_is_reported_not_replayed(monkeypatch, capsys):

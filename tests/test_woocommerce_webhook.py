@@ -527,3 +527,29 @@ def test_a_bug_after_the_signature_check_parks_the_order_without_quoting_it(heal
     assert "mapping bug" not in out and "john.doe" not in out
     (record,) = parked_from(out)
     assert record["kind"] == "order" and record["consent"] == {"granted": True}
+
+
+def test_a_claim_still_being_published_after_the_wait_is_published_anyway(webhook, monkeypatch):
+    from shared import orders
+
+    monkeypatch.setattr(orders, "IN_PROGRESS_WAIT_SECONDS", 0.3)
+    order = new_order()
+    webhook.grant(order)
+    key = ("woocommerce", SITE, str(order["id"]), "Purchase")
+    assert webhook.store.claim_once(ORDER_EVENTS, key, HOUR, state="publishing")  # a delivery that hangs mid-way
+    response = webhook.post(order)
+    # WooCommerce does not retry: publish now; the sender and TikTok deduplicate the event id.
+    assert response.status_code == 200 and response.get_json()["outcome"] == "published"
+    assert webhook.exactly_one_published()["event_id"] == response.get_json()["event_id"]
+
+
+def test_an_orphaned_claim_is_taken_over(webhook):
+    order = new_order()
+    webhook.grant(order)
+    key = ("woocommerce", SITE, str(order["id"]), "Purchase")
+    assert webhook.store.claim_once(ORDER_EVENTS, key, HOUR, state="publishing")
+    webhook.store.mark(ORDER_EVENTS, key, created_at=dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=5))
+    assert webhook.post(order).get_json()["outcome"] == "published"
+    assert webhook.store.get(ORDER_EVENTS, key)["state"] == "published"
+    webhook.exactly_one_published()
+    assert webhook.post(order).get_json()["outcome"] == "duplicate"
