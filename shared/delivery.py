@@ -7,9 +7,10 @@ flow, each step a small piece testable on its own:
    or raises :class:`MalformedMessage` (recorded as dead and acknowledged).
 2. :class:`Dispatcher` coalesces concurrent invocations of one instance into
    one batch (up to ``SENDER_BATCH_MAX_EVENTS`` or ``SENDER_BATCH_WAIT_MS``,
-   whichever first). The first invocation of a batch leads it; every
-   invocation returns only once its own event has an outcome. A copy of an
-   event already in flight in this instance waits for that one instead.
+   whichever first, or sooner when nobody joined for ``SENDER_BATCH_IDLE_MS``).
+   The first invocation of a batch leads it; every invocation returns only
+   once its own event has an outcome. A copy of an event already in flight in
+   this instance waits for that one instead.
 3. :class:`Processor` handles a batch: pixels without an access token are dead
    at once; the rest is claimed in Firestore in one bulk write
    (:class:`ClaimStore`), sent with :func:`deliver` (one Events API request per
@@ -660,10 +661,12 @@ class Dispatcher:
         wait_ms: int,
         result_timeout: float,
         counters: Counters = COUNTERS,
+        idle_ms: int = 0,
     ) -> None:
         self._process = process
         self.max_events = max_events
         self.wait_seconds = wait_ms / 1000
+        self.idle_seconds = idle_ms / 1000
         self.batching = max_events > 1 and wait_ms > 0
         self.result_timeout = result_timeout
         self.counters = counters
@@ -713,7 +716,7 @@ class Dispatcher:
 
     def _lead(self, batch: _Batch) -> None:
         if self.batching:
-            batch.full.wait(self.wait_seconds)
+            self._gather(batch)
             with self._lock:
                 self._close(batch)
         items = batch.items
@@ -730,6 +733,29 @@ class Dispatcher:
                 for item in items:
                     if self._inflight.get(item.envelope.claim_key()) is item:
                         del self._inflight[item.envelope.claim_key()]
+
+    def _gather(self, batch: _Batch) -> None:
+        """Wait for company: until the batch is full, ``wait_ms`` have passed, or nobody joined for ``idle_ms``.
+
+        The idle rule is what keeps a lone event (or the last few pushes Pub/Sub
+        has in flight, which wait for our answer before it sends more) from
+        sitting out the whole wait: under load events keep joining and batches
+        fill as before.
+        """
+        deadline = time.monotonic() + self.wait_seconds
+        seen = 0
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            step = min(self.idle_seconds, remaining) if self.idle_seconds > 0 else remaining
+            if batch.full.wait(step):
+                return
+            with self._lock:
+                joined = len(batch.items)
+            if self.idle_seconds > 0 and joined == seen:
+                return
+            seen = joined
 
     def _wait(self, item: _Item) -> Outcome:
         if not item.done.wait(self.result_timeout):
@@ -753,12 +779,13 @@ class Sender:
         wait_ms: int,
         result_timeout: float,
         counters: Counters = COUNTERS,
+        idle_ms: int = 0,
     ) -> None:
         self.claims = claims
         self.client = client
         self.counters = counters
         self.processor = Processor(claims, client, tokens, max_events, counters)
-        self.dispatcher = Dispatcher(self.processor.process, max_events, wait_ms, result_timeout, counters)
+        self.dispatcher = Dispatcher(self.processor.process, max_events, wait_ms, result_timeout, counters, idle_ms)
 
     @classmethod
     def from_settings(cls, settings: Any, firestore_client: Any = None, transport: Any = None) -> Sender:
@@ -776,7 +803,8 @@ class Sender:
         api = TikTokClient(settings.api_url, settings.timeout_seconds, transport=transport)
         # Longer than any batch can take; a waiter that gives up only causes a harmless redelivery.
         result_timeout = settings.claim_lease_seconds + 4 * settings.timeout_seconds + 30
-        return cls(claims, api, tokens, settings.batch_max_events, settings.batch_wait_ms, result_timeout)
+        return cls(claims, api, tokens, settings.batch_max_events, settings.batch_wait_ms, result_timeout,
+                   idle_ms=settings.batch_idle_ms)  # fmt: skip
 
     def handle_message(self, message: Any, message_id: str | None) -> Outcome:
         """One Pub/Sub message to its outcome. Raises only if a malformed message can not be recorded."""

@@ -238,6 +238,33 @@ def test_a_batch_closes_when_full() -> None:
     assert [len(batch) for batch in processor.batches] == [5, 5]
 
 
+def test_a_lone_event_goes_after_the_idle_gap_not_the_whole_wait() -> None:
+    processor = RecordingProcessor()
+    patient = Dispatcher(processor, max_events=1000, wait_ms=400, result_timeout=10, counters=Counters())
+    started = time.monotonic()
+    patient.submit(make_envelope("alone-1"))
+    assert time.monotonic() - started >= 0.4  # without the idle rule: the whole wait
+    eager = Dispatcher(processor, max_events=1000, wait_ms=400, result_timeout=10, counters=Counters(), idle_ms=10)
+    started = time.monotonic()
+    eager.submit(make_envelope("alone-2"))
+    assert time.monotonic() - started < 0.3
+
+
+def test_events_that_keep_joining_keep_the_batch_open_up_to_the_wait() -> None:
+    processor = RecordingProcessor()
+    dispatcher = Dispatcher(processor, max_events=1000, wait_ms=2000, result_timeout=10, counters=Counters(),
+                            idle_ms=150)  # fmt: skip
+    envelopes = [make_envelope(f"trickle{i}") for i in range(6)]
+    threads = []
+    for envelope in envelopes:  # one every 30 ms: each joins well within the 150 ms idle gap
+        threads.append(threading.Thread(target=dispatcher.submit, args=(envelope,), daemon=True))
+        threads[-1].start()
+        time.sleep(0.03)
+    for thread in threads:
+        thread.join(10)
+    assert processor.batches == [[e.event_id for e in envelopes]]
+
+
 def test_batching_off_processes_each_alone() -> None:
     processor = RecordingProcessor()
     dispatcher = Dispatcher(processor, max_events=1000, wait_ms=0, result_timeout=10, counters=Counters())
