@@ -311,7 +311,7 @@ class SenderSettings(_EnvSettings):
     batch_max_events: int = Field(1000, alias="SENDER_BATCH_MAX_EVENTS", ge=1, le=1000)
     batch_wait_ms: int = Field(50, alias="SENDER_BATCH_WAIT_MS", ge=0, le=5000)
     # A batch also goes as soon as nobody joined it for this long (0: always wait the full wait).
-    batch_idle_ms: int = Field(5, alias="SENDER_BATCH_IDLE_MS", ge=0, le=5000)
+    batch_idle_ms: int = Field(15, alias="SENDER_BATCH_IDLE_MS", ge=0, le=5000)
 
     def access_tokens(self) -> dict[str, SecretStr]:
         """Pixel code -> token."""

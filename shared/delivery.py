@@ -673,6 +673,7 @@ class Dispatcher:
         self._lock = threading.Lock()
         self._open: _Batch | None = None
         self._inflight: dict[ClaimKey, _Item] = {}
+        self._processing = 0  # batches between their close and their outcomes
 
     def submit(self, envelope: Envelope, message_id: str | None = None) -> Outcome:
         key = envelope.claim_key()
@@ -720,6 +721,8 @@ class Dispatcher:
             with self._lock:
                 self._close(batch)
         items = batch.items
+        with self._lock:
+            self._processing += 1
         try:
             outcomes = self._process([(i.envelope, i.message_id) for i in items])
             for item, outcome in zip(items, outcomes, strict=True):
@@ -730,6 +733,7 @@ class Dispatcher:
                 item.resolve(Outcome(RETRY, f"sender error ({type(exc).__name__})", item.envelope.event_id))
         finally:
             with self._lock:
+                self._processing -= 1
                 for item in items:
                     if self._inflight.get(item.envelope.claim_key()) is item:
                         del self._inflight[item.envelope.claim_key()]
@@ -739,8 +743,10 @@ class Dispatcher:
 
         The idle rule is what keeps a lone event (or the last few pushes Pub/Sub
         has in flight, which wait for our answer before it sends more) from
-        sitting out the whole wait: under load events keep joining and batches
-        fill as before.
+        sitting out the whole wait. It applies only while no other batch is
+        being processed: when one is, its invocations will be answered soon and
+        their threads and their senders' next events will join this batch, so
+        waiting is what makes batches big under load.
         """
         deadline = time.monotonic() + self.wait_seconds
         seen = 0
@@ -753,7 +759,7 @@ class Dispatcher:
                 return
             with self._lock:
                 joined = len(batch.items)
-            if self.idle_seconds > 0 and joined == seen:
+            if self.idle_seconds > 0 and joined == seen and not self._processing:
                 return
             seen = joined
 
