@@ -5,7 +5,7 @@ self-stopping load on loopback and stops everything. Not part of `make test`.
 The run ends with the headline figures next to their aims and the cost per
 million events computed from what the parts measured (bench/cost.py).
 
-    python -m bench [part ...]     # parts: import_times collect_bench shopify_bench woocommerce_bench sender_bench
+    python -m bench [part ...]     # parts: see PARTS
 """
 
 from __future__ import annotations
@@ -23,22 +23,37 @@ sys.path.insert(0, str(ROOT))
 
 from bench import cost  # noqa: E402
 
-PARTS = ("import_times", "collect_bench", "shopify_bench", "woocommerce_bench", "sender_bench")
-# The sender part's offered loads: enough levels to show the curve, bounded to keep `make bench` short.
-PART_ARGS = {"sender_bench": ["--concurrency", "1,16,64,128"]}
+PARTS = (
+    "import_times",
+    "collect_bench",
+    "collect_bench_deployed",
+    "shopify_bench",
+    "woocommerce_bench",
+    "sender_bench",
+)
+# part -> (module, arguments). The sender's offered loads: enough levels to show the curve, bounded to
+# keep `make bench` short. collect_bench_deployed runs collect as Terraform deploys it (THREADS = the
+# instance's concurrency, 80) under 64 connections; collect_bench at 8 threads and 16 connections.
+PART_COMMANDS = {
+    "collect_bench_deployed": ("collect_bench", ["--threads", "80", "--concurrency", "64"]),
+    "sender_bench": ("sender_bench", ["--concurrency", "1,16,64,128"]),
+}
 
 
 def headline(figures: dict[str, Any]) -> list[str]:
     """The figures the throughput issue asks for, each next to its aim."""
     lines = []
-    collect = figures.get("collect_bench")
-    if collect:
-        noop = collect["noop"]
+    for part in ("collect_bench", "collect_bench_deployed"):
+        collect = figures.get(part)
+        if not collect:
+            continue
+        noop, settings = collect["noop"], collect["settings"]
+        lines.append(f"collect, {settings['threads']} threads, {settings['concurrency']} connections:")
         for name in ("collect_withheld", "collect_accepted"):
             row = collect[name]
             cpu_ratio = noop["server_cpu_ms_per_request"] / row["server_cpu_ms_per_request"]
             lines.append(
-                f"{name}: {row['requests_per_second']} req/s, p50 {row['p50_ms']} ms, p99 {row['p99_ms']} ms; "
+                f"  {name}: {row['requests_per_second']} req/s, p50 {row['p50_ms']} ms, p99 {row['p99_ms']} ms; "
                 f"{row['ratio_to_noop']} x the no-op's {noop['requests_per_second']} req/s (aim > 0.7); "
                 f"CPU per request {row['server_cpu_ms_per_request']} ms vs {noop['server_cpu_ms_per_request']} ms "
                 f"({cpu_ratio:.2f})"
@@ -86,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
             started = time.monotonic()
             out = Path(scratch) / f"{part}.json"
             # Each part in its own process: one part's clients and threads cannot skew the next.
-            command = [sys.executable, "-m", f"bench.{part}", *PART_ARGS.get(part, []), "--json", str(out)]
+            module, arguments = PART_COMMANDS.get(part, (part, []))
+            command = [sys.executable, "-m", f"bench.{module}", *arguments, "--json", str(out)]
             completed = subprocess.run(command, cwd=ROOT, text=True, capture_output=True)
             print("\n".join(line for line in completed.stdout.splitlines() if not line.startswith("{")), flush=True)
             if completed.returncode != 0 or not out.is_file():

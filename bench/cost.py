@@ -107,12 +107,14 @@ def estimate(figures: dict[str, Any], prices: dict[str, float] | None = None) ->
     """Cost per million events per path, from the parts' figures (missing parts are skipped)."""
     prices = prices or load_prices()
     sender = _sender_per_event(figures.get("sender_bench"))
+    # Collect as deployed (80 threads) when measured: what an instance does in production.
+    collect_part = figures.get("collect_bench_deployed") or figures.get("collect_bench") or {}
     receivers = {
-        "collect": (figures.get("collect_bench") or {}).get("collect_accepted", {}).get("per_request"),
+        "collect": collect_part.get("collect_accepted", {}).get("per_request"),
         "shopify": (figures.get("shopify_bench") or {}).get("concurrent", {}).get("per_request"),
         "woocommerce": (figures.get("woocommerce_bench") or {}).get("concurrent", {}).get("per_request"),
     }
-    collect = (figures.get("collect_bench") or {}).get("collect_accepted")
+    collect = collect_part.get("collect_accepted")
     if receivers["collect"] is not None and collect is not None:
         receivers["collect"] = {**receivers["collect"], "cpu_ms": collect["server_cpu_ms_per_request"]}
     paths = {}
