@@ -749,7 +749,8 @@ class Dispatcher:
         waiting is what makes batches big under load.
         """
         deadline = time.monotonic() + self.wait_seconds
-        seen = 0
+        with self._lock:
+            seen = len(batch.items)  # the leader's own event, and any that joined already
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
