@@ -767,13 +767,23 @@ class Runtime:
         committer = self._lazy("_committer", lambda: GroupCommit(self._flush, max_items=COMMIT_MAX_REQUESTS))
         try:
             return committer.submit(plan)
-        except TimeoutError as exc:
+        except Unavailable:
+            raise
+        except Exception as exc:  # a timeout waiting for the group, or a bug in the flush: 503, never 500
             raise Unavailable("collect", exc) from exc
 
     def _flush(self, plans: list[Plan]) -> list[int | Exception]:
         COUNTERS.add("collect.commits")
         COUNTERS.add("collect.requests_committed", len(plans))
-        return commit_plans(plans, self.store if any(p.join_keys for p in plans) else None, self.publisher)
+        try:
+            store = self.store if any(p.join_keys for p in plans) else None
+        except Exception as exc:  # the client could not be made (credentials, settings): 503, not 500
+            return [Unavailable("firestore", exc)] * len(plans)
+        try:
+            publisher = self.publisher
+        except Exception as exc:  # as above
+            return [Unavailable("pubsub", exc)] * len(plans)
+        return commit_plans(plans, store, publisher)
 
     @property
     def publisher(self) -> Any:

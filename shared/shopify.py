@@ -808,8 +808,8 @@ def handle(delivery: Delivery, body: bytes, runtime: Runtime, now: Callable[[], 
         action.log(**fields)
         return _reply(action)
     claim_key = (PLATFORM, shop.domain, delivery.topic, delivery.delivery_id)
-    io = _RequestIO(runtime, Deadline(runtime.io_seconds))
     try:
+        io = _RequestIO(runtime, Deadline(runtime.io_seconds))  # makes the clients on first use: may fail
         if delivery.delivery_id and not io.store.claim_once(
             WEBHOOK_DELIVERIES, claim_key, DELIVERY_TTL, shop=shop.domain, topic=delivery.topic
         ):

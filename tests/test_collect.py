@@ -549,3 +549,16 @@ def test_clients_are_made_once_per_instance_on_first_use_even_under_concurrent_r
         replies = list(pool.map(lambda _: collect.handle(post(body()), shared_runtime), range(16)))
     assert {r.status for r in replies} == {200}
     assert sorted(made) == ["publisher", "store"]
+
+
+@pytest.mark.parametrize("broken", ["store", "publisher"])
+def test_a_client_that_cannot_be_made_answers_503_naming_it(broken):
+    def cannot_make():
+        raise RuntimeError("no credentials")
+
+    recorder = Recorder()
+    factories = {"store_factory": lambda: recorder, "publisher_factory": lambda: recorder}
+    factories[f"{broken}_factory"] = cannot_make
+    reply = collect.handle(post(body()), Runtime(tenants(), **factories))
+    assert reply.status == 503
+    assert ("firestore" if broken == "store" else "pubsub") in reply.body["reason"]

@@ -565,3 +565,17 @@ def test_an_unreachable_firestore_answers_503_within_the_deadline_not_after_shop
                     io_seconds=0.5)  # fmt: skip
     assert reply.status == 503
     assert time.monotonic() - started < 3.0  # the delivery's 0.5 s budget, plus the release's own 1 s
+
+
+def test_a_client_that_cannot_be_made_answers_503_not_500(emulators, collection_prefix, topic):
+    def cannot_make():
+        raise RuntimeError("no credentials")
+
+    settings = ShopifySettings.from_env(settings_env(emulators, collection_prefix, topic.topic))
+    body = json.dumps(new_order()).encode()
+    delivery = shopify.Delivery.from_headers(
+        {"X-Shopify-Topic": "orders/paid", "X-Shopify-Shop-Domain": SHOP, "X-Shopify-Webhook-Id": "w-noclient",
+         "X-Shopify-Hmac-Sha256": shopify_signature(body, SECRET)}
+    )  # fmt: skip
+    runtime = shopify.Runtime(settings.tenants(), store_factory=cannot_make, publisher_factory=cannot_make)
+    assert shopify.handle(delivery, body, runtime).status == 503
