@@ -8,7 +8,8 @@ locals {
     "cloudresourcemanager.googleapis.com", # project number lookup, project IAM bindings
     "firestore.googleapis.com",            # click contexts, claims, records
     "iam.googleapis.com",                  # service accounts
-    "logging.googleapis.com",              # build and function logs
+    "logging.googleapis.com",              # build and function logs, the outcome metric
+    "monitoring.googleapis.com",           # alert policies
     "pubsub.googleapis.com",               # events topic, push subscription, dead letters
     "run.googleapis.com",                  # gen2 functions run as Cloud Run services
     "secretmanager.googleapis.com",        # access token and webhook secrets

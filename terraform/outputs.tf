@@ -84,3 +84,8 @@ output "woocommerce_webhook_registration" {
     done
   EOT
 }
+
+output "outcome_metric_type" {
+  description = "The log-based metric counting every function's outcomes, for dashboards and further alerts (labels: outcome, function)."
+  value       = "logging.googleapis.com/user/${google_logging_metric.outcomes.name}"
+}

@@ -335,6 +335,27 @@ variable "dead_letter_retention" {
 }
 
 # ---------------------------------------------------------------------------
+# Operations (terraform/monitoring.tf)
+# ---------------------------------------------------------------------------
+
+variable "alerts_enabled" {
+  type        = bool
+  description = "Whether the alert policies (dead events, parked orders, refused webhook signatures, 503s, dead-letter backlog) are enabled. They are created either way."
+  default     = true
+}
+
+variable "alert_notification_channels" {
+  type        = list(string)
+  description = "Cloud Monitoring notification channels that receive the alerts, as ids (projects/PROJECT/notificationChannels/ID). Empty: incidents show in the console only."
+  default     = []
+
+  validation {
+    condition     = alltrue([for channel in var.alert_notification_channels : can(regex("^projects/[^/]+/notificationChannels/[^/]+$", channel))])
+    error_message = "alert_notification_channels takes ids such as projects/my-project/notificationChannels/1234567890."
+  }
+}
+
+# ---------------------------------------------------------------------------
 # Webhook registration helpers (outputs only)
 # ---------------------------------------------------------------------------
 

@@ -1,0 +1,143 @@
+# Operations: every function logs one line per request or message with its
+# `outcome` (shared/log.py); one log-based counter turns those lines into a
+# metric labelled by outcome and function, and alert policies watch the outcomes
+# that mean an event will not reach TikTok unless a person acts. README
+# "Operations" says what to do for each.
+
+locals {
+  outcome_metric = "${replace(var.name_prefix, "-", "_")}_pipeline_outcomes"
+
+  # Service names of the functions (gen2 functions run as Cloud Run services of the same name).
+  service_pattern = "^${var.name_prefix}-(collect|shopify-webhook|woocommerce-webhook|sender)$"
+
+  # outcome_regex and function_regex are RE2, matched in full against the metric's labels.
+  outcome_alerts = {
+    dead_events = {
+      display_name   = "Events TikTok refused for good"
+      outcome_regex  = "dead.*"
+      function_regex = ".*"
+      threshold      = 0
+      documentation  = "The sender dead-lettered events (TikTok refused them for good, a pixel has no access token, or a message was malformed). They are kept in Firestore `dead_events` with TikTok's code and message. Fix the cause (token, pixel, payload), then re-drive: `make redrive ARGS=--list`, then `--all` or `--event-id`."
+    }
+    parked_orders = {
+      display_name   = "WooCommerce orders parked during an outage"
+      outcome_regex  = "parked"
+      function_regex = ".*woocommerce-webhook"
+      threshold      = 0
+      documentation  = "Firestore or Pub/Sub was unavailable while a WooCommerce order arrived. WooCommerce does not retry, so the hashed order was logged at ERROR (`outcome: parked`). Once the dependency is back, replay the log lines: see docs/woocommerce.md, \"When Google Cloud is down\"."
+    }
+    webhook_signatures = {
+      display_name   = "Webhook deliveries refused (signature or shop)"
+      outcome_regex  = "rejected"
+      function_regex = ".*-(shopify|woocommerce)-webhook"
+      threshold      = 5
+      documentation  = "More than 5 webhook deliveries in 5 minutes failed the HMAC check or came from an unknown shop. After a secret rotation, add the new secret next to the old one (comma-separated, see README) before the platform switches; Shopify deletes a subscription after repeated failures."
+    }
+    unavailable = {
+      display_name   = "Requests answered 503 (Firestore or Pub/Sub unavailable)"
+      outcome_regex  = "error_unavailable|in_progress"
+      function_regex = ".*"
+      threshold      = 20
+      documentation  = "More than 20 requests in 5 minutes were answered 503 because Firestore or Pub/Sub failed or was slow, or an order event stayed in progress. Browsers and Shopify retry; check the Firestore and Pub/Sub status and the functions' error logs."
+    }
+  }
+}
+
+resource "google_logging_metric" "outcomes" {
+  project     = var.project_id
+  name        = local.outcome_metric
+  description = "Outcome lines of the TikTok pipeline's functions (jsonPayload.outcome), by outcome and function."
+  filter      = "resource.type=\"cloud_run_revision\" AND resource.labels.service_name=~\"${local.service_pattern}\" AND jsonPayload.outcome:*"
+
+  metric_descriptor {
+    metric_kind  = "DELTA"
+    value_type   = "INT64"
+    unit         = "1"
+    display_name = "TikTok pipeline outcomes"
+
+    labels {
+      key         = "outcome"
+      value_type  = "STRING"
+      description = "What happened: sent, published, accepted, duplicate, withheld_consent, dead, parked, rejected, ..."
+    }
+    labels {
+      key         = "function"
+      value_type  = "STRING"
+      description = "The function (Cloud Run service) that logged it."
+    }
+  }
+
+  label_extractors = {
+    outcome  = "EXTRACT(jsonPayload.outcome)"
+    function = "EXTRACT(resource.labels.service_name)"
+  }
+
+  depends_on = [google_project_service.this]
+}
+
+resource "google_monitoring_alert_policy" "outcome" {
+  for_each = local.outcome_alerts
+
+  project               = var.project_id
+  display_name          = "${var.name_prefix}: ${each.value.display_name}"
+  combiner              = "OR"
+  enabled               = var.alerts_enabled
+  notification_channels = var.alert_notification_channels
+
+  conditions {
+    display_name = each.value.display_name
+    condition_threshold {
+      filter          = "resource.type = \"cloud_run_revision\" AND metric.type = \"logging.googleapis.com/user/${google_logging_metric.outcomes.name}\" AND metric.labels.outcome = monitoring.regex.full_match(\"${each.value.outcome_regex}\") AND metric.labels.function = monitoring.regex.full_match(\"${each.value.function_regex}\")"
+      comparison      = "COMPARISON_GT"
+      threshold_value = each.value.threshold
+      duration        = "0s"
+
+      aggregations {
+        alignment_period     = "300s"
+        per_series_aligner   = "ALIGN_SUM"
+        cross_series_reducer = "REDUCE_SUM"
+      }
+
+      trigger {
+        count = 1
+      }
+    }
+  }
+
+  documentation {
+    content   = each.value.documentation
+    mime_type = "text/markdown"
+  }
+}
+
+resource "google_monitoring_alert_policy" "dead_letter_backlog" {
+  project               = var.project_id
+  display_name          = "${var.name_prefix}: messages in the dead-letter subscription"
+  combiner              = "OR"
+  enabled               = var.alerts_enabled
+  notification_channels = var.alert_notification_channels
+
+  conditions {
+    display_name = "Undelivered messages in ${google_pubsub_subscription.dead_letter.name}"
+    condition_threshold {
+      filter          = "resource.type = \"pubsub_subscription\" AND resource.labels.subscription_id = \"${google_pubsub_subscription.dead_letter.name}\" AND metric.type = \"pubsub.googleapis.com/subscription/num_undelivered_messages\""
+      comparison      = "COMPARISON_GT"
+      threshold_value = 0
+      duration        = "300s"
+
+      aggregations {
+        alignment_period   = "300s"
+        per_series_aligner = "ALIGN_MAX"
+      }
+
+      trigger {
+        count = 1
+      }
+    }
+  }
+
+  documentation {
+    content   = "Pub/Sub gave up pushing some events to the sender (max_delivery_attempts) and moved them to the dead-letter subscription: the sender was failing or unreachable. Fix it, then re-drive them: `make redrive ARGS=--list`; messages stay for dead_letter_retention."
+    mime_type = "text/markdown"
+  }
+}

@@ -1,0 +1,100 @@
+"""terraform/monitoring.tf watches what the code logs: outcome names, the log field, the service names.
+
+The alerts are only as good as their match with the code: an outcome renamed in
+Python, or a function renamed in Terraform, would leave an alert that can never
+fire. These tests take the names from the code and the Terraform model and
+check that every alert can match something real and that every outcome that
+needs a person has an alert.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from contextlib import redirect_stdout
+
+from shared import delivery, log, orders, woocommerce
+from tests.infra.hcl import Terraform
+
+# What the functions log as `outcome` when an event will not reach TikTok without a person.
+NEEDS_A_PERSON = {
+    delivery.DEAD: "dead_events",
+    delivery.DEAD_MALFORMED: "dead_events",
+    woocommerce.PARKED: "parked_orders",
+    "rejected": "webhook_signatures",  # 401 from a webhook: signature or shop
+    "error_unavailable": "unavailable",  # collect's 503
+    orders.IN_PROGRESS: "unavailable",  # Shopify's 503 while another delivery publishes
+}
+
+
+def _default(tf: Terraform, text: str) -> str:
+    """``text`` with ${var.name_prefix} and ${local.service_pattern} replaced as Terraform would by default."""
+    text = text.replace("${local.service_pattern}", str(tf.locals["service_pattern"]))
+    return text.replace("${var.name_prefix}", str(tf.variables["name_prefix"]["default"]))
+
+
+def service_names(tf: Terraform) -> dict[str, str]:
+    """Function -> its Cloud Run service name with the default prefix (functions.tf: prefix-name-with-dashes)."""
+    name = tf.resource("google_cloudfunctions2_function", "function")["name"]
+    assert name == '${var.name_prefix}-${replace(each.key, "_", "-")}', f"the function name changed: {name}"
+    prefix = tf.variables["name_prefix"]["default"]
+    return {key: f"{prefix}-{key.replace('_', '-')}" for key in tf.locals["functions"]}
+
+
+def test_the_metric_counts_every_functions_outcome_field(tf: Terraform) -> None:
+    metric = tf.resource("google_logging_metric", "outcomes")
+    pattern = _default(tf, str(tf.locals["service_pattern"]))
+    assert all(re.fullmatch(pattern, service) for service in service_names(tf).values())
+    assert "jsonPayload.outcome:*" in metric["filter"]
+    assert metric["label_extractors"]["outcome"] == "EXTRACT(jsonPayload.outcome)"
+    # ...which is the field shared.log writes.
+    captured = io.StringIO()
+    with redirect_stdout(captured):
+        log.outcome("dead", "refused", event_id="e-1")
+    assert json.loads(captured.getvalue())["outcome"] == "dead"
+
+
+def test_every_outcome_that_needs_a_person_has_its_alert(tf: Terraform) -> None:
+    alerts = tf.locals["outcome_alerts"]
+    for outcome, alert in NEEDS_A_PERSON.items():
+        assert re.fullmatch(alerts[alert]["outcome_regex"], outcome), f"{alert} does not match {outcome!r}"
+
+
+def test_every_alert_matches_a_real_outcome_and_a_real_function(tf: Terraform) -> None:
+    services = service_names(tf).values()
+    for name, alert in tf.locals["outcome_alerts"].items():
+        assert any(re.fullmatch(alert["outcome_regex"], o) for o in NEEDS_A_PERSON), f"{name} matches no outcome"
+        assert any(re.fullmatch(alert["function_regex"], s) for s in services), f"{name} matches no function"
+        assert alert["documentation"] and alert["threshold"] >= 0
+
+
+def test_alert_conditions_read_the_metric_and_each_alerts_own_patterns(tf: Terraform) -> None:
+    policy = tf.resource("google_monitoring_alert_policy", "outcome")
+    assert str(policy["for_each"]) == "local.outcome_alerts"
+    condition = tf.block(tf.block(policy, "conditions"), "condition_threshold")
+    for needed in ("logging.googleapis.com/user/${google_logging_metric.outcomes.name}",
+                   "${each.value.outcome_regex}", "${each.value.function_regex}"):  # fmt: skip
+        assert needed in condition["filter"]
+    assert "each.value.threshold" in str(condition["threshold_value"])
+
+
+def test_every_alert_goes_to_the_configured_channels(tf: Terraform) -> None:
+    policies = tf.of_type("google_monitoring_alert_policy")
+    assert set(policies) == {"outcome", "dead_letter_backlog"}
+    for name, policy in policies.items():
+        assert str(policy["notification_channels"]) == "var.alert_notification_channels", name
+        assert str(policy["enabled"]) == "var.alerts_enabled", name
+        assert tf.block(policy, "documentation")["content"], name
+
+
+def test_the_dead_letter_alert_watches_the_dead_letter_subscription(tf: Terraform) -> None:
+    policy = tf.resource("google_monitoring_alert_policy", "dead_letter_backlog")
+    condition = tf.block(tf.block(policy, "conditions"), "condition_threshold")
+    assert "${google_pubsub_subscription.dead_letter.name}" in condition["filter"]
+    assert "pubsub.googleapis.com/subscription/num_undelivered_messages" in condition["filter"]
+
+
+def test_monitoring_api_is_enabled(tf: Terraform) -> None:
+    services = str(tf.locals["services"])  # toset([...]): kept as its expression text
+    assert '"monitoring.googleapis.com"' in services and '"logging.googleapis.com"' in services
