@@ -71,8 +71,11 @@ def headline(figures: dict[str, Any]) -> list[str]:
         part = figures.get(name)
         if part:
             quiet, busy = part["webhook_to_sandbox"], part["webhook_to_sandbox_under_load"]
+            platform = name.split("_")[0]
+            if "first_delivery_ms" in part:
+                lines.append(f"{platform} webhook, first delivery after start: {part['first_delivery_ms']} ms")
             lines.append(
-                f"{name.split('_')[0]} webhook -> sandbox: p50 {quiet['p50_ms']} ms, p99 {quiet['p99_ms']} ms "
+                f"{platform} webhook -> sandbox: p50 {quiet['p50_ms']} ms, p99 {quiet['p99_ms']} ms "
                 f"one at a time; p50 {busy['p50_ms']} ms, p99 {busy['p99_ms']} ms under load "
                 f"({busy['events']}/{busy['expected']})"
             )

@@ -171,7 +171,9 @@ def run(requests: int = 400, concurrency: int = 16, sequential: int = 100, warmu
         }
         _grant_all(store, [d[0] for batch in deliveries.values() for d in batch])
         url = stack.url("shopify_webhook") + "/"
-        _send(url, deliveries["warmup"], 4)
+        # The very first delivery makes the Firestore and Pub/Sub clients (imported on first use).
+        first = _send(url, deliveries["warmup"][:1], 1)
+        _send(url, deliveries["warmup"][1:], 4)
         one_at_a_time = _send(url, deliveries["sequential"], 1)
         with procstat.Meter(stack.processes["shopify_webhook"].pid, url) as meter:
             loaded = _send(url, deliveries["concurrent"], concurrency)
@@ -185,6 +187,7 @@ def run(requests: int = 400, concurrency: int = 16, sequential: int = 100, warmu
                            "not_published": loaded["failures"], "per_request": meter.per(requests)},
             "webhook_to_sandbox": {"events": len(quiet), "expected": sequential, **_summary(quiet)},
             "webhook_to_sandbox_under_load": {"events": len(busy), "expected": requests, **_summary(busy)},
+            "first_delivery_ms": round(first["latencies"][0] * 1000, 1),
             "webhook_threads": int(stack.function_env("shopify_webhook")["THREADS"]),
         }  # fmt: skip
     finally:
@@ -207,6 +210,8 @@ def main(argv: list[str] | None = None) -> int:
     result = run(requests=args.requests, concurrency=args.concurrency, sequential=args.sequential)
     seq, conc = result["sequential"], result["concurrent"]
     e2e, e2e_busy = result["webhook_to_sandbox"], result["webhook_to_sandbox_under_load"]
+    print(f"shopify_webhook, first delivery after start (clients made on first use): "
+          f"{result['first_delivery_ms']} ms (Shopify waits 5000)")  # fmt: skip
     print(f"shopify_webhook, one at a time ({seq['requests']}): p50 {seq['p50_ms']} ms, p99 {seq['p99_ms']} ms, "
           f"max {seq['max_ms']} ms")  # fmt: skip
     print(f"shopify_webhook, {conc['concurrency']} concurrent ({conc['requests']}): p50 {conc['p50_ms']} ms, "
