@@ -43,6 +43,7 @@ from shared import log
 from shared.coalesce import GroupCommit
 from shared.config import CollectSettings, PixelConfig, Tenants
 from shared.consent import ConsentDecision, ConsentSnapshot, decide
+from shared.deadline import BoundedProxy, Deadline, DependencyUnavailable
 from shared.events import UnknownEventName, canonical_event_name
 from shared.identity import RawIdentity, build_user
 from shared.metrics import COUNTERS
@@ -65,8 +66,9 @@ PREFLIGHT_MAX_AGE_SECONDS = 7200
 MAX_EVENT_AGE_SECONDS = 86_400
 # Requests of one instance committed together at most (their contexts in <= 500-document batches).
 COMMIT_MAX_REQUESTS = 100
-# A page waits on its beacon's answer no longer than this for Firestore (Pub/Sub has its own 10 s).
+# A page waits on its beacon's answer no longer than this for Firestore, and for Pub/Sub.
 STORE_TIMEOUT_SECONDS = 5.0
+PUBLISH_WAIT_SECONDS = 10.0
 MAX_EVENT_AHEAD_SECONDS = 600
 # A millisecond timestamp (Date.now()) is above this; unix seconds stay below it until the year 5138.
 _MILLISECONDS_FLOOR = 100_000_000_000
@@ -624,6 +626,8 @@ def _is_request_error(exc: BaseException) -> bool:
         from google.api_core import exceptions as gexc
     except ImportError:  # pragma: no cover - the client libraries are installed wherever a store is
         return False
+    if isinstance(exc, DependencyUnavailable):  # the bounded call's own failure, wrapped
+        exc = exc.__cause__ or exc
     return isinstance(exc, gexc.ClientError)
 
 
@@ -662,7 +666,8 @@ def commit_plans(plans: Sequence[Plan], store: Any, publisher: Any) -> list[int 
                     outcomes[index] = Unavailable("firestore", exc)
     if publishing is not None:
         try:
-            publishing.result()  # bounded: the publish has its own deadline
+            # The publish has its own deadline; this bounds the wait even if its retries outlast it.
+            publishing.result(timeout=PUBLISH_WAIT_SECONDS)
         except Exception as exc:  # any client failure or the deadline: every plan with events answers 503
             for index, plan in enumerate(plans):
                 if plan.envelopes and not isinstance(outcomes[index], Exception):
@@ -779,6 +784,9 @@ class Runtime:
             store = self.store if any(p.join_keys for p in plans) else None
         except Exception as exc:  # the client could not be made (credentials, settings): 503, not 500
             return [Unavailable("firestore", exc)] * len(plans)
+        if store is not None:
+            # The client library retries an unreachable Firestore for a minute; the page should not wait.
+            store = BoundedProxy(store, "firestore", Deadline(STORE_TIMEOUT_SECONDS))
         try:
             publisher = self.publisher
         except Exception as exc:  # as above

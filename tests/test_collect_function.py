@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import io
 import json
 import time
 import uuid
@@ -364,11 +365,14 @@ def _plan(token: str, **context: Any):
 
 
 def test_one_requests_bad_document_fails_that_request_alone(store, event_publisher, topic):
-    from shared.collect import Unavailable, commit_plans
+    from shared.collect import Runtime, Unavailable
+    from shared.config import PixelConfig, Tenants
 
     tokens = [f"cart-{uuid.uuid4().hex[:8]}" for _ in range(3)]
     plans = [_plan(tokens[0]), _plan(tokens[1], __reserved__="Firestore refuses this field"), _plan(tokens[2])]
-    outcomes = commit_plans(plans, store, event_publisher)
+    runtime = Runtime(Tenants(pixels={PIXEL: PixelConfig(pixel_code=PIXEL)}),
+                      store_factory=lambda: store, publisher_factory=lambda: event_publisher)  # fmt: skip
+    outcomes = runtime._flush(plans)  # what one group commit of these three requests runs
     assert outcomes[0] == outcomes[2] == 1
     assert isinstance(outcomes[1], Unavailable) and outcomes[1].what == "firestore"
     assert store.find_click_context(PIXEL, [(JOIN_SHOPIFY_CART, tokens[0])])["ttp"] == f"ttp-{tokens[0]}"
@@ -398,3 +402,24 @@ def test_concurrent_requests_share_commits_and_each_gets_its_own_answer(collect)
                   and getattr(m, "_runtime", None) is not None)  # fmt: skip
     committer = module._runtime._committer
     assert committer.items_flushed == 40 and committer.flushes < 40
+
+
+def test_an_unreachable_firestore_answers_503_within_the_bound(
+    emulators, collection_prefix, event_publisher, monkeypatch
+):
+    from shared import collect as domain
+    from shared.config import PixelConfig, Tenants
+    from shared.store import Store, make_client
+    from tests.test_woocommerce_webhook import emulator_host_pointing_nowhere
+
+    monkeypatch.setattr(domain, "STORE_TIMEOUT_SECONDS", 0.5)
+    with emulator_host_pointing_nowhere("FIRESTORE_EMULATOR_HOST"):
+        unreachable = Store(make_client(emulators.project), collection_prefix)
+    runtime = domain.Runtime(Tenants(pixels={PIXEL: PixelConfig(pixel_code=PIXEL, allowed_origins=[ORIGIN])}),
+                             store_factory=lambda: unreachable, publisher_factory=lambda: event_publisher)  # fmt: skip
+    raw = json.dumps(request_body(f"cart-{uuid.uuid4().hex}")).encode()
+    headers = {"origin": ORIGIN, "content-type": "text/plain", "user-agent": CHROME}
+    started = time.monotonic()
+    reply = domain.handle(domain.HttpRequest("POST", headers, io.BytesIO(raw).read, "203.0.113.9"), runtime)
+    assert reply.status == 503 and "firestore" in reply.body["reason"]
+    assert time.monotonic() - started < 3.0
