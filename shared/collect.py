@@ -92,6 +92,7 @@ _PREFETCH_VALUE = re.compile(r"prefetch|prerender|preview", re.IGNORECASE)
 _PREVIEW_QUERY_PARAMS = frozenset({"preview_theme_id"})
 # Order events (``<platform>:<shop>:order:...``) belong to the order webhooks; see docs/collect.md.
 _ORDER_EVENT_ID = re.compile(r"^(shopify|woocommerce):[^:]+:order:")
+_CONTROL_CHARACTER = re.compile(r"[\x00-\x1f]")
 _SAFE_KEY = re.compile(r"^[A-Za-z0-9_]{1,40}$")
 # Steps pydantic adds to an error's path inside unions and validators: not field names.
 _TYPE_NAMES = frozenset({"str", "int", "float", "bool", "function-after", "function-before", "constrained-str"})
@@ -247,7 +248,7 @@ class EventInput(BaseModel):
     @field_validator("event_id")
     @classmethod
     def _printable(cls, value: str) -> str:
-        if not value.strip() or any(ord(ch) < 32 for ch in value):
+        if not value.strip() or _CONTROL_CHARACTER.search(value):
             raise ValueError("must be printable text (the id given to ttq.track)")
         return value.strip()
 

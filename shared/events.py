@@ -35,14 +35,17 @@ class UnknownEventName(ValueError):
     pass
 
 
+_BY_LOWER = {n.lower(): n for n in STANDARD_EVENTS | DEPRECATED_EVENTS} | {
+    alias.lower(): current for alias, current in LEGACY_ALIASES.items()
+}
+
+
 def canonical_event_name(name: str) -> str:
     """The current TikTok name for ``name`` (legacy aliases mapped, case-insensitive)."""
     text = (name or "").strip()
-    by_lower = {n.lower(): n for n in STANDARD_EVENTS | DEPRECATED_EVENTS} | {
-        alias.lower(): current for alias, current in LEGACY_ALIASES.items()
-    }
-    if text.lower() in by_lower:
-        return by_lower[text.lower()]
+    known = _BY_LOWER.get(text.lower())
+    if known is not None:
+        return known
     if _CUSTOM_EVENT.match(text):
         return text
     raise UnknownEventName(f"event name {text[:60]!r} is not a TikTok event name")
