@@ -749,6 +749,7 @@ class Runtime:
             default_region=settings.default_phone_region,
             # Not a CollectSettings field yet (see docs/collect.md, "Client IP address").
             trusted_hops=int(getattr(settings, "trusted_proxy_hops", 0)),
+            # The RPC's own deadline lets an abandoned commit end; the bound in _flush caps the wait.
             store_factory=lambda: store_from_settings(settings, timeout=STORE_TIMEOUT_SECONDS),
             publisher_factory=lambda: publisher_from_settings(settings),
         )
