@@ -252,14 +252,14 @@ def test_a_lone_event_goes_after_the_idle_gap_not_the_whole_wait() -> None:
 
 def test_events_that_keep_joining_keep_the_batch_open_up_to_the_wait() -> None:
     processor = RecordingProcessor()
-    dispatcher = Dispatcher(processor, max_events=1000, wait_ms=2000, result_timeout=10, counters=Counters(),
-                            idle_ms=150)  # fmt: skip
+    dispatcher = Dispatcher(processor, max_events=1000, wait_ms=5000, result_timeout=10, counters=Counters(),
+                            idle_ms=500)  # fmt: skip
     envelopes = [make_envelope(f"trickle{i}") for i in range(6)]
     threads = []
-    for envelope in envelopes:  # one every 30 ms: each joins well within the 150 ms idle gap
+    for envelope in envelopes:  # one every 20 ms: each joins well within the 500 ms idle gap
         threads.append(threading.Thread(target=dispatcher.submit, args=(envelope,), daemon=True))
         threads[-1].start()
-        time.sleep(0.03)
+        time.sleep(0.02)
     for thread in threads:
         thread.join(10)
     assert processor.batches == [[e.event_id for e in envelopes]]
