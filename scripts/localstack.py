@@ -307,6 +307,7 @@ def _print_banner(stack: Stack, emulators: Emulators, topology: dict[str, str], 
         f"  Pub/Sub emulator     127.0.0.1:{emulators.pubsub_port}   topic {topology['topic']}",
         f"  Firestore emulator   127.0.0.1:{emulators.firestore_port}",
         f"  logs                 {RUN_DIR}/",
+        "  counters             GET <function URL>/metrics (Firestore and Pub/Sub operations, outcomes)",
         "",
         "Settings (override with environment variables):",
     ]
