@@ -281,11 +281,7 @@ def run(
         for process in processes:
             localstack.stop_process(process)
         emulators.stop()
-        for key, value in saved_env.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+        localstack.restore_environ(saved_env)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -193,11 +193,7 @@ def run(requests: int = 400, concurrency: int = 16, sequential: int = 100, warmu
     finally:
         stack.stop()
         emulators.stop()
-        for key, value in saved_env.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+        localstack.restore_environ(saved_env)
 
 
 def main(argv: list[str] | None = None) -> int:

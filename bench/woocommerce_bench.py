@@ -166,11 +166,7 @@ def run(sequential: int = 100, concurrent: int = 400, concurrency: int = 16, war
     finally:
         stack.stop()
         emulators.stop()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+        localstack.restore_environ(saved)
 
 
 def _with_count(latencies: list[float]) -> dict[str, Any]:

@@ -145,6 +145,15 @@ def stop_process(process: subprocess.Popen, timeout: float = 10.0) -> None:
             continue
 
 
+def restore_environ(saved: Mapping[str, str | None]) -> None:
+    """Put back environment variables saved as {name: value or None (was unset)}."""
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
 @dataclass
 class Emulators:
     """The Firestore and Pub/Sub emulators of the Google Cloud CLI."""

@@ -54,11 +54,7 @@ def emulators() -> Iterator[localstack.Emulators]:
         yield emulators
     finally:
         emulators.stop()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+        localstack.restore_environ(saved)
 
 
 @pytest.fixture(scope="session")
