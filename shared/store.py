@@ -224,7 +224,11 @@ class Store:
 
 
 def _count(reads: int = 0, writes: int = 0, deletes: int = 0) -> None:
-    """One Firestore RPC and the documents it bills (see shared.metrics)."""
+    """One Firestore RPC and the documents it reads, writes or deletes (see shared.metrics).
+
+    A write is counted when attempted: a create refused because the document
+    exists (a duplicate claim) counts one, though Firestore does not bill it.
+    """
     COUNTERS.add("firestore.rpcs")
     for name, amount in (("reads", reads), ("writes", writes), ("deletes", deletes)):
         if amount:
