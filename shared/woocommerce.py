@@ -9,9 +9,14 @@ Delivery part: :func:`handle` verifies a delivery and runs the shared order flow
 Pub/Sub. WooCommerce never retries a delivery, so when either stays unavailable
 the event is not dropped: it is published without the receiver's claim when
 consent can still be decided, otherwise *parked*: an ERROR log line with
-``outcome="parked"`` and a ``replay`` record (hashes, ip and user agent only,
-like the envelope), which :func:`replay` (``python -m
+``outcome="parked"`` and a ``replay`` record (what the envelope holds: hashes,
+ip, user agent, click ids, and city/state/country normalized but unhashed, as
+TikTok takes them), which :func:`replay` (``python -m
 functions.woocommerce_webhook.replay``) publishes later. See docs/woocommerce.md.
+
+Whatever a valid signer sends ends as one of: published, skipped with a reason
+(``ignored``, ``duplicate``, ``withheld_consent``), parked, or ``refused`` with
+a 4xx and a reason; never a 5xx and never a bare 200 that nobody acts on.
 """
 
 from __future__ import annotations
@@ -46,7 +51,9 @@ from shared.orders import (
     process_order_event,
 )
 from shared.pubsub import publisher_from_settings
+from shared.scrub import scrub_text
 from shared.store import store_from_settings
+from shared.untrusted import UnsafeInput, ascii_int, clean_text, parse_json
 from shared.webhooks import verify_hmac_base64
 
 PLATFORM = "woocommerce"
@@ -64,12 +71,25 @@ META_CONSENT = "_tt_consent"
 
 # Real orders are a few kB; this only stops a body nobody would sign.
 MAX_BODY_BYTES = 8 * 1024 * 1024
+# Signed JSON: longer integers than the shared default (40 digits), so that an absurd
+# total reaches the amount rule below (dropped from value) instead of losing the order;
+# still far below the 4300 digits where int() itself refuses.
+JSON_MAX_INT_DIGITS = 1000
+# Ids are 64-bit at most; a line of a million units is beyond any real order.
+_MAX_ID_DIGITS = 19
+_MAX_QUANTITY_DIGITS = 6
+# Amounts: plain ASCII decimals below a trillion. float() alone would take "1_0",
+# Arabic-Indic digits and "1e400"; a 310-digit integer makes it raise OverflowError.
+_DECIMAL = re.compile(r"[0-9]{1,12}(?:\.[0-9]{1,12})?")
+_MAX_AMOUNT = 1e12
 # Bounded waits: WooCommerce gives up after 60 s, the function's own timeout may be the same.
 FIRESTORE_SECONDS = 5.0
 PUBLISH_SECONDS = 10.0
 
 PARKED = "parked"
-_STATUS_BY_OUTCOME = {PARKED: 202, "rejected": 401}
+# A signed order we failed on and could not even park: a 4xx, so WooCommerce's delivery log shows it.
+REFUSED = "refused"
+_STATUS_BY_OUTCOME = {PARKED: 202, "rejected": 401, REFUSED: 422}
 _PING_BODY = re.compile(rb"webhook_id=\d{1,20}")
 _CURRENCY = re.compile(r"[A-Z]{3}")
 # The sandbox (like TikTok) refuses older event times as a unit or clock bug.
@@ -118,27 +138,29 @@ def ignore_reason(topic: str, order: Mapping[str, Any]) -> str | None:
 def _text(value: Any, limit: int = 500) -> str | None:
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         return None
-    text = str(value).strip()
+    if isinstance(value, int) and value.bit_length() > 1024:
+        return None  # str() of a huge int is slow, and no text field is a 300-digit number
+    text = clean_text(str(value)[: limit * 2]).strip()
     return text[:limit] if text else None
 
 
-def _positive_int(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value.strip())
-    return value if isinstance(value, int) and value > 0 else None
+def _positive_int(value: Any, max_digits: int = _MAX_ID_DIGITS) -> int | None:
+    """ASCII digits only: "²".isdigit() is True, and int() then refuses it."""
+    number = ascii_int(value, max_digits=max_digits)
+    return number if number else None
 
 
 def _amount(value: Any) -> float | None:
-    """A non-negative finite number from WooCommerce's strings ("29.35") or numbers."""
+    """A non-negative finite amount below a trillion from WooCommerce's strings ("29.35") or numbers."""
     if isinstance(value, bool):
         return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) and number >= 0 else None
+    if isinstance(value, int):
+        return float(value) if 0 <= value < _MAX_AMOUNT else None
+    if isinstance(value, float):
+        return value if math.isfinite(value) and 0 <= value < _MAX_AMOUNT else None
+    if isinstance(value, str) and _DECIMAL.fullmatch(text := value.strip()):
+        return float(text)
+    return None
 
 
 def _object(value: Any) -> Mapping[str, Any]:
@@ -170,11 +192,11 @@ def _gmt_timestamp(value: Any) -> int | None:
         return None
     try:
         parsed = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError:
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=dt.timezone.utc)
+        return int(parsed.timestamp())
+    except (ValueError, OverflowError):
         return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=dt.timezone.utc)
-    return int(parsed.timestamp())
 
 
 def event_time(order: Mapping[str, Any], now: float) -> int:
@@ -201,8 +223,9 @@ def _contents(order: Mapping[str, Any], choice: str) -> list[dict[str, Any]]:
     for item in items if isinstance(items, list) else ():
         if not isinstance(item, Mapping):
             continue
-        quantity = _positive_int(item.get("quantity"))
-        name = html.unescape(_text(item.get("name"), 2000) or "")[:512].strip()
+        quantity = _positive_int(item.get("quantity"), _MAX_QUANTITY_DIGITS)
+        # Free text forwarded to Pub/Sub and TikTok: a name can carry what a shopper typed.
+        name = scrub_text(html.unescape(_text(item.get("name"), 2000) or ""))[:512].strip()
         content = {
             "content_id": _content_id(item, choice),
             "content_name": name or None,
@@ -487,9 +510,20 @@ def park_envelope(envelope: Envelope, reason: str) -> Outcome:
     return _parked(record, reason, envelope.event_id)
 
 
-def park_order(order: OrderEvent, consent: ConsentSnapshot | None, default_region: str | None, reason: str) -> Outcome:
-    """The order with its identifiers hashed; replay runs the whole flow (join, consent, claim, publish)."""
-    user = build_user(order.identity, default_region)
+def park_order(
+    order: OrderEvent,
+    consent: ConsentSnapshot | None,
+    default_region: str | None,
+    reason: str,
+    *,
+    with_identity: bool = True,
+) -> Outcome:
+    """The order with its identifiers hashed; replay runs the whole flow (join, consent, claim, publish).
+
+    ``with_identity=False`` parks it without the shopper's identifiers, for when
+    hashing them is what failed: the join keys still find the click context.
+    """
+    user = build_user(order.identity, default_region) if with_identity else UserData()
     record = {
         "v": 1,
         "kind": "order",
@@ -601,9 +635,9 @@ def replay(record: Mapping[str, Any], runtime: Runtime) -> Outcome:
 
 
 def log_outcome(outcome: Outcome, **fields: Any) -> None:
-    """Outcomes through shared.log; a parked event is an ERROR (it needs a replay), with its record."""
-    if outcome.kind == PARKED:
-        log.error(outcome.reason, outcome=PARKED, event_id=outcome.event_id, **outcome.details, **fields)
+    """Outcomes through shared.log; parked (needs a replay) and refused (lost) are ERRORs."""
+    if outcome.kind in (PARKED, REFUSED):
+        log.error(outcome.reason, outcome=outcome.kind, event_id=outcome.event_id, **outcome.details, **fields)
     else:
         outcome.log(**fields)
 
@@ -626,7 +660,7 @@ def _reply(outcome: Outcome, **fields: Any) -> Reply:
 
 
 def handle(headers: Mapping[str, str], body: bytes, runtime: Callable[[], Runtime], now: float | None = None) -> Reply:
-    """One POST from WooCommerce to its reply. Only a bad signature or unknown site gets a 4xx."""
+    """One POST from WooCommerce to its reply. The body is parsed only once its signature is valid."""
     h = _lower_headers(headers)
     if is_ping(h, body):
         log.outcome("ignored", "webhook setup ping")
@@ -636,10 +670,10 @@ def handle(headers: Mapping[str, str], body: bytes, runtime: Callable[[], Runtim
     except ConfigError as exc:
         log.error("woocommerce_webhook is misconfigured", reason=str(exc))
         return Reply(503, {"error": "misconfigured", "reason": "the webhook's settings are invalid; see its logs"})
-    source = h.get("x-wc-webhook-source", "")[:200]
-    topic = h.get("x-wc-webhook-topic", "")[:100]
-    fields = {"site": source, "topic": topic, "webhook_id": h.get("x-wc-webhook-id", "")[:40],
-              "delivery_id": h.get("x-wc-webhook-delivery-id", "")[:80]}  # fmt: skip
+    source = clean_text(h.get("x-wc-webhook-source", "")[:200])
+    topic = clean_text(h.get("x-wc-webhook-topic", "")[:100])
+    fields = {"site": source, "topic": topic, "webhook_id": clean_text(h.get("x-wc-webhook-id", "")[:40]),
+              "delivery_id": clean_text(h.get("x-wc-webhook-delivery-id", "")[:80])}  # fmt: skip
     site = current.site(source)
     if site is None:
         reason = f"X-WC-Webhook-Source {source!r} is not a configured WooCommerce site"
@@ -650,30 +684,49 @@ def handle(headers: Mapping[str, str], body: bytes, runtime: Callable[[], Runtim
         return _reply(Outcome("rejected", reason), **fields)
     fields["site"] = site.site
     try:
-        order = json.loads(body)
-    except ValueError:
-        return _reply(Outcome("ignored", "body is not JSON (expected the v3 order)"), **fields)
+        outcome = _signed_delivery(topic, body, site, current, now, fields)
+    except Exception as exc:  # a bug of ours before there was an event to park
+        reason = f"internal error ({type(exc).__name__}) while reading the order; it was not sent"
+        outcome = Outcome(REFUSED, reason)
+    return _reply(outcome, **fields)
+
+
+def _signed_delivery(
+    topic: str, body: bytes, site: WooCommerceSiteConfig, runtime: Runtime, now: float | None, fields: dict[str, Any]
+) -> Outcome:
+    """A delivery whose signature is valid: skipped with a reason, delivered, or parked."""
+    try:
+        order = parse_json(body, max_int_digits=JSON_MAX_INT_DIGITS, surrogates="replace")
+    except UnsafeInput as exc:
+        # Skipped, not 4xx: five failed deliveries in a row disable the webhook, and every later order with it.
+        return Outcome("ignored", f"body is not a usable v3 order: {exc.reason}")
     if not isinstance(order, dict):
-        return _reply(Outcome("ignored", "body is JSON but not an object (expected the v3 order)"), **fields)
+        return Outcome("ignored", "body is JSON but not an object (expected the v3 order)")
     fields["order_id"] = _text(order.get("id"), 40)
     if reason := ignore_reason(topic, order):
-        return _reply(Outcome("ignored", reason), **fields)
+        return Outcome("ignored", reason)
     try:
         event = map_order(order, site, now)
     except UnusableOrder as exc:
-        return _reply(Outcome("ignored", str(exc)), **fields)
+        return Outcome("ignored", str(exc))
     consent = checkout_consent(order)
     try:
-        outcome = deliver(event, consent, site, current)
+        return deliver(event, consent, site, runtime)
     except Exception as exc:  # a bug of ours must not lose a signed order: park it for a replay after the fix
-        outcome = _park_after_error(event, consent, current, exc)
-    return _reply(outcome, **fields)
+        return _park_after_error(event, consent, runtime, exc)
 
 
 def _park_after_error(event: OrderEvent, consent: ConsentSnapshot | None, runtime: Runtime, exc: Exception) -> Outcome:
     detail = f"internal error ({type(exc).__name__})"  # its message might quote the order: not logged
-    try:
-        return park_order(event, consent, runtime.default_region, detail + "; replay it after the fix")
-    except Exception as second:
-        # Still a 2xx: a 5xx would only count towards WooCommerce disabling the webhook.
-        return Outcome("error", f"{detail}; could not park it ({type(second).__name__})", event.event_id)
+    attempts = [
+        (True, detail + "; replay it after the fix"),
+        # Hashing the identity may be what failed: the join keys still find the click context.
+        (False, detail + "; parked without the shopper's identifiers (hashing them failed); replay it after the fix"),
+    ]
+    failure: Exception | None = None
+    for with_identity, reason in attempts:
+        try:
+            return park_order(event, consent, runtime.default_region, reason, with_identity=with_identity)
+        except Exception as second:
+            failure = second
+    return Outcome(REFUSED, f"{detail}; could not park it ({type(failure).__name__}); it was not sent", event.event_id)

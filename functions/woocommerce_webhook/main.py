@@ -8,12 +8,15 @@ ping. Settings and clients are made once per instance, on first use (see
 
 from __future__ import annotations
 
+import json
 import threading
 
+import flask
 import functions_framework
 
 from shared import woocommerce
 from shared.metrics import metrics_reply
+from shared.untrusted import BodyTooLarge, read_body
 
 _runtime: woocommerce.Runtime | None = None
 _lock = threading.Lock()
@@ -34,13 +37,22 @@ def reset() -> None:
     _runtime = None
 
 
+def _too_large(reason: str) -> flask.Response:
+    """413 as a streamed response: functions-framework reads the whole body after any other kind."""
+    body = json.dumps({"error": "too large", "reason": reason}).encode()
+    return flask.Response(iter([body]), status=413, mimetype="application/json")
+
+
 @functions_framework.http
 def woocommerce_webhook(request):
     if request.method == "GET":
         return metrics_reply(request.path) or ({"status": "ok"}, 200)
     if request.method != "POST":
         return {"error": "method not allowed", "reason": "webhooks are POST requests"}, 405, {"Allow": "GET, POST"}
-    if (request.content_length or 0) > woocommerce.MAX_BODY_BYTES:
-        return {"error": "too large", "reason": f"body over {woocommerce.MAX_BODY_BYTES} bytes"}, 413
-    reply = woocommerce.handle(request.headers, request.get_data(cache=False), runtime)
+    try:
+        # Read before authentication but never past the limit: a chunked body has no Content-Length to check.
+        body = read_body(request.stream.read, woocommerce.MAX_BODY_BYTES, request.content_length)
+    except BodyTooLarge as exc:
+        return _too_large(exc.reason)
+    reply = woocommerce.handle(request.headers, body, runtime)
     return reply.body, reply.status
