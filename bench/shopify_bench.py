@@ -63,6 +63,9 @@ def _order_template() -> dict[str, Any]:
     order = json.loads(FIXTURE.read_text())["response"]
     order.update(test=False, cancelled_at=None, cancel_reason=None, financial_status="paid",
                  browser_ip="203.0.113.24", phone="+1 (213) 373-4253")  # fmt: skip
+    # Recent times: the webhook refuses order bodies older than SHOPIFY_MAX_ORDER_AGE_DAYS as replays.
+    now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    order.update(created_at=now, processed_at=now, updated_at=now)
     return order
 
 

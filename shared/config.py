@@ -60,6 +60,9 @@ class PixelConfig(BaseModel):
     collect_keys: list[str] = Field(default_factory=list)
     click_ttl_days: Annotated[int, Field(ge=1, le=28)] = 7
     test_event_code: str | None = None
+    # Secrets the store's server signs customer ids with (HMAC-SHA256), newest first; from
+    # COLLECT_SIGNING_SECRET, never from PIPELINE_TENANTS. See docs/collect.md, "Signed customer ids".
+    signing_secrets: list[SecretStr] = Field(default_factory=list, exclude=True)
 
     _split = field_validator("allowed_origins", "collect_keys", mode="before")(_split_list)
 
@@ -225,6 +228,8 @@ class ReceiverSettings(TenantSettings):
 
 
 class CollectSettings(ReceiverSettings):
+    SECRET_ENV: ClassVar[frozenset[str]] = frozenset({"COLLECT_SIGNING_SECRET"})
+
     allowed_origins: str | None = Field(None, alias="COLLECT_ALLOWED_ORIGINS")
     collect_keys: str | None = Field(None, alias="COLLECT_KEYS")
     click_ttl_days: int = Field(7, alias="CLICK_TTL_DAYS", ge=1, le=28)
@@ -233,6 +238,13 @@ class CollectSettings(ReceiverSettings):
     # Proxies in front of the function that append to X-Forwarded-For (0: the
     # function URL itself; 1: behind an external Application Load Balancer).
     trusted_proxy_hops: int = Field(0, alias="COLLECT_TRUSTED_PROXY_HOPS", ge=0, le=5)
+    # Per client address and instance: a token bucket refilled at this rate (0 turns the limit off)...
+    rate_limit_per_minute: int = Field(600, alias="COLLECT_RATE_LIMIT_PER_MINUTE", ge=0, le=1_000_000)
+    # ...holding at most this many requests (a page's burst: landing sync, events, unload flush).
+    rate_limit_burst: int = Field(120, alias="COLLECT_RATE_LIMIT_BURST", ge=1, le=100_000)
+    # What signs customer ids (customer_id_signature): one value, comma-separated for rotation,
+    # or JSON {pixel_code: [secrets]}.
+    signing_secret: SecretStr | None = Field(None, alias="COLLECT_SIGNING_SECRET")
 
     def tenants(self) -> Tenants:
         document = self._base_tenants()
@@ -241,7 +253,14 @@ class CollectSettings(ReceiverSettings):
             pixel["allowed_origins"] = _split_list(self.allowed_origins or "")
             pixel["collect_keys"] = _split_list(self.collect_keys or "")
             pixel["click_ttl_days"] = self.click_ttl_days
-        return self._validated(document)
+        tenants = self._validated(document)
+        raw = self.signing_secret.get_secret_value() if self.signing_secret else None
+        for code, secrets in _secret_map(raw, self.pixel_code, "COLLECT_SIGNING_SECRET").items():
+            pixel_config = tenants.pixel(code)
+            if pixel_config is None:
+                raise ConfigError(f"COLLECT_SIGNING_SECRET: {code!r} is not a configured pixel")
+            pixel_config.signing_secrets = secrets + pixel_config.signing_secrets
+        return tenants
 
 
 class ShopifySettings(ReceiverSettings):
@@ -249,6 +268,14 @@ class ShopifySettings(ReceiverSettings):
 
     shop_domain: str | None = Field(None, alias="SHOPIFY_SHOP_DOMAIN")
     webhook_secret: SecretStr | None = Field(None, alias="SHOPIFY_WEBHOOK_SECRET")
+    # Shopify signs the body only, so a captured body can be re-sent at any time: signed
+    # order bodies older than this are refused. 7 days is TikTok's click attribution window;
+    # the cap keeps it below the order records' 8 days (shared.orders.ORDER_EVENT_TTL), so a
+    # replay arriving after those records expired is still refused, never published again.
+    max_order_age_days: int = Field(7, alias="SHOPIFY_MAX_ORDER_AGE_DAYS", ge=1, le=7)
+    # Read before the signature check, so it bounds what anyone can make an instance hold.
+    # Shopify documents no cap; it says order bodies can exceed a megabyte.
+    max_body_bytes: int = Field(4_194_304, alias="SHOPIFY_MAX_BODY_BYTES", ge=65_536, le=16_777_216)
 
     def tenants(self) -> Tenants:
         document = self._base_tenants()

@@ -8,11 +8,20 @@ The steps, each a plain function:
 3. :func:`plan` (pure) turns (topic, payload, shop settings) into an action:
    an :class:`~shared.orders.OrderEvent` to send, an order change to record, a
    privacy request to carry out, or a final :class:`~shared.orders.Outcome`
-   (skipped, ignored, rejected);
+   (skipped, ignored, rejected). Shopify signs the body only, so a signed body
+   is also checked to be one of its topic (:func:`shape_problem`) and, for
+   order topics, recent (:func:`age_problem`): a captured body re-sent under
+   another topic, or after our records expired, is refused;
 4. :func:`execute` carries the action out through the Store and the publisher;
-5. :func:`handle` ties them together with the delivery claim (one processing per
-   ``X-Shopify-Event-Id``/``X-Shopify-Webhook-Id``, released if processing fails
-   so Shopify's retry works) and turns the outcome into an HTTP reply.
+5. :func:`handle` ties them together and turns the outcome into an HTTP reply.
+
+No delivery id is claimed: every effect is idempotent on its own natural key
+(the order claim of :mod:`shared.orders` with its lease, the record claims of
+cancellations and refunds; deletions and acknowledgements repeat harmlessly),
+so a redelivery, concurrent or after a timeout or crash at any step, either
+finds the effect done ("duplicate") or completes it. A permanent claim taken
+before the work would instead outlive a failed attempt and answer Shopify's
+retry "duplicate" for an order never published.
 
 Reply rule: 401 when the sender is not proven to be the shop; 200 for every
 authenticated delivery, even one we cannot use (any other answer only makes
@@ -23,7 +32,6 @@ Shopify retry the same bytes eight times and then delete the subscription);
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
 import threading
 import time
@@ -37,8 +45,8 @@ from pydantic import ValidationError
 
 from shared import log
 from shared.config import ShopifySettings, ShopifyShopConfig, Tenants
-from shared.deadline import BoundedProxy, Deadline, bounded
-from shared.events import order_event_id
+from shared.deadline import BoundedProxy, Deadline
+from shared.events import order_event_id, shop_key
 from shared.hashing import sha256_hex
 from shared.identity import RawIdentity, valid_ip
 from shared.models import Properties
@@ -53,17 +61,18 @@ from shared.orders import (
     process_order_event,
 )
 from shared.pubsub import publisher_from_settings
+from shared.scrub import looks_like_pii, scrub_url
 from shared.store import CLICK_CONTEXTS, ORDER_EVENTS, WEBHOOK_DELIVERIES, store_from_settings
+from shared.untrusted import UnsafeInput, parse_json
 from shared.webhooks import verify_hmac_base64
 
 PLATFORM = "shopify"
-# Shopify retries for 4 hours and may deliver up to a day late; the order-level
-# claim (8 days, shared.orders) guards the effect beyond that.
-DELIVERY_TTL = dt.timedelta(days=3)
 # Shopify waits 5 s for an answer: every Firestore and Pub/Sub call of a delivery shares this
 # budget, so a slow dependency becomes a 503 that Shopify retries, not a timeout it counts.
 IO_SECONDS = 4.0
-RELEASE_SECONDS = 1.0
+# Defaults of SHOPIFY_MAX_ORDER_AGE_DAYS and SHOPIFY_MAX_BODY_BYTES (see shared.config).
+MAX_ORDER_AGE = dt.timedelta(days=7)
+MAX_BODY_BYTES = 4_194_304
 
 ORDERS_CREATE = "orders/create"
 ORDERS_PAID = "orders/paid"
@@ -241,19 +250,27 @@ def _money(
     return _amount(document.get(amount_field)), _currency(document.get(currency_field))
 
 
+def _seconds(value: Any) -> int | None:
+    """Unix seconds of an ISO 8601 timestamp (UTC when it names no zone), else None."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value.strip()[:64])
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.timezone.utc)
+    try:
+        return int(parsed.timestamp())
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
 def _timestamp(*candidates: Any, fallback: int) -> int:
     """Unix seconds of the first parseable ISO 8601 candidate within TikTok's range, else ``fallback``."""
     for candidate in candidates:
-        if not isinstance(candidate, str) or not candidate.strip():
-            continue
-        try:
-            parsed = dt.datetime.fromisoformat(candidate.strip())
-        except ValueError:
-            continue
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=dt.timezone.utc)
-        seconds = int(parsed.timestamp())
-        if _MIN_EVENT_TIME <= seconds <= fallback + _MAX_FUTURE_SECONDS:
+        seconds = _seconds(candidate)
+        if seconds is not None and _MIN_EVENT_TIME <= seconds <= fallback + _MAX_FUTURE_SECONDS:
             return seconds
     return fallback
 
@@ -269,6 +286,18 @@ def _absolute_url(value: Any, shop_domain: str) -> str | None:
     return text if parts.scheme in ("http", "https") and parts.netloc else None
 
 
+def public_url(value: Any, shop_domain: str) -> str | None:
+    """A landing page or referrer as it may be published: absolute, and scrubbed of personal data.
+
+    A landing URL may carry ``?email=...`` or a phone number (a newsletter link,
+    a form that submits by GET); only scheme, host, path, ``ttclid`` and
+    ``utm_*`` survive (see :func:`shared.scrub.scrub_url`). The click id is read
+    from the raw ``landing_site`` before this, by :func:`click_ids`.
+    """
+    url = _absolute_url(value, shop_domain)
+    return scrub_url(url) if url else None
+
+
 def _attributes(value: Any) -> dict[str, str]:
     """``note_attributes`` as a dict: a list of ``{name, value}`` (webhooks) or already a dict."""
     if isinstance(value, dict):
@@ -279,7 +308,9 @@ def _attributes(value: Any) -> dict[str, str]:
 
 
 def _click_id(value: str | None) -> str | None:
-    return value if value and _CLICK_ID.match(value) else None
+    # Note attributes are free text a storefront script (or a shopper) wrote: an email or
+    # phone number there is no click id and must not travel as one, unhashed.
+    return value if value and _CLICK_ID.match(value) and not looks_like_pii(value) else None
 
 
 def click_ids(payload: dict[str, Any]) -> tuple[str | None, str | None]:
@@ -458,8 +489,8 @@ def _order_event(
         event_time=_timestamp(*(payload.get(f) for f in event_time_fields), triggered_at, fallback=received_at),
         identity=identity(payload, identity_customer),
         properties=props,
-        page_url=_absolute_url(payload.get("landing_site"), shop.domain),
-        referrer=_absolute_url(payload.get("referring_site"), shop.domain),
+        page_url=public_url(payload.get("landing_site"), shop.domain),
+        referrer=public_url(payload.get("referring_site"), shop.domain),
         join_keys=join_keys(payload) if keys is None else keys,
     )
 
@@ -584,17 +615,93 @@ _PLANNERS: dict[str, Callable[..., Action]] = {
     SHOP_REDACT: _plan_shop_redact,
 }
 TOPICS = frozenset(_PLANNERS)
+PRIVACY_TOPICS = frozenset({CUSTOMERS_DATA_REQUEST, CUSTOMERS_REDACT, SHOP_REDACT})
+# The resource each topic's body is; genuine bodies of these carry it in admin_graphql_api_id.
+_RESOURCE = {
+    ORDERS_CREATE: "Order", ORDERS_PAID: "Order", ORDERS_CANCELLED: "Order",
+    REFUNDS_CREATE: "Refund", CUSTOMERS_CREATE: "Customer",
+}  # fmt: skip
+_GID = re.compile(r"^gid://shopify/([A-Za-z]{1,64})/")
+# Signed timestamps of a body, in the order a change moves them (updated_at follows every change).
+_SIGNED_TIMES = ("updated_at", "processed_at", "created_at")
 
 
 def parse_payload(body: bytes) -> dict[str, Any] | Outcome:
-    """The JSON object in ``body`` (ints stay exact), or the rejection that says why not."""
+    """The JSON object in ``body`` (ints stay exact), or the rejection that says why not.
+
+    The body is signed, so Shopify would only retry the same bytes: a lone
+    surrogate in a free-text field is replaced rather than losing the order,
+    and structurally hostile JSON (deep nesting, giant numbers) is a rejection.
+    """
     try:
-        payload = json.loads(body)
-    except (ValueError, RecursionError):
-        return _rejected("body is not valid JSON")
+        payload = parse_json(body, surrogates="replace")
+    except UnsafeInput as exc:  # its reason never quotes the input
+        return _rejected("body is not valid JSON", detail=exc.reason)
     if not isinstance(payload, dict):
         return _rejected(f"body is JSON {type(payload).__name__}, expected an object")
     return payload
+
+
+def _resource(payload: dict[str, Any]) -> str | None:
+    """The resource type named by ``admin_graphql_api_id`` (``gid://shopify/Order/1`` -> Order)."""
+    value = payload.get("admin_graphql_api_id")
+    match = _GID.match(value) if isinstance(value, str) else None
+    return match.group(1) if match else None
+
+
+def shape_problem(topic: str, payload: dict[str, Any], shop: ShopifyShopConfig) -> str | None:
+    """Why ``payload`` is not a body of ``topic`` for ``shop``, or None.
+
+    The HMAC proves the shop wrote the bytes, not under which topic: the
+    ``X-Shopify-Topic`` header is unsigned. So each topic's effect requires a
+    body only that topic sends: an order is never a cancellation, a refund or a
+    privacy request.
+    """
+    resource, expected = _resource(payload), _RESOURCE.get(topic)
+    if resource and expected and resource != expected:
+        return f"a {resource} body is not a {topic} body"
+    if topic == CHECKOUTS_CREATE and resource in _RESOURCE.values():
+        return f"a {resource} body is not a {topic} body"
+    if expected == "Order" and resource is None and "order_number" not in payload:
+        return f"{topic} body is not an order (neither an Order admin_graphql_api_id nor an order_number)"
+    if topic == ORDERS_CANCELLED and not payload.get("cancelled_at"):
+        return "orders/cancelled body without cancelled_at: the order it holds is not cancelled"
+    if topic in PRIVACY_TOPICS:
+        named = payload.get("shop_domain")
+        if not isinstance(named, str) or shop_key(named[:255]) != shop.domain:
+            return f"{topic} body does not name this shop in shop_domain"
+        if topic == SHOP_REDACT and "customer" in payload:  # a customer's redaction must never erase the shop
+            return "shop/redact body names a customer: it is a customer's request, not the shop's"
+        if topic != SHOP_REDACT and not isinstance(payload.get("customer"), dict):
+            return f"{topic} body without a customer"
+        if topic == CUSTOMERS_REDACT and not isinstance(payload.get("orders_to_redact"), list):
+            return "customers/redact body without orders_to_redact"
+    return None
+
+
+def signed_time(payload: dict[str, Any]) -> int | None:
+    """The newest of the body's own timestamps (unix seconds): when Shopify last wrote it."""
+    times = [t for name in _SIGNED_TIMES if (t := _seconds(payload.get(name))) is not None]
+    return max(times) if times else None
+
+
+def age_problem(payload: dict[str, Any], received_at: int, max_age: dt.timedelta) -> Outcome | None:
+    """The rejection of a body older than ``max_age`` (or with no signed time at all), else None.
+
+    X-Shopify-Triggered-At is not signed and so cannot vouch for a body's age;
+    the body's own updated_at/processed_at/created_at can. A genuine delivery,
+    retries included, is at most a day or so old; an older one is a replay.
+    """
+    written = signed_time(payload)
+    if written is None:
+        return _rejected("body has no signed timestamp (updated_at, processed_at, created_at): may be a replay")
+    age = received_at - written
+    if age > max_age.total_seconds():
+        return _rejected(
+            f"body is older than {max_age.days} days (SHOPIFY_MAX_ORDER_AGE_DAYS): refused as a replay",
+            age_seconds=age, max_age_seconds=int(max_age.total_seconds()),
+        )  # fmt: skip
+    return None
 
 
 def plan(
@@ -604,15 +711,28 @@ def plan(
     *,
     received_at: int,
     triggered_at: str | None = None,
+    max_age: dt.timedelta | None = None,
 ) -> Action:
-    """Pure: what to do with one authenticated delivery."""
+    """Pure: what to do with one authenticated delivery.
+
+    ``max_age`` bounds how old a non-privacy body may be (None: unbounded, for
+    mapping historic samples); the webhook always passes its setting.
+    """
     planner = _PLANNERS.get(topic)
     if planner is None:
         return Outcome("ignored", f"topic {topic or '(none)'!r} is not handled")
     try:
-        return planner(topic, payload, shop, received_at=received_at, triggered_at=triggered_at)
+        action = planner(topic, payload, shop, received_at=received_at, triggered_at=triggered_at)
     except Exception as exc:  # content we cannot map: say so (200) rather than have Shopify retry it (5xx)
         return _rejected(f"{topic} payload could not be mapped: {_describe(exc)}", error=type(exc).__name__)
+    if isinstance(action, Outcome) and action.kind == "rejected":
+        return action
+    problem = shape_problem(topic, payload, shop)
+    if problem:
+        return _rejected(problem)
+    if max_age is not None and topic not in PRIVACY_TOPICS:
+        return age_problem(payload, received_at, max_age) or action
+    return action
 
 
 def _describe(exc: Exception) -> str:
@@ -677,10 +797,14 @@ def _record(action: RecordOrderChange, shop: ShopifyShopConfig, store: Any) -> O
     purchase_id = order_event_id(PLATFORM, shop.domain, action.order_id, "Purchase")
     details: dict[str, Any] = {"order_id": action.order_id, "record": action.record}
     if action.blocks_purchase:
-        details["purchase_blocked"] = store.claim_once(
-            ORDER_EVENTS, (PLATFORM, shop.domain, action.order_id, "Purchase"), ORDER_EVENT_TTL,
+        purchase_key = (PLATFORM, shop.domain, action.order_id, "Purchase")
+        blocked = store.claim_once(
+            ORDER_EVENTS, purchase_key, ORDER_EVENT_TTL,
             event_id=purchase_id, shop=shop.domain, order_ref=ref, blocked_by=BLOCKED_BY_CANCELLATION,
         )  # fmt: skip
+        if not blocked:  # a redelivery after an attempt that blocked it and then failed: still blocked
+            blocked = (store.get(ORDER_EVENTS, purchase_key) or {}).get("blocked_by") == BLOCKED_BY_CANCELLATION
+        details["purchase_blocked"] = blocked
     fields = {k: v for k, v in action.fields.items() if v is not None}
     key = (PLATFORM, shop.domain, action.order_id, action.record)
     if not store.claim_once(ORDER_EVENTS, key, ORDER_EVENT_TTL, shop=shop.domain, order_ref=ref, **fields):
@@ -704,6 +828,7 @@ def _redact_customer(action: RedactCustomer, shop: ShopifyShopConfig, store: Any
 def _redact_shop(shop: ShopifyShopConfig, runtime: Runtime) -> Outcome:
     store, tenants = runtime.store, runtime.tenants
     details = {
+        # Deliveries are no longer claimed, but databases deployed before hold such records until their TTL.
         "webhook_deliveries": store.delete_where(WEBHOOK_DELIVERIES, "shop", shop.domain),
         "order_records": store.delete_where(ORDER_EVENTS, "shop", shop.domain),
     }
@@ -730,10 +855,14 @@ class Runtime:
         store_factory: Callable[[], Any] | None = None,
         publisher_factory: Callable[[], Any] | None = None,
         io_seconds: float = IO_SECONDS,
+        max_order_age: dt.timedelta = MAX_ORDER_AGE,
+        max_body_bytes: int = MAX_BODY_BYTES,
     ) -> None:
         self.tenants = tenants
         self.default_region = default_region
         self.io_seconds = io_seconds
+        self.max_order_age = max_order_age
+        self.max_body_bytes = max_body_bytes
         self._store, self._publisher = store, publisher
         self._store_factory, self._publisher_factory = store_factory, publisher_factory
         self._lock = threading.Lock()
@@ -749,6 +878,8 @@ class Runtime:
             default_region=settings.default_phone_region,
             store_factory=lambda: store_from_settings(settings),
             publisher_factory=lambda: publisher_from_settings(settings),
+            max_order_age=dt.timedelta(days=settings.max_order_age_days),
+            max_body_bytes=settings.max_body_bytes,
         )
 
     @property
@@ -803,32 +934,21 @@ def handle(delivery: Delivery, body: bytes, runtime: Runtime, now: Callable[[], 
     if isinstance(payload, Outcome):
         action: Action = payload
     else:
-        action = plan(delivery.topic, payload, shop, received_at=int(now()), triggered_at=delivery.triggered_at)
+        action = plan(delivery.topic, payload, shop, received_at=int(now()), triggered_at=delivery.triggered_at,
+                      max_age=runtime.max_order_age)  # fmt: skip
     if isinstance(action, Outcome):  # decided without any I/O
         action.log(**fields)
         return _reply(action)
-    claim_key = (PLATFORM, shop.domain, delivery.topic, delivery.delivery_id)
     try:
         io = _RequestIO(runtime, Deadline(runtime.io_seconds))  # makes the clients on first use: may fail
-        if delivery.delivery_id and not io.store.claim_once(
-            WEBHOOK_DELIVERIES, claim_key, DELIVERY_TTL, shop=shop.domain, topic=delivery.topic
-        ):
-            outcome = Outcome("duplicate", "delivery already received")
-            outcome.log(**fields)
-            return _reply(outcome)
-    except Exception as exc:
-        log.error("could not claim the delivery; Shopify will retry", error=type(exc).__name__, **fields)
-        return Reply(503, {"error": "temporarily unavailable", "reason": "storage unavailable, retry later"})
-    try:
         outcome = execute(action, shop=shop, runtime=io)
     except Exception as exc:
-        _release(runtime, claim_key, delivery)
-        # The exception's type only: messages of some errors quote the data they refused.
-        log.error("processing failed; delivery released for Shopify's retry", error=type(exc).__name__, **fields)
+        # The exception's type only: messages of some errors quote the data they refused. Whatever
+        # part of the work landed is idempotent, so Shopify's retry completes it (shared.orders).
+        log.error("processing failed; Shopify will retry", error=type(exc).__name__, **fields)
         return Reply(503, {"error": "temporarily unavailable", "reason": "processing failed, retry later"})
     if outcome.kind == IN_PROGRESS:
         # Another delivery of this order event holds a fresh claim: Shopify's retry settles it.
-        _release(runtime, claim_key, delivery)
         outcome.log(status=503, **fields)
         return Reply(503, {"error": "temporarily unavailable", "outcome": outcome.kind, "reason": outcome.reason})
     outcome.log(**fields)
@@ -845,13 +965,3 @@ class _RequestIO:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._runtime, name)
-
-
-def _release(runtime: Runtime, claim_key: tuple[Any, ...], delivery: Delivery) -> None:
-    if not delivery.delivery_id:
-        return
-    try:
-        # Its own short budget: the delivery's may be spent by the call that failed.
-        bounded("firestore", RELEASE_SECONDS, lambda: runtime.store.release(WEBHOOK_DELIVERIES, claim_key))
-    except Exception as exc:  # the claim then expires by TTL; the order-level claim still dedupes
-        log.error("could not release the delivery claim", error=type(exc).__name__, **delivery.log_fields())

@@ -46,11 +46,22 @@ def big_id() -> int:
     return random.randrange(2**60, 2**62)
 
 
+def recent(seconds_ago: float = 60) -> str:
+    """An ISO 8601 time ``seconds_ago`` before now, as Shopify writes them."""
+    return (dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=seconds_ago)).isoformat(timespec="seconds")
+
+
 def new_order(**changes: Any) -> dict:
-    """The documented order with fresh ids and tokens, so tests never share an order."""
+    """The documented order with fresh ids, tokens and times, so tests never share an order.
+
+    Fresh times: the webhook refuses order bodies older than SHOPIFY_MAX_ORDER_AGE_DAYS as replays.
+    """
+    order_id = big_id()
     return documented_order(
-        id=big_id(), checkout_token=f"chk-{uuid.uuid4().hex}", cart_token=f"cart-{uuid.uuid4().hex}", **changes
-    )
+        **{"id": order_id, "admin_graphql_api_id": f"gid://shopify/Order/{order_id}",
+           "checkout_token": f"chk-{uuid.uuid4().hex}", "cart_token": f"cart-{uuid.uuid4().hex}",
+           "created_at": recent(120), "processed_at": recent(120), "updated_at": recent(60), **changes}
+    )  # fmt: skip
 
 
 @dataclass
@@ -231,9 +242,10 @@ def test_twenty_concurrent_duplicate_deliveries_publish_one_event(webhook):
 
     with ThreadPoolExecutor(max_workers=20) as pool:
         outcomes = list(pool.map(deliver, range(20)))
-    # Stopped at the delivery claim, before the order-level claim is even looked at.
-    assert sorted(outcomes) == [("duplicate", "delivery already received")] * 19 + [("published", "Purchase published")]
-    assert [d["shop"] for d in webhook.documents(WEBHOOK_DELIVERIES)] == [SHOP]
+    # No delivery claim (it could outlive a failed attempt and lose the order): the order claim dedupes.
+    expected = [("duplicate", "order event already published")] * 19 + [("published", "Purchase published")]
+    assert sorted(outcomes) == expected
+    assert webhook.documents(WEBHOOK_DELIVERIES) == []
     assert len(webhook.published()) == 1
     assert webhook.nothing_published()
 
@@ -407,7 +419,9 @@ def test_a_refund_is_recorded_once_and_never_a_second_purchase(webhook):
     webhook.post(order)
     webhook.published()
     transaction = {"kind": "refund", "status": "success", "amount": "89.99", "currency": "USD"}
-    refund = {"id": big_id(), "order_id": order["id"], "transactions": [transaction]}
+    refund_id = big_id()
+    refund = {"id": refund_id, "admin_graphql_api_id": f"gid://shopify/Refund/{refund_id}", "order_id": order["id"],
+              "created_at": recent(), "processed_at": recent(), "transactions": [transaction]}  # fmt: skip
     first = webhook.post(refund, "refunds/create").get_json()
     again = webhook.post(refund, "refunds/create").get_json()
     assert (first["outcome"], again["outcome"]) == ("recorded", "duplicate")
@@ -439,6 +453,8 @@ def test_shop_redact_deletes_everything_held_for_the_shop(webhook):
     webhook.grant(JOIN_SHOPIFY_CHECKOUT, order["checkout_token"])
     webhook.post(order)
     webhook.post(dict(order, cancelled_at="2026-01-02T00:00:00Z"), "orders/cancelled")
+    # Deliveries are no longer claimed, but databases deployed before hold such records.
+    webhook.store.claim_once(WEBHOOK_DELIVERIES, ("shopify", SHOP, "orders/paid", "w-old"), HOUR, shop=SHOP)
     assert webhook.documents(ORDER_EVENTS) and webhook.documents(WEBHOOK_DELIVERIES)
     unrelated = webhook.store.collection(ORDER_EVENTS).document(doc_id("woocommerce", "woo.test", "7", "Purchase"))
     unrelated.set({"event_id": "woocommerce:woo.test:order:7:Purchase"})
@@ -544,7 +560,7 @@ def test_a_claim_still_being_published_answers_503_and_the_retry_after_it_settle
     body = json.dumps(order).encode()
     busy = _handle(emulators, collection_prefix, topic, store, body, "w-busy")
     assert busy.status == 503 and busy.body["outcome"] == "in_progress"
-    # Released, so Shopify's retry of this same delivery is not refused as already received.
+    # Never claimed as a delivery, so Shopify's retry of this same delivery is not refused as already received.
     assert store.get(WEBHOOK_DELIVERIES, ("shopify", SHOP, "orders/paid", "w-busy")) is None
     store.mark(ORDER_EVENTS, key, state="published")  # the other delivery finished
     settled = _handle(emulators, collection_prefix, topic, store, body, "w-busy")
@@ -564,7 +580,7 @@ def test_an_unreachable_firestore_answers_503_within_the_deadline_not_after_shop
     reply = _handle(emulators, collection_prefix, topic, unreachable, json.dumps(new_order()).encode(), "w-slow",
                     io_seconds=0.5)  # fmt: skip
     assert reply.status == 503
-    assert time.monotonic() - started < 3.0  # the delivery's 0.5 s budget, plus the release's own 1 s
+    assert time.monotonic() - started < 3.0  # the delivery's 0.5 s budget, with room for a busy machine
 
 
 def test_a_client_that_cannot_be_made_answers_503_not_500(emulators, collection_prefix, topic):

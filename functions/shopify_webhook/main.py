@@ -3,17 +3,23 @@
 GET /metrics serves the instance counters when EXPOSE_METRICS is set (see shared.metrics); any other
 GET is the health check; POST is a webhook delivery. Settings and
 clients are made once per instance, on first use (see :func:`runtime`).
+The body is read up to SHOPIFY_MAX_BODY_BYTES before anything else: the
+signature check needs all of it, so the limit is what bounds an unsigned
+request's memory (413 without reading further, chunked or not).
 """
 
 from __future__ import annotations
 
+import json
 import threading
 
+import flask
 import functions_framework
 
 from shared import log, shopify
 from shared.config import ConfigError
 from shared.metrics import metrics_reply
+from shared.untrusted import BodyTooLarge, read_body
 
 _runtime: shopify.Runtime | None = None
 _lock = threading.Lock()
@@ -46,5 +52,20 @@ def shopify_webhook(request):
         log.error("shopify_webhook is misconfigured", reason=str(exc))
         return {"error": "misconfigured", "reason": "the webhook's settings are invalid; see its logs"}, 503
     delivery = shopify.Delivery.from_headers(request.headers)
-    reply = shopify.handle(delivery, request.get_data(cache=False), current)
+    try:
+        body = read_body(request.stream.read, current.max_body_bytes, request.content_length)
+    except BodyTooLarge as exc:
+        log.outcome("rejected", exc.reason, status=413, **delivery.log_fields())
+        return _without_reading_the_rest({"error": "payload too large", "reason": exc.reason}, 413)
+    reply = shopify.handle(delivery, body, current)
     return reply.body, reply.status
+
+
+def _without_reading_the_rest(body: dict, status: int) -> flask.Response:
+    """A reply after which the rest of the request body stays unread.
+
+    Functions Framework reads the whole request body after every response that
+    is not streamed (its ``read_request`` after-request hook), which would
+    undo the limit: a streamed response is the one it leaves alone.
+    """
+    return flask.Response(iter([json.dumps(body)]), status=status, mimetype="application/json")
