@@ -3,19 +3,24 @@
 A request goes through these steps, each of which can end it (see docs/collect.md):
 
 1. method: ``OPTIONS`` is a CORS preflight, ``POST`` is a collect request;
-2. origin: an ``Origin`` header must be one of the configured origins (any pixel's);
-3. drops (204, nothing read): prefetch/prerender requests, obvious bots;
-4. body: ``application/json`` or ``text/plain`` (what ``navigator.sendBeacon``
-   sends without a preflight), at most ``COLLECT_MAX_BODY_BYTES`` declared and read;
-5. admission: a configured pixel, from one of *its* origins; without an Origin
+2. rate limit: a token bucket per client address and instance (429);
+3. origin: an ``Origin`` header must be one of the configured origins (any pixel's);
+4. drops (204, nothing read): prefetch/prerender requests, obvious bots;
+5. body: ``application/json`` or ``text/plain`` (what ``navigator.sendBeacon``
+   sends without a preflight), at most ``COLLECT_MAX_BODY_BYTES`` declared and read,
+   parsed by :func:`shared.untrusted.parse_json` (bounded depth, numbers, no lone surrogates);
+6. admission: a configured pixel, from one of *its* origins; without an Origin
    (Shopify's pixel sandbox) only with one of its collect keys;
-6. validation (pydantic): a 400 that names the field;
-7. consent: :func:`shared.consent.decide` with the pixel's policy; without
+7. validation (pydantic): a 400 that names the field;
+8. join keys: only those the request proves it holds (:mod:`shared.collect_keys`);
+9. consent: :func:`shared.consent.decide` with the pixel's policy; without
    consent the answer is 204 and nothing is stored or published;
-8. the click context is stored under the page's join keys and the events are
-   published as envelopes carrying the page's event ids.
+10. the click context is stored under those join keys and the events are
+    published as envelopes carrying the page's event ids, with URLs and free
+    text scrubbed of personal data (:mod:`shared.scrub`); a plan that would not
+    serialise is refused alone (400) before it joins a group commit.
 
-Everything up to step 8 is pure; step 8 goes through the :class:`Runtime`'s
+Everything up to step 10 is pure; step 10 goes through the :class:`Runtime`'s
 store and publisher. Raw identifiers are hashed by :func:`shared.identity.build_user`
 and never logged, echoed or published.
 """
@@ -28,6 +33,7 @@ import hashlib
 import hmac
 import ipaddress
 import json
+import math
 import re
 import threading
 import time
@@ -41,6 +47,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, 
 
 from shared import log
 from shared.coalesce import GroupCommit
+from shared.collect_keys import BoundKeys, bind
 from shared.config import CollectSettings, PixelConfig, Tenants
 from shared.consent import ConsentDecision, ConsentSnapshot, decide
 from shared.deadline import BoundedProxy, Deadline, DependencyUnavailable
@@ -56,7 +63,10 @@ from shared.orders import (
     JOIN_WOO_SESSION,
 )
 from shared.pubsub import publisher_from_settings
+from shared.ratelimit import TokenBuckets
+from shared.scrub import scrub_text, scrub_url
 from shared.store import MAX_BATCH_WRITES, ContextWrite, store_from_settings
+from shared.untrusted import UnsafeInput, ascii_int, parse_json, read_body
 
 SOURCE = "collect"
 JSON_TYPES = frozenset({"application/json", "text/plain"})
@@ -72,6 +82,8 @@ PUBLISH_WAIT_SECONDS = 10.0
 MAX_EVENT_AHEAD_SECONDS = 600
 # A millisecond timestamp (Date.now()) is above this; unix seconds stay below it until the year 5138.
 _MILLISECONDS_FLOOR = 100_000_000_000
+# Numbers in properties: past this no price, quantity or value is real, and TikTok's doubles lose digits.
+MAX_NUMBER = 1e15
 
 # Obvious bots: crawlers, link previewers, monitors, headless browsers and HTTP libraries.
 # A browser test must present a normal user agent (Chromium's --user-agent flag).
@@ -153,6 +165,8 @@ class JoinKeysInput(BaseModel):
     woocommerce_order_key: JoinValue | None = None
     woocommerce_session: JoinValue | None = None
     customer_id: JoinValue | None = None
+    # HMAC-SHA256 (hex) of customer_id under COLLECT_SIGNING_SECRET, rendered by the store's server.
+    customer_id_signature: Annotated[str, Field(max_length=128)] | None = None
 
     _ids = field_validator("customer_id", mode="before")(_id_text)
 
@@ -215,8 +229,15 @@ def _check_custom(name: str, value: Any, depth: int = 0) -> None:
             raise ValueError(f"custom property {name!r}: nested too deep or too many items")
         for item in items:
             _check_custom(name, item, depth + 1)
-    elif value is not None and not isinstance(value, (bool, int, float)):
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        _check_number(f"custom property {name!r}", value)
+    elif value is not None and not isinstance(value, bool):
         raise ValueError(f"custom property {name!r}: unsupported value")
+
+
+def _check_number(what: str, value: float) -> None:
+    if not math.isfinite(value) or abs(value) > MAX_NUMBER:
+        raise ValueError(f"{what}: a number between -{MAX_NUMBER:.0e} and {MAX_NUMBER:.0e}")
 
 
 class EventInput(BaseModel):
@@ -262,6 +283,13 @@ class EventInput(BaseModel):
             if not _CUSTOM_PROPERTY.match(name):
                 raise ValueError("custom property names are letters, digits and _ (at most 50)")
             _check_custom(name, item)
+        for name in ("value", "num_items"):
+            if getattr(value, name) is not None:
+                _check_number(name, getattr(value, name))
+        for content in value.contents:
+            for name in ("price", "quantity"):
+                if getattr(content, name) is not None:
+                    _check_number(f"contents.{name}", getattr(content, name))
         return value
 
 
@@ -400,17 +428,17 @@ def media_type(content_type: str) -> str:
     return content_type.split(";", 1)[0].strip().lower()
 
 
-def read_limited(read: Callable[[int], bytes], limit: int) -> bytes:
-    """Read until EOF, but never more than ``limit`` + 1 bytes (so "too large" is detectable)."""
-    chunks: list[bytes] = []
-    total = 0
-    while total <= limit:
-        chunk = read(limit + 1 - total)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        total += len(chunk)
-    return b"".join(chunks)
+def read_request_body(request: HttpRequest, limit: int) -> bytes:
+    """The body, or :class:`Refused` (413) once it passes ``limit``, declared or while read (chunked)."""
+    declared = request.header("content-length")
+    length = ascii_int(declared, max_digits=19) if declared else None
+    too_large = f"the body may be at most {limit} bytes (COLLECT_MAX_BODY_BYTES)"
+    if declared and length is None:
+        raise Refused(413, "payload too large", f"Content-Length is not a number of bytes; {too_large}")
+    try:
+        return read_body(request.read, limit, length)
+    except UnsafeInput:  # BodyTooLarge: the only refusal read_body makes
+        raise Refused(413, "payload too large", too_large) from None
 
 
 def _field_path(loc: Iterable[Any]) -> str:
@@ -436,15 +464,16 @@ def describe_validation(exc: ValidationError, limit: int = 10) -> list[dict[str,
 
 
 def parse_body(raw: bytes, max_events: int) -> CollectBody:
-    """The validated body, or :class:`Refused` (400) naming the field."""
+    """The validated body, or :class:`Refused` (400) naming the field.
+
+    Parsed by :func:`shared.untrusted.parse_json`: what it lets through (bounded
+    depth and integers, finite numbers, no lone surrogates) is what the publish
+    and the Firestore write can serialise.
+    """
     try:
-        document = json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise Refused(400, "invalid body", "the body is not UTF-8 text") from None
-    except json.JSONDecodeError as exc:
-        raise Refused(400, "invalid body", f"the body is not valid JSON ({exc.msg} at line {exc.lineno})") from None
-    except RecursionError:
-        raise Refused(400, "invalid body", "the body is nested too deeply") from None
+        document = parse_json(raw, surrogates="reject")
+    except UnsafeInput as exc:
+        raise Refused(400, "invalid body", exc.reason) from None
     if not isinstance(document, dict):
         raise Refused(400, "invalid body", "the body must be a JSON object with pixel_code, consent, context, events")
     events = document.get("events")
@@ -457,15 +486,6 @@ def parse_body(raw: bytes, max_events: int) -> CollectBody:
         problems = describe_validation(exc)
         reason = "; ".join(f"{p['field']}: {p['problem']}" for p in problems)
         raise Refused(400, "invalid request", reason, problems) from None
-
-
-def peek_pixel_code(raw: bytes) -> str | None:
-    """Not used for admission decisions; only to word an error."""
-    try:
-        value = json.loads(raw).get("pixel_code")
-    except (ValueError, AttributeError):
-        return None
-    return value if isinstance(value, str) else None
 
 
 def admit(
@@ -509,7 +529,7 @@ def _key_matches(key: str, keys: Iterable[str]) -> bool:
 
 
 def _event_time(value: int | float | None, received: int) -> int:
-    if value is None:
+    if value is None or not math.isfinite(value) or value > MAX_NUMBER:
         return received
     seconds = int(value / 1000) if value >= _MILLISECONDS_FLOOR else int(value)
     if seconds < received - MAX_EVENT_AGE_SECONDS or seconds > received + MAX_EVENT_AHEAD_SECONDS:
@@ -531,6 +551,78 @@ class Plan:
     envelopes: list[Envelope]
     skipped: list[dict[str, str]]
     decision: ConsentDecision
+    # Join keys left out, with why (shared.collect_keys): echoed in the answer, never their values.
+    ignored: list[dict[str, str]] = field(default_factory=list)
+
+
+def bound_keys(body: CollectBody, pixel: PixelConfig) -> BoundKeys:
+    """The join keys this request may write under (see :mod:`shared.collect_keys`)."""
+    keys = body.context.join_keys
+    return bind(keys.pairs(), keys.customer_id_signature, pixel.signing_secrets)
+
+
+# --- personal data in free text (docs/collect.md, "What is forwarded") ---------------------------
+
+# A custom property is dropped when a word of its name says it holds personal data.
+_PERSONAL_WORDS = frozenset({
+    "email", "emails", "mail", "phone", "phones", "tel", "telephone", "mobile", "cell", "fax", "whatsapp",
+    "address", "addr", "street", "zip", "zipcode", "postcode", "postal", "birthday", "birthdate", "dob", "ssn",
+    "passport", "password", "iban", "ip", "surname", "firstname", "lastname", "fullname", "username",
+})  # fmt: skip
+_PERSONAL_PARTS = ("email", "phone", "address", "firstname", "lastname", "fullname", "surname", "givenname",
+                   "familyname", "username", "birth")  # fmt: skip
+# "name" is personal next to one of these ("customer_name", "first_name"), not in "product_name".
+_PERSON_WORDS = frozenset({
+    "first", "last", "full", "given", "family", "middle", "nick", "customer", "user", "buyer", "billing",
+    "shipping", "contact", "recipient", "sender", "account", "member", "client", "person", "shopper",
+})  # fmt: skip
+_NAME_WORDS = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+")
+# Standard properties that are free text; ids, codes and numbers are left as they are.
+_FREE_TEXT = ("query", "description")
+_CONTENT_TEXT = ("content_name", "content_category", "brand")
+
+
+def is_personal_name(name: str) -> bool:
+    """True when a property name says it holds personal data (``customer_email``, ``firstName``, ``name``)."""
+    words = [w.lower() for w in _NAME_WORDS.findall(name)]
+    compact = "".join(words)
+    if any(w in _PERSONAL_WORDS for w in words) or any(part in compact for part in _PERSONAL_PARTS):
+        return True
+    return "name" in words and (words == ["name"] or any(w in _PERSON_WORDS for w in words))
+
+
+def _scrubbed_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return scrub_text(value)
+    if isinstance(value, list):
+        return [_scrubbed_value(item) for item in value]
+    if isinstance(value, dict):
+        return {k: _scrubbed_value(v) for k, v in value.items() if not is_personal_name(k) and scrub_text(k) == k}
+    return value
+
+
+def scrub_properties(properties: Properties) -> tuple[Properties, list[str]]:
+    """Properties safe to forward, and the custom property names dropped for saying they hold personal data."""
+    data = properties.model_dump()
+    extra = set(properties.model_extra or {})
+    dropped = sorted(name for name in extra if is_personal_name(name))
+    for name in dropped:
+        del data[name]
+    for name in extra - set(dropped):
+        data[name] = _scrubbed_value(data[name])
+    for name in _FREE_TEXT:
+        if isinstance(data.get(name), str):
+            data[name] = scrub_text(data[name])
+    for content in data.get("contents") or []:
+        for name in _CONTENT_TEXT:
+            if isinstance(content.get(name), str):
+                content[name] = scrub_text(content[name])
+    return Properties.model_validate(data), dropped
+
+
+def _safe_url(url: str | None) -> str | None:
+    scrubbed = scrub_url(url) if url else None
+    return scrubbed[:2048] if scrubbed else None
 
 
 def build_plan(
@@ -543,9 +635,11 @@ def build_plan(
     accept_language: str | None = None,
     default_region: str | None = None,
     received: int | None = None,
+    bound: BoundKeys | None = None,
 ) -> Plan:
     """Pure: hash the identifiers once, build the context and the envelopes."""
     received = int(time.time()) if received is None else received
+    bound = bound_keys(body, pixel) if bound is None else bound
     context_in = body.context
     locale = context_in.locale or (accept_language or "").split(",", 1)[0].split(";", 1)[0].strip() or None
     user: UserData = build_user(
@@ -561,16 +655,19 @@ def build_plan(
         ),
         default_region,
     )
-    join_keys = context_in.join_keys.pairs()
+    join_keys = bound.pairs
     hashed = {name: getattr(user, name) for name in ("email", "phone", "external_id") if getattr(user, name)}
-    customer_id = dict(join_keys).get(JOIN_CUSTOMER)
+    # Signed or not: the tag lets customers/redact find this shopper's contexts; it is never a join key.
+    customer_id = bound.customer_id
     snapshot = body.consent_snapshot() or ConsentSnapshot()
+    context_url = _safe_url(context_in.page_url)
+    context_referrer = _safe_url(context_in.referrer)
     context = {
         "ttclid": user.ttclid,
         "ttp": user.ttp,
         # Every key, Nones included: a merge into an older context replaces its whole answer.
         "consent": snapshot.model_dump(),
-        "page_url": context_in.page_url,
+        "page_url": context_url,
         "ip": user.ip,
         "user_agent": user.user_agent,
         "locale": user.locale,
@@ -588,8 +685,11 @@ def build_plan(
             skipped.append({"event_id": event.event_id, "reason": "repeated in this request"})
             continue
         seen.add((event.event, event.event_id))
-        page_url = (event.page.url if event.page else None) or context_in.page_url
-        referrer = (event.page.referrer if event.page else None) or context_in.referrer
+        page_url = (_safe_url(event.page.url) if event.page else None) or context_url
+        referrer = (_safe_url(event.page.referrer) if event.page else None) or context_referrer
+        properties, dropped = scrub_properties(event.properties)
+        if dropped:
+            skipped.append({"event_id": event.event_id, "reason": f"personal data not forwarded: {', '.join(dropped)}"})
         envelopes.append(
             Envelope(
                 source=SOURCE,
@@ -599,14 +699,34 @@ def build_plan(
                 event_time=_event_time(event.event_time, received),
                 user=user,
                 page=Page(url=page_url, referrer=referrer or None) if page_url else None,
-                properties=event.properties,
+                properties=properties,
                 limited_data_use=decision.limited_data_use,
                 consent=decision.reason,
                 test_event_code=pixel.test_event_code,
                 received_at=received,
             )
         )
-    return Plan(pixel, join_keys, context, envelopes, skipped, decision)
+    return Plan(pixel, join_keys, context, envelopes, skipped, decision, [i.as_dict() for i in bound.ignored])
+
+
+def unserialisable(plan: Plan) -> str | None:
+    """Why this plan's publish or Firestore write would fail to serialise, or None.
+
+    Checked before the plan joins a group commit: the group's one publish
+    serialises every plan's envelopes, so one that cannot be would fail all of them.
+    """
+    for index, envelope in enumerate(plan.envelopes):
+        try:
+            envelope.to_json_bytes()
+        except ValueError:  # PydanticSerializationError, UnicodeEncodeError
+            return f"events[{index}] cannot be serialised (text that is not valid Unicode?)"
+    try:
+        json.dumps(plan.context, default=str, ensure_ascii=False).encode("utf-8")
+        for _kind, value in plan.join_keys:
+            value.encode("utf-8")
+    except ValueError:
+        return "the click context cannot be serialised (text that is not valid Unicode?)"
+    return None
 
 
 # --- accepted requests, committed together ---------------------------------------------------------
@@ -629,7 +749,8 @@ def _is_request_error(exc: BaseException) -> bool:
         return False
     if isinstance(exc, DependencyUnavailable):  # the bounded call's own failure, wrapped
         exc = exc.__cause__ or exc
-    return isinstance(exc, gexc.ClientError)
+    # A message that does not serialise (ValueError, TypeError) is this data's fault too.
+    return isinstance(exc, (gexc.ClientError, ValueError, TypeError))
 
 
 def commit_plans(plans: Sequence[Plan], store: Any, publisher: Any) -> list[int | Exception]:
@@ -640,8 +761,9 @@ def commit_plans(plans: Sequence[Plan], store: Any, publisher: Any) -> list[int 
     the publish is waited for (a failed publish fails every plan with events:
     Pub/Sub stores a request's messages all or none). Returns, per
     plan, the number of context documents written or the :class:`Unavailable`
-    that plan's request answers with. A batch refused as a bad request is retried
-    plan by plan, so one request's bad data does not fail the others.
+    that plan's request answers with. A batch or a publish refused as a bad
+    request (or one that would not serialise) is retried plan by plan, so one
+    request's bad data does not fail the others.
     """
     outcomes: list[int | Exception] = [0] * len(plans)
     envelopes = [envelope for plan in plans for envelope in plan.envelopes]
@@ -670,13 +792,37 @@ def commit_plans(plans: Sequence[Plan], store: Any, publisher: Any) -> list[int 
             # The publish has its own deadline; this bounds the wait even if its retries outlast it.
             publishing.result(timeout=PUBLISH_WAIT_SECONDS)
         except Exception as exc:  # any client failure or the deadline: every plan with events answers 503
+            alone = sum(1 for plan in plans if plan.envelopes) > 1 and _is_request_error(exc)
+            failures = _publish_alone(plans, publisher) if alone else {}
             for index, plan in enumerate(plans):
                 if plan.envelopes and not isinstance(outcomes[index], Exception):
-                    outcomes[index] = Unavailable("pubsub", exc)
+                    if not alone:
+                        outcomes[index] = Unavailable("pubsub", exc)
+                    elif index in failures:
+                        outcomes[index] = Unavailable("pubsub", failures[index])
     for index, plan in enumerate(plans):
         if not isinstance(outcomes[index], Exception):
             outcomes[index] = len(plan.join_keys)
     return outcomes
+
+
+def _publish_alone(plans: Sequence[Plan], publisher: Any) -> dict[int, Exception]:
+    """Each plan's events in a publish of their own (overlapped); the failures by plan index."""
+    pending: dict[int, Future] = {}
+    for index, plan in enumerate(plans):
+        if plan.envelopes:
+            try:
+                pending[index] = publisher.publish_async(plan.envelopes)
+            except Exception as exc:  # this plan's own failure
+                pending[index] = _failed(exc)
+    failures: dict[int, Exception] = {}
+    deadline = time.monotonic() + PUBLISH_WAIT_SECONDS
+    for index, future in pending.items():
+        try:
+            future.result(timeout=max(0.0, deadline - time.monotonic()))
+        except Exception as exc:  # this plan's own failure, or the shared deadline
+            failures[index] = exc
+    return failures
 
 
 def _failed(exc: Exception) -> Future:
@@ -719,6 +865,8 @@ class Runtime:
         max_events: int = 20,
         default_region: str | None = "US",
         trusted_hops: int = 0,
+        rate_limit_per_minute: int = 0,
+        rate_limit_burst: int = 120,
         store_factory: Callable[[], Any] | None = None,
         publisher_factory: Callable[[], Any] | None = None,
     ) -> None:
@@ -727,6 +875,7 @@ class Runtime:
         self.max_events = max_events
         self.default_region = default_region
         self.trusted_hops = trusted_hops
+        self.rate_limit = TokenBuckets(rate_limit_per_minute, rate_limit_burst)
         # Any pixel's origins: what a preflight (which carries no body, so no pixel) may be allowed.
         self.origins_by_pixel = {code: pixel_origins(pixel) for code, pixel in tenants.pixels.items()}
         self.origins: frozenset[str] = frozenset().union(*self.origins_by_pixel.values())
@@ -747,8 +896,9 @@ class Runtime:
             max_body_bytes=settings.max_body_bytes,
             max_events=settings.max_events_per_request,
             default_region=settings.default_phone_region,
-            # Not a CollectSettings field yet (see docs/collect.md, "Client IP address").
-            trusted_hops=int(getattr(settings, "trusted_proxy_hops", 0)),
+            trusted_hops=settings.trusted_proxy_hops,
+            rate_limit_per_minute=settings.rate_limit_per_minute,
+            rate_limit_burst=settings.rate_limit_burst,
             # The RPC's own deadline lets an abandoned commit end; the bound in _flush caps the wait.
             store_factory=lambda: store_from_settings(settings, timeout=STORE_TIMEOUT_SECONDS),
             publisher_factory=lambda: publisher_from_settings(settings),
@@ -843,9 +993,27 @@ def handle(request: HttpRequest, runtime: Runtime) -> Reply:
     return Reply(reply.status, reply.outcome, reply.body, headers, reply.reason)
 
 
+def _rate_limited(request: HttpRequest, runtime: Runtime) -> Reply | None:
+    """429 when this client address has used up its bucket on this instance (COLLECT_RATE_LIMIT_*)."""
+    if not runtime.rate_limit.enabled:
+        return None
+    address = client_ip(request.headers.get("x-forwarded-for"), request.remote_addr, runtime.trusted_hops)
+    verdict = runtime.rate_limit.take(address)
+    if verdict.allowed:
+        return None
+    COUNTERS.add("collect.rate_limited")
+    per_minute = round(runtime.rate_limit.per_second * 60)
+    reason = f"more than {per_minute} requests per minute from this address (COLLECT_RATE_LIMIT_PER_MINUTE); try later"
+    body = {"error": "too many requests", "reason": reason}
+    return Reply(429, "rejected_rate_limit", body, {"Retry-After": str(verdict.retry_after)}, reason)
+
+
 def _collect(request: HttpRequest, runtime: Runtime, origin: str | None, method: str) -> Reply:
     if method != "POST":
         raise Refused(405, "method not allowed", "collect takes POST (and OPTIONS for CORS preflight)")
+    limited = _rate_limited(request, runtime)
+    if limited is not None:
+        return limited
     raw_origin = request.header("origin")
     if raw_origin and raw_origin.lower() != "null" and origin not in runtime.origins:
         shown = origin or "a malformed Origin"
@@ -856,22 +1024,17 @@ def _collect(request: HttpRequest, runtime: Runtime, origin: str | None, method:
     content_type = media_type(request.header("content-type"))
     if content_type not in JSON_TYPES:
         raise Refused(415, "unsupported media type", "send JSON as application/json or text/plain")
-    limit = runtime.max_body_bytes
-    declared = request.header("content-length")
-    if declared and (not declared.isdigit() or int(declared) > limit):
-        raise Refused(413, "payload too large", f"the body may be at most {limit} bytes (COLLECT_MAX_BODY_BYTES)")
-    raw = read_limited(request.read, limit)
-    if len(raw) > limit:
-        raise Refused(413, "payload too large", f"the body may be at most {limit} bytes (COLLECT_MAX_BODY_BYTES)")
+    raw = read_request_body(request, runtime.max_body_bytes)
     if not raw:
         raise Refused(400, "invalid body", "the body is empty; send a JSON object")
     body = parse_body(raw, runtime.max_events)
     pixel = admit(body, origin, runtime.tenants, runtime.origins_by_pixel)
     if is_preview_page(body.context.page_url):
         return Reply(204, "dropped_preview", reason="theme preview traffic is not collected")
+    bound = bound_keys(body, pixel)
     decision = decide(body.consent_snapshot(), runtime.tenants.policy_for(pixel.pixel_code))
     if not decision.send:
-        return _withhold(body, pixel, decision, runtime)
+        return _withhold(bound, pixel, decision, runtime)
     plan = build_plan(
         body,
         pixel,
@@ -880,23 +1043,35 @@ def _collect(request: HttpRequest, runtime: Runtime, origin: str | None, method:
         user_agent=request.header("user-agent"),
         accept_language=request.header("accept-language"),
         default_region=runtime.default_region,
+        bound=bound,
     )
+    problem = unserialisable(plan)
+    if problem:
+        raise Refused(400, "invalid request", problem)
     return _execute(plan, runtime)
 
 
-def _withhold(body: CollectBody, pixel: PixelConfig, decision: ConsentDecision, runtime: Runtime) -> Reply:
-    """No consent: nothing is stored or published. An explicit denial also deletes what an earlier grant stored."""
+def _ignored_header(bound: BoundKeys) -> dict[str, str]:
+    return {"X-Collect-Ignored": ", ".join(i.field for i in bound.ignored)} if bound.ignored else {}
+
+
+def _withhold(bound: BoundKeys, pixel: PixelConfig, decision: ConsentDecision, runtime: Runtime) -> Reply:
+    """No consent: nothing is stored or published. An explicit denial also deletes what an earlier grant stored.
+
+    Only under the keys this request proves it holds: a denial posted with someone
+    else's (guessable) key must not delete their context.
+    """
     from shared.store import CLICK_CONTEXTS
 
-    keys = body.context.join_keys.pairs()
-    if decision.reason == "denied" and keys:
+    if decision.reason == "denied" and bound.pairs:
         try:
-            for kind, value in keys:
+            for kind, value in bound.pairs:
                 runtime.store.release(CLICK_CONTEXTS, (pixel.pixel_code, kind, value))
         except Exception as exc:  # any client failure: the page may retry
             return _unavailable("firestore", exc)
     reason = f"consent {decision.reason}: nothing stored or sent"
-    return Reply(204, "withheld_consent", reason=reason, headers={"X-Collect-Consent": decision.reason})
+    headers = {"X-Collect-Consent": decision.reason, **_ignored_header(bound)}
+    return Reply(204, "withheld_consent", reason=reason, headers=headers)
 
 
 def _unavailable(what: str, exc: Exception) -> Reply:
@@ -914,15 +1089,21 @@ def _execute(plan: Plan, runtime: Runtime) -> Reply:
         stored = runtime.accept(plan)
     except Unavailable as exc:
         return _unavailable(exc.what, exc.cause)
-    body = {
+    body: dict[str, Any] = {
         "outcome": "accepted",
         "published": [e.event_id for e in plan.envelopes],
         "skipped": plan.skipped,
         "click_context": stored,
         "consent": plan.decision.reason,
     }
+    headers = {}
+    if plan.ignored:
+        body["ignored"] = plan.ignored
+        headers["X-Collect-Ignored"] = ", ".join(i["field"] for i in plan.ignored)
     reason = f"{len(plan.envelopes)} published, {len(plan.skipped)} skipped, context under {stored} keys"
-    return Reply(200, "accepted", body, reason=reason)
+    if plan.ignored:
+        reason += f", {len(plan.ignored)} join keys ignored"
+    return Reply(200, "accepted", body, headers, reason)
 
 
 def log_reply(reply: Reply, request: HttpRequest) -> None:
@@ -932,4 +1113,6 @@ def log_reply(reply: Reply, request: HttpRequest) -> None:
         fields["events"] = len(reply.body["published"])
         fields["event_ids"] = reply.body["published"][:20]
         fields["click_context"] = reply.body["click_context"]
+        if reply.body.get("ignored"):
+            fields["ignored"] = [i["field"] for i in reply.body["ignored"]]
     log.outcome(reply.outcome, reply.reason or reply.outcome, **fields)

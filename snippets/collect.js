@@ -7,6 +7,9 @@
  *     pixelCode: 'C4ABC...',
  *     consent: 'manual' | 'gtag' | 'shopify' | function () { return true | false | {...} | null },
  *     platform: 'shopify' | 'woocommerce' | undefined,
+ *     // A logged-in shopper: the id and its HMAC-SHA256 under COLLECT_SIGNING_SECRET, both rendered
+ *     // by the store's server (docs/collect.md, "Signed customer ids"). Unsigned, the id joins nothing.
+ *     customerId: '7001', customerIdSignature: '3f1c...',
  *   };
  *
  * Then: ttCollect.track('AddToCart', {currency: 'USD', value: 25}) passes one event_id to
@@ -139,6 +142,11 @@
     }
     if (!storageAllowed()) return Promise.resolve();
     if (landingClick && readCookie('ttclid') !== landingClick) writeCookie('ttclid', landingClick, THIRTY_DAYS);
+    if (config.platform === 'shopify' && joinKeys.customer_id_signature) {
+      // For the custom pixel, which runs in a sandbox without the theme's Liquid: the signed id.
+      var signed = joinKeys.customer_id + '.' + joinKeys.customer_id_signature;
+      if (readCookie('tt_customer') !== signed) writeCookie('tt_customer', signed, THIRTY_DAYS);
+    }
     if (config.platform === 'woocommerce') {
       var session = readCookie('tt_session');
       if (!session) writeCookie('tt_session', (session = randomId().replace(/-/g, '')), THIRTY_DAYS);
@@ -148,7 +156,10 @@
   }
 
   function platformKeys() {
-    if (config.customerId) joinKeys.customer_id = String(config.customerId);
+    if (config.customerId) {
+      joinKeys.customer_id = String(config.customerId);
+      if (config.customerIdSignature) joinKeys.customer_id_signature = String(config.customerIdSignature);
+    }
     if (config.platform === 'shopify') {
       var meta = window.ShopifyAnalytics && window.ShopifyAnalytics.meta;
       var customer = meta && meta.page && meta.page.customerId;

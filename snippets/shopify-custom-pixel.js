@@ -66,7 +66,14 @@ async function context(event, joinKeys, user) {
   }
   const keys = Object.assign({}, joinKeys);
   const customer = lastSegment(init.data && init.data.customer && init.data.customer.id);
-  if (customer) keys.customer_id = customer;
+  if (customer) {
+    // Unsigned, the id only tags the context for customers/redact; it becomes a join key with the
+    // signature the theme's collect.js keeps in the tt_customer cookie ("<id>.<hmac>", docs/collect.md).
+    keys.customer_id = customer;
+    const signed = (await cookie('tt_customer')) || '';
+    const dot = signed.lastIndexOf('.');
+    if (dot > 0 && signed.slice(0, dot) === customer) keys.customer_id_signature = signed.slice(dot + 1);
+  }
   const cart = lastSegment(init.data && init.data.cart && init.data.cart.id);
   if (cart && !keys.shopify_checkout_token) keys.shopify_cart_token = cart;
   return {

@@ -10,6 +10,7 @@ import pytest
 
 from shared import collect
 from shared.collect import HttpRequest, Refused, Runtime
+from shared.collect_keys import sign_customer_id
 from shared.config import PixelConfig, Tenants
 from shared.consent import ConsentSnapshot, decide
 from shared.orders import JOIN_CUSTOMER, JOIN_SHOPIFY_CART, JOIN_SHOPIFY_CHECKOUT, JOIN_WOO_SESSION
@@ -20,10 +21,15 @@ KEY = "public-collect-key"
 CHROME = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/150.0.0.0 Safari/537.36"
 EMAIL_HASH = "836f82db99121b3481011f16b49dfa5fbc714a0d1b1b9f784a1ebbbf5b39577f"  # " John.Doe@Example.COM "
 PHONE_HASH = "9f7ec22d72092cd3c0b58726ed9c2d91b92e51a3f29837508fb2948bb22dd2fd"  # "+1 (213) 373-4253"
+# Join keys shaped like the platforms' random tokens (shared.collect_keys.SHAPES).
+CART = "c1-7a2abe0f9c1d4e6b8a3f5c7d9e1b2a4c"
+CHECKOUT = "4f0e9c2b7a1d6e3f8b5c0a9d2e7f1b3c"
+SIGNING_SECRET = "collect-signing-secret"
 
 
 def tenants(**pixel: Any) -> Tenants:
-    config = {"pixel_code": PIXEL, "allowed_origins": [ORIGIN], "collect_keys": [KEY], **pixel}
+    config = {"pixel_code": PIXEL, "allowed_origins": [ORIGIN], "collect_keys": [KEY],
+              "signing_secrets": [SIGNING_SECRET], **pixel}  # fmt: skip
     return Tenants(pixels={PIXEL: PixelConfig(**config)})
 
 
@@ -31,7 +37,7 @@ def body(**changes: Any) -> dict[str, Any]:
     document = {
         "pixel_code": PIXEL,
         "consent": {"ad_storage": "granted", "ad_user_data": "granted"},
-        "context": {"ttclid": "E.C.P.click", "ttp": "ttp.1", "join_keys": {"shopify_cart_token": "cart-1"}},
+        "context": {"ttclid": "E.C.P.click", "ttp": "ttp.1", "join_keys": {"shopify_cart_token": CART}},
         "events": [{"event": "AddToCart", "event_id": "evt-1"}],
     }
     document.update(changes)
@@ -233,7 +239,7 @@ def test_error_messages_never_echo_the_values_sent():
 @pytest.mark.parametrize(
     ("raw", "reason"),
     [(b"{not json", "not valid JSON"), (b"[1, 2]", "JSON object"), (b"\xff\xfe", "not UTF-8"),
-     (b"[" * 50_000 + b"]" * 50_000, "nested too deeply")],
+     (b"[" * 50_000 + b"]" * 50_000, "nested deeper than")],
 )  # fmt: skip
 def test_bodies_that_are_not_a_json_object_are_refused(raw, reason):
     with pytest.raises(Refused) as refused:
@@ -327,12 +333,16 @@ def test_the_context_holds_click_ids_consent_and_only_hashed_identifiers():
             "ttclid": "E.C.P.click",
             "ttp": "ttp.1",
             "page_url": "https://shop.example/p?ttclid=E.C.P.click",
-            "join_keys": {"shopify_checkout_token": "chk-1", "customer_id": "7"},
+            "join_keys": {
+                "shopify_checkout_token": CHECKOUT,
+                "customer_id": "7",
+                "customer_id_signature": sign_customer_id("7", SIGNING_SECRET),
+            },
             "user": {"email": " John.Doe@Example.COM ", "phone": ["+1 (213) 373-4253"], "external_id": "user_123"},
         }
     )
     plan = plan_for(document)
-    assert plan.join_keys == [(JOIN_SHOPIFY_CHECKOUT, "chk-1"), (JOIN_CUSTOMER, "7")]
+    assert plan.join_keys == [(JOIN_SHOPIFY_CHECKOUT, CHECKOUT), (JOIN_CUSTOMER, "7")]
     assert plan.context == {
         "ttclid": "E.C.P.click",
         "ttp": "ttp.1",
@@ -420,7 +430,7 @@ def test_a_consented_request_stores_the_context_under_its_join_keys_and_publishe
     assert (reply.status, reply.outcome) == (200, "accepted")
     assert reply.headers["Access-Control-Allow-Origin"] == ORIGIN
     [(pixel, keys, context, ttl)] = recorder.contexts
-    assert (pixel, keys, ttl.days) == (PIXEL, [(JOIN_SHOPIFY_CART, "cart-1")], 14)
+    assert (pixel, keys, ttl.days) == (PIXEL, [(JOIN_SHOPIFY_CART, CART)], 14)
     assert context["ip"] == "198.51.100.7"  # no X-Forwarded-For: the peer
     assert [e.event_id for e in recorder.published] == ["evt-1"]
 
@@ -437,7 +447,7 @@ def test_an_explicit_denial_deletes_what_an_earlier_grant_stored_and_stores_noth
     recorder = Recorder()
     reply = collect.handle(post(body(consent={"marketingAllowed": False})), runtime(recorder))
     assert reply.status == 204 and reply.headers["X-Collect-Consent"] == "denied"
-    assert recorder.released == [("click_contexts", (PIXEL, JOIN_SHOPIFY_CART, "cart-1"))]
+    assert recorder.released == [("click_contexts", (PIXEL, JOIN_SHOPIFY_CART, CART))]
     assert recorder.contexts == recorder.published == []
 
 

@@ -20,6 +20,7 @@ from typing import Any
 import functions_framework
 import pytest
 
+from shared.collect_keys import sign_customer_id
 from shared.consent import ConsentSnapshot
 from shared.orders import JOIN_CUSTOMER, JOIN_SHOPIFY_CART, JOIN_SHOPIFY_CHECKOUT
 from shared.store import CLICK_CONTEXTS, COLLECTIONS, TTL_FIELD
@@ -29,6 +30,7 @@ from tests.helpers import ROOT
 PIXEL = "CTESTPIXEL01"
 ORIGIN = "https://shop.example"
 KEY = "test-collect-key"
+SIGNING_SECRET = "test-signing-secret"
 CHROME = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/150.0.0.0 Safari/537.36"
 GRANTED = {"ad_storage": "granted", "ad_user_data": "granted", "ad_personalization": "granted"}
 
@@ -94,6 +96,7 @@ def settings_env(emulators, collection_prefix: str, topic_name: str, **extra: st
         "CONSENT_POLICY": "opt-in",
         "COLLECT_ALLOWED_ORIGINS": f"{ORIGIN},http://localhost:8000",
         "COLLECT_KEYS": KEY,
+        "COLLECT_SIGNING_SECRET": SIGNING_SECRET,
         "CLICK_TTL_DAYS": "7",
         "COLLECT_MAX_BODY_BYTES": "16384",
         "COLLECT_MAX_EVENTS": "5",
@@ -198,7 +201,10 @@ def test_a_later_page_without_ttclid_keeps_the_stored_one_and_the_latest_consent
 
 def test_a_customer_id_join_key_carries_the_customer_key_for_privacy_deletion(collect):
     customer = str(uuid.uuid4().int % 10**12)
-    document = request_body("cart-c", context={"join_keys": {"customer_id": customer}})
+    signature = sign_customer_id(customer, SIGNING_SECRET)
+    document = request_body(
+        "cart-c", context={"join_keys": {"customer_id": customer, "customer_id_signature": signature}}
+    )
     assert collect.post(document).status_code == 200
     [context] = collect.contexts().values()
     assert context["customer_key"] == hashlib.sha256(customer.encode()).hexdigest()
@@ -386,7 +392,7 @@ def test_concurrent_requests_share_commits_and_each_gets_its_own_answer(collect)
     import sys
     from concurrent.futures import ThreadPoolExecutor
 
-    tokens = [f"cart-{uuid.uuid4().hex[:10]}" for _ in range(40)]
+    tokens = [f"cart-{uuid.uuid4().hex}" for _ in range(40)]
     documents = [request_body(token) for token in tokens]
     with ThreadPoolExecutor(max_workers=16) as pool:
         responses = list(pool.map(collect.post, documents))

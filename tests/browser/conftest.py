@@ -28,6 +28,8 @@ from tests.helpers import ROOT
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
+# What the demo collect verifies customer ids with (the store's server would sign with it).
+BROWSER_SIGNING_SECRET = "browser-signing-secret"
 DESKTOP_CHROME = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/150.0.0.0 Safari/537.36"
 
 
@@ -65,6 +67,7 @@ def demo_collect(stack: Any, demo_site: DemoSite) -> Iterator[str]:
     port = localstack.free_port()
     env = stack.stack.function_env("collect")
     env["COLLECT_ALLOWED_ORIGINS"] = f"{env['COLLECT_ALLOWED_ORIGINS']},{demo_site.origin}"
+    env["COLLECT_SIGNING_SECRET"] = BROWSER_SIGNING_SECRET
     # Started (and logged to .run/collect-browser.log) the way the stack starts its functions.
     process = localstack._start(
         [stack.stack.python, "-m", "functions_framework", "--target", "collect",

@@ -120,3 +120,28 @@ def test_google_consent_mode_from_the_data_layer_is_honoured(browser, demo_site,
     assert sandbox_events(stack.url("sandbox"), event_id=denied) == []
     context = stack_store.find_click_context(pixel, [(JOIN_SHOPIFY_CART, token)])
     assert context["consent"]["ad_storage"] == context["consent"]["ad_user_data"] == "granted"
+
+
+def test_a_signed_customer_id_becomes_a_join_key_and_an_unsigned_one_does_not(
+    browser, demo_site, demo_collect, stack, stack_store
+):
+    from shared.collect_keys import sign_customer_id
+    from shared.orders import JOIN_CUSTOMER
+    from tests.browser.conftest import BROWSER_SIGNING_SECRET
+
+    pixel = stack.settings["TIKTOK_PIXEL_CODE"]
+    signed, unsigned = str(uuid.uuid4().int % 10**6), str(uuid.uuid4().int % 10**6)
+    signature = sign_customer_id(signed, BROWSER_SIGNING_SECRET)
+    browser.get(demo_site.page(endpoint=demo_collect, pixel=pixel, platform="woocommerce", transport="fetch",
+                               customer=signed, signature=signature, ttclid=f"E.C.P.{signed}"))  # fmt: skip
+    click(browser, "grant")
+    context = wait_until(lambda: stack_store.find_click_context(pixel, [(JOIN_CUSTOMER, signed)]))
+    assert context["ttclid"] == f"E.C.P.{signed}" and context["consent"]["granted"] is True
+
+    # The same page without the server's signature (what a third party can send): no context under the id.
+    browser.get(demo_site.page(endpoint=demo_collect, pixel=pixel, platform="woocommerce", transport="fetch",
+                               customer=unsigned, ttclid=f"E.C.P.{unsigned}"))  # fmt: skip
+    browser.execute_script("ttCollect.consent(true)")
+    event_id = add_to_cart(browser)
+    wait_for_sandbox_events(stack.url("sandbox"), 1, event_id=event_id)  # accepted, events and all
+    assert stack_store.find_click_context(pixel, [(JOIN_CUSTOMER, unsigned)]) is None

@@ -139,3 +139,31 @@ def test_a_consent_withdrawn_in_the_sandbox_stops_storing(browser, demo_site, de
     browser.execute_script("publish('checkout_started', arguments[0])", started(barrier))
     wait_until(lambda: stack_store.find_click_context(pixel, [(JOIN_SHOPIFY_CHECKOUT, barrier)]))
     assert stack_store.find_click_context(pixel, [(JOIN_SHOPIFY_CHECKOUT, second)]) is None
+
+
+def test_the_custom_pixel_sends_the_customer_signature_the_theme_left_in_a_cookie(
+    browser, demo_site, demo_collect, stack, stack_store
+):
+    from shared.collect_keys import sign_customer_id
+    from shared.orders import JOIN_CUSTOMER
+    from tests.browser.conftest import BROWSER_SIGNING_SECRET
+
+    pixel, customer = stack.settings["TIKTOK_PIXEL_CODE"], str(uuid.uuid4().int % 10**13)
+    init = {
+        "customerPrivacy": {"marketingAllowed": True, "saleOfDataAllowed": True},
+        "data": {"shop": {"myshopifyDomain": SHOP}, "customer": {"id": f"gid://shopify/Customer/{customer}"},
+                 "cart": None},
+        "context": {"document": {"location": {"href": f"https://{SHOP}/?ttclid=E.C.P.{customer}"}}},
+    }  # fmt: skip
+    open_sandbox(browser, demo_site, init, demo_collect, pixel, stack.settings["COLLECT_KEYS"].split(",")[0])
+    # What the theme's collect.js writes with consent: "<id>.<HMAC-SHA256 of the id>".
+    browser.execute_script(
+        "jar.tt_customer = arguments[0]", f"{customer}.{sign_customer_id(customer, BROWSER_SIGNING_SECRET)}"
+    )
+    token = f"chk-{uuid.uuid4().hex}"
+    started = {"id": f"sh-{uuid.uuid4()}", "name": "checkout_started", "timestamp": "2026-11-24T10:00:00Z",
+               "data": {"checkout": {"token": token, "totalPrice": {"amount": 5, "currencyCode": "USD"}}}}  # fmt: skip
+    browser.execute_script("publish('checkout_started', arguments[0])", started)
+    context = wait_until(lambda: stack_store.find_click_context(pixel, [(JOIN_CUSTOMER, customer)]))
+    assert context["ttclid"] == f"E.C.P.{customer}"
+    assert stack_store.find_click_context(pixel, [(JOIN_SHOPIFY_CHECKOUT, token)])["ttclid"] == f"E.C.P.{customer}"
