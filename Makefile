@@ -24,7 +24,7 @@ $(INFRA_STAMP): requirements-infra.txt
 
 venv: $(STAMP)
 
-## Start emulators, Pub/Sub topology, the four functions and the TikTok sandbox (Ctrl-C stops all).
+## Start emulators, Pub/Sub topology, the four functions and the TikTok sandbox; what dies is restarted (Ctrl-C stops all).
 run: $(STAMP)
 	$(BIN)/python scripts/localstack.py run
 

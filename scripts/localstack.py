@@ -4,12 +4,20 @@
 URLs and settings are printed, and Ctrl-C stops everything it started. The
 test suite imports the same pieces (:class:`Emulators`, :func:`create_topology`,
 :class:`Stack`) so tests run against exactly what users run.
+
+Like Cloud Run, the stack keeps its processes up: a :class:`Supervisor` restarts
+a function (its gunicorn master; gunicorn itself respawns a dead worker) or an
+emulator that exits, with backoff, says so on the console, and gives up on a
+crash loop. Each function is served by functions-framework's own gunicorn
+application with one change (``serve``): a worker that buffers each request
+before a thread takes it, so slow or half-sent requests cannot hold the threads.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import json
 import os
 import random
@@ -17,11 +25,15 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
-from collections.abc import Mapping
+from collections import deque
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN_DIR = ROOT / ".run"
@@ -154,6 +166,410 @@ def restore_environ(saved: Mapping[str, str | None]) -> None:
             os.environ[key] = value
 
 
+# ---------------------------------------------------------------------------
+# Serving a function: functions-framework's gunicorn, with requests buffered first
+# ---------------------------------------------------------------------------
+
+# In Google Cloud, clients connect to Cloud Run's front end, which terminates
+# their connection and proxies each request to the instance. Locally they reach
+# gunicorn directly, whose threaded worker gives a connection a thread as soon as
+# its first byte arrives; the thread then blocks reading the rest, so as many
+# half-sent requests as threads stop the function. The worker below reads each
+# request on its event loop first and hands a thread only a complete one (or the
+# first BUFFER_BYTES of a large one, whose rest the function reads itself, so body
+# limits still refuse a huge body early).
+REQUEST_READ_SECONDS = 15.0  # the whole request, headers and body, from its first byte
+BUFFER_BYTES = 64 * 1024
+_REQUEST_TIMEOUT_ANSWER = b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+
+
+def request_complete(data: bytes) -> bool:
+    """Whether ``data`` holds a whole HTTP/1 request (or as much as should be buffered)."""
+    end = data.find(b"\r\n\r\n")
+    if end < 0:
+        return len(data) >= BUFFER_BYTES  # oversized headers: gunicorn refuses them
+    head = data[:end].lower()
+    body = len(data) - end - 4
+    if b"\nexpect:" in head and b"100-continue" in head:
+        return True  # the client sends its body only after gunicorn's 100 Continue
+    if body >= BUFFER_BYTES:
+        return True
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip() == b"transfer-encoding" and b"chunked" in value:
+            return data.endswith(b"0\r\n\r\n")  # the last chunk (a false positive only costs a thread's wait)
+        if name.strip() == b"content-length":
+            try:
+                return body >= int(value.strip())
+            except ValueError:
+                return True  # gunicorn answers 400
+    return True
+
+
+class _DeadlineSocket:
+    """A connection whose reads end at the request's deadline, however slowly the client trickles."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.raw = sock
+        self.deadline: float | None = None
+
+    def recv(self, size: int, *flags: int) -> bytes:
+        if self.deadline is not None:
+            remaining = self.deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("the client did not send its request in time")
+            self.raw.settimeout(remaining)
+        return self.raw.recv(size, *flags)
+
+    def sendall(self, data: Any, *flags: int) -> None:
+        self.raw.settimeout(REQUEST_READ_SECONDS)  # a reader that never reads cannot hold the thread either
+        self.raw.sendall(data, *flags)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.raw, name)
+
+
+def buffering_worker_class() -> type:
+    """gunicorn's threaded worker, reading each request on its event loop before a thread serves it."""
+    import selectors
+
+    from gunicorn.workers import gthread
+
+    class BufferingThreadWorker(gthread.ThreadWorker):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.reading: dict[Any, None] = {}  # connections being buffered, oldest deadline first
+
+        def accept(self, listener: socket.socket) -> None:
+            try:
+                client, address = listener.accept()
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
+                    raise
+                return
+            self.nr_conns += 1
+            conn = gthread.TConn(self.cfg, client, address, listener.getsockname())
+            conn.sock = _DeadlineSocket(conn.sock)
+            self._read(conn)
+
+        def on_client_socket_readable(self, conn: Any, client: Any) -> None:
+            self.poller.unregister(client)
+            self.keepalived_conns.remove(conn)
+            self._read(conn)
+
+        def _read(self, conn: Any) -> None:
+            conn.buffered = bytearray()
+            conn.sock.deadline = time.monotonic() + REQUEST_READ_SECONDS
+            conn.sock.raw.setblocking(False)
+            self.reading[conn] = None
+            self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_readable, conn))
+
+        def _on_readable(self, conn: Any, _sock: Any) -> None:
+            try:
+                data = conn.sock.raw.recv(65536)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                data = b""
+            if data:
+                conn.buffered += data
+                if not request_complete(bytes(conn.buffered)):
+                    return
+            self.poller.unregister(conn.sock)
+            del self.reading[conn]
+            if not data:  # the client went away before finishing
+                self.nr_conns -= 1
+                conn.close()
+                return
+            conn.data_ready = True
+            self.enqueue_req(conn)
+
+        def handle(self, conn: Any) -> Any:
+            pending = getattr(conn, "buffered", None)
+            conn.buffered = None
+            if pending:
+                conn.sock.setblocking(True)
+                conn.init()
+                conn.parser.unreader.unread(bytes(pending))
+            else:  # a pipelined request gunicorn read ahead: its own deadline
+                conn.sock.deadline = time.monotonic() + REQUEST_READ_SECONDS
+            return super().handle(conn)
+
+        def murder_pending(self) -> None:
+            super().murder_pending()
+            now = time.monotonic()
+            for conn in list(self.reading):
+                if conn.sock.deadline > now:
+                    break
+                del self.reading[conn]
+                with contextlib.suppress(OSError, KeyError, ValueError):
+                    self.poller.unregister(conn.sock)
+                with contextlib.suppress(OSError):
+                    conn.sock.raw.send(_REQUEST_TIMEOUT_ANSWER)
+                self.nr_conns -= 1
+                conn.close()
+
+    return BufferingThreadWorker
+
+
+def serve(target: str, source: str, host: str, port: int) -> None:
+    """What ``functions-framework --target --source`` does, with :func:`buffering_worker_class` as the worker."""
+    from functions_framework import create_app
+    from functions_framework._http.gunicorn import GunicornApplication
+
+    app = create_app(target, source, "http")
+    GunicornApplication(app, host, port, False, worker_class=buffering_worker_class()).run()
+
+
+def probe_slow_clients(port: int, connections: int, *, body: bool, host: str = "127.0.0.1") -> float | None:
+    """Seconds a normal request takes while ``connections`` half-sent requests stay open (None: no answer in 10 s)."""
+    head = b"POST / HTTP/1.1\r\nHost: local\r\nContent-Type: application/json\r\n"
+    stalled = head + b"Content-Length: 1000\r\n\r\n{" if body else head + b"X-Half-Sent: "
+    sockets = []
+    try:
+        for _ in range(connections):
+            sock = socket.create_connection((host, port), timeout=5)
+            sock.sendall(stalled)
+            sockets.append(sock)
+        time.sleep(0.5)  # let every half-sent request reach the server
+        started = time.monotonic()
+        try:
+            with urllib.request.urlopen(f"http://{host}:{port}/healthz", timeout=10):  # noqa: S310 (loopback)
+                pass
+        except urllib.error.HTTPError:
+            pass  # any answer is an answer
+        except OSError:
+            return None
+        return time.monotonic() - started
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+# ---------------------------------------------------------------------------
+# Supervision: restart what exits, as Cloud Run starts a new instance
+# ---------------------------------------------------------------------------
+
+RESTART_LIMIT = 5  # restarts within RESTART_WINDOW_SECONDS; one more exit and the supervisor gives up
+RESTART_WINDOW_SECONDS = 120.0
+RESTART_BACKOFF_SECONDS = (0.5, 1.0, 2.0, 4.0, 8.0)
+POLL_SECONDS = 0.25
+# An emulator whose port refuses connections for this long is dead even if its
+# gcloud wrapper lingers. A paused one (SIGSTOP) still accepts connections.
+PORT_DEAD_SECONDS = 2.0
+
+
+def console(message: str) -> None:
+    print(f"[localstack {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def describe_exit(code: int | None) -> str:
+    if code is None:
+        return "stopped listening"
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return f"was killed by {signal.Signals(-code).name} (exit code {code})"
+    return f"exited with code {code}"
+
+
+def port_refuses(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(1.0)
+        return sock.connect_ex(("127.0.0.1", port)) == errno.ECONNREFUSED
+
+
+def process_children(pid: int) -> list[int]:
+    """Direct children of ``pid`` (a gunicorn master's workers)."""
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    try:
+        return [int(child) for child in path.read_text().split()]
+    except (OSError, ValueError):
+        return []
+
+
+@dataclass
+class Supervised:
+    """One process the supervisor keeps up."""
+
+    name: str
+    launch: Callable[[], subprocess.Popen]
+    health_url: str
+    port: int
+    log: Path
+    # Emulators keep everything in memory: a restart comes back empty.
+    in_memory_state: bool = False
+    after_restart: Callable[[], None] | None = None  # e.g. recreate the Pub/Sub topology
+    process: subprocess.Popen | None = None
+    restarts: int = 0
+    worker_restarts: int = 0
+    gave_up: bool = False
+    retired: bool = False  # stopped on purpose: not to be restarted
+    healthy: threading.Event = field(default_factory=threading.Event)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    recent_exits: deque[float] = field(default_factory=deque)
+
+
+class Supervisor:
+    """Keeps processes running: restart with backoff, report on the console, give up on a crash loop."""
+
+    def __init__(
+        self,
+        report: Callable[[str], None] = console,
+        limit: int = RESTART_LIMIT,
+        window: float = RESTART_WINDOW_SECONDS,
+        backoff: tuple[float, ...] = RESTART_BACKOFF_SECONDS,
+    ) -> None:
+        self.report = report
+        self.limit, self.window, self.backoff = limit, window, backoff
+        self.services: dict[str, Supervised] = {}
+        self.failed = threading.Event()  # set when a service gave up
+        self.failures: list[str] = []
+        self._stopping = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def add(self, service: Supervised) -> None:
+        """Launch ``service`` (not yet watched: call :meth:`watch` once it answered)."""
+        self.services[service.name] = service
+        service.process = service.launch()
+
+    def watch(self, name: str) -> None:
+        service = self.services[name]
+        service.healthy.set()
+        thread = threading.Thread(
+            target=self._watch, args=(service, self._stopping), name=f"supervise-{name}", daemon=True
+        )
+        self._threads.append(thread)
+        thread.start()
+
+    def restart(self, name: str, timeout: float = 90.0) -> None:
+        """Start ``name`` again now (stopping it first if it runs) and wait until it answers."""
+        service = self.services[name]
+        with service.lock:
+            old = service.process
+            if old is not None:
+                _kill_group(old)
+            service.healthy.clear()
+            service.process = service.launch()
+            wait_http(service.health_url, timeout=timeout, process=service.process)
+            service.healthy.set()
+
+    def retire(self, name: str) -> None:
+        """Stop watching ``name`` (its owner stops it)."""
+        service = self.services.pop(name, None)
+        if service is not None:
+            with service.lock:
+                service.retired = True
+
+    def stop(self) -> None:
+        """Stop every process and forget it (the supervisor can start a new set afterwards)."""
+        stopping, self._stopping = self._stopping, threading.Event()
+        stopping.set()
+        for service in self.services.values():
+            with service.lock:
+                if service.process is not None:
+                    stop_process(service.process)
+        for thread in self._threads:
+            thread.join(timeout=5)
+        self._threads.clear()
+        self.services.clear()
+
+    # -- watching --------------------------------------------------------------------------
+
+    def _watch(self, service: Supervised, stopping: threading.Event) -> None:
+        workers: set[int] = set(process_children(service.process.pid)) if service.process else set()
+        refused_since: float | None = None
+        while not stopping.wait(POLL_SECONDS):
+            process = service.process
+            if process is None:
+                return
+            code = process.poll()
+            if code is None and service.in_memory_state:
+                refused = port_refuses(service.port)
+                refused_since = (refused_since or time.monotonic()) if refused else None
+                if refused_since is None or time.monotonic() - refused_since < PORT_DEAD_SECONDS:
+                    continue
+            elif code is None:
+                workers = self._check_workers(service, process, workers)
+                continue
+            refused_since = None
+            with service.lock:
+                if service.retired:
+                    return
+                if stopping.is_set() or service.process is not process:
+                    continue  # stopping, or restarted meanwhile by restart()
+                if not self._recover(service, process, code, stopping):
+                    return
+            workers = set(process_children(service.process.pid))
+
+    def _check_workers(self, service: Supervised, process: subprocess.Popen, known: set[int]) -> set[int]:
+        """Report workers gunicorn replaced (it respawns them itself; the exit status is in the log)."""
+        current = set(process_children(process.pid))
+        if known and current and not (known & current):
+            service.worker_restarts += 1
+            self.report(
+                f"{service.name}: its gunicorn worker {', '.join(map(str, sorted(known)))} died; gunicorn started "
+                f"{', '.join(map(str, sorted(current)))} (worker restart {service.worker_restarts}; exit status "
+                f"in {service.log})"
+            )
+        return current or known
+
+    def _recover(
+        self, service: Supervised, process: subprocess.Popen, code: int | None, stopping: threading.Event
+    ) -> bool:
+        """Restart ``service`` after ``process`` ended; False once it gave up."""
+        service.healthy.clear()
+        now = time.monotonic()
+        service.recent_exits.append(now)
+        while service.recent_exits and now - service.recent_exits[0] > self.window:
+            service.recent_exits.popleft()
+        crashes = len(service.recent_exits)
+        lost = " Its data was in memory and is gone." if service.in_memory_state else ""
+        if crashes > self.limit:
+            _kill_group(process)
+            line = (
+                f"{service.name} {describe_exit(code)} and keeps crashing ({crashes} exits within "
+                f"{self.window:.0f} s): gave up, see {service.log}"
+            )
+            service.gave_up = True
+            self.failures.append(line)
+            self.report(("!!! " if service.in_memory_state else "") + line)
+            self.failed.set()
+            return False
+        delay = self.backoff[min(crashes, len(self.backoff)) - 1]
+        service.restarts += 1
+        message = (
+            f"{service.name} {describe_exit(code)}; restart {service.restarts} in {delay:g} s "
+            f"(log: {service.log}).{lost}"
+        )
+        self.report(f"!!! EMULATOR DOWN: {message}" if service.in_memory_state else message)
+        _kill_group(process)  # what it left behind (gunicorn workers, the emulator's Java child) holds the port
+        if stopping.wait(delay):
+            return False
+        service.process = service.launch()
+        try:
+            wait_http(service.health_url, timeout=90, process=service.process)
+        except (RuntimeError, TimeoutError) as exc:
+            self.report(f"{service.name} did not come back: {exc}")
+            _kill_group(service.process)
+            return True  # the next loop sees the exit and counts it
+        if service.after_restart is not None:
+            try:
+                service.after_restart()
+            except Exception as exc:  # noqa: BLE001 (reported; the service itself is up)
+                self.report(f"{service.name}: restoring its state failed: {exc!r}")
+        service.healthy.set()
+        restored = " Restored what the stack creates (topics, subscriptions); data is not." if lost else ""
+        self.report(f"{service.name} is back (pid {service.process.pid}) after restart {service.restarts}.{restored}")
+        return True
+
+
+def _kill_group(process: subprocess.Popen) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=10)
+
+
 @dataclass
 class Emulators:
     """The Firestore and Pub/Sub emulators of the Google Cloud CLI."""
@@ -161,9 +577,13 @@ class Emulators:
     project: str = "local-dev"
     pubsub_port: int = 8085
     firestore_port: int = 8086
-    processes: list[subprocess.Popen] = field(default_factory=list)
+    processes: list[subprocess.Popen] = field(default_factory=list)  # Pub/Sub, then Firestore
     # Benchmarks pin the emulators (which stand in for Google's servers) away from the code they measure.
     cpus: frozenset[int] | None = None
+    # `make run` supervises them: an emulator that dies is reported and started again, empty.
+    supervisor: Supervisor | None = None
+    # What to restore after a restart, by emulator ("pubsub": the topology the stack created).
+    after_restart: dict[str, Callable[[], None]] = field(default_factory=dict)
 
     @property
     def env(self) -> dict[str, str]:
@@ -173,29 +593,58 @@ class Emulators:
             "GOOGLE_CLOUD_PROJECT": self.project,
         }
 
+    @property
+    def ports(self) -> dict[str, int]:
+        return {"pubsub": self.pubsub_port, "firestore": self.firestore_port}
+
+    def _launch(self, index: int, which: str) -> subprocess.Popen:
+        env = {**os.environ, "CLOUDSDK_CORE_DISABLE_PROMPTS": "1"}
+        project = [f"--project={self.project}"] if which == "pubsub" else []
+        process = _start(
+            ["gcloud", "beta", "emulators", which, "start", *project,
+             f"--host-port=127.0.0.1:{self.ports[which]}", "--quiet"],
+            env, f"{which}-emulator", self.cpus,
+        )  # fmt: skip
+        if index < len(self.processes):
+            self.processes[index] = process
+        else:
+            self.processes.append(process)
+        return process
+
     def start(self) -> None:
-        for port in (self.pubsub_port, self.firestore_port):
+        for port in self.ports.values():
             if port_is_open(port):
                 raise RuntimeError(f"port {port} is already in use: stop what holds it or choose another port")
-        env = {**os.environ, "CLOUDSDK_CORE_DISABLE_PROMPTS": "1"}
-        gcloud = ["gcloud", "beta", "emulators", "--quiet"]
-        self.processes.append(
-            _start(
-                gcloud[:3] + ["pubsub", "start", f"--project={self.project}",
-                              f"--host-port=127.0.0.1:{self.pubsub_port}", "--quiet"],
-                env, "pubsub-emulator", self.cpus,
+        self.processes.clear()
+        for index, which in enumerate(self.ports):
+            if self.supervisor is None:
+                self._launch(index, which)
+                continue
+            self.supervisor.add(
+                Supervised(
+                    name=f"{which} emulator",
+                    launch=partial(self._launch, index, which),
+                    health_url=f"http://127.0.0.1:{self.ports[which]}/",
+                    port=self.ports[which],
+                    log=RUN_DIR / f"{which}-emulator.log",
+                    in_memory_state=True,
+                    after_restart=partial(self._restore, which),
+                )
             )
-        )  # fmt: skip
-        self.processes.append(
-            _start(
-                gcloud[:3] + ["firestore", "start", f"--host-port=127.0.0.1:{self.firestore_port}", "--quiet"],
-                env, "firestore-emulator", self.cpus,
-            )
-        )  # fmt: skip
-        for port, process in zip((self.pubsub_port, self.firestore_port), self.processes, strict=True):
-            wait_http(f"http://127.0.0.1:{port}/", timeout=90, process=process)
+        for which, process in zip(self.ports, self.processes, strict=True):
+            wait_http(f"http://127.0.0.1:{self.ports[which]}/", timeout=90, process=process)
+            if self.supervisor is not None:
+                self.supervisor.watch(f"{which} emulator")
+
+    def _restore(self, which: str) -> None:
+        restore = self.after_restart.get(which)
+        if restore is not None:
+            restore()
 
     def stop(self) -> None:
+        if self.supervisor is not None:
+            for which in self.ports:
+                self.supervisor.retire(f"{which} emulator")
         for process in self.processes:
             stop_process(process)
         self.processes.clear()
@@ -210,7 +659,6 @@ def create_topology(
     """
     from google.api_core import exceptions as gexc
     from google.cloud import pubsub_v1
-    from google.protobuf import duration_pb2
 
     publisher = pubsub_v1.PublisherClient()
     subscriber = pubsub_v1.SubscriberClient()
@@ -229,10 +677,10 @@ def create_topology(
             "topic": names["topic"],
             "push_config": {"push_endpoint": sender_url},
             "ack_deadline_seconds": 60,
-            "retry_policy": {
-                "minimum_backoff": duration_pb2.Duration(seconds=1),
-                "maximum_backoff": duration_pb2.Duration(seconds=10),
-            },
+            # No retry_policy here (Terraform sets one): the emulator's backoff scheduling
+            # throws on messages that fail together and from then on never retries nor
+            # dead-letters a failed message of the subscription (scripts/pubsub_emulator_stall.py).
+            # Without one it redelivers a refused push after about a second, up to max_attempts.
             "dead_letter_policy": {
                 "dead_letter_topic": names["dead_letter_topic"],
                 "max_delivery_attempts": max_attempts,
@@ -248,12 +696,12 @@ def create_topology(
 
 @dataclass
 class Stack:
-    """Every function under functions-framework plus the sandbox, against running emulators."""
+    """Every function (served by :func:`serve`) plus the sandbox, against running emulators, supervised."""
 
     settings: dict[str, str]
     ports: dict[str, int]
-    processes: dict[str, subprocess.Popen] = field(default_factory=dict)
     python: str = sys.executable
+    supervisor: Supervisor = field(default_factory=Supervisor)
 
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.ports[name]}"
@@ -262,6 +710,15 @@ class Stack:
     def api_url(self) -> str:
         return self.settings.get("TIKTOK_API_URL") or f"{self.url('sandbox')}/open_api/v1.3/event/track/"
 
+    @property
+    def processes(self) -> dict[str, subprocess.Popen]:
+        """The process of each function and of the sandbox now (a function's is its gunicorn master)."""
+        return {
+            name: service.process
+            for name, service in self.supervisor.services.items()
+            if name in self.ports and service.process is not None
+        }
+
     def function_env(self, name: str) -> dict[str, str]:
         env = {**os.environ, **self.settings, "PYTHONPATH": str(ROOT), "TIKTOK_API_URL": self.api_url}
         env.setdefault("SENDER_THREADS", "32")
@@ -269,30 +726,80 @@ class Stack:
         env["THREADS"] = env["SENDER_THREADS"] if name == "sender" else env.get("THREADS", "8")
         return env
 
+    def command(self, name: str) -> list[str]:
+        if name == "sandbox":
+            return [self.python, "-m", "sandbox", "--host", "127.0.0.1", "--port", str(self.ports["sandbox"]),
+                    "--token", self.settings["TIKTOK_ACCESS_TOKEN"]]  # fmt: skip
+        return [self.python, str(Path(__file__).resolve()), "serve", "--target", name,
+                "--source", str(ROOT / "functions" / name / "main.py"),
+                "--host", "127.0.0.1", "--port", str(self.ports[name])]  # fmt: skip
+
+    def _launch(self, name: str) -> subprocess.Popen:
+        env = {**os.environ, **self.settings, "PYTHONPATH": str(ROOT)} if name == "sandbox" else self.function_env(name)
+        return _start(self.command(name), env, name)
+
+    def health_url(self, name: str) -> str:
+        return self.url(name) + ("/" if name == "sandbox" else "/healthz")
+
     def start(self) -> None:
-        busy = [f"{n}:{p}" for n, p in self.ports.items() if n in (*FUNCTIONS, "sandbox") and port_is_open(p)]
+        names = ("sandbox", *FUNCTIONS)
+        busy = [f"{n}:{self.ports[n]}" for n in names if port_is_open(self.ports[n])]
         if busy:
             raise RuntimeError(f"ports already in use: {', '.join(busy)}")
-        sandbox_env = {**os.environ, **self.settings, "PYTHONPATH": str(ROOT)}
-        self.processes["sandbox"] = _start(
-            [self.python, "-m", "sandbox", "--host", "127.0.0.1", "--port", str(self.ports["sandbox"]),
-             "--token", self.settings["TIKTOK_ACCESS_TOKEN"]],
-            sandbox_env, "sandbox",
-        )  # fmt: skip
-        for name in FUNCTIONS:
-            self.processes[name] = _start(
-                [self.python, "-m", "functions_framework", "--target", name,
-                 "--source", str(ROOT / "functions" / name / "main.py"),
-                 "--host", "127.0.0.1", "--port", str(self.ports[name])],
-                self.function_env(name), name,
-            )  # fmt: skip
-        for name, process in self.processes.items():
-            wait_http(self.url(name) + ("/" if name == "sandbox" else "/healthz"), timeout=60, process=process)
+        for name in names:
+            self.supervisor.add(
+                Supervised(
+                    name=name,
+                    launch=partial(self._launch, name),
+                    health_url=self.health_url(name),
+                    port=self.ports[name],
+                    log=RUN_DIR / f"{name}.log",
+                )
+            )
+        for name in names:
+            wait_http(self.health_url(name), timeout=60, process=self.supervisor.services[name].process)
+            self.supervisor.watch(name)
+
+    # -- what tests and operators need to hurt it and see it recover -------------------------
+
+    def pid(self, name: str) -> int:
+        """The process the stack started for ``name`` (a function's gunicorn master)."""
+        return self.processes[name].pid
+
+    def worker_pids(self, name: str) -> list[int]:
+        """The gunicorn workers running the function's code (empty while gunicorn replaces one)."""
+        return process_children(self.pid(name))
+
+    def restarts(self, name: str) -> int:
+        """How often the supervisor started ``name`` again."""
+        return self.supervisor.services[name].restarts
+
+    def wait_healthy(self, name: str, timeout: float = 30.0, *, replacing: int | None = None) -> int:
+        """Wait until ``name`` answers (as a new process if ``replacing`` is the pid of one that was killed)."""
+        service = self.supervisor.services[name]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            process = service.process
+            if service.gave_up:
+                raise RuntimeError(f"the supervisor gave up on {name}: {self.supervisor.failures[-1]}")
+            if (
+                process is not None
+                and process.pid != replacing
+                and service.healthy.wait(max(0.0, min(1.0, deadline - time.monotonic())))
+                and process.poll() is None
+            ):
+                with contextlib.suppress(TimeoutError, RuntimeError):
+                    wait_http(service.health_url, timeout=max(0.5, deadline - time.monotonic()), process=process)
+                    return process.pid
+            time.sleep(0.05)
+        raise TimeoutError(f"{name} did not answer again within {timeout:.0f} s (see {RUN_DIR / (name + '.log')})")
+
+    def restart(self, name: str) -> None:
+        """Start ``name`` again now and wait until it answers."""
+        self.supervisor.restart(name)
 
     def stop(self) -> None:
-        for process in self.processes.values():
-            stop_process(process)
-        self.processes.clear()
+        self.supervisor.stop()
 
 
 def dev_settings(environ: Mapping[str, str] = os.environ) -> dict[str, str]:
@@ -330,28 +837,28 @@ def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     settings = dev_settings()
     ports = {name: port_of(name) for name in DEFAULT_PORTS}
-    emulators = Emulators(settings["GOOGLE_CLOUD_PROJECT"], ports["pubsub"], ports["firestore"])
-    stack = Stack(settings=settings, ports=ports)
+    supervisor = Supervisor()
+    emulators = Emulators(settings["GOOGLE_CLOUD_PROJECT"], ports["pubsub"], ports["firestore"], supervisor=supervisor)
+    stack = Stack(settings=settings, ports=ports, supervisor=supervisor)
     try:
         emulators.start()
         os.environ.update(emulators.env)
-        topology = create_topology(
-            settings["GOOGLE_CLOUD_PROJECT"], settings["PUBSUB_TOPIC"], stack.url("sender") + "/"
+        make_topology = partial(
+            create_topology, settings["GOOGLE_CLOUD_PROJECT"], settings["PUBSUB_TOPIC"], stack.url("sender") + "/"
         )
+        topology = make_topology()
+        emulators.after_restart["pubsub"] = make_topology
         stack.start()
         _print_banner(stack, emulators, topology, time.monotonic() - started)
         if args.smoke:
             print(json.dumps({"startup_seconds": round(time.monotonic() - started, 2)}), flush=True)
             return 0
-        while True:
-            for name, process in stack.processes.items():
-                if process.poll() is not None:
-                    print(f"{name} exited with {process.returncode}; see {RUN_DIR / (name + '.log')}", file=sys.stderr)
-                    return 1
-            time.sleep(1)
+        supervisor.failed.wait()  # a crash loop: the supervisor said which, in one line
+        return 1
     except KeyboardInterrupt:
         return 0
     finally:
+        supervisor.stop()
         stack.stop()
         emulators.stop()
         print("stopped.", flush=True)
@@ -362,7 +869,26 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     run_parser = sub.add_parser("run", help="start everything and stay in the foreground")
     run_parser.add_argument("--smoke", action="store_true", help="start, print the startup time, stop")
+    serve_parser = sub.add_parser("serve", help="serve one function as the stack does (buffered requests)")
+    serve_parser.add_argument("--target", required=True)
+    serve_parser.add_argument("--source", required=True)
+    serve_parser.add_argument("--host", default="127.0.0.1")
+    serve_parser.add_argument("--port", type=int, required=True)
+    probe_parser = sub.add_parser(
+        "slow-clients", help="time a normal request while N half-sent requests hold connections to a port"
+    )
+    probe_parser.add_argument("--port", type=int, required=True)
+    probe_parser.add_argument("--connections", type=int, default=16)
     args = parser.parse_args(argv)
+    if args.command == "serve":
+        serve(args.target, args.source, args.host, args.port)
+        return 0
+    if args.command == "slow-clients":
+        for body in (False, True):
+            seconds = probe_slow_clients(args.port, args.connections, body=body)
+            shown = "no answer within 10 s" if seconds is None else f"{seconds * 1000:.1f} ms"
+            print(f"{args.connections} half-sent {'bodies' if body else 'headers'}: a normal request took {shown}")
+        return 0
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     return run(args)
 

@@ -1,7 +1,7 @@
 # APIs the pipeline needs. disable_on_destroy = false: destroying this stack must
 # not switch off an API that something else in the project may use.
 locals {
-  services = toset([
+  services = toset(concat([
     "artifactregistry.googleapis.com",     # function images (build_config.docker_repository)
     "cloudbuild.googleapis.com",           # gen2 functions are built by Cloud Build
     "cloudfunctions.googleapis.com",       # the functions themselves
@@ -14,7 +14,9 @@ locals {
     "run.googleapis.com",                  # gen2 functions run as Cloud Run services
     "secretmanager.googleapis.com",        # access token and webhook secrets
     "storage.googleapis.com",              # function source bundles
-  ])
+    ], var.collect_load_balancer ? [
+    "compute.googleapis.com", # the load balancer and Cloud Armor in front of collect (load_balancer.tf)
+  ] : []))
 }
 
 resource "google_project_service" "this" {

@@ -78,9 +78,15 @@ locals {
     }
   }
 
+  # Behind the load balancer (load_balancer.tf), collect takes traffic only through
+  # it: on its own URL, Cloud Armor's limit could be bypassed and the trusted
+  # X-Forwarded-For hop forged.
+  lb_ingress = { collect = { for key, value in { ingress_settings = "ALLOW_INTERNAL_AND_GCLB" } : key => value if var.collect_load_balancer } }
+
   function_runtime = {
     for name, defaults in local.function_defaults : name => merge(
       defaults,
+      try(local.lb_ingress[name], {}),
       { for key, value in try(var.function_settings[name], {}) : key => value if value != null },
     )
   }
@@ -106,7 +112,9 @@ locals {
       COLLECT_ALLOWED_ORIGINS     = join(",", var.collect_allowed_origins)
       COLLECT_KEYS                = join(",", var.collect_keys)
       CLICK_TTL_DAYS              = tostring(var.click_ttl_days)
-      THREADS                     = tostring(local.function_runtime.collect.max_instance_request_concurrency)
+      # The load balancer appends `<client>, <its address>` to X-Forwarded-For.
+      COLLECT_TRUSTED_PROXY_HOPS = var.collect_load_balancer ? "1" : null
+      THREADS                    = tostring(local.function_runtime.collect.max_instance_request_concurrency)
     }
     shopify_webhook = {
       GOOGLE_CLOUD_PROJECT        = var.project_id
@@ -336,6 +344,10 @@ resource "google_cloudfunctions2_function" "function" {
     precondition {
       condition     = local.function_runtime[each.key].min_instance_count <= local.function_runtime[each.key].max_instance_count
       error_message = "${each.key}: min_instance_count is above max_instance_count."
+    }
+    precondition {
+      condition     = each.key != "collect" || !var.collect_load_balancer || local.function_runtime.collect.ingress_settings == "ALLOW_INTERNAL_AND_GCLB"
+      error_message = "collect_load_balancer = true needs collect's ingress_settings to stay ALLOW_INTERNAL_AND_GCLB: on its own URL a client could bypass Cloud Armor and forge the trusted X-Forwarded-For hop."
     }
   }
 

@@ -54,6 +54,9 @@ output "secret_setup_commands" {
     printf %s "$SHOPIFY_WEBHOOK_SECRET" | gcloud secrets versions add ${google_secret_manager_secret.secret["shopify-webhook-secret"].secret_id} --data-file=- --project=${var.project_id}
     # Any random string; woocommerce_webhook_registration hands the same value to WooCommerce:
     openssl rand -hex 32 | tr -d '\n' | gcloud secrets versions add ${google_secret_manager_secret.secret["woocommerce-webhook-secret"].secret_id} --data-file=- --project=${var.project_id}
+    # Any random string; the store's theme or wp-config.php signs customer ids with the same value
+    # (docs/collect.md, "Signed customer ids"): read it back with gcloud secrets versions access latest.
+    openssl rand -hex 32 | tr -d '\n' | gcloud secrets versions add ${google_secret_manager_secret.secret["collect-signing-secret"].secret_id} --data-file=- --project=${var.project_id}
   EOT
 }
 
@@ -88,4 +91,14 @@ output "woocommerce_webhook_registration" {
 output "outcome_metric_type" {
   description = "The log-based metric counting every function's outcomes, for dashboards and further alerts (labels: outcome, function)."
   value       = "logging.googleapis.com/user/${google_logging_metric.outcomes.name}"
+}
+
+output "collect_load_balancer_ip" {
+  description = "Address of the load balancer in front of collect (null when collect_load_balancer is false): point collect_domain's DNS A record here."
+  value       = one([for address in google_compute_global_address.collect : address.address])
+}
+
+output "collect_public_url" {
+  description = "The URL the storefront snippet should post to: https://collect_domain/ behind the load balancer, else the function's own URL."
+  value       = var.collect_load_balancer ? "https://${var.collect_domain}/" : local.function_urls["collect"]
 }

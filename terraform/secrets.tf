@@ -4,7 +4,7 @@
 #
 #   printf %s "$TIKTOK_ACCESS_TOKEN" | gcloud secrets versions add tiktok-access-token --data-file=- --project=PROJECT_ID
 #
-# (the `secret_setup_commands` output prints all three). The functions read version
+# (the `secret_setup_commands` output prints them all). The functions read version
 # "latest" when an instance starts.
 
 locals {
@@ -22,6 +22,10 @@ locals {
     "woocommerce-webhook-secret" = {
       function = "woocommerce_webhook"
       env      = "WOOCOMMERCE_WEBHOOK_SECRET"
+    }
+    "collect-signing-secret" = {
+      function = "collect"
+      env      = "COLLECT_SIGNING_SECRET"
     }
   }
 }

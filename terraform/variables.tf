@@ -197,6 +197,82 @@ variable "click_ttl_days" {
 }
 
 # ---------------------------------------------------------------------------
+# collect behind a load balancer with Cloud Armor (terraform/load_balancer.tf)
+# ---------------------------------------------------------------------------
+
+variable "collect_load_balancer" {
+  type        = bool
+  description = "Put an external HTTPS load balancer with a Cloud Armor per-client rate limit in front of collect. collect then accepts traffic only through it (ingress ALLOW_INTERNAL_AND_GCLB) and trusts one X-Forwarded-For hop (COLLECT_TRUSTED_PROXY_HOPS = 1). Needs collect_domain; the load balancer, its address and Cloud Armor are billed (see the README)."
+  default     = false
+}
+
+variable "collect_domain" {
+  type        = string
+  description = "Host name that serves collect through the load balancer (e.g. collect.shop.example.com), for its Google-managed certificate. Point its DNS A record at the collect_load_balancer_ip output; the certificate is issued once DNS resolves (up to an hour or so). Required when collect_load_balancer is true."
+  default     = null
+
+  validation {
+    condition     = var.collect_domain == null || can(regex("^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?[.])+[a-z]{2,63}$", var.collect_domain))
+    error_message = "collect_domain must be a lowercase host name such as collect.shop.example.com (no scheme, port or path)."
+  }
+}
+
+variable "collect_rate_limit_count" {
+  type        = number
+  description = "Requests one client address may send to collect within collect_rate_limit_interval_sec before Cloud Armor answers 429. The default, 600 a minute, matches the function's own COLLECT_RATE_LIMIT_PER_MINUTE default, which applies per instance."
+  default     = 600
+
+  validation {
+    condition     = var.collect_rate_limit_count >= 1 && var.collect_rate_limit_count <= 10000 && floor(var.collect_rate_limit_count) == var.collect_rate_limit_count
+    error_message = "collect_rate_limit_count must be a whole number from 1 to 10000 (Cloud Armor's limit for rate-based bans)."
+  }
+}
+
+variable "collect_rate_limit_interval_sec" {
+  type        = number
+  description = "Window, in seconds, over which Cloud Armor counts collect_rate_limit_count."
+  default     = 60
+
+  validation {
+    condition     = contains([10, 30, 60, 120, 180, 240, 300, 600, 900, 1200, 1800, 2700, 3600], var.collect_rate_limit_interval_sec)
+    error_message = "collect_rate_limit_interval_sec must be one of Cloud Armor's intervals: 10, 30, 60, 120, 180, 240, 300, 600, 900, 1200, 1800, 2700 or 3600."
+  }
+}
+
+variable "collect_rate_limit_action" {
+  type        = string
+  description = "throttle: requests above the limit get 429 while the client stays above it. rate_based_ban: a client above the limit gets 429 for collect_rate_limit_ban_seconds, whatever it does meanwhile."
+  default     = "throttle"
+
+  validation {
+    condition     = contains(["throttle", "rate_based_ban"], var.collect_rate_limit_action)
+    error_message = "collect_rate_limit_action must be \"throttle\" or \"rate_based_ban\"."
+  }
+}
+
+variable "collect_rate_limit_ban_seconds" {
+  type        = number
+  description = "How long a client that exceeded the limit stays refused, when collect_rate_limit_action is rate_based_ban."
+  default     = 600
+
+  validation {
+    condition     = var.collect_rate_limit_ban_seconds >= 60 && var.collect_rate_limit_ban_seconds <= 86400 && floor(var.collect_rate_limit_ban_seconds) == var.collect_rate_limit_ban_seconds
+    error_message = "collect_rate_limit_ban_seconds must be whole seconds from 60 to 86400."
+  }
+}
+
+variable "collect_load_balancer_log_sample_rate" {
+  type        = number
+  description = "Share of collect requests the load balancer logs (with Cloud Armor's decision, the client address and user agent; never the body). 1 logs all of them, and costs Cloud Logging ingestion at high traffic."
+  default     = 0.1
+
+  validation {
+    condition     = var.collect_load_balancer_log_sample_rate >= 0 && var.collect_load_balancer_log_sample_rate <= 1
+    error_message = "collect_load_balancer_log_sample_rate must be from 0 to 1."
+  }
+}
+
+# ---------------------------------------------------------------------------
 # sender (TikTok Events API)
 # ---------------------------------------------------------------------------
 

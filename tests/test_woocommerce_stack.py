@@ -16,6 +16,7 @@ import json
 import random
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -191,3 +192,43 @@ def test_malformed_bodies_from_a_valid_signer_never_get_a_5xx(http, stack, body)
     # An empty body can not carry a valid signature (nothing was signed): that one is a 401.
     assert answer.status_code == (401 if body == b"" else 200)
     assert answer.json()["reason"]
+
+
+def _peak_rss_mib(pid: int) -> int:
+    """The process's peak resident memory so far (VmHWM), in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) // 1024
+    raise AssertionError(f"no VmHWM for pid {pid}")
+
+
+def test_eight_concurrent_chunked_30_mb_bodies_are_refused_without_being_read(http, stack, stack_store):
+    url = stack.url("woocommerce_webhook") + "/"
+    (worker,) = stack.stack.worker_pids("woocommerce_webhook")
+    peak_before = _peak_rss_mib(worker)
+
+    def send(_: int) -> tuple[int | str, int]:
+        sent = 0
+
+        def chunks():  # no Content-Length: httpx sends it chunked, as an attacker would
+            nonlocal sent
+            for _ in range(30 * 16):
+                sent += 65536
+                yield b"{" * 65536
+
+        try:
+            answer = httpx.post(url, content=chunks(), headers={"Content-Type": "application/json"}, timeout=60)
+        except httpx.HTTPError as exc:
+            return type(exc).__name__, sent
+        return answer.status_code, sent
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(send, range(8)))
+    # Answered once 8 MiB were read, before the signature check: the clients had not sent it all.
+    assert [status for status, _ in answers] == [413] * 8
+    assert all(sent < 30 * 2**20 for _, sent in answers), answers
+    # Each request holds at most 8 MiB (twice, while joined); reading all 30 MiB of each took about 180 MiB.
+    assert _peak_rss_mib(worker) - peak_before < 128
+    assert stack.stack.worker_pids("woocommerce_webhook") == [worker]  # no out-of-memory kill, no restart
+    order = with_meta(fresh_order("processing"), _tt_consent="granted")
+    assert post(http, stack, order).json()["outcome"] == "published"

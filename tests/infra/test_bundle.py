@@ -202,12 +202,14 @@ SAMPLE_ENV = {
     "PUBSUB_TOPIC": "tiktok-events",
     "COLLECT_ALLOWED_ORIGINS": "https://shop.example.test",
     "CLICK_TTL_DAYS": "7",
+    "COLLECT_TRUSTED_PROXY_HOPS": "1",  # set only behind the load balancer (collect_load_balancer)
     "SHOPIFY_SHOP_DOMAIN": "bundle-test.myshopify.com",
     "WOOCOMMERCE_SITE_URL": "https://woo.example.test",
     "TIKTOK_API_URL": "https://business-api.tiktok.com/open_api/v1.3/event/track/",
     "TIKTOK_ACCESS_TOKEN": "bundle-test-token",
     "SHOPIFY_WEBHOOK_SECRET": "bundle-test-secret",
     "WOOCOMMERCE_WEBHOOK_SECRET": "bundle-test-secret",
+    "COLLECT_SIGNING_SECRET": "bundle-test-secret",
 }
 # Set by Terraform only when the operator asks for them (null or empty by default).
 OPTIONAL_ENV = {"PIPELINE_TENANTS", "TIKTOK_TEST_EVENT_CODE", "COLLECT_KEYS", "FIRESTORE_COLLECTION_PREFIX"}

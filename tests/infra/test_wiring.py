@@ -42,7 +42,7 @@ DEPLOYMENT_CHOICES = {"CONSENT_POLICY", "CLICK_TTL_DAYS", "COLLECT_ALLOWED_ORIGI
 
 # Every role a function's runtime identity may hold.
 ROLE_ALLOW_LIST = {
-    "collect": {"roles/datastore.user", "roles/pubsub.publisher"},
+    "collect": {"roles/datastore.user", "roles/pubsub.publisher", "roles/secretmanager.secretAccessor"},
     "shopify_webhook": {"roles/datastore.user", "roles/pubsub.publisher", "roles/secretmanager.secretAccessor"},
     "woocommerce_webhook": {"roles/datastore.user", "roles/pubsub.publisher", "roles/secretmanager.secretAccessor"},
     "sender": {"roles/datastore.user", "roles/secretmanager.secretAccessor"},
@@ -138,7 +138,12 @@ def test_secret_manager_holds_exactly_the_secrets_the_code_reads(tf: Terraform) 
     secrets = tf.locals["secrets"]
     every_secret = set().union(*(c.SECRET_ENV for c in FUNCTION_SETTINGS.values()))
     assert {s["env"] for s in secrets.values()} == every_secret
-    assert set(secrets) == {"tiktok-access-token", "shopify-webhook-secret", "woocommerce-webhook-secret"}
+    assert set(secrets) == {
+        "tiktok-access-token",
+        "shopify-webhook-secret",
+        "woocommerce-webhook-secret",
+        "collect-signing-secret",
+    }
     for secret_id, secret in secrets.items():
         assert secret["env"] in FUNCTION_SETTINGS[secret["function"]].SECRET_ENV, secret_id
     assert ref(tf.resource("google_secret_manager_secret", "secret")["for_each"]) == "local.secrets"
