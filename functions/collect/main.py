@@ -16,6 +16,7 @@ import functions_framework
 from shared import collect as domain
 from shared import log
 from shared.config import ConfigError
+from shared.http import refusal
 from shared.metrics import metrics_reply
 
 _runtime: domain.Runtime | None = None
@@ -55,4 +56,6 @@ def collect(request):
     )
     reply = domain.handle(incoming, current)
     domain.log_reply(reply, incoming)
+    if reply.status >= 400:  # may be refused before the body was read (413, 429, 403): keep it unread
+        return refusal(reply.body, reply.status, reply.headers)
     return (reply.body if reply.body is not None else ""), reply.status, reply.headers

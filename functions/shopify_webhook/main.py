@@ -10,14 +10,13 @@ request's memory (413 without reading further, chunked or not).
 
 from __future__ import annotations
 
-import json
 import threading
 
-import flask
 import functions_framework
 
 from shared import log, shopify
 from shared.config import ConfigError
+from shared.http import refusal
 from shared.metrics import metrics_reply
 from shared.untrusted import BodyTooLarge, read_body
 
@@ -56,16 +55,6 @@ def shopify_webhook(request):
         body = read_body(request.stream.read, current.max_body_bytes, request.content_length)
     except BodyTooLarge as exc:
         log.outcome("rejected", exc.reason, status=413, **delivery.log_fields())
-        return _without_reading_the_rest({"error": "payload too large", "reason": exc.reason}, 413)
+        return refusal({"error": "payload too large", "reason": exc.reason}, 413)
     reply = shopify.handle(delivery, body, current)
     return reply.body, reply.status
-
-
-def _without_reading_the_rest(body: dict, status: int) -> flask.Response:
-    """A reply after which the rest of the request body stays unread.
-
-    Functions Framework reads the whole request body after every response that
-    is not streamed (its ``read_request`` after-request hook), which would
-    undo the limit: a streamed response is the one it leaves alone.
-    """
-    return flask.Response(iter([json.dumps(body)]), status=status, mimetype="application/json")

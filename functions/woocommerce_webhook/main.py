@@ -8,13 +8,12 @@ ping. Settings and clients are made once per instance, on first use (see
 
 from __future__ import annotations
 
-import json
 import threading
 
-import flask
 import functions_framework
 
 from shared import woocommerce
+from shared.http import refusal
 from shared.metrics import metrics_reply
 from shared.untrusted import BodyTooLarge, read_body
 
@@ -37,12 +36,6 @@ def reset() -> None:
     _runtime = None
 
 
-def _too_large(reason: str) -> flask.Response:
-    """413 as a streamed response: functions-framework reads the whole body after any other kind."""
-    body = json.dumps({"error": "too large", "reason": reason}).encode()
-    return flask.Response(iter([body]), status=413, mimetype="application/json")
-
-
 @functions_framework.http
 def woocommerce_webhook(request):
     if request.method == "GET":
@@ -53,6 +46,6 @@ def woocommerce_webhook(request):
         # Read before authentication but never past the limit: a chunked body has no Content-Length to check.
         body = read_body(request.stream.read, woocommerce.MAX_BODY_BYTES, request.content_length)
     except BodyTooLarge as exc:
-        return _too_large(exc.reason)
+        return refusal({"error": "too large", "reason": exc.reason}, 413)
     reply = woocommerce.handle(request.headers, body, runtime)
     return reply.body, reply.status

@@ -1,0 +1,27 @@
+"""HTTP replies that keep a refused body unread.
+
+functions-framework reads the whole request body after every response that
+is not streamed (its ``read_request`` after-request hook) and Flask keeps it
+in memory: a 413 for a 30 MB upload would read and hold all 30 MB after all,
+and a 429 would pay for the very body it refuses. A streamed response is the
+one case the hook leaves alone, so every refusal goes out as one, with
+``Connection: close`` so the server does not wait for the rest either.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import flask
+
+
+def refusal(body: Any, status: int, headers: Mapping[str, str] | None = None) -> flask.Response:
+    """A JSON (or empty) refusal after which the rest of the request body is never read."""
+    payload = b"" if body is None else json.dumps(body, ensure_ascii=False).encode("utf-8")
+    response = flask.Response(iter([payload]), status=status, mimetype="application/json")
+    response.headers.update(headers or {})
+    response.headers["Content-Length"] = str(len(payload))
+    response.headers["Connection"] = "close"
+    return response
