@@ -1,4 +1,4 @@
-"""Cost per million events, from what the benchmarks measured and the list prices in ../shared/reference/gcp.md.
+"""Cost per million events, from what the benchmarks measured and the list prices in bench/prices.md.
 
 Three paths to TikTok, each costed per event it delivers:
 
@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-PRICES_FILE = ROOT.parent / "shared" / "reference" / "gcp.md"
+PRICES_FILE = ROOT / "bench" / "prices.md"
 MEMORY_GIB = 0.5  # available_memory = "512Mi" for every function in terraform/functions.tf
 
 _PATTERNS = {
@@ -156,7 +156,7 @@ def _complete(receiver: dict[str, Any]) -> dict[str, Any]:
 
 
 def format_estimate(result: dict[str, Any]) -> str:
-    lines = ["cost per million events, USD (list prices from ../shared/reference/gcp.md):"]
+    lines = ["cost per million events, USD (list prices from bench/prices.md):"]
     lines.append(f"  {'path':12} {'functions':>10} {'firestore':>10} {'pubsub':>8} {'total':>8}   measured per event")
     for name, row in result["usd_per_million_events"].items():
         inputs = row["inputs_per_event"]

@@ -46,7 +46,7 @@ def test_the_reference_price_list_is_read_as_written():
     try:
         prices = cost.load_prices()
     except cost.PricesNotFound as exc:
-        pytest.fail(f"../shared/reference/gcp.md should be beside the clone: {exc}")
+        pytest.fail(f"bench/prices.md should be in the repository: {exc}")
     assert prices == PRICES
 
 

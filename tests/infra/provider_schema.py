@@ -109,7 +109,8 @@ class _Locator:
         self.lines = text.splitlines()
 
     def block(self, kind: str, type_name: str, name: str) -> int:
-        pattern = re.compile(rf'^\s*{kind}\s+"{re.escape(type_name)}"\s+"{re.escape(name)}"')
+        labels = rf'"{re.escape(type_name)}"' + (rf'\s+"{re.escape(name)}"' if name else r"\s*\{")
+        pattern = re.compile(rf"^\s*{kind}\s+{labels}")
         return next((i + 1 for i, line in enumerate(self.lines) if pattern.match(line)), 1)
 
     def inside(self, start: int, name: str, occurrence: int = 0) -> int:
@@ -262,6 +263,18 @@ def _check_block(
     return findings
 
 
+def _check_provider(
+    name: str, body: dict[str, Any], file: str, locator: _Locator, schema: dict[str, Any]
+) -> list[Finding]:
+    findings: list[Finding] = []
+    ctx = _Context(file, f"provider.{name}", locator, findings)
+    line = locator.block("provider", name, "")
+    if name not in schema["providers"]:
+        return findings  # reported on the resources that use it
+    _check_body(body, schema["providers"][name]["provider"], ctx, [], line, extra={"alias", "version"})
+    return findings
+
+
 def _declared(parsed: dict[str, Any]) -> list[tuple[str, str, str, dict[str, Any]]]:
     """(kind, type, name, body) of every resource and data block, those inside `check` blocks included."""
     found = []
@@ -287,11 +300,20 @@ def check_texts(texts: dict[str, str], schema: dict[str, Any] | None = None) -> 
     """Findings for {file name: HCL text}; an empty list means every block conforms to the schema."""
     import hcl2
 
+    major = int(str(getattr(hcl2, "__version__", "0")).split(".")[0])
+    if major < 8:
+        # checkov's fork (bc-python-hcl2) shadows python-hcl2 when both share a venv; it marks no blocks.
+        raise RuntimeError(f"python-hcl2 8 is needed (requirements-dev.txt), found {hcl2.__file__} {major}")
+
     schema = schema or load_schema()
     findings: list[Finding] = []
     for file, text in sorted(texts.items()):
         locator = _Locator(text)
-        for kind, type_name, name, body in _declared(hcl2.loads(text)):
+        parsed = hcl2.loads(text)
+        for entry in parsed.get("provider", []):
+            for label, body in entry.items():
+                findings.extend(_check_provider(_unquote(label), body, file, locator, schema))
+        for kind, type_name, name, body in _declared(parsed):
             findings.extend(_check_block(kind, type_name, name, body, file, locator, schema))
     return findings
 

@@ -20,8 +20,6 @@ from tests.infra.provider_schema import (
     satisfies,
 )
 
-pytest.importorskip("hcl2")
-
 
 def _findings(hcl: str, file: str = "planted.tf") -> list[Finding]:
     return check_texts({file: textwrap.dedent(hcl)})
@@ -214,6 +212,15 @@ def test_a_missing_required_block_and_a_dynamic_block_of_an_unknown_type_are_rep
     ]
 
 
+def test_the_provider_block_is_checked_too() -> None:
+    provider = 'provider "google" {\n  project = var.project_id\n  alias = "eu"\n  default_labels = {}\n}\n'
+    assert _findings(provider) == []
+    finding = _only(_findings(provider.replace("project =", "projet =")))
+    assert str(finding) == (
+        "terraform/planted.tf:2: provider.google.projet: unsupported argument 'projet' (did you mean 'project'?)"
+    )
+
+
 def test_lifecycle_arguments_are_checked_too() -> None:
     finding = _only(_findings(SUBSCRIPTION.replace("create_before_destroy", "create_before_destory")))
     assert (finding.path, finding.message) == (
@@ -345,3 +352,4 @@ def test_the_extractor_reads_arguments_nested_blocks_and_read_only_attributes_fr
         }
     }
     assert extracted["data"] == {}
+    assert extracted["provider"] == {}
