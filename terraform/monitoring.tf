@@ -20,11 +20,11 @@ locals {
       documentation  = "The sender dead-lettered events (TikTok refused them for good, a pixel has no access token, or a message was malformed). They are kept in Firestore `dead_events` with TikTok's code and message. Fix the cause (token, pixel, payload), then re-drive: `make redrive ARGS=--list`, then `--all` or `--event-id`."
     }
     parked_orders = {
-      display_name   = "WooCommerce orders parked during an outage"
-      outcome_regex  = "parked"
+      display_name   = "WooCommerce orders parked during an outage, or refused"
+      outcome_regex  = "parked|refused"
       function_regex = ".*woocommerce-webhook"
       threshold      = 0
-      documentation  = "Firestore or Pub/Sub was unavailable while a WooCommerce order arrived. WooCommerce does not retry, so the hashed order was logged at ERROR (`outcome: parked`). Once the dependency is back, replay the log lines: see docs/woocommerce.md, \"When Google Cloud is down\"."
+      documentation  = "Firestore or Pub/Sub was unavailable while a WooCommerce order arrived. WooCommerce does not retry, so the hashed order was logged at ERROR (`outcome: parked`). Once the dependency is back, replay the log lines: see docs/woocommerce.md, \"When Google Cloud is down\". An order that could not even be parked is logged at ERROR as `outcome: refused` (answered 422); its order id is in the line: resend it from WooCommerce once the cause is fixed."
     }
     webhook_signatures = {
       display_name   = "Webhook deliveries refused (signature or shop)"

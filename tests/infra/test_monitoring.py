@@ -22,6 +22,7 @@ NEEDS_A_PERSON = {
     delivery.DEAD: "dead_events",
     delivery.DEAD_MALFORMED: "dead_events",
     woocommerce.PARKED: "parked_orders",
+    woocommerce.REFUSED: "parked_orders",  # a signed order that could not even be parked (422)
     "rejected": "webhook_signatures",  # 401 from a webhook: signature or shop
     "error_unavailable": "unavailable",  # collect's 503
     orders.IN_PROGRESS: "unavailable",  # Shopify's 503 while another delivery publishes
