@@ -29,8 +29,10 @@ deletes the claim and writes a dead record.
 
 Dead records (``dead_events``, same key; malformed messages keyed by message
 id) hold the envelope JSON, ``kind`` (``rejected``, ``missing_token``,
-``malformed``), ``reason``, TikTok's ``code`` and ``message``, ``dead_at``,
-``attempts`` and ``state`` (``dead`` or ``redriven``). Re-driving resends the
+``malformed``, ``unsendable``: a valid envelope that could not be written as
+a request, refused alone by the same bisection as TikTok's refusals),
+``reason``, TikTok's ``code`` and ``message``, ``dead_at``, ``attempts`` and
+``state`` (``dead`` or ``redriven``). Re-driving resends the
 envelope with ``source="redrive"``; the sender deletes the dead record once
 such an envelope is delivered (or found already delivered).
 """
@@ -41,7 +43,6 @@ import base64
 import binascii
 import datetime as dt
 import hashlib
-import json
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -55,6 +56,7 @@ from shared.metrics import COUNTERS, Counters
 from shared.models import Envelope, envelopes_to_request, group_for_requests
 from shared.store import DEAD_EVENTS, EVENT_CLAIMS, TTL_FIELD, doc_id, utcnow
 from shared.tiktok_api import ApiResult, TikTokClient
+from shared.untrusted import BodyTooLarge, UnsafeInput, clean_text, parse_json, read_body
 
 ClaimKey = tuple[str, str, str]
 
@@ -64,11 +66,16 @@ DUPLICATE = "duplicate"
 DEAD = "dead"
 DEAD_MALFORMED = "dead_malformed"
 RETRY = "retry"
+REFUSED = "refused"  # a POST that is not a Pub/Sub push at all (answered 4xx, nothing recorded)
 
 # Dead record kinds.
 KIND_REJECTED = "rejected"
 KIND_MISSING_TOKEN = "missing_token"  # noqa: S105 (a record kind, not a secret)
 KIND_MALFORMED = "malformed"
+KIND_UNSENDABLE = "unsendable"  # valid envelope that could not be turned into an Events API request
+
+# Pub/Sub's largest message (10 MB) base64-encoded, plus its attributes: no push is larger.
+MAX_PUSH_BYTES = 14 * 1024 * 1024
 
 # Claim states.
 SENDING = "sending"
@@ -85,8 +92,41 @@ class MalformedMessage(ValueError):
 
     def __init__(self, reason: str, ids: Mapping[str, str] | None = None) -> None:
         super().__init__(reason)
+        self.reason = clean_text(reason)
+        self.ids = {key: clean_text(value) for key, value in (ids or {}).items()}
+
+
+class PushRefused(ValueError):
+    """A POST body that is not a Pub/Sub push (Pub/Sub never sends one): 4xx, nothing to acknowledge."""
+
+    def __init__(self, reason: str, status: int = 400) -> None:
+        super().__init__(reason)
         self.reason = reason
-        self.ids = dict(ids or {})
+        self.status = status
+
+
+def read_push(read: Callable[[int], bytes], declared_length: int | None) -> tuple[Any, str | None]:
+    """The ``message`` of a push body and its message id, or :class:`PushRefused`.
+
+    The body is bounded while it is read and parsed with bounded depth and
+    numbers. What is inside ``message`` is not judged here: a broken message
+    is still a message, recorded and acknowledged by :meth:`Sender.handle_message`.
+    """
+    try:
+        raw = read_body(read, MAX_PUSH_BYTES, declared_length)
+        body = parse_json(raw, surrogates="replace")
+    except BodyTooLarge as exc:
+        raise PushRefused(exc.reason, exc.status) from None
+    except UnsafeInput as exc:
+        raise PushRefused(exc.reason) from None
+    if not isinstance(body, dict) or "message" not in body:
+        raise PushRefused("expected a JSON object with a message (the body of a Pub/Sub push)")
+    message = body["message"]
+    message_id = None
+    if isinstance(message, dict):
+        candidate = message.get("messageId", message.get("message_id"))
+        message_id = candidate[:200] if isinstance(candidate, str) and candidate else None
+    return message, message_id
 
 
 # --- counters --------------------------------------------------------------
@@ -132,10 +172,18 @@ def _safe_ids(document: Any) -> dict[str, str]:
     if not isinstance(document, dict):
         return {}
     return {
-        key: document[key][:200]
+        key: clean_text(document[key][:200])
         for key in ("pixel_code", "event", "event_id", "source")
         if isinstance(document.get(key), str)
     }
+
+
+def envelope_ids(data: bytes) -> dict[str, str]:
+    """The routing ids (pixel, event, event id, source) of raw envelope JSON, as far as it has them."""
+    try:
+        return _safe_ids(parse_json(data, surrogates="replace"))
+    except UnsafeInput:
+        return {}
 
 
 def decode_message(message: Any) -> Envelope:
@@ -150,16 +198,25 @@ def decode_message(message: Any) -> Envelope:
     except (binascii.Error, ValueError):
         raise MalformedMessage("message.data is not valid base64") from None
     try:
-        document = json.loads(raw)
-    except (UnicodeDecodeError, ValueError) as exc:
-        reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "not UTF-8"
-        raise MalformedMessage(f"message.data is not JSON ({reason})") from None
+        # A lone surrogate would break the request to TikTok and the dead record alike;
+        # the event is still worth sending with U+FFFD in that one field.
+        document = parse_json(raw, surrogates="replace")
+    except UnsafeInput as exc:
+        raise MalformedMessage(f"message.data is not JSON the sender accepts: {exc.reason}") from None
     if not isinstance(document, dict):
         raise MalformedMessage("message.data is JSON but not an object (an envelope is an object)")
     try:
         return Envelope.model_validate(document)
     except ValidationError as exc:
         raise MalformedMessage(_describe_validation(exc)[:1500], _safe_ids(document)) from None
+
+
+def _envelope_json(envelope: Envelope) -> str | None:
+    """The envelope as JSON for its dead record, or None when it will not serialise (kept: its ids)."""
+    try:
+        return envelope.model_dump_json(exclude_none=True)
+    except ValueError:  # pydantic_core's serialisation errors are ValueErrors
+        return None
 
 
 # --- Firestore: claims and dead records -----------------------------------
@@ -303,6 +360,10 @@ class ClaimStore:
             ):
                 lost = Claim("busy", detail="another attempt took it over first")
                 claims[key] = Claim("claimed", update_time, attempts) if code == _OK else lost
+                if code == _OK and attempts > 1:
+                    # The attempt that held it died or outlived its lease: this one resends.
+                    self.counters.add("claims.taken_over")
+                    log.info("claim taken over after its lease", event_id=key[2], attempts=attempts)
         return claims
 
     def finalize(
@@ -360,22 +421,23 @@ class ClaimStore:
 
     def _dead_document(self, record: DeadRecord, now: dt.datetime, increment: Any) -> dict[str, Any]:
         envelope = record.envelope
+        envelope_json = _envelope_json(envelope)
         return {
             "state": "dead",
             "kind": record.kind,
-            "reason": record.reason,
+            "reason": clean_text(record.reason),
             "code": record.code,
-            "message": record.message,
+            "message": None if record.message is None else clean_text(record.message),
             "request_id": record.request_id,
             "message_id": record.message_id,
-            "pixel_code": envelope.pixel_code,
-            "event": envelope.event,
-            "event_id": envelope.event_id,
+            "pixel_code": clean_text(envelope.pixel_code),
+            "event": clean_text(envelope.event),
+            "event_id": clean_text(envelope.event_id),
             "source": envelope.source,
-            "test_event_code": envelope.test_event_code,
+            "test_event_code": None if envelope.test_event_code is None else clean_text(envelope.test_event_code),
             "event_time": envelope.event_time,
-            "envelope": envelope.model_dump_json(exclude_none=True),
-            "redrivable": True,
+            "envelope": envelope_json,
+            "redrivable": envelope_json is not None,
             "dead_at": now,
             "attempts": increment,
             TTL_FIELD: now + self.dead_ttl,
@@ -384,14 +446,14 @@ class ClaimStore:
     def record_malformed(self, message_id: str | None, error: MalformedMessage, data: Any) -> str:
         """Record a message that is not an envelope. Its bytes are not kept: they may hold raw PII."""
         now = utcnow()
-        raw = data.encode() if isinstance(data, str) else data if isinstance(data, bytes) else b""
+        raw = data.encode("utf-8", "replace") if isinstance(data, str) else data if isinstance(data, bytes) else b""
         digest = hashlib.sha256(raw).hexdigest()
-        key = ("malformed", message_id or digest)
+        key = ("malformed", clean_text(message_id) if message_id else digest)
         document = {
             "state": "dead",
             "kind": KIND_MALFORMED,
             "reason": error.reason,
-            "message_id": message_id,
+            "message_id": None if message_id is None else clean_text(message_id),
             "data_sha256": digest,
             "data_bytes": len(raw),
             **{name: value for name, value in error.ids.items()},
@@ -494,7 +556,12 @@ class Processor:
         self.counters = counters
 
     def _send(self, group: list[Envelope]) -> ApiResult:
-        body = envelopes_to_request(group)
+        try:
+            body = envelopes_to_request(group)
+        except ValueError as exc:  # pydantic's ValidationError included; its text may quote values
+            self.counters.add("tiktok.unsendable")
+            return ApiResult("reject", None, f"could not build the Events API request ({type(exc).__name__})",
+                             local=True)  # fmt: skip
         started = time.monotonic()
         result = self.client.track(body, self.tokens[group[0].pixel_code])
         self.counters.add("tiktok.requests")
@@ -581,6 +648,10 @@ class Processor:
                     undead.append(envelope)
             elif result.verdict == "retry":
                 released.append((envelope, claims[key]))
+            elif result.local:
+                record = DeadRecord(envelope, KIND_UNSENDABLE, f"not sent: {result.message}",
+                                    message_id=message_ids[key])  # fmt: skip
+                dead.append((record, claims[key]))
             else:
                 record = DeadRecord(envelope, KIND_REJECTED, f"TikTok refused the event: {result.describe()}",
                                     result.code, result.message, result.request_id, message_ids[key])  # fmt: skip
@@ -814,14 +885,19 @@ class Sender:
                    idle_ms=settings.batch_idle_ms)  # fmt: skip
 
     def handle_message(self, message: Any, message_id: str | None) -> Outcome:
-        """One Pub/Sub message to its outcome. Raises only if a malformed message can not be recorded."""
+        """One Pub/Sub message to its outcome; never raises."""
         self.counters.add("messages")
         try:
             envelope = decode_message(message)
         except MalformedMessage as exc:
             data = message.get("data") if isinstance(message, Mapping) else None
-            record_id = self.claims.record_malformed(message_id, exc, data)
-            outcome = Outcome(DEAD_MALFORMED, exc.reason, exc.ids.get("event_id"), {"dead_record": record_id})
+            try:
+                record_id = self.claims.record_malformed(message_id, exc, data)
+            except Exception as error:  # Firestore trouble: Pub/Sub brings the message back
+                log.error("could not record a malformed message", error=type(error).__name__)
+                outcome = Outcome(RETRY, f"could not record a malformed message ({type(error).__name__})")
+            else:
+                outcome = Outcome(DEAD_MALFORMED, exc.reason, exc.ids.get("event_id"), {"dead_record": record_id})
         else:
             outcome = self.dispatcher.submit(envelope, message_id)
         self.counters.add(f"outcome.{outcome.kind}")

@@ -54,6 +54,8 @@ class ApiResult:
     # data.failed_events when TikTok (or the sandbox) names the failing indexes.
     failed_indexes: tuple[int, ...] = ()
     request_level: bool = False
+    # Refused here, before TikTok: the events could not be serialised into a request.
+    local: bool = False
 
     @property
     def ok(self) -> bool:
@@ -140,6 +142,16 @@ def classify_exception(exc: BaseException) -> ApiResult:
     )
 
 
+def encode_request(body: dict[str, Any]) -> bytes:
+    """The request body as UTF-8 JSON; ValueError (naming no value) for what JSON or UTF-8 can not carry."""
+    try:
+        return json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("a string holds an unpaired UTF-16 surrogate") from None
+    except (ValueError, TypeError, RecursionError) as exc:
+        raise ValueError(f"not JSON-serialisable: {type(exc).__name__}") from None
+
+
 class TikTokClient:
     """One connection-reusing httpx client per instance, created on first use."""
 
@@ -168,8 +180,13 @@ class TikTokClient:
         """POST one Events API request; never raises for network or API errors."""
         import httpx
 
+        try:
+            payload = encode_request(body)
+        except ValueError as exc:
+            # Rejected, not retried: the same events would fail the same way; deliver() bisects
+            # the request so that only the event that can not be written is refused.
+            return ApiResult("reject", None, f"could not serialise the request ({exc})", local=True)
         client = self._http()
-        payload = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
         try:
             response = client.post(self.api_url, content=payload, headers={"Access-Token": access_token})
         except httpx.HTTPError as exc:

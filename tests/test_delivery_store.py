@@ -179,3 +179,29 @@ def test_copies_in_one_batch_send_once(store: Any, sandbox: RecordingSandbox) ->
     outcomes = processor.process([(envelope, "m1"), (envelope, "m2"), (envelope, "m3")])
     assert sorted(o.kind for o in outcomes) == [DUPLICATE, DUPLICATE, SENT]
     assert len(sandbox.events(event_id=envelope.event_id)) == 1
+
+
+def test_an_event_that_can_not_be_serialised_is_dead_alone_and_the_rest_delivered(
+    store: Any, sandbox: RecordingSandbox
+) -> None:
+    processor = _processor(store, sandbox)
+    envelopes = [make_envelope() for _ in range(6)]
+    # Valid as a model, but JSON has no NaN: building the request fails here, before TikTok.
+    bad = envelopes[2] = envelopes[2].model_copy(update={"properties": make_envelope().properties.model_copy(
+        update={"value": float("nan")})})  # fmt: skip
+    outcomes = processor.process([(e, f"m{i}") for i, e in enumerate(envelopes)])
+    assert [o.kind for o in outcomes] == [SENT, SENT, DEAD, SENT, SENT, SENT]
+    assert sorted(e["event_id"] for e in sandbox.events()) == sorted(e.event_id for e in envelopes if e is not bad)
+    dead = _doc(store, DEAD_EVENTS, bad.claim_key())
+    assert dead["kind"] == "unsendable" and "serialise" in dead["reason"] and dead["message_id"] == "m2"
+    assert _doc(store, EVENT_CLAIMS, bad.claim_key()) is None  # a later fix and re-drive can claim it again
+
+
+def test_a_takeover_after_the_lease_is_counted(store: Any) -> None:
+    counters = Counters()
+    claims = ClaimStore(store, dt.timedelta(seconds=0), dt.timedelta(days=8), dt.timedelta(days=30), counters)
+    envelope = make_envelope()
+    assert claims.claim([(envelope, "m1")])[envelope.claim_key()].state == "claimed"
+    taken = claims.claim([(envelope, "m2")])[envelope.claim_key()]  # the first attempt's lease is over
+    assert taken.state == "claimed" and taken.attempts == 2
+    assert counters.snapshot()["claims.taken_over"] == 1

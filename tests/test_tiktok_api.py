@@ -185,6 +185,18 @@ def test_client_turns_network_failures_into_retries() -> None:
     assert client.track(_body(), "tok").verdict == "retry"
 
 
+@pytest.mark.parametrize(("field", "value"), [("currency", "EUR\ud800"), ("value", float("nan")), ("value", 1e400)])
+def test_a_body_json_can_not_carry_is_refused_here_without_a_request(field: str, value: Any) -> None:
+    seen: list[httpx.Request] = []
+    client = TikTokClient("https://tiktok.test/x/", 5, transport=httpx.MockTransport(lambda r: seen.append(r)))
+    body = _body()
+    body["data"][0]["properties"] = {field: value}
+    result = client.track(body, "tok")
+    assert (result.verdict, result.local, result.request_level) == ("reject", True, False)
+    assert "serialise" in result.message and "\ud800" not in result.message
+    assert seen == []
+
+
 def test_client_creates_one_http_client_and_reuses_it() -> None:
     client = TikTokClient("https://tiktok.test/x/", 5, transport=httpx.MockTransport(lambda r: httpx.Response(200)))
     client.track(_body(), "t")

@@ -1,10 +1,15 @@
 """Sender: Pub/Sub push -> TikTok Events API, each event delivered once (see shared/delivery.py).
 
-A Pub/Sub push (raw push JSON, converted to a CloudEvent by functions-framework)
-carries one envelope. Returning acknowledges the message (sent, duplicate,
-dead-lettered, malformed); answering 503 makes Pub/Sub redeliver it with
-backoff (transient TikTok or Firestore trouble). GET on any path answers
-``{"status": "ok"}``; ``GET /metrics`` answers this instance's counters.
+A Pub/Sub push POSTs one message (one envelope) as JSON. Answering 2xx
+acknowledges it (sent, duplicate, dead-lettered, malformed and recorded);
+answering 503 makes Pub/Sub redeliver it (transient TikTok or Firestore
+trouble, a misconfigured sender). A body that is not a push at all (too
+large, not bounded JSON, no ``message`` object) is answered 4xx with the
+reason: Pub/Sub never sends one. GET on any path answers ``{"status": "ok"}``;
+``GET /metrics`` answers this instance's counters.
+
+An HTTP function rather than a CloudEvent one: functions-framework would
+parse the body itself, unbounded, before any of this code runs.
 """
 
 from __future__ import annotations
@@ -12,11 +17,11 @@ from __future__ import annotations
 import threading
 
 import functions_framework
-from flask import abort, current_app, has_app_context, jsonify, request
+from flask import Request, abort, jsonify
 
 from shared import log
 from shared.config import ConfigError, SenderSettings
-from shared.delivery import COUNTERS, Sender
+from shared.delivery import COUNTERS, REFUSED, PushRefused, Sender, read_push
 
 _sender: Sender | None = None
 _lock = threading.Lock()
@@ -43,11 +48,24 @@ def reset() -> None:
         _sender = None
 
 
-@functions_framework.cloud_event
-def sender(cloud_event) -> None:
-    data = cloud_event.data
-    message = data.get("message") if isinstance(data, dict) else None
-    message_id = cloud_event["id"]
+def _get(request: Request):
+    if request.path.rstrip("/") == "/metrics":
+        batching = None if _sender is None else _sender.dispatcher.batching
+        return jsonify(counters=COUNTERS.snapshot(), batching=batching)
+    return jsonify(status="ok")
+
+
+@functions_framework.http
+def sender(request: Request):
+    if request.method in ("GET", "HEAD"):
+        return _get(request)
+    if request.method != "POST":
+        return jsonify(error="method not allowed", reason="Pub/Sub pushes with POST"), 405
+    try:
+        message, message_id = read_push(request.stream.read, request.content_length)
+    except PushRefused as exc:
+        log.outcome(REFUSED, exc.reason, status=exc.status)
+        return jsonify(error="not a Pub/Sub push", reason=exc.reason), exc.status
     try:
         instance = dependencies()
     except ConfigError as exc:  # names the variable; messages wait in Pub/Sub until it is fixed
@@ -56,19 +74,6 @@ def sender(cloud_event) -> None:
     outcome = instance.handle_message(message, message_id)
     outcome.log(message_id=message_id)
     if outcome.retry:
-        # Any non-2xx makes Pub/Sub redeliver with backoff; an HTTP error (not a crash) logs no traceback.
+        # Any non-2xx makes Pub/Sub redeliver; an HTTP error (not a crash) logs no traceback.
         abort(503, description=f"retry later: {outcome.reason} (event_id {outcome.event_id})")
-
-
-def _get(path: str = ""):
-    if request.path.rstrip("/") == "/metrics":
-        batching = None if _sender is None else _sender.dispatcher.batching
-        return jsonify(counters=COUNTERS.snapshot(), batching=batching)
-    return jsonify(status="ok")
-
-
-# functions-framework runs this module inside its app context and routes only POST
-# to a CloudEvent function: add GET for health checks and metrics.
-if has_app_context():
-    current_app.add_url_rule("/", "sender_get", _get, methods=["GET"])
-    current_app.add_url_rule("/<path:path>", "sender_get", _get, methods=["GET"])
+    return jsonify(outcome=outcome.kind)
