@@ -18,6 +18,8 @@ import threading
 import time
 from typing import Any
 
+from shared.untrusted import clean_text
+
 _LEVELS = {"DEBUG": 10, "INFO": 20, "NOTICE": 25, "WARNING": 30, "ERROR": 40, "CRITICAL": 50}
 _PII_FIELDS = frozenset(
     {"email", "phone", "first_name", "last_name", "name", "address", "address1", "address2",
@@ -35,7 +37,8 @@ def set_level(level: str) -> None:
 
 def _scrub(value: Any) -> Any:
     if isinstance(value, str):
-        return _EMAIL.sub("[email]", value)[:2000]
+        # clean_text: a lone surrogate from anyone's input would make the line unwritable as UTF-8.
+        return clean_text(_EMAIL.sub("[email]", value)[:2000])
     if isinstance(value, dict):
         return {k: _scrub(v) for k, v in value.items() if str(k).lower() not in _PII_FIELDS}
     if isinstance(value, (list, tuple)):

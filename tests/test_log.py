@@ -25,3 +25,11 @@ def test_personal_fields_and_email_addresses_never_reach_the_log(capsys):
 def test_dead_outcomes_are_warnings(capsys):
     log.outcome("dead", "refused by TikTok", code=40002)
     assert json.loads(capsys.readouterr().out)["severity"] == "WARNING"
+
+
+def test_a_lone_surrogate_in_any_field_or_message_still_writes_a_utf8_line(capsys):
+    log.info("user agent \ud800", user_agent="Mozilla\udc00", nested={"k": ["\ud800"]})
+    line = capsys.readouterr().out
+    line.encode("utf-8")
+    record = json.loads(line)
+    assert record["user_agent"] == "Mozilla\ufffd" and record["nested"] == {"k": ["\ufffd"]}
