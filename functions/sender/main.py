@@ -22,6 +22,7 @@ from flask import Request, abort, jsonify
 from shared import log
 from shared.config import ConfigError, SenderSettings
 from shared.delivery import COUNTERS, REFUSED, PushRefused, Sender, read_push
+from shared.http import refusal
 
 _sender: Sender | None = None
 _lock = threading.Lock()
@@ -60,12 +61,14 @@ def sender(request: Request):
     if request.method in ("GET", "HEAD"):
         return _get(request)
     if request.method != "POST":
-        return jsonify(error="method not allowed", reason="Pub/Sub pushes with POST"), 405
+        return refusal(
+            {"error": "method not allowed", "reason": "Pub/Sub pushes with POST"}, 405, {"Allow": "GET, POST"}
+        )
     try:
         message, message_id = read_push(request.stream.read, request.content_length)
     except PushRefused as exc:
         log.outcome(REFUSED, exc.reason, status=exc.status)
-        return jsonify(error="not a Pub/Sub push", reason=exc.reason), exc.status
+        return refusal({"error": "not a Pub/Sub push", "reason": exc.reason}, exc.status)
     try:
         instance = dependencies()
     except ConfigError as exc:  # names the variable; messages wait in Pub/Sub until it is fixed
