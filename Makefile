@@ -8,7 +8,7 @@ INFRA_VENV := .venv-infra
 STAMP := $(VENV)/.installed
 INFRA_STAMP := $(INFRA_VENV)/.installed
 
-.PHONY: run test lint bench redrive clean venv
+.PHONY: run test lint bench redrive replay demo clean venv
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is needed, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
@@ -26,7 +26,7 @@ venv: $(STAMP)
 
 ## Start emulators, Pub/Sub topology, the four functions and the TikTok sandbox; what dies is restarted (Ctrl-C stops all).
 run: $(STAMP)
-	$(BIN)/python scripts/localstack.py run
+	$(BIN)/python scripts/localstack.py run --fresh-logs
 
 ## Every test: unit, emulator-backed, end-to-end through the local stack, browser, infrastructure.
 test: $(STAMP) $(INFRA_STAMP)
@@ -42,8 +42,17 @@ bench: $(STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 ## Re-drive dead events after fixing their cause: make redrive ARGS="--list"
+## Against the running `make run` stack with nothing exported (it writes .run/stack.json).
 redrive: $(STAMP)
 	$(BIN)/python -m functions.sender.redrive $(ARGS)
+
+## Publish parked WooCommerce orders from their log lines: make replay < parked.jsonl (ARGS=--dry-run)
+replay: $(STAMP)
+	$(BIN)/python -m functions.woocommerce_webhook.replay $(ARGS)
+
+## A first event: consent through collect, a signed Shopify and WooCommerce order, what the sandbox got.
+demo: $(STAMP)
+	$(BIN)/python scripts/demo.py
 
 clean:
 	rm -rf $(VENV) $(INFRA_VENV) .run .pytest_cache

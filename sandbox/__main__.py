@@ -1,6 +1,7 @@
 """Serve the sandbox: ``python -m sandbox --host 127.0.0.1 --port 8090 --token TOKEN [--pixel CODE ...]``.
 
-``--port`` and ``--token`` default to ``SANDBOX_PORT`` and ``TIKTOK_ACCESS_TOKEN``.
+``--port`` and ``--token`` default to ``SANDBOX_PORT`` and ``TIKTOK_ACCESS_TOKEN``. A token that is
+a JSON object ``{"<pixel code>": "<token>"}`` is a token per pixel, each valid for its own pixel only.
 Without ``--pixel`` any pixel code is accepted. Logs are JSON lines on stdout.
 """
 
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import logging
 import os
 import sys
@@ -45,7 +47,20 @@ def parse_args(argv: Sequence[str] | None = None, environ: Mapping[str, str] | N
     args.token = args.token or environ.get("TIKTOK_ACCESS_TOKEN")
     if not args.token:
         parser.error("an access token is required: --token TOKEN or TIKTOK_ACCESS_TOKEN")
+    if args.token.lstrip().startswith("{"):
+        args.token = parse_token_map(args.token, parser)
     return args
+
+
+def parse_token_map(text: str, parser: argparse.ArgumentParser) -> dict[str, str]:
+    """A ``{pixel_code: token}`` map, as the sender reads TIKTOK_ACCESS_TOKEN for several pixels."""
+    try:
+        tokens = json.loads(text)
+    except ValueError as exc:
+        parser.error(f"--token looks like a JSON token map but is not valid JSON ({exc})")
+    if not isinstance(tokens, dict) or not tokens or not all(isinstance(v, str) and v for v in tokens.values()):
+        parser.error('--token as JSON must be a non-empty object {"<pixel code>": "<token>"}')
+    return tokens
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -59,6 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "message": "sandbox listening",
             "url": f"http://{args.host}:{args.port}{TRACK_PATH}",
             "pixels": sorted(args.pixel) if args.pixel else "any",
+            "tokens": sorted(args.token) if isinstance(args.token, dict) else 1,  # pixels with a token, never one
         }
     )
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is the normal way to stop it

@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +31,7 @@ from sandbox.contract import (
     check_access_token,
     check_body,
     parse_body,
+    token_pixels,
 )
 from sandbox.faults import HTTP_5XX, THROTTLE, TIMEOUT, FaultConfig, parse_faults, pick_fault
 
@@ -118,10 +119,16 @@ class _State:
     rng: random.Random = field(default_factory=random.Random)
 
 
-def create_app(access_token: str, pixel_codes: set[str] | None = None) -> Flask:
-    """A sandbox that accepts ``access_token`` and, when given, only the pixels in ``pixel_codes``."""
-    if not access_token:
+def create_app(access_token: str | Mapping[str, str], pixel_codes: set[str] | None = None) -> Flask:
+    """A sandbox that accepts ``access_token`` and, when given, only the pixels in ``pixel_codes``.
+
+    ``access_token`` may be a ``{pixel_code: token}`` map, as a deployment with
+    several pixels holds: each token is then accepted for its own pixel only, and
+    a valid token sent for another pixel gets TikTok's 40001 (no permission).
+    """
+    if not access_token or (not isinstance(access_token, str) and not all(access_token.values())):
         raise ValueError("the sandbox needs a non-empty access token")
+    tokens = None if isinstance(access_token, str) else dict(access_token)
     pixels = frozenset(pixel_codes) if pixel_codes is not None else None
     state = _State()
     app = Flask(__name__)
@@ -138,7 +145,11 @@ def create_app(access_token: str, pixel_codes: set[str] | None = None) -> Flask:
         if body is None:
             assert body_error is not None
             return body_error
-        verdict = check_body(body, now=now, pixel_codes=pixels)
+        allowed = pixels
+        if tokens is not None:
+            allowed = token_pixels(request.headers.get("Access-Token", ""), tokens)
+            allowed = allowed if pixels is None else allowed & pixels
+        verdict = check_body(body, now=now, pixel_codes=allowed)
         if verdict.ok:
             verdict = failing_event_ids(body["data"], faults.fail_event_ids) or verdict
         return verdict

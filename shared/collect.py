@@ -397,18 +397,23 @@ def client_ip(forwarded_for: str | None, remote_addr: str | None, trusted_hops: 
         return None
 
 
-def drop_reason(request: HttpRequest) -> str | None:
+def drop_reason(request: HttpRequest, allow_automated: bool = False) -> str | None:
     """Why a request is dropped without being read (prefetch, bot), or None."""
     for name in _PREFETCH_HEADERS:
         value = request.headers.get(name)
         if value and _PREFETCH_VALUE.search(value):
             return "prefetch"
-    return "bot" if is_bot(request.header("user-agent")) else None
+    return "bot" if is_bot(request.header("user-agent"), allow_automated) else None
 
 
-def is_bot(user_agent: str) -> bool:
-    """An empty user agent, a crawler, a link previewer, a monitor, a headless browser or an HTTP library."""
+def is_bot(user_agent: str, allow_automated: bool = False) -> bool:
+    """An empty user agent, a crawler, a link previewer, a monitor, a headless browser or an HTTP library.
+
+    ``allow_automated`` (COLLECT_ALLOW_AUTOMATED_BROWSERS, for testing) lets headless browsers through.
+    """
     text = user_agent.lower()
+    if allow_automated:
+        text = text.replace("headlesschrome", "chrome").replace("phantomjs", "")
     if not text or text.startswith(_BOT_PREFIXES) or any(word in text for word in _BOT_WORDS):
         return True
     return "bot" in text and _BOT_TOKEN.search(text) is not None
@@ -869,8 +874,10 @@ class Runtime:
         rate_limit_burst: int = 120,
         store_factory: Callable[[], Any] | None = None,
         publisher_factory: Callable[[], Any] | None = None,
+        allow_automated_browsers: bool = False,
     ) -> None:
         self.tenants = tenants
+        self.allow_automated_browsers = allow_automated_browsers
         self.max_body_bytes = max_body_bytes
         self.max_events = max_events
         self.default_region = default_region
@@ -899,6 +906,7 @@ class Runtime:
             trusted_hops=settings.trusted_proxy_hops,
             rate_limit_per_minute=settings.rate_limit_per_minute,
             rate_limit_burst=settings.rate_limit_burst,
+            allow_automated_browsers=settings.allow_automated_browsers,
             # The RPC's own deadline lets an abandoned commit end; the bound in _flush caps the wait.
             store_factory=lambda: store_from_settings(settings, timeout=STORE_TIMEOUT_SECONDS),
             publisher_factory=lambda: publisher_from_settings(settings),
@@ -957,6 +965,8 @@ def cors_headers(origin: str | None, runtime: Runtime) -> dict[str, str]:
     headers = {"Vary": "Origin"}
     if origin is not None and origin in runtime.origins:
         headers["Access-Control-Allow-Origin"] = origin
+        # Lets a page (the demo, a developer's console) read why a 204 stored nothing.
+        headers["Access-Control-Expose-Headers"] = "X-Collect-Outcome, X-Collect-Consent, X-Collect-Ignored"
     return headers
 
 
@@ -1018,7 +1028,7 @@ def _collect(request: HttpRequest, runtime: Runtime, origin: str | None, method:
     if raw_origin and raw_origin.lower() != "null" and origin not in runtime.origins:
         shown = origin or "a malformed Origin"
         raise Refused(403, "forbidden", f"origin {shown} is not allowed (COLLECT_ALLOWED_ORIGINS)")
-    dropped = drop_reason(request)
+    dropped = drop_reason(request, runtime.allow_automated_browsers)
     if dropped:
         return Reply(204, f"dropped_{dropped}", reason=f"{dropped} traffic is not collected")
     content_type = media_type(request.header("content-type"))

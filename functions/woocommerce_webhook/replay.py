@@ -6,7 +6,8 @@ Logging entries as lines or one JSON array) and replays every record whose
 records are claimed again, envelopes are deduplicated by the sender's claim and
 by TikTok on their event_id. Uses the function's settings from the environment
 (``GOOGLE_CLOUD_PROJECT``, ``PUBSUB_TOPIC``; for order records also the site,
-pixel and secret settings). Prints one JSON line per record; exits 1 if any
+pixel and secret settings), or from the running ``make run`` stack when nothing
+is exported (:mod:`shared.localenv`). Prints one JSON line per record; exits 1 if any
 record could not be replayed (run it again later with the same input)::
 
     gcloud logging read 'jsonPayload.outcome="parked"' --freshness=7d --format=json \\
@@ -20,7 +21,8 @@ import argparse
 import json
 import sys
 
-from shared import woocommerce
+from shared import localenv, woocommerce
+from shared.config import ConfigError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,7 +38,13 @@ def main(argv: list[str] | None = None) -> int:
         for record in records:
             print(json.dumps({"kind": record.get("kind"), "event_id": woocommerce.record_event_id(record)}))
         return 0
-    runtime = woocommerce.Runtime.from_env(require_tenants=False)
+    # The running `make run` stack's variables when none are exported; else one line on what Google Cloud needs.
+    localenv.prepare("replay", ("GOOGLE_CLOUD_PROJECT",))
+    try:
+        runtime = woocommerce.Runtime.from_env(require_tenants=False)
+    except ConfigError as exc:
+        print(json.dumps({"outcome": "failed", "error": f"configuration: {exc}"}))
+        return 2
     failed = 0
     for record in records:
         try:
