@@ -8,7 +8,7 @@ INFRA_VENV := .venv-infra
 STAMP := $(VENV)/.installed
 INFRA_STAMP := $(INFRA_VENV)/.installed
 
-.PHONY: run test lint bench redrive replay demo clean venv
+.PHONY: run test lint bench redrive replay demo report clean venv
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is needed, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
@@ -53,6 +53,11 @@ replay: $(STAMP)
 ## A first event: consent through collect, a signed Shopify and WooCommerce order, what the sandbox got.
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
+
+## What happened to orders and events per source and day, from Firestore: make report ARGS="--since 7d --json"
+## Against the running `make run` stack with nothing exported; else GOOGLE_CLOUD_PROJECT and gcloud credentials.
+report: $(STAMP)
+	$(BIN)/python -m shared.report $(ARGS)
 
 clean:
 	rm -rf $(VENV) $(INFRA_VENV) .run .pytest_cache

@@ -10,7 +10,11 @@ order claim, Pub/Sub publish. It prints:
 - under ``concurrency`` parallel senders: p50, p99 and requests per second;
 - webhook-to-sandbox latency (from sending the delivery to the sandbox receiving
   the TikTok event, through Pub/Sub push and the sender): p50, p99, for the
-  one-at-a-time deliveries and for those sent under load.
+  one-at-a-time deliveries and for those sent under load;
+- the same latency through Shopify's other delivery method, Pub/Sub: from
+  publishing the order, as Shopify does, on the Shopify delivery topic to the
+  sandbox receiving its event (push to the ``shopify_pubsub`` entry point, then
+  the same path), one message at a time.
 
 The load is bounded (a fixed number of requests) and stops by itself.
 """
@@ -121,6 +125,21 @@ def _send(url: str, deliveries: list[tuple[str, bytes, dict[str, str], str]], co
     return {"latencies": latencies, "sent_at": sent_at, "elapsed": elapsed, "failures": failures}
 
 
+def _publish(topic_path: str, deliveries: list[tuple[str, bytes, dict[str, str], str]]) -> dict[str, float]:
+    """Publish each delivery as Shopify does (headers as attributes, no HMAC), one at a time."""
+    from google.cloud import pubsub_v1
+
+    publisher = pubsub_v1.PublisherClient()
+    sent_at: dict[str, float] = {}
+    for _, body, headers, event_id in deliveries:
+        attributes = {k: v for k, v in headers.items() if k not in ("Content-Type", "X-Shopify-Hmac-Sha256")}
+        attributes["X-Shopify-Event-Id"] = str(uuid.uuid4())
+        attributes["X-Shopify-Triggered-At"] = dt.datetime.now(dt.timezone.utc).isoformat()
+        sent_at[event_id] = time.time()
+        publisher.publish(topic_path, body, **attributes).result(timeout=30)
+    return sent_at
+
+
 def _sandbox_latencies(sandbox_url: str, sent_at: dict[str, float], timeout: float) -> list[float]:
     deadline = time.monotonic() + timeout
     found: dict[str, float] = {}
@@ -144,7 +163,9 @@ def _summary(latencies: list[float]) -> dict[str, float]:
     }
 
 
-def run(requests: int = 400, concurrency: int = 16, sequential: int = 100, warmup: int = 20) -> dict[str, Any]:
+def run(
+    requests: int = 400, concurrency: int = 16, sequential: int = 100, warmup: int = 20, pubsub: int = 100
+) -> dict[str, Any]:
     """Start a stack, measure, stop it. Returns the numbers (also what :func:`main` prints)."""
     emulators = localstack.Emulators("bench-project", localstack.free_port(), localstack.free_port())
     settings = {
@@ -167,10 +188,14 @@ def run(requests: int = 400, concurrency: int = 16, sequential: int = 100, warmu
 
         store = Store(make_client(emulators.project), prefix=settings["FIRESTORE_COLLECTION_PREFIX"])
         template = _order_template()
-        phases = {"warmup": warmup, "sequential": sequential, "concurrent": requests}
+        shopify_topic = localstack.create_shopify_topology(
+            emulators.project, f"bench-shopify-{uuid.uuid4().hex[:8]}", stack.url("shopify_pubsub") + "/"
+        )["topic"]
+        phases = {"warmup": warmup, "sequential": sequential, "concurrent": requests, "pubsub_warmup": 5,
+                  "pubsub": pubsub}  # fmt: skip
         deliveries = {
             name: [_delivery(template, n) for n in range(offset, offset + count)]
-            for offset, (name, count) in zip((0, 10**6, 2 * 10**6), phases.items(), strict=True)
+            for offset, (name, count) in zip((0, 10**6, 2 * 10**6, 3 * 10**6, 4 * 10**6), phases.items(), strict=True)
         }
         _grant_all(store, [d[0] for batch in deliveries.values() for d in batch])
         url = stack.url("shopify_webhook") + "/"
@@ -182,6 +207,9 @@ def run(requests: int = 400, concurrency: int = 16, sequential: int = 100, warmu
             loaded = _send(url, deliveries["concurrent"], concurrency)
         quiet = _sandbox_latencies(stack.url("sandbox"), one_at_a_time["sent_at"], timeout=120)
         busy = _sandbox_latencies(stack.url("sandbox"), loaded["sent_at"], timeout=120)
+        # The first pushes make the Pub/Sub entry point's clients; then one message at a time.
+        _sandbox_latencies(stack.url("sandbox"), _publish(shopify_topic, deliveries["pubsub_warmup"]), timeout=60)
+        via_pubsub = _sandbox_latencies(stack.url("sandbox"), _publish(shopify_topic, deliveries["pubsub"]), 120)
         return {
             "sequential": {"requests": sequential, **_summary(one_at_a_time["latencies"]),
                            "not_published": one_at_a_time["failures"]},
@@ -190,6 +218,7 @@ def run(requests: int = 400, concurrency: int = 16, sequential: int = 100, warmu
                            "not_published": loaded["failures"], "per_request": meter.per(requests)},
             "webhook_to_sandbox": {"events": len(quiet), "expected": sequential, **_summary(quiet)},
             "webhook_to_sandbox_under_load": {"events": len(busy), "expected": requests, **_summary(busy)},
+            "pubsub_to_sandbox": {"events": len(via_pubsub), "expected": pubsub, **_summary(via_pubsub)},
             "first_delivery_ms": round(first["latencies"][0] * 1000, 1),
             "webhook_threads": int(stack.function_env("shopify_webhook")["THREADS"]),
         }  # fmt: skip
@@ -204,9 +233,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=400, help="deliveries in the concurrent phase")
     parser.add_argument("--concurrency", type=int, default=16, help="parallel senders in the concurrent phase")
     parser.add_argument("--sequential", type=int, default=100, help="deliveries sent one at a time")
+    parser.add_argument("--pubsub", type=int, default=100, help="messages published one at a time on the Shopify topic")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args(argv)
-    result = run(requests=args.requests, concurrency=args.concurrency, sequential=args.sequential)
+    result = run(requests=args.requests, concurrency=args.concurrency, sequential=args.sequential, pubsub=args.pubsub)
     seq, conc = result["sequential"], result["concurrent"]
     e2e, e2e_busy = result["webhook_to_sandbox"], result["webhook_to_sandbox_under_load"]
     print(f"shopify_webhook, first delivery after start (clients made on first use): "
@@ -221,6 +251,9 @@ def main(argv: list[str] | None = None) -> int:
           f"p99 {e2e['p99_ms']} ms")  # fmt: skip
     print(f"webhook -> sandbox, under load ({e2e_busy['events']}/{e2e_busy['expected']} events): "
           f"p50 {e2e_busy['p50_ms']} ms, p99 {e2e_busy['p99_ms']} ms")  # fmt: skip
+    via_pubsub = result["pubsub_to_sandbox"]
+    print(f"Shopify topic -> sandbox over Pub/Sub, one at a time ({via_pubsub['events']}/{via_pubsub['expected']} "
+          f"events): p50 {via_pubsub['p50_ms']} ms, p99 {via_pubsub['p99_ms']} ms")  # fmt: skip
     print(json.dumps(result))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))

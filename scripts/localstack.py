@@ -21,6 +21,7 @@ import errno
 import json
 import os
 import random
+import re
 import signal
 import socket
 import subprocess
@@ -38,12 +39,21 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 RUN_DIR = ROOT / ".run"
 
-FUNCTIONS = ("collect", "shopify_webhook", "woocommerce_webhook", "sender")
+if str(ROOT) not in sys.path:  # run as a script: scripts/ is on the path, the project is not
+    sys.path.insert(0, str(ROOT))
+
+from shared import localenv  # noqa: E402
+
+FUNCTIONS = ("collect", "shopify_webhook", "shopify_pubsub", "woocommerce_webhook", "sender")
+# Entry points served from another function's folder: shopify_pubsub is the push target of the
+# Shopify delivery topic (in production a function of its own that only the push identity may invoke).
+FUNCTION_FOLDERS = {"shopify_pubsub": "shopify_webhook"}
 
 # Local addresses; each overridable by the environment variable beside it.
 DEFAULT_PORTS = {
     "collect": ("COLLECT_PORT", 8080),
     "shopify_webhook": ("SHOPIFY_WEBHOOK_PORT", 8081),
+    "shopify_pubsub": ("SHOPIFY_PUBSUB_PORT", 8084),
     "woocommerce_webhook": ("WOOCOMMERCE_WEBHOOK_PORT", 8082),
     "sender": ("SENDER_PORT", 8083),
     "sandbox": ("SANDBOX_PORT", 8090),
@@ -68,6 +78,8 @@ DEV_SETTINGS = {
 }
 
 DEAD_LETTER_TOPIC_SUFFIX = "-dead-letter"
+# The topic Shopify publishes webhooks on (pubsub://PROJECT:TOPIC); SHOPIFY_PUBSUB_TOPIC overrides it.
+SHOPIFY_PUBSUB_TOPIC = "shopify-webhooks"
 MAX_DELIVERY_ATTEMPTS = 5
 
 
@@ -651,7 +663,7 @@ class Emulators:
 
 
 def create_topology(
-    project: str, topic: str, sender_url: str, max_attempts: int = MAX_DELIVERY_ATTEMPTS
+    project: str, topic: str, sender_url: str, max_attempts: int = MAX_DELIVERY_ATTEMPTS, push_suffix: str = "-sender"
 ) -> dict[str, str]:
     """The production topology, in the emulator: topic, push subscription to the sender, dead letters.
 
@@ -665,7 +677,7 @@ def create_topology(
     names = {
         "topic": publisher.topic_path(project, topic),
         "dead_letter_topic": publisher.topic_path(project, topic + DEAD_LETTER_TOPIC_SUFFIX),
-        "push_subscription": subscriber.subscription_path(project, topic + "-sender"),
+        "push_subscription": subscriber.subscription_path(project, topic + push_suffix),
         "dead_letter_subscription": subscriber.subscription_path(project, topic + DEAD_LETTER_TOPIC_SUFFIX),
     }
     for name in (names["topic"], names["dead_letter_topic"]):
@@ -692,6 +704,11 @@ def create_topology(
         with contextlib.suppress(gexc.AlreadyExists):
             subscriber.create_subscription(request=request)
     return names
+
+
+def create_shopify_topology(project: str, topic: str, push_url: str) -> dict[str, str]:
+    """Shopify's delivery topic pushed to the shopify_pubsub entry point, with dead letters (as Terraform builds it)."""
+    return create_topology(project, topic, push_url, push_suffix="-push")
 
 
 @dataclass
@@ -729,9 +746,10 @@ class Stack:
     def command(self, name: str) -> list[str]:
         if name == "sandbox":
             return [self.python, "-m", "sandbox", "--host", "127.0.0.1", "--port", str(self.ports["sandbox"]),
-                    "--token", self.settings["TIKTOK_ACCESS_TOKEN"]]  # fmt: skip
+                    "--token", self.settings.get("TIKTOK_ACCESS_TOKEN") or DEV_SETTINGS["TIKTOK_ACCESS_TOKEN"],
+                    ]  # fmt: skip
         return [self.python, str(Path(__file__).resolve()), "serve", "--target", name,
-                "--source", str(ROOT / "functions" / name / "main.py"),
+                "--source", str(ROOT / "functions" / FUNCTION_FOLDERS.get(name, name) / "main.py"),
                 "--host", "127.0.0.1", "--port", str(self.ports[name])]  # fmt: skip
 
     def _launch(self, name: str) -> subprocess.Popen:
@@ -802,21 +820,163 @@ class Stack:
         self.supervisor.stop()
 
 
+# Single-tenant identity: the functions ignore it once PIPELINE_TENANTS is set, so it is not defaulted then.
+_SINGLE_TENANT = (
+    "TIKTOK_PIXEL_CODE", "SHOPIFY_SHOP_DOMAIN", "WOOCOMMERCE_SITE_URL", "CONSENT_POLICY",
+    "COLLECT_ALLOWED_ORIGINS", "COLLECT_KEYS",
+)  # fmt: skip
+# Secret variable -> the PIPELINE_TENANTS section whose entries it is keyed by.
+_TENANT_SECRETS = {
+    "TIKTOK_ACCESS_TOKEN": "pixels",
+    "SHOPIFY_WEBHOOK_SECRET": "shopify_shops",
+    "WOOCOMMERCE_WEBHOOK_SECRET": "woocommerce_sites",
+}
+
+
+def _local_tenant_secrets(tenants_json: str, variable: str) -> str | None:
+    """A JSON map giving every tenant of the section a local secret (distinct tokens per pixel), or None."""
+    try:
+        section = json.loads(tenants_json).get(_TENANT_SECRETS[variable])
+    except (ValueError, AttributeError):
+        return None  # check_settings names the problem
+    if not isinstance(section, dict) or not section:
+        return None
+    default = DEV_SETTINGS[variable]
+    if variable == "TIKTOK_ACCESS_TOKEN":
+        return json.dumps({code: f"{default}-{code}" for code in section})
+    return json.dumps(dict.fromkeys(section, default))
+
+
 def dev_settings(environ: Mapping[str, str] = os.environ) -> dict[str, str]:
-    settings = {key: environ.get(key) or default for key, default in DEV_SETTINGS.items()}
+    tenants_json = environ.get("PIPELINE_TENANTS")
+    settings = {}
+    for key, default in DEV_SETTINGS.items():
+        if environ.get(key):
+            settings[key] = environ[key]
+        elif not tenants_json or key not in (*_SINGLE_TENANT, *_TENANT_SECRETS):
+            settings[key] = default
+        elif key in _TENANT_SECRETS and (derived := _local_tenant_secrets(tenants_json, key)):
+            settings[key] = derived
     for key in ("TIKTOK_API_URL", "PIPELINE_TENANTS", "TIKTOK_TEST_EVENT_CODE", "LOG_LEVEL"):
         if environ.get(key):
             settings[key] = environ[key]
     return settings
 
 
-def _print_banner(stack: Stack, emulators: Emulators, topology: dict[str, str], seconds: float) -> None:
+# ---------------------------------------------------------------------------
+# Settings checked before anything starts: the functions' own settings classes
+# ---------------------------------------------------------------------------
+
+# What to do about a bad value, by variable; any other gets SETTING_FIX_DEFAULT.
+SETTING_FIXES = {
+    "CONSENT_POLICY": "set opt-in (nothing is sent without the shopper's grant) or opt-out (sent unless denied)",
+    "PIPELINE_TENANTS": "give a JSON object with pixels, shopify_shops and woocommerce_sites "
+    "(README, 'Several pixels and shops'), or unset it for one pixel, shop and site",
+    "TIKTOK_ACCESS_TOKEN": 'give one token, or a JSON object {"<pixel code>": "<token>"} naming configured pixels',
+    "SHOPIFY_WEBHOOK_SECRET": 'give one secret (comma-separated to rotate), or JSON {"<shop>.myshopify.com": '
+    '["<secret>"]} for every shop in PIPELINE_TENANTS',
+    "WOOCOMMERCE_WEBHOOK_SECRET": 'give one secret, or JSON {"<site host>": "<secret>"} for every site in '
+    "PIPELINE_TENANTS",
+    "COLLECT_SIGNING_SECRET": 'give one secret (comma-separated to rotate), or JSON {"<pixel code>": ["<secret>"]}',
+    "TIKTOK_PIXEL_CODE": "set the pixel code from TikTok Events Manager (letters, digits, - and _), "
+    "or set PIPELINE_TENANTS",
+    "TIKTOK_API_URL": "give an http(s) URL, or unset it to use the local sandbox",
+    "LOG_LEVEL": "set DEBUG, INFO, WARNING or ERROR",
+    "DEFAULT_PHONE_REGION": "set a two-letter region code in capitals, such as US or DE",
+}
+SETTING_FIX_DEFAULT = "correct it or unset it for the default (README, 'Configuration reference')"
+_VARIABLE = re.compile(r"([A-Z][A-Z0-9_]{2,})(?::\s*|\s+)(.*)", re.DOTALL)
+
+
+def _import_shared() -> None:
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+
+
+def _parsed_settings(environ: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Each function's settings object and its tenants (or tokens), and the problems found, by variable.
+
+    Exactly what each function does at its first request (``from_env``, then
+    ``tenants()`` or ``access_tokens()``), so what passes here starts there.
+    """
+    _import_shared()
+    from pydantic import ValidationError
+
+    from shared.config import FUNCTION_SETTINGS, ConfigError, SenderSettings
+
+    secret_names = set().union(*(cls.SECRET_ENV for cls in FUNCTION_SETTINGS.values()))
+    parsed: dict[str, Any] = {}
+    problems: dict[str, str] = {}
+    for name, cls in FUNCTION_SETTINGS.items():
+        values = {key: environ[key] for key in cls.env_names() if environ.get(key, "") != ""}
+        settings = None
+        while settings is None:
+            try:
+                settings = cls.model_validate(values)
+            except ValidationError as exc:
+                dropped = False
+                for error in exc.errors(include_input=False):
+                    variable = str(error["loc"][0]) if error["loc"] else "settings"
+                    dropped |= variable in values
+                    value = values.pop(variable, "")
+                    shown = f"{value!r} " if variable not in secret_names and len(value) <= 80 else ""
+                    problems.setdefault(variable, f"{shown}is invalid: {error['msg']}")
+                if not dropped:
+                    break
+                # Again without the bad values (their defaults instead), so the variables after them are checked too.
+        if settings is None:
+            continue
+        try:
+            parsed[name] = settings.access_tokens() if isinstance(settings, SenderSettings) else settings.tenants()
+        except ConfigError as exc:
+            match = _VARIABLE.fullmatch(str(exc))
+            variable, problem = (match.group(1), match.group(2)) if match else ("settings", str(exc))
+            problems.setdefault(variable, problem)
+    return parsed, problems
+
+
+def check_settings(environ: Mapping[str, str]) -> list[str]:
+    """One line per bad variable: its name, the value's problem and the fix (empty: every function starts)."""
+    _, problems = _parsed_settings(environ)
+    return [
+        f"{variable}: {problem}. Fix: {SETTING_FIXES.get(variable, SETTING_FIX_DEFAULT)}."
+        for variable, problem in problems.items()
+    ]
+
+
+def tenants_in_force(environ: Mapping[str, str]) -> list[str]:
+    """The pixels, shops and sites the functions will serve, as they will read them."""
+    parsed, _ = _parsed_settings(environ)
+    collect, shopify, woo, tokens = (
+        parsed.get(n) for n in ("collect", "shopify_webhook", "woocommerce_webhook", "sender")
+    )
+    lines = []
+    for code, pixel in sorted(collect.pixels.items()) if collect else ():
+        test = f"test events {pixel.test_event_code}" if pixel.test_event_code else "no test event code"
+        token = "token set" if tokens and code in tokens else "NO TOKEN (events die)"
+        origins = ",".join(pixel.allowed_origins) or "none"
+        lines.append(f"  pixel {code}: consent {pixel.consent_policy}, {test}, {token}, origins {origins}, "
+                     f"{len(pixel.collect_keys)} collect key(s)")  # fmt: skip
+    for domain, shop in sorted(shopify.shopify_shops.items()) if shopify else ():
+        policy = shop.consent_policy or shopify.policy_for(shop.pixel_code)
+        test = "test orders sent" if shop.include_test_orders else "test orders skipped"
+        lines.append(f"  Shopify shop {domain} -> {shop.pixel_code}: {shop.purchase_topic}, consent {policy}, {test}")
+    for site, entry in sorted(woo.woocommerce_sites.items()) if woo else ():
+        policy = entry.consent_policy or woo.policy_for(entry.pixel_code)
+        lines.append(f"  WooCommerce site {site} -> {entry.pixel_code}: consent {policy}")
+    return lines
+
+
+def _print_banner(
+    stack: Stack, emulators: Emulators, topology: dict[str, str], seconds: float, shopify_topic: str
+) -> None:
     secret_like = {"TIKTOK_ACCESS_TOKEN", "SHOPIFY_WEBHOOK_SECRET", "WOOCOMMERCE_WEBHOOK_SECRET"}
     lines = [
         f"TikTok Events API pipeline running locally (up in {seconds:.1f}s). Ctrl-C stops everything.",
         "",
         f"  collect              {stack.url('collect')}/",
         f"  Shopify webhook      {stack.url('shopify_webhook')}/",
+        f"  Shopify over Pub/Sub {stack.url('shopify_pubsub')}/   (push target of topic {shopify_topic})",
         f"  WooCommerce webhook  {stack.url('woocommerce_webhook')}/",
         f"  sender (push target) {stack.url('sender')}/",
         f"  TikTok sandbox       {stack.url('sandbox')}/sandbox/events   (API: {stack.api_url})",
@@ -824,32 +984,84 @@ def _print_banner(stack: Stack, emulators: Emulators, topology: dict[str, str], 
         f"  Firestore emulator   127.0.0.1:{emulators.firestore_port}",
         f"  logs                 {RUN_DIR}/",
         "  counters             GET <function URL>/metrics (Firestore and Pub/Sub operations, outcomes)",
+        f"  local commands       make redrive, make demo and the replay read {localenv.stack_file()}",
+        "",
+        "First event: run `make demo` in another terminal. What TikTok received:",
+        f"  curl -s {stack.url('sandbox')}/sandbox/events",
+        "What was withheld and why (outcome withheld_consent, reason no_consent or denied):",
+        f"  grep withheld {RUN_DIR}/shopify_webhook.log {RUN_DIR}/woocommerce_webhook.log {RUN_DIR}/collect.log",
+        "",
+        "Tenants in force:",
+        *tenants_in_force(stack.function_env("collect")),
         "",
         "Settings (override with environment variables):",
     ]
     for key, value in sorted(stack.settings.items()):
-        shown = value if key not in secret_like or value == DEV_SETTINGS.get(key) else "(set)"
-        lines.append(f"  {key}={shown}")
+        if key in secret_like and value != DEV_SETTINGS.get(key):
+            generated = "PIPELINE_TENANTS" in stack.settings and not os.environ.get(key)
+            value = value if generated else "(set)"  # the local per-tenant defaults, not the user's secrets
+        lines.append(f"  {key}={value}")
     print("\n".join(lines), flush=True)
+
+
+def _truncate_logs() -> None:
+    """Each `make run` starts its logs afresh (restarts within a run append, so a crash's story stays whole)."""
+    for log in RUN_DIR.glob("*.log"):
+        with contextlib.suppress(OSError):
+            log.write_bytes(b"")
+
+
+def _record_stack(stack: Stack, emulators: Emulators) -> Path | None:
+    """Write where the stack is for local commands, unless another live stack holds the file."""
+    path = localenv.stack_file()
+    holder = localenv.read_stack(path)
+    if holder is not None and holder.get("pid") != os.getpid():
+        console(f"another stack (pid {holder['pid']}) holds {path}: local commands keep using that one")
+        return None
+    env = {**stack.settings, **emulators.env, "TIKTOK_API_URL": stack.api_url}
+    urls = {name: stack.url(name) for name in stack.ports if name in (*FUNCTIONS, "sandbox")}
+    localenv.write_stack(path, env, urls)
+    return path
 
 
 def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     settings = dev_settings()
+    problems = check_settings({**os.environ, **settings})
+    if problems:
+        # Stop before anything starts: a function with a bad setting would only ever answer 503.
+        print(f"{len(problems)} invalid setting(s); nothing was started:", file=sys.stderr)
+        for line in problems:
+            print(f"  {line}", file=sys.stderr)
+        return 2
     ports = {name: port_of(name) for name in DEFAULT_PORTS}
     supervisor = Supervisor()
     emulators = Emulators(settings["GOOGLE_CLOUD_PROJECT"], ports["pubsub"], ports["firestore"], supervisor=supervisor)
     stack = Stack(settings=settings, ports=ports, supervisor=supervisor)
+    recorded: Path | None = None
+    if getattr(args, "fresh_logs", False):
+        _truncate_logs()
     try:
         emulators.start()
         os.environ.update(emulators.env)
         make_topology = partial(
             create_topology, settings["GOOGLE_CLOUD_PROJECT"], settings["PUBSUB_TOPIC"], stack.url("sender") + "/"
         )
+        shopify_topic = os.environ.get("SHOPIFY_PUBSUB_TOPIC") or SHOPIFY_PUBSUB_TOPIC
+        make_shopify_topology = partial(
+            create_shopify_topology, settings["GOOGLE_CLOUD_PROJECT"], shopify_topic, stack.url("shopify_pubsub") + "/"
+        )
         topology = make_topology()
-        emulators.after_restart["pubsub"] = make_topology
+        make_shopify_topology()
+
+        def rebuild_topology() -> None:
+            make_topology()
+            make_shopify_topology()
+
+        emulators.after_restart["pubsub"] = rebuild_topology
         stack.start()
-        _print_banner(stack, emulators, topology, time.monotonic() - started)
+        recorded = _record_stack(stack, emulators)
+        _print_banner(stack, emulators, topology, time.monotonic() - started, shopify_topic)
         if args.smoke:
             print(json.dumps({"startup_seconds": round(time.monotonic() - started, 2)}), flush=True)
             return 0
@@ -858,6 +1070,9 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         return 0
     finally:
+        if recorded is not None:
+            with contextlib.suppress(OSError):
+                recorded.unlink()
         supervisor.stop()
         stack.stop()
         emulators.stop()
@@ -869,6 +1084,8 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     run_parser = sub.add_parser("run", help="start everything and stay in the foreground")
     run_parser.add_argument("--smoke", action="store_true", help="start, print the startup time, stop")
+    # Only `make run` empties .run/*.log: stacks that tests start beside it append, so their logs stay readable.
+    run_parser.add_argument("--fresh-logs", action="store_true", help="empty .run/*.log before starting")
     serve_parser = sub.add_parser("serve", help="serve one function as the stack does (buffered requests)")
     serve_parser.add_argument("--target", required=True)
     serve_parser.add_argument("--source", required=True)

@@ -238,6 +238,8 @@ class CollectSettings(ReceiverSettings):
     # Proxies in front of the function that append to X-Forwarded-For (0: the
     # function URL itself; 1: behind an external Application Load Balancer).
     trusted_proxy_hops: int = Field(0, alias="COLLECT_TRUSTED_PROXY_HOPS", ge=0, le=5)
+    # Headless browsers (Playwright, Selenium's headless Chrome) are dropped as bots; true lets them in, for testing.
+    allow_automated_browsers: bool = Field(False, alias="COLLECT_ALLOW_AUTOMATED_BROWSERS")
     # Per client address and instance: a token bucket refilled at this rate (0 turns the limit off)...
     rate_limit_per_minute: int = Field(600, alias="COLLECT_RATE_LIMIT_PER_MINUTE", ge=0, le=1_000_000)
     # ...holding at most this many requests (a page's burst: landing sync, events, unload flush).
@@ -268,8 +270,11 @@ class ShopifySettings(ReceiverSettings):
 
     shop_domain: str | None = Field(None, alias="SHOPIFY_SHOP_DOMAIN")
     webhook_secret: SecretStr | None = Field(None, alias="SHOPIFY_WEBHOOK_SECRET")
+    # The single-tenant shop's include_test_orders (PIPELINE_TENANTS sets it per shop): on while verifying a deployment.
+    include_test_orders: bool = Field(False, alias="SHOPIFY_INCLUDE_TEST_ORDERS")
     # Shopify signs the body only, so a captured body can be re-sent at any time: signed
-    # order bodies older than this are refused. 7 days is TikTok's click attribution window;
+    # order bodies older than this are refused, and so are deliveries whose X-Shopify-Triggered-At
+    # is (a Pub/Sub message may wait that long). 7 days is TikTok's click attribution window;
     # the cap keeps it below the order records' 8 days (shared.orders.ORDER_EVENT_TTL), so a
     # replay arriving after those records expired is still refused, never published again.
     max_order_age_days: int = Field(7, alias="SHOPIFY_MAX_ORDER_AGE_DAYS", ge=1, le=7)
@@ -282,7 +287,13 @@ class ShopifySettings(ReceiverSettings):
         if not self.tenants_json:
             if not self.shop_domain:
                 raise ConfigError("SHOPIFY_SHOP_DOMAIN is not set (or set PIPELINE_TENANTS)")
-            document["shopify_shops"] = {self.shop_domain: {"domain": self.shop_domain, "pixel_code": self.pixel_code}}
+            document["shopify_shops"] = {
+                self.shop_domain: {
+                    "domain": self.shop_domain,
+                    "pixel_code": self.pixel_code,
+                    "include_test_orders": self.include_test_orders,
+                }
+            }
         tenants = self._validated(document)
         default = shop_key(self.shop_domain) if self.shop_domain else None
         raw = self.webhook_secret.get_secret_value() if self.webhook_secret else None

@@ -21,8 +21,12 @@ flow, each step a small piece testable on its own:
 Claims (``event_claims``, key pixel + event + event_id, as TikTok dedups):
 ``state`` is ``sending`` while an attempt holds it (until ``lease_until``,
 ``CLAIM_LEASE_SECONDS``) and ``sent`` once TikTok accepted it (with TikTok's
-``request_id`` and ``sent_at``). The happy path costs two document writes
-per event (create, mark sent) and two Firestore RPCs per batch. A transient
+``request_id`` and ``sent_at``); it also names the event's ``source`` and
+the ``match_keys`` it carries (:mod:`shared.match_keys`, names only), which
+the ``sent`` outcome logs with its ``match_score`` and the counters count by
+pixel, source and event (:func:`shared.metrics.delivered_counts`), all
+without a write of their own. The happy path costs two document writes per
+event (create, mark sent) and two Firestore RPCs per batch. A transient
 failure deletes the claim (so a redelivery can claim again); a claim whose
 holder died is taken over once its lease has expired; a permanent failure
 deletes the claim and writes a dead record.
@@ -51,8 +55,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from shared import log
-from shared.metrics import COUNTERS, Counters
+from shared import log, match_keys
+from shared.metrics import COUNTERS, Counters, delivered_counts
 from shared.models import Envelope, envelopes_to_request, group_for_requests
 from shared.store import DEAD_EVENTS, EVENT_CLAIMS, TTL_FIELD, doc_id, utcnow
 from shared.tiktok_api import ApiResult, TikTokClient
@@ -318,6 +322,9 @@ class ClaimStore:
                 "event": envelope.event,
                 "event_id": envelope.event_id,
                 "message_id": message_id,
+                # For the report (shared.report): where it came from, which match keys it carries (names only).
+                "source": envelope.source,
+                "match_keys": list(match_keys.present(envelope.user)),
                 "attempts": attempts,
                 "lease_until": now + self.lease,
                 "created_at": now,
@@ -567,7 +574,8 @@ class Processor:
         self.counters.add("tiktok.requests")
         self.counters.add("tiktok.events", len(group))
         self.counters.add(f"tiktok.{result.verdict}")
-        log.debug(
+        # INFO, one line per TikTok request (not per event): the dashboard's latency and batch-size metrics read it.
+        log.info(
             "tiktok answered",
             verdict=result.verdict,
             code=result.code,
@@ -661,7 +669,12 @@ class Processor:
 
         for envelope, result in sent:
             key = envelope.claim_key()
-            details = {"request_id": result.request_id, "code": result.code, "attempts": claims[key].attempts}
+            keys = match_keys.present(envelope.user)
+            coverage = match_keys.score(keys)
+            counts = delivered_counts(envelope.pixel_code, envelope.source, envelope.event, keys, coverage)
+            self.counters.add_many(counts)
+            details = {"request_id": result.request_id, "code": result.code, "attempts": claims[key].attempts,
+                       "match_keys": list(keys), "match_score": coverage}  # fmt: skip
             if key in report.sent_unmarked:
                 details["claim_marked"] = False
             outcomes[key] = Outcome(SENT, f"{envelope.event} sent", envelope.event_id, details)

@@ -6,6 +6,12 @@ documents read, written and deleted (what Firestore bills), Pub/Sub messages
 and their bytes, TikTok requests. Counters live for the instance's lifetime;
 readers take differences between two snapshots.
 
+The sender also counts what it delivered, by pixel, source and event
+(:func:`delivered_counts`): ``delivered.<pixel>.<source>.<event>``, one
+``match_key.<key>.<pixel>.<source>.<event>`` per match key present
+(:mod:`shared.match_keys`) and ``match_score.<pixel>.<source>.<event>``, the
+sum of the events' coverage scores (divide by ``delivered`` for the mean).
+
 The receivers are public endpoints, so they serve the counters only when
 ``EXPOSE_METRICS`` is true (the local stack and the benchmarks set it); the
 sender is private (only its push subscription may invoke it) and always does.
@@ -16,6 +22,7 @@ from __future__ import annotations
 import os
 import threading
 from collections import defaultdict
+from collections.abc import Iterable, Mapping
 
 
 class Counters:
@@ -29,12 +36,26 @@ class Counters:
         with self._lock:
             self._values[name] += amount
 
+    def add_many(self, amounts: Mapping[str, int]) -> None:
+        """Several counters under one lock (the sender counts a dozen per event delivered)."""
+        with self._lock:
+            for name, amount in amounts.items():
+                self._values[name] += amount
+
     def snapshot(self) -> dict[str, int]:
         with self._lock:
             return dict(sorted(self._values.items()))
 
 
 COUNTERS = Counters()
+
+
+def delivered_counts(pixel_code: str, source: str, event: str, keys: Iterable[str], score: int) -> dict[str, int]:
+    """The counters one delivered event adds: its labels in the name, presence only."""
+    labels = f"{pixel_code}.{source}.{event}"
+    counts = {f"delivered.{labels}": 1, f"match_score.{labels}": score}
+    counts.update((f"match_key.{key}.{labels}", 1) for key in keys)
+    return counts
 
 
 def exposed(environ=os.environ) -> bool:

@@ -14,6 +14,12 @@ module does the rest the same way for both:
    taken over after a lease instead of silently swallowing the event;
 5. publish the envelope, releasing the claim if publishing fails, then mark
    the claim "published".
+
+An order event withheld for consent (here) or skipped by a shop's rules (test,
+POS, draft: ``shared.shopify``) leaves an outcome record instead
+(:func:`record_outcome`), so the report (``shared.report``) can count it. It is
+keyed apart from the claim: a later delivery, after the shopper's grant, still
+publishes.
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ PUBLISH_LEASE = dt.timedelta(seconds=30)
 IN_PROGRESS = "in_progress"  # another delivery holds a fresh claim and has not finished
 IN_PROGRESS_WAIT_SECONDS = 2.0
 _FINAL, _RELEASED, _STALE = "final", "released", "stale"
+OUTCOME_RECORD = "outcome"  # first part of the key of an outcome record: ("outcome", event_id)
 
 # Join-key kinds, shared with the collect endpoint (what it stores under).
 JOIN_SHOPIFY_CART = "shopify_cart_token"
@@ -159,6 +166,7 @@ def process_order_event(
     context = store.find_click_context(pixel.pixel_code, order.join_keys) if order.join_keys else None
     envelope, outcome = build_envelope(order, pixel, context, policy, default_region)
     if envelope is None:
+        record_outcome(store, outcome, consent=outcome.details.get("consent"))  # type: ignore[arg-type]
         return outcome  # type: ignore[return-value]
     key = (order.platform, order.shop, order.order_id, order.event)
     claimed = store.claim_once(ORDER_EVENTS, key, ORDER_EVENT_TTL, event_id=envelope.event_id, state=PUBLISHING)
@@ -188,6 +196,17 @@ def process_order_event(
     if taken_over:
         details["took_over_stale_claim"] = True
     return Outcome("published", f"{envelope.event} published", envelope.event_id, details)
+
+
+def record_outcome(store: Any, outcome: Outcome, **fields: Any) -> None:
+    """Remember why an order event was not published (first answer wins); never fails the delivery."""
+    if not outcome.event_id:
+        return
+    try:
+        store.claim_once(ORDER_EVENTS, (OUTCOME_RECORD, outcome.event_id), ORDER_EVENT_TTL,
+                         event_id=outcome.event_id, outcome=outcome.kind, **fields)  # fmt: skip
+    except Exception as exc:  # only the report misses it; the delivery's answer stands
+        log.warning("could not record the order event's outcome", error=type(exc).__name__, event_id=outcome.event_id)
 
 
 def _claimed_at(document: dict[str, Any]) -> dt.datetime | None:

@@ -10,10 +10,13 @@ The steps, each a plain function:
    privacy request to carry out, or a final :class:`~shared.orders.Outcome`
    (skipped, ignored, rejected). Shopify signs the body only, so a signed body
    is also checked to be one of its topic (:func:`shape_problem`) and, for
-   order topics, recent (:func:`age_problem`): a captured body re-sent under
+   order topics, recent (:func:`stale_delivery` by X-Shopify-Triggered-At,
+   :func:`age_problem` by its own timestamps): a captured body re-sent under
    another topic, or after our records expired, is refused;
 4. :func:`execute` carries the action out through the Store and the publisher;
 5. :func:`handle` ties them together and turns the outcome into an HTTP reply.
+   Everything after step 2 is :func:`handle_verified`, which the Pub/Sub
+   delivery method (:mod:`shared.shopify_pubsub`, authenticated by IAM) enters too.
 
 No delivery id is claimed: every effect is idempotent on its own natural key
 (the order claim of :mod:`shared.orders` with its lease, the record claims of
@@ -59,6 +62,7 @@ from shared.orders import (
     OrderEvent,
     Outcome,
     process_order_event,
+    record_outcome,
 )
 from shared.pubsub import publisher_from_settings
 from shared.scrub import looks_like_pii, scrub_url
@@ -122,9 +126,11 @@ class Delivery:
     event_id: str | None = None
     api_version: str | None = None
     triggered_at: str | None = None
+    # "https" (authenticated by the HMAC) or "pubsub" (by IAM: see shared.shopify_pubsub).
+    via: str = "https"
 
     @classmethod
-    def from_headers(cls, headers: Mapping[str, str]) -> Delivery:
+    def from_headers(cls, headers: Mapping[str, str], via: str = "https") -> Delivery:
         lower = {str(k).lower(): str(v).strip() for k, v in headers.items()}
 
         def get(name: str) -> str | None:
@@ -138,6 +144,7 @@ class Delivery:
             event_id=(get("X-Shopify-Event-Id") or "")[:200] or None,
             api_version=(get("X-Shopify-API-Version") or "")[:20] or None,
             triggered_at=(get("X-Shopify-Triggered-At") or "")[:40] or None,
+            via=via,
         )
 
     @property
@@ -152,6 +159,7 @@ class Delivery:
             "topic": self.topic,
             "delivery_id": self.delivery_id,
             "api_version": self.api_version,
+            "via": self.via,
         }
 
 
@@ -704,6 +712,29 @@ def age_problem(payload: dict[str, Any], received_at: int, max_age: dt.timedelta
     return None
 
 
+def stale_delivery(triggered_at: str | None, received_at: int, max_age: dt.timedelta) -> Outcome | None:
+    """The rejection of a delivery whose X-Shopify-Triggered-At is older than ``max_age``, else None.
+
+    Over Pub/Sub the attribute is Shopify's own (only Shopify may publish on the
+    topic), and a message can wait there for days while the function fails:
+    past TikTok's attribution window such an order would only be counted late.
+    Over HTTPS the header is unsigned, so it can only ever refuse a delivery,
+    never vouch for one: :func:`age_problem` still checks the body's signed times.
+    A missing or unreadable value refuses nothing.
+    """
+    triggered = _seconds(triggered_at)
+    if triggered is None:
+        return None
+    age = received_at - triggered
+    if age <= max_age.total_seconds():
+        return None
+    return _rejected(
+        f"delivery triggered more than {max_age.days} days ago (X-Shopify-Triggered-At, SHOPIFY_MAX_ORDER_AGE_DAYS): "
+        "refused as stale",
+        age_seconds=age, max_age_seconds=int(max_age.total_seconds()),
+    )  # fmt: skip
+
+
 def plan(
     topic: str,
     payload: dict[str, Any],
@@ -715,8 +746,9 @@ def plan(
 ) -> Action:
     """Pure: what to do with one authenticated delivery.
 
-    ``max_age`` bounds how old a non-privacy body may be (None: unbounded, for
-    mapping historic samples); the webhook always passes its setting.
+    ``max_age`` bounds how old a non-privacy delivery may be, by its
+    X-Shopify-Triggered-At and by its body's own timestamps (None: unbounded,
+    for mapping historic samples); the webhook always passes its setting.
     """
     planner = _PLANNERS.get(topic)
     if planner is None:
@@ -731,7 +763,8 @@ def plan(
     if problem:
         return _rejected(problem)
     if max_age is not None and topic not in PRIVACY_TOPICS:
-        return age_problem(payload, received_at, max_age) or action
+        stale = stale_delivery(triggered_at, received_at, max_age)
+        return stale or age_problem(payload, received_at, max_age) or action
     return action
 
 
@@ -924,12 +957,28 @@ def _reply(outcome: Outcome) -> Reply:
 
 
 def handle(delivery: Delivery, body: bytes, runtime: Runtime, now: Callable[[], float] = time.time) -> Reply:
-    """One webhook delivery, start to finish. Never raises: failures are 503s, bad content a 200 with its reason."""
-    fields = delivery.log_fields()
+    """One HTTPS delivery, start to finish. Never raises: failures are 503s, bad content a 200 with its reason."""
     shop = authenticate(delivery, body, runtime.tenants)
     if isinstance(shop, str):
-        log.outcome("rejected", shop, status=401, **fields)
+        log.outcome("rejected", shop, status=401, **delivery.log_fields())
         return Reply(401, {"error": "unauthorized", "reason": shop})
+    return handle_verified(delivery, shop, body, runtime, now)
+
+
+def handle_verified(
+    delivery: Delivery,
+    shop: ShopifyShopConfig,
+    body: bytes,
+    runtime: Runtime,
+    now: Callable[[], float] = time.time,
+    **log_fields: Any,
+) -> Reply:
+    """A delivery whose sender is proven to be ``shop`` (HMAC over HTTPS, IAM over Pub/Sub), to its reply.
+
+    Both delivery methods end here, so topics, claims, click join, consent and
+    privacy webhooks behave the same whichever way Shopify sent the body.
+    """
+    fields = {**delivery.log_fields(), **log_fields}
     payload = parse_payload(body)
     if isinstance(payload, Outcome):
         action: Action = payload
@@ -937,6 +986,8 @@ def handle(delivery: Delivery, body: bytes, runtime: Runtime, now: Callable[[], 
         action = plan(delivery.topic, payload, shop, received_at=int(now()), triggered_at=delivery.triggered_at,
                       max_age=runtime.max_order_age)  # fmt: skip
     if isinstance(action, Outcome):  # decided without any I/O
+        if action.kind == "skipped":
+            _record_skipped(action, shop, runtime)
         action.log(**fields)
         return _reply(action)
     try:
@@ -953,6 +1004,20 @@ def handle(delivery: Delivery, body: bytes, runtime: Runtime, now: Callable[[], 
         return Reply(503, {"error": "temporarily unavailable", "outcome": outcome.kind, "reason": outcome.reason})
     outcome.log(**fields)
     return _reply(outcome)
+
+
+def _record_skipped(outcome: Outcome, shop: ShopifyShopConfig, runtime: Runtime) -> None:
+    """A test, POS, draft or cancelled order's Purchase, remembered for the report; never fails the delivery."""
+    order_id = outcome.details.get("order_id")
+    if not outcome.event_id or not order_id:
+        return
+    try:
+        io = _RequestIO(runtime, Deadline(runtime.io_seconds))
+    except Exception as exc:
+        log.warning("could not record the skipped order", error=type(exc).__name__, event_id=outcome.event_id)
+        return
+    tagged = _TaggedStore(io.store, shop=shop.domain, order_ref=order_ref(shop.domain, order_id))
+    record_outcome(tagged, outcome, rule=outcome.details.get("rule"))
 
 
 class _RequestIO:

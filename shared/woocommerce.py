@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from shared import log
 from shared.config import ConfigError, ConsentPolicy, PixelConfig, Tenants, WooCommerceSettings, WooCommerceSiteConfig
@@ -51,7 +52,7 @@ from shared.orders import (
     process_order_event,
 )
 from shared.pubsub import publisher_from_settings
-from shared.scrub import scrub_text
+from shared.scrub import looks_like_pii, scrub_text
 from shared.store import store_from_settings
 from shared.untrusted import UnsafeInput, ascii_int, clean_text, parse_json
 from shared.webhooks import verify_hmac_base64
@@ -68,6 +69,13 @@ META_TTCLID = "_ttclid"
 META_TTP = "_ttp"
 META_SESSION = "_tt_session"
 META_CONSENT = "_tt_consent"
+# WooCommerce's own Order Attribution (8.5+), empty when the site's consent tool blocks its tracking.
+# Only the ttclid is read from the landing URL: the rest of it (other parameters, the path) may
+# carry what a shopper typed and is never logged or forwarded.
+META_WC_SESSION_ENTRY = "_wc_order_attribution_session_entry"
+META_WC_USER_AGENT = "_wc_order_attribution_user_agent"
+_CLICK_ID = re.compile(r"[\x21-\x7e]{1,500}")  # printable ASCII, no spaces
+_MAX_URL = 65_536
 
 # Real orders are a few kB; this only stops a body nobody would sign.
 MAX_BODY_BYTES = 8 * 1024 * 1024
@@ -167,13 +175,35 @@ def _object(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
 
 
-def meta_value(order: Mapping[str, Any], key: str) -> str | None:
+def meta_value(order: Mapping[str, Any], key: str, limit: int = 500) -> str | None:
     """The first non-empty value of order meta ``key`` (``meta_data: [{id, key, value}]``)."""
     items = order.get("meta_data")
     for item in items if isinstance(items, list) else ():
-        if isinstance(item, Mapping) and item.get("key") == key and (value := _text(item.get("value"))):
+        if isinstance(item, Mapping) and item.get("key") == key and (value := _text(item.get("value"), limit)):
             return value
     return None
+
+
+def landing_ttclid(order: Mapping[str, Any]) -> str | None:
+    """The ``ttclid`` of the landing URL WooCommerce's attribution recorded, and nothing else of that URL."""
+    # Whole: landing URLs with many utm_* parameters are long, and a cut ttclid would be a wrong one.
+    url = meta_value(order, META_WC_SESSION_ENTRY, limit=_MAX_URL)
+    if not url:
+        return None
+    try:
+        values = parse_qs(urlsplit(url).query).get("ttclid", [])
+    except ValueError:
+        return None
+    return next((v for raw in values if _CLICK_ID.fullmatch(v := raw.strip()) and not looks_like_pii(v)), None)
+
+
+def click_id(order: Mapping[str, Any]) -> str | None:
+    """The order's ttclid: our snippet's ``_ttclid`` meta, else WooCommerce's attribution landing URL.
+
+    A click context the collect endpoint stored fills it only when both are
+    empty (shared.orders), so the order's own record of the click wins.
+    """
+    return meta_value(order, META_TTCLID) or landing_ttclid(order)
 
 
 def checkout_consent(order: Mapping[str, Any]) -> ConsentSnapshot | None:
@@ -254,10 +284,10 @@ def _identity(order: Mapping[str, Any], customer_id: int | None) -> RawIdentity:
         city=_text(address.get("city")),
         state=_text(address.get("state")),
         country=_text(address.get("country")),
-        ttclid=meta_value(order, META_TTCLID),
+        ttclid=click_id(order),
         ttp=meta_value(order, META_TTP),
         ip=_text(order.get("customer_ip_address"), 64),
-        user_agent=_text(order.get("customer_user_agent"), 1024),
+        user_agent=_text(order.get("customer_user_agent"), 1024) or _text(meta_value(order, META_WC_USER_AGENT), 1024),
     )
 
 

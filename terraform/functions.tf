@@ -112,8 +112,8 @@ locals {
       COLLECT_ALLOWED_ORIGINS     = join(",", var.collect_allowed_origins)
       COLLECT_KEYS                = join(",", var.collect_keys)
       CLICK_TTL_DAYS              = tostring(var.click_ttl_days)
-      # The load balancer appends `<client>, <its address>` to X-Forwarded-For.
-      COLLECT_TRUSTED_PROXY_HOPS = var.collect_load_balancer ? "1" : null
+      # The load balancer appends `<client>, <its address>` to X-Forwarded-For; an explicit value wins (a CDN in front).
+      COLLECT_TRUSTED_PROXY_HOPS = var.collect_trusted_proxy_hops != null ? tostring(var.collect_trusted_proxy_hops) : var.collect_load_balancer ? "1" : null
       THREADS                    = tostring(local.function_runtime.collect.max_instance_request_concurrency)
     }
     shopify_webhook = {
@@ -128,6 +128,7 @@ locals {
       TIKTOK_TEST_EVENT_CODE      = var.tiktok_test_event_code
       PUBSUB_TOPIC                = google_pubsub_topic.events.name
       SHOPIFY_SHOP_DOMAIN         = var.shopify_shop_domain
+      SHOPIFY_INCLUDE_TEST_ORDERS = tostring(var.include_test_orders)
       THREADS                     = tostring(local.function_runtime.shopify_webhook.max_instance_request_concurrency)
     }
     woocommerce_webhook = {
@@ -353,6 +354,69 @@ resource "google_cloudfunctions2_function" "function" {
 
   # The runtime identity must already hold its grants when the first revision
   # starts (secrets are read at startup).
+  depends_on = [
+    google_project_iam_member.function_firestore,
+    google_pubsub_topic_iam_member.receiver_publisher,
+    google_secret_manager_secret_iam_member.function_secret,
+    google_project_iam_member.builder_logs,
+    google_project_iam_member.builder_sources,
+    google_storage_bucket_iam_member.builder_sources,
+    google_artifact_registry_repository_iam_member.builder_images,
+  ]
+}
+
+# The Pub/Sub entry point of the Shopify function (var.shopify_pubsub_enabled): the
+# same bundle, identity and environment as shopify_webhook, entry point
+# shopify_pubsub. A function of its own because Cloud Run grants invocation per
+# service: shopify_webhook must be public for Shopify's HTTPS deliveries, while
+# this one trusts the shop named in message attributes without an HMAC, so only
+# the push subscription's identity may invoke it (iam.tf), and only from inside
+# Google Cloud (ingress).
+resource "google_cloudfunctions2_function" "shopify_pubsub" {
+  count = var.shopify_pubsub_enabled ? 1 : 0
+
+  name        = "${var.name_prefix}-shopify-pubsub"
+  location    = var.region
+  description = "TikTok Events API pipeline: Shopify webhooks delivered through Pub/Sub"
+
+  build_config {
+    runtime           = "python312"
+    entry_point       = "shopify_pubsub"
+    service_account   = google_service_account.builder.id
+    docker_repository = google_artifact_registry_repository.functions.id
+    source {
+      storage_source {
+        bucket = google_storage_bucket.sources.name
+        object = google_storage_bucket_object.bundle["shopify_webhook"].name
+      }
+    }
+  }
+
+  service_config {
+    available_memory                 = local.function_runtime.shopify_webhook.available_memory
+    available_cpu                    = local.function_runtime.shopify_webhook.available_cpu
+    timeout_seconds                  = local.function_runtime.shopify_webhook.timeout_seconds
+    min_instance_count               = 0 # Pub/Sub waits out a cold start: nobody is kept waiting
+    max_instance_count               = local.function_runtime.shopify_webhook.max_instance_count
+    max_instance_request_concurrency = local.function_runtime.shopify_webhook.max_instance_request_concurrency
+    # Pub/Sub push from the same project counts as internal traffic.
+    ingress_settings               = "ALLOW_INTERNAL_ONLY"
+    all_traffic_on_latest_revision = true
+    service_account_email          = google_service_account.function["shopify_webhook"].email
+
+    environment_variables = { for key, value in local.function_env.shopify_webhook : key => value if value != null }
+
+    dynamic "secret_environment_variables" {
+      for_each = { for id, secret in local.secrets : secret.env => id if secret.function == "shopify_webhook" }
+      content {
+        key        = secret_environment_variables.key
+        project_id = var.project_id
+        secret     = google_secret_manager_secret.secret[secret_environment_variables.value].secret_id
+        version    = "latest"
+      }
+    }
+  }
+
   depends_on = [
     google_project_iam_member.function_firestore,
     google_pubsub_topic_iam_member.receiver_publisher,

@@ -154,3 +154,45 @@ resource "google_artifact_registry_repository_iam_member" "builder_images" {
   role       = "roles/artifactregistry.writer"
   member     = "serviceAccount:${google_service_account.builder.email}"
 }
+
+# ---------------------------------------------------------------------------
+# Shopify webhooks over Pub/Sub (var.shopify_pubsub_enabled)
+# ---------------------------------------------------------------------------
+
+# Shopify's delivery account may publish on the Shopify topic, and nowhere else.
+# Needs an organisation policy that allows members outside the organisation
+# (Domain Restricted Sharing blocks it).
+resource "google_pubsub_topic_iam_member" "shopify_delivery_publisher" {
+  count = var.shopify_pubsub_enabled ? 1 : 0
+
+  topic  = google_pubsub_topic.shopify[0].id
+  role   = "roles/pubsub.publisher"
+  member = "serviceAccount:${local.shopify_delivery_account}"
+}
+
+# Only our push subscription's identity may invoke the Pub/Sub entry point: it
+# trusts the shop named in the message attributes without an HMAC.
+resource "google_cloud_run_service_iam_member" "shopify_push_invoker" {
+  count = var.shopify_pubsub_enabled ? 1 : 0
+
+  location = var.region
+  service  = google_cloudfunctions2_function.shopify_pubsub[0].name
+  role     = "roles/run.invoker"
+  member   = "serviceAccount:${google_service_account.push.email}"
+}
+
+resource "google_pubsub_topic_iam_member" "shopify_dead_letter_publisher" {
+  count = var.shopify_pubsub_enabled ? 1 : 0
+
+  topic  = google_pubsub_topic.shopify_dead_letter[0].id
+  role   = "roles/pubsub.publisher"
+  member = "serviceAccount:${local.pubsub_service_agent}"
+}
+
+resource "google_pubsub_subscription_iam_member" "shopify_dead_letter_subscriber" {
+  count = var.shopify_pubsub_enabled ? 1 : 0
+
+  subscription = google_pubsub_subscription.shopify_push[0].id
+  role         = "roles/pubsub.subscriber"
+  member       = "serviceAccount:${local.pubsub_service_agent}"
+}

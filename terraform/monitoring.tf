@@ -8,7 +8,8 @@ locals {
   outcome_metric = "${replace(var.name_prefix, "-", "_")}_pipeline_outcomes"
 
   # Service names of the functions (gen2 functions run as Cloud Run services of the same name).
-  service_pattern = "^${var.name_prefix}-(collect|shopify-webhook|woocommerce-webhook|sender)$"
+  # shopify-pubsub is the Pub/Sub entry point of the Shopify function (functions.tf, var.shopify_pubsub_enabled).
+  service_pattern = "^${var.name_prefix}-(collect|shopify-webhook|shopify-pubsub|woocommerce-webhook|sender)$"
 
   # outcome_regex and function_regex are RE2, matched in full against the metric's labels.
   outcome_alerts = {
@@ -29,9 +30,9 @@ locals {
     webhook_signatures = {
       display_name   = "Webhook deliveries refused (signature or shop)"
       outcome_regex  = "rejected"
-      function_regex = ".*-(shopify|woocommerce)-webhook"
+      function_regex = ".*-(shopify-webhook|shopify-pubsub|woocommerce-webhook)"
       threshold      = 5
-      documentation  = "More than 5 webhook deliveries in 5 minutes failed the HMAC check or came from an unknown shop. After a secret rotation, add the new secret next to the old one (comma-separated, see README) before the platform switches; Shopify deletes a subscription after repeated failures."
+      documentation  = "More than 5 webhook deliveries in 5 minutes failed the HMAC check or came from an unknown shop (over Pub/Sub: named an unknown shop, had no topic or could not be read; such messages are acknowledged, so they are lost unless the cause is fixed and the shop resends). After a secret rotation, add the new secret next to the old one (comma-separated, see README) before the platform switches; Shopify deletes a subscription after repeated failures."
     }
     unavailable = {
       display_name   = "Requests answered 503 (Firestore or Pub/Sub unavailable)"
@@ -138,6 +139,71 @@ resource "google_monitoring_alert_policy" "dead_letter_backlog" {
 
   documentation {
     content   = "Pub/Sub gave up pushing some events to the sender (max_delivery_attempts) and moved them to the dead-letter subscription: the sender was failing or unreachable. Fix it, then re-drive them: `make redrive ARGS=--list`; messages stay for dead_letter_retention."
+    mime_type = "text/markdown"
+  }
+}
+
+# WooCommerce delivers each order once and disables a webhook after more than 5
+# consecutive failed deliveries, without telling anyone: from then on its site is
+# silent. One series per site that has delivered signed orders (rejected lines are
+# left out, so unknown senders make no series), summed over revisions and
+# instances so a new deployment does not look like silence; the alert fires when a
+# series stops for var.woocommerce_quiet_hours. docs/woocommerce.md says how to
+# re-enable a disabled webhook.
+resource "google_logging_metric" "woocommerce_deliveries" {
+  project     = var.project_id
+  name        = "${replace(var.name_prefix, "-", "_")}_woocommerce_deliveries"
+  description = "Signed WooCommerce deliveries by site (the woocommerce-webhook function's outcome lines with a site)."
+  filter      = "resource.type=\"cloud_run_revision\" AND resource.labels.service_name=\"${var.name_prefix}-woocommerce-webhook\" AND jsonPayload.outcome:* AND jsonPayload.site:* AND jsonPayload.outcome!=\"rejected\""
+
+  metric_descriptor {
+    metric_kind  = "DELTA"
+    value_type   = "INT64"
+    unit         = "1"
+    display_name = "WooCommerce deliveries"
+
+    labels {
+      key         = "site"
+      value_type  = "STRING"
+      description = "The WooCommerce site (host) that delivered."
+    }
+  }
+
+  label_extractors = {
+    site = "EXTRACT(jsonPayload.site)"
+  }
+
+  depends_on = [google_project_service.this]
+}
+
+resource "google_monitoring_alert_policy" "woocommerce_silence" {
+  project               = var.project_id
+  display_name          = "${var.name_prefix}: a WooCommerce site stopped delivering"
+  combiner              = "OR"
+  enabled               = var.alerts_enabled
+  notification_channels = var.alert_notification_channels
+
+  conditions {
+    display_name = "No WooCommerce delivery from a site for ${var.woocommerce_quiet_hours} h"
+    condition_absent {
+      filter   = "resource.type = \"cloud_run_revision\" AND metric.type = \"logging.googleapis.com/user/${google_logging_metric.woocommerce_deliveries.name}\""
+      duration = "${var.woocommerce_quiet_hours * 3600}s"
+
+      aggregations {
+        alignment_period     = "300s"
+        per_series_aligner   = "ALIGN_SUM"
+        cross_series_reducer = "REDUCE_SUM"
+        group_by_fields      = ["metric.label.site"]
+      }
+
+      trigger {
+        count = 1
+      }
+    }
+  }
+
+  documentation {
+    content   = "A WooCommerce site that had been delivering orders sent none for ${var.woocommerce_quiet_hours} hours. If the shop did sell in that time, WooCommerce has most likely disabled the webhook after more than 5 failed deliveries (it never retries them). In WordPress: WooCommerce > Settings > Advanced > Webhooks, open each TikTok webhook, set Status back to Active and save; orders from the gap are not resent, so resend them (edit and update each order, or see docs/woocommerce.md, \"When the webhook was disabled\"). A quiet shop (no orders) also triggers this: raise woocommerce_quiet_hours."
     mime_type = "text/markdown"
   }
 }

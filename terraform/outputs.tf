@@ -102,3 +102,31 @@ output "collect_public_url" {
   description = "The URL the storefront snippet should post to: https://collect_domain/ behind the load balancer, else the function's own URL."
   value       = var.collect_load_balancer ? "https://${var.collect_domain}/" : local.function_urls["collect"]
 }
+
+locals {
+  shopify_pubsub_uri = var.shopify_pubsub_enabled ? "pubsub://${var.project_id}:${google_pubsub_topic.shopify[0].name}" : null
+}
+
+output "shopify_pubsub_uri" {
+  description = "The pubsub:// address to register as the Shopify webhooks' endpoint (null unless shopify_pubsub_enabled)."
+  value       = local.shopify_pubsub_uri
+}
+
+output "shopify_pubsub_registration" {
+  description = "Subscribes the shop's webhooks to the Shopify topic: a shopify.app.toml section deployed with `shopify app deploy`, or the Admin GraphQL API (null unless shopify_pubsub_enabled). No secret is involved: IAM authenticates Shopify."
+  value = var.shopify_pubsub_enabled ? join("\n", [
+    "# In the app's shopify.app.toml, then `shopify app deploy`:",
+    "[webhooks]",
+    "api_version = \"${var.shopify_api_version}\"",
+    "",
+    "[[webhooks.subscriptions]]",
+    "topics = [${join(", ", [for topic in var.shopify_webhook_topics : "\"${topic}\""])}]",
+    "uri = \"${local.shopify_pubsub_uri}\"",
+    "",
+    "# Or the Admin GraphQL API (SHOPIFY_ADMIN_TOKEN: the custom app's Admin API access token), one call per topic:",
+    join("\n", [
+      for topic in var.shopify_webhook_topics :
+      "curl -sS -X POST 'https://${local.shopify_shop}/admin/api/${var.shopify_api_version}/graphql.json' -H \"X-Shopify-Access-Token: $SHOPIFY_ADMIN_TOKEN\" -H 'Content-Type: application/json' -d '{\"query\":\"mutation { webhookSubscriptionCreate(topic: ${upper(replace(topic, "/", "_"))}, webhookSubscription: {uri: \\\"${local.shopify_pubsub_uri}\\\", format: JSON}) { webhookSubscription { id } userErrors { field message } } }\"}'"
+    ]),
+  ]) : null
+}

@@ -113,6 +113,42 @@ variable "pipeline_tenants" {
     condition     = var.pipeline_tenants == null || can(jsondecode(var.pipeline_tenants).pixels)
     error_message = "pipeline_tenants must be a JSON object with a \"pixels\" member."
   }
+
+  # What the functions would otherwise refuse at their first request (503 until fixed), caught at plan time.
+  validation {
+    condition = var.pipeline_tenants == null || alltrue([
+      for code, pixel in try(jsondecode(var.pipeline_tenants).pixels, {}) :
+      can(regex("^[A-Za-z0-9_-]{1,64}$", pixel.pixel_code)) && contains(["opt-in", "opt-out"], try(pixel.consent_policy, "opt-in"))
+    ])
+    error_message = "Each pipeline_tenants pixel needs a pixel_code (1-64 letters, digits, _ or -) and a consent_policy of \"opt-in\" or \"opt-out\" (or none: opt-in)."
+  }
+
+  validation {
+    condition = var.pipeline_tenants == null || alltrue([
+      for code, pixel in try(jsondecode(var.pipeline_tenants).pixels, {}) :
+      try(pixel.click_ttl_days, 7) >= 1 && try(pixel.click_ttl_days, 7) <= 28 && floor(try(pixel.click_ttl_days, 7)) == try(pixel.click_ttl_days, 7)
+    ])
+    error_message = "Each pipeline_tenants pixel's click_ttl_days must be a whole number from 1 to 28."
+  }
+
+  validation {
+    condition = var.pipeline_tenants == null || alltrue(flatten([
+      for section in ["shopify_shops", "woocommerce_sites"] : [
+        for name, entry in try(jsondecode(var.pipeline_tenants)[section], {}) :
+        contains(keys(try(jsondecode(var.pipeline_tenants).pixels, {})), try(entry.pixel_code, ""))
+      ]
+    ]))
+    error_message = "Each shop in shopify_shops and each site in woocommerce_sites needs a pixel_code that is one of pipeline_tenants' pixels."
+  }
+
+  validation {
+    condition = var.pipeline_tenants == null || alltrue(flatten([
+      [for name, shop in try(jsondecode(var.pipeline_tenants).shopify_shops, {}) : can(regex("^[a-z0-9][a-z0-9-]*[.]myshopify[.]com$", lower(try(shop.domain, ""))))],
+      [for name, site in try(jsondecode(var.pipeline_tenants).woocommerce_sites, {}) : can(regex("^https?://[^/?#\\s]+(/[^?#\\s]*)?$", try(site.url, "")))],
+      [for code, pixel in try(jsondecode(var.pipeline_tenants).pixels, {}) : alltrue([for origin in try(pixel.allowed_origins, []) : can(regex("^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$", origin))])],
+    ]))
+    error_message = "In pipeline_tenants, each shop's domain must be its *.myshopify.com domain, each site's url an http(s) URL without query, and each allowed origin scheme://host[:port]."
+  }
 }
 
 variable "tiktok_test_event_code" {
@@ -124,6 +160,12 @@ variable "tiktok_test_event_code" {
     condition     = var.tiktok_test_event_code == null || can(regex("^[A-Za-z0-9_-]{1,64}$", var.tiktok_test_event_code))
     error_message = "tiktok_test_event_code must be the 1-64 character code shown in Events Manager > Test Events."
   }
+}
+
+variable "include_test_orders" {
+  type        = bool
+  description = "Send Shopify test orders (test: true, e.g. Bogus Gateway) as real events for the single-tenant shop (SHOPIFY_INCLUDE_TEST_ORDERS). Turn it on with tiktok_test_event_code to verify a deployment with a Shopify test order, then off again. With pipeline_tenants, set include_test_orders per shop there."
+  default     = false
 }
 
 variable "default_phone_region" {
@@ -193,6 +235,17 @@ variable "click_ttl_days" {
   validation {
     condition     = var.click_ttl_days >= 1 && var.click_ttl_days <= 28 && floor(var.click_ttl_days) == var.click_ttl_days
     error_message = "click_ttl_days must be a whole number from 1 to 28."
+  }
+}
+
+variable "collect_trusted_proxy_hops" {
+  type        = number
+  description = "Proxies in front of collect that append to X-Forwarded-For (COLLECT_TRUSTED_PROXY_HOPS), so collect takes the shopper's address from the right place. Null: 1 with collect_load_balancer (it appends one hop), else unset (0: the function URL is called directly). Set it only for proxies of your own in front (a CDN: add 1)."
+  default     = null
+
+  validation {
+    condition     = var.collect_trusted_proxy_hops == null || try(var.collect_trusted_proxy_hops >= 0 && var.collect_trusted_proxy_hops <= 5 && floor(var.collect_trusted_proxy_hops) == var.collect_trusted_proxy_hops, false)
+    error_message = "collect_trusted_proxy_hops must be a whole number from 0 to 5."
   }
 }
 
@@ -454,5 +507,26 @@ variable "shopify_api_version" {
   validation {
     condition     = can(regex("^20[0-9]{2}-(01|04|07|10)$", var.shopify_api_version))
     error_message = "shopify_api_version must be a quarterly Shopify release such as 2025-10."
+  }
+}
+
+# ---------------------------------------------------------------------------
+# Shopify webhooks over Pub/Sub, WooCommerce silence (pubsub.tf, monitoring.tf)
+# ---------------------------------------------------------------------------
+
+variable "shopify_pubsub_enabled" {
+  type        = bool
+  description = "Create the Shopify delivery topic (pubsub://PROJECT:<name_prefix>-shopify-webhooks), Shopify's publisher grant on it, and its push subscription to the shopify-pubsub function. Register it with the shopify_pubsub_registration output; recommended on Google Cloud (docs/shopify.md)."
+  default     = false
+}
+
+variable "woocommerce_quiet_hours" {
+  type        = number
+  description = "Alert when a WooCommerce site that has been delivering orders sends none for this many hours (WooCommerce disables a webhook after more than 5 failed deliveries and never retries). Set it above the longest normal gap between a site's orders; Cloud Monitoring watches absence for at most 23.5 hours."
+  default     = 12
+
+  validation {
+    condition     = var.woocommerce_quiet_hours >= 1 && var.woocommerce_quiet_hours <= 23 && floor(var.woocommerce_quiet_hours) == var.woocommerce_quiet_hours
+    error_message = "woocommerce_quiet_hours must be a whole number of hours from 1 to 23 (Cloud Monitoring's limit for metric absence)."
   }
 }

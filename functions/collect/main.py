@@ -39,6 +39,7 @@ def reset() -> None:
 
 
 @functions_framework.http
+@log.traced
 def collect(request):
     if request.method in ("GET", "HEAD"):
         return metrics_reply(request.path) or ({"status": "ok"}, 200)

@@ -57,6 +57,7 @@ def _get(request: Request):
 
 
 @functions_framework.http
+@log.traced
 def sender(request: Request):
     if request.method in ("GET", "HEAD"):
         return _get(request)
@@ -69,6 +70,7 @@ def sender(request: Request):
     except PushRefused as exc:
         log.outcome(REFUSED, exc.reason, status=exc.status)
         return refusal({"error": "not a Pub/Sub push", "reason": exc.reason}, exc.status)
+    log.bind(message_id=message_id)  # every later line of this message, down to TikTok's request id
     try:
         instance = dependencies()
     except ConfigError as exc:  # names the variable; messages wait in Pub/Sub until it is fixed

@@ -12,7 +12,7 @@ import threading
 
 import functions_framework
 
-from shared import woocommerce
+from shared import log, woocommerce
 from shared.http import refusal
 from shared.metrics import metrics_reply
 from shared.untrusted import BodyTooLarge, read_body
@@ -37,6 +37,7 @@ def reset() -> None:
 
 
 @functions_framework.http
+@log.traced
 def woocommerce_webhook(request):
     if request.method == "GET":
         return metrics_reply(request.path) or ({"status": "ok"}, 200)

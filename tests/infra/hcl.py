@@ -53,7 +53,8 @@ def squash(text: str) -> str:
 
 @dataclass
 class Grant:
-    principal: tuple[str, ...]  # ("function", name) | ("push",) | ("builder",) | ("pubsub_agent",) | ("allUsers",)
+    # ("function", name) | ("push",) | ("builder",) | ("pubsub_agent",) | ("shopify_delivery",) | ("allUsers",)
+    principal: tuple[str, ...]
     role: str
     target: tuple[str, ...]  # ("project",) or (resource type, resource name[, instance key])
     resource: str  # address of the granting resource, for messages
@@ -147,6 +148,8 @@ class Terraform:
         ref = squash(m[1])
         if ref == "local.pubsub_service_agent":
             return ("pubsub_agent",)
+        if ref == "local.shopify_delivery_account":
+            return ("shopify_delivery",)
         m = re.fullmatch(r"google_service_account\.(\w+)(?:\[(.+)\])?\.email", ref)
         assert m, f"unexpected IAM member {member!r}"
         if m[2] is None:
@@ -159,7 +162,7 @@ class Terraform:
             return ("project",)
         m = re.fullmatch(r"(google_\w+)\.(\w+)(?:\[(.+?)\])?\.(\w+)", text)
         assert m, f"unexpected IAM target {expression!r}"
-        if m[3] is None:
+        if m[3] is None or m[3] == "0":  # [0]: the one instance of a resource with count = cond ? 1 : 0
             return (m[1], m[2])
         return (m[1], m[2], self._index(m[3], key, value))
 

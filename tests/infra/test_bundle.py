@@ -204,6 +204,7 @@ SAMPLE_ENV = {
     "CLICK_TTL_DAYS": "7",
     "COLLECT_TRUSTED_PROXY_HOPS": "1",  # set only behind the load balancer (collect_load_balancer)
     "SHOPIFY_SHOP_DOMAIN": "bundle-test.myshopify.com",
+    "SHOPIFY_INCLUDE_TEST_ORDERS": "false",  # include_test_orders
     "WOOCOMMERCE_SITE_URL": "https://woo.example.test",
     "TIKTOK_API_URL": "https://business-api.tiktok.com/open_api/v1.3/event/track/",
     "TIKTOK_ACCESS_TOKEN": "bundle-test-token",

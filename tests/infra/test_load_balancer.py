@@ -77,9 +77,17 @@ def test_off_by_default_creates_no_load_balancer_resource(tf: Terraform) -> None
             assert ref(tf.resources[(rtype, name)]["for_each"]) == "local.collect_lb", f"{rtype}.{name}"
 
 
+def hops_without_override(tf: Terraform) -> Expr:
+    """COLLECT_TRUSTED_PROXY_HOPS when collect_trusted_proxy_hops is unset (its default): the load balancer's switch."""
+    text = ref(tf.locals["function_env"]["collect"]["COLLECT_TRUSTED_PROXY_HOPS"])
+    override = "var.collect_trusted_proxy_hops!=null?tostring(var.collect_trusted_proxy_hops):"
+    assert text.startswith(override), text
+    assert tf.variables["collect_trusted_proxy_hops"]["default"] is None
+    return Expr(text[len(override) :])
+
+
 def test_off_by_default_leaves_collect_as_it_was(tf: Terraform) -> None:
-    env = tf.locals["function_env"]["collect"]
-    assert switch(env["COLLECT_TRUSTED_PROXY_HOPS"], enabled=False) == "null", "unset: the code's default 0"
+    assert switch(hops_without_override(tf), enabled=False) == "null", "unset: the code's default 0"
     assert tf.locals["function_defaults"]["collect"]["ingress_settings"] == "ALLOW_ALL"
     services = squash(tf.locals["services"])
     m = re.fullmatch(r"toset\(concat\((\[.*?\]),var\.collect_load_balancer\?(\[.*?\]):(\[\])\)\)", services)
@@ -156,7 +164,7 @@ def test_rate_limit_defaults_match_the_collect_endpoints_own_limit(tf: Terraform
 
 @pytest.mark.parametrize("enabled", [False, True])
 def test_collect_trusts_one_forwarded_hop_exactly_when_behind_the_load_balancer(tf: Terraform, enabled: bool) -> None:
-    hops = switch(tf.locals["function_env"]["collect"]["COLLECT_TRUSTED_PROXY_HOPS"], enabled)
+    hops = switch(hops_without_override(tf), enabled)
     assert hops == ('"1"' if enabled else "null")
     assert "trusted_proxy_hops" in CollectSettings.model_fields
     assert CollectSettings.model_fields["trusted_proxy_hops"].alias == "COLLECT_TRUSTED_PROXY_HOPS"

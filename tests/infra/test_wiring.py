@@ -347,6 +347,11 @@ def _expected_grants(tf: Terraform) -> set[tuple]:
         (("push",), "roles/run.invoker", (*FUNCTION, "sender")),
         (("pubsub_agent",), "roles/pubsub.publisher", ("google_pubsub_topic", _dead_letter_topic(tf))),
         (("pubsub_agent",), "roles/pubsub.subscriber", ("google_pubsub_subscription", "sender_push")),
+        # Shopify webhooks over Pub/Sub (shopify_pubsub_enabled; tests/infra/test_shopify_pubsub_infra.py).
+        (("shopify_delivery",), "roles/pubsub.publisher", ("google_pubsub_topic", "shopify")),
+        (("push",), "roles/run.invoker", ("google_cloudfunctions2_function", "shopify_pubsub")),
+        (("pubsub_agent",), "roles/pubsub.publisher", ("google_pubsub_topic", "shopify_dead_letter")),
+        (("pubsub_agent",), "roles/pubsub.subscriber", ("google_pubsub_subscription", "shopify_push")),
         (("builder",), "roles/logging.logWriter", ("project",)),
         (("builder",), "roles/storage.objectViewer", ("project",)),
         (("builder",), "roles/storage.objectViewer", ("google_storage_bucket", "sources")),
@@ -393,7 +398,7 @@ def test_iam_uses_for_each_so_each_grant_is_visible(tf: Terraform) -> None:
     for (rtype, name), body in tf.resources.items():
         if rtype.endswith("_iam_member") and body.get("for_each") is None:
             principal = tf.principal(body["member"], None, None)
-            assert principal[0] in {"push", "builder", "pubsub_agent"}, (
+            assert principal[0] in {"push", "builder", "pubsub_agent", "shopify_delivery"}, (
                 f"{rtype}.{name}: grants to several principals go through for_each"
             )
 
