@@ -80,7 +80,12 @@ DEV_SETTINGS = {
 DEAD_LETTER_TOPIC_SUFFIX = "-dead-letter"
 # The topic Shopify publishes webhooks on (pubsub://PROJECT:TOPIC); SHOPIFY_PUBSUB_TOPIC overrides it.
 SHOPIFY_PUBSUB_TOPIC = "shopify-webhooks"
-MAX_DELIVERY_ATTEMPTS = 5
+# Production retries with a backoff of 10 s to 10 min over 10 attempts (terraform/pubsub.tf), so a
+# message survives hours of TikTok trouble. Locally the emulator cannot back off (see
+# create_topology) and redelivers about once a second, so more attempts stand in for the
+# backoff: at 33% faults, 20 failures in a row (0.33^20) do not happen; a total outage
+# longer than ~20 s still dead-letters, and `make redrive` brings those messages back.
+MAX_DELIVERY_ATTEMPTS = 20
 
 
 def port_of(name: str, environ: Mapping[str, str] = os.environ) -> int:
@@ -979,7 +984,8 @@ def _print_banner(
         f"  Shopify over Pub/Sub {stack.url('shopify_pubsub')}/   (push target of topic {shopify_topic})",
         f"  WooCommerce webhook  {stack.url('woocommerce_webhook')}/",
         f"  sender (push target) {stack.url('sender')}/",
-        f"  TikTok sandbox       {stack.url('sandbox')}/sandbox/events   (API: {stack.api_url})",
+        f"  TikTok sandbox       {stack.url('sandbox')}/   (open in a browser: what TikTok received, live;"
+        f" JSON: /sandbox/events; API: {stack.api_url})",
         f"  Pub/Sub emulator     127.0.0.1:{emulators.pubsub_port}   topic {topology['topic']}",
         f"  Firestore emulator   127.0.0.1:{emulators.firestore_port}",
         f"  logs                 {RUN_DIR}/",
