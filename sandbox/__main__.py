@@ -2,7 +2,8 @@
 
 ``--port`` and ``--token`` default to ``SANDBOX_PORT`` and ``TIKTOK_ACCESS_TOKEN``. A token that is
 a JSON object ``{"<pixel code>": "<token>"}`` is a token per pixel, each valid for its own pixel only.
-Without ``--pixel`` any pixel code is accepted. Logs are JSON lines on stdout.
+Without ``--pixel`` any pixel code is accepted. Logs are JSON lines on stdout. A browser opening
+``/`` gets the event inspector (what was received, live); other clients get ``{"status": "ok"}``.
 """
 
 from __future__ import annotations
@@ -73,6 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "severity": "INFO",
             "message": "sandbox listening",
             "url": f"http://{args.host}:{args.port}{TRACK_PATH}",
+            "inspector": f"http://{args.host}:{args.port}/",  # open in a browser: what it received, live
             "pixels": sorted(args.pixel) if args.pixel else "any",
             "tokens": sorted(args.token) if isinstance(args.token, dict) else 1,  # pixels with a token, never one
         }

@@ -1,4 +1,4 @@
-"""The sandbox's Flask app: TikTok's track endpoint, inspection endpoints, fault injection.
+"""The sandbox's Flask app: TikTok's track endpoint, inspection endpoints and page, fault injection.
 
 Routes are thin adapters: the contract lives in :mod:`sandbox.contract`, the
 fault rules in :mod:`sandbox.faults`, and the few pure helpers below shape what
@@ -34,6 +34,7 @@ from sandbox.contract import (
     token_pixels,
 )
 from sandbox.faults import HTTP_5XX, THROTTLE, TIMEOUT, FaultConfig, parse_faults, pick_fault
+from sandbox.inspector import page_file, snapshot
 
 # What a faulted request answers: (HTTP status, TikTok code, message). 50002 is in the
 # retryable family, so a sender that reads the body before the status still retries.
@@ -44,6 +45,19 @@ _FAULT_ANSWERS = {
 }
 
 _log_lock = threading.Lock()
+
+# The inspector's files: (content type, name in sandbox/page/). The page loads nothing from elsewhere.
+_PAGE_FILES = {
+    "/sandbox/inspector.js": ("text/javascript; charset=utf-8", "inspector.js"),
+    "/sandbox/inspector.css": ("text/css; charset=utf-8", "inspector.css"),
+}
+_PAGE_HEADERS = {
+    # Only its own script, style and JSON: a value that slipped into the page could load or send nothing.
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+    "img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "no-store",
+}
 
 
 def log_line(record: dict[str, Any]) -> None:
@@ -131,7 +145,7 @@ def create_app(access_token: str | Mapping[str, str], pixel_codes: set[str] | No
     tokens = None if isinstance(access_token, str) else dict(access_token)
     pixels = frozenset(pixel_codes) if pixel_codes is not None else None
     state = _State()
-    app = Flask(__name__)
+    app = Flask(__name__, static_folder=None)
     app.json.sort_keys = False  # type: ignore[attr-defined]  # keep events in the order they were sent
 
     def judge(body: dict[str, Any] | None, body_error: Verdict | None, faults: FaultConfig, now: float) -> Verdict:
@@ -199,7 +213,29 @@ def create_app(access_token: str | Mapping[str, str], pixel_codes: set[str] | No
 
     @app.get("/")
     def health() -> Response:
+        # A browser (asking for HTML first) gets the inspector; health checks and curl keep their JSON.
+        if request.accept_mimetypes.best_match(["application/json", "text/html"]) == "text/html":
+            return Response(page_file("index.html"), content_type="text/html; charset=utf-8", headers=_PAGE_HEADERS)
         return jsonify(status="ok")
+
+    @app.get("/sandbox/inspector")
+    def inspector_page() -> Response:
+        return Response(page_file("index.html"), content_type="text/html; charset=utf-8", headers=_PAGE_HEADERS)
+
+    @app.get("/sandbox/inspector.js")
+    @app.get("/sandbox/inspector.css")
+    def inspector_asset() -> Response:
+        content_type, name = _PAGE_FILES[request.path]
+        return Response(page_file(name), content_type=content_type, headers=_PAGE_HEADERS)
+
+    @app.get("/sandbox/inspect")
+    def inspect() -> Response:
+        """The inspector's rows and chart: names of match keys present, never a value."""
+        with state.lock:
+            events, requests = list(state.events), list(state.requests)
+        response = jsonify(snapshot(events, requests, time.time()))
+        response.headers["Cache-Control"] = "no-store"
+        return response
 
     @app.get("/sandbox/events")
     def list_events() -> Response:

@@ -14,10 +14,13 @@ a context variable for the length of the request, and :func:`bind` adds ids
 learnt later (the sender's Pub/Sub message id). Every line logged meanwhile, by
 any module, carries them; Cloud Logging groups the lines of one trace together.
 
-Why not a library: google-cloud-logging's StructuredLogHandler reads the same
-headers, but importing it costs over 300 ms of cold start (``python -X
-importtime``, see docs); python-json-logger costs ~1.4 ms but only replaces the
-one ``json.dumps`` below, through stdlib logging at three times the CPU per line.
+Why not a library (measured on the 2-core dev machine: import on top of what a
+function already loads, 7 runs each): google-cloud-logging's StructuredLogHandler
+reads the same trace headers, but its import adds 310 ms or more to every cold
+start (median ~540 ms; ``python -X importtime``: ~250 ms cumulative on its own).
+python-json-logger adds only ~1.7 ms, but it would replace just the one
+``json.dumps`` below, through stdlib logging, at 16 us per line instead of 5.6 us,
+and brings no trace support.
 """
 
 from __future__ import annotations

@@ -234,7 +234,11 @@ class Reader:
 
     def read(self, collection: str, time_field: str, fields: Sequence[str],
              start: dt.datetime, end: dt.datetime) -> Iterator[dict[str, Any]]:  # fmt: skip
+        from google.api_core import retry
         from google.cloud.firestore_v1.base_query import FieldFilter
+
+        # The client's default retry outlasts any operator's patience when Firestore is unreachable.
+        bounded = retry.Retry(predicate=retry.if_transient_error, initial=0.2, maximum=2.0, timeout=self.timeout)
 
         query = (
             self.client.collection(self.prefix + collection)
@@ -252,7 +256,7 @@ class Reader:
             page = query.limit(min(self.page_size, room))
             if last is not None:
                 page = page.start_after(last)
-            snapshots = list(page.stream(timeout=self.timeout))
+            snapshots = list(page.stream(retry=bounded, timeout=self.timeout))
             self.documents_read += len(snapshots)
             for snapshot in snapshots:
                 yield snapshot.to_dict() or {}

@@ -130,3 +130,8 @@ output "shopify_pubsub_registration" {
     ]),
   ]) : null
 }
+
+output "dashboard_url" {
+  description = "The Cloud Monitoring dashboard of the pipeline (terraform/dashboard.tf; README \"Is it working?\")."
+  value       = "https://console.cloud.google.com/monitoring/dashboards/custom/${element(split("/", google_monitoring_dashboard.pipeline.id), 3)}?project=${var.project_id}"
+}

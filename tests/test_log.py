@@ -33,3 +33,10 @@ def test_a_lone_surrogate_in_any_field_or_message_still_writes_a_utf8_line(capsy
     line.encode("utf-8")
     record = json.loads(line)
     assert record["user_agent"] == "Mozilla\ufffd" and record["nested"] == {"k": ["\ufffd"]}
+
+
+def test_bound_fields_are_scrubbed_like_any_other(capsys):
+    with log.request_context({}, email="jane.doe@example.com", note="from jane.doe@example.com"):
+        log.info("x")
+    record = json.loads(capsys.readouterr().out)
+    assert "email" not in record and record["note"] == "from [email]"

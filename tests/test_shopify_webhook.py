@@ -296,7 +296,12 @@ def test_consent_denied_means_no_purchase_is_published(webhook):
     body = webhook.post(order).get_json()
     assert (body["outcome"], body["reason"]) == ("withheld_consent", "consent denied")
     assert webhook.nothing_published()
-    assert webhook.documents(ORDER_EVENTS) == []  # nothing claimed: a later grant could still send it
+    # Nothing claimed, only the outcome record the report counts: a later grant can still send it.
+    records = webhook.documents(ORDER_EVENTS)
+    assert [(r["outcome"], r["consent"], "state" in r) for r in records] == [("withheld_consent", "denied", False)]
+    webhook.grant(JOIN_SHOPIFY_CHECKOUT, order["checkout_token"])
+    assert webhook.post(order).get_json()["outcome"] == "published"
+    assert len(webhook.published()) == 1
 
 
 def test_no_consent_record_under_opt_in_is_withheld_and_counted(webhook, capsys):

@@ -34,7 +34,7 @@ function row(event, names) {
   tr.dataset.eventId = event.event_id ?? "";
   tr.dataset.duplicate = event.duplicate ? "yes" : "no";
   tr.appendChild(el("td", clock(event.received_at)));
-  tr.appendChild(el("td", event.pixel, "id"));
+  tr.appendChild(el("td", event.pixel, "id pixel"));
   tr.appendChild(el("td", event.event));
   tr.appendChild(el("td", event.event_id, "id"));
   tr.appendChild(el("td", event.source));
@@ -84,6 +84,9 @@ function render(data) {
     data.rows.length < data.total_events ? "(latest " + data.rows.length + ")" : "";
   document.getElementById("empty").hidden = data.rows.length > 0;
   chart(data.per_minute);
+  const peak = Math.max(0, ...data.per_minute.map((m) => m.accepted + m.refused));
+  document.getElementById("chart-caption").textContent =
+    "Last " + data.per_minute.length + " minutes, oldest on the left; busiest minute: " + peak + " events.";
   window.inspected = data; // for tests and the curious: what the page rendered
 }
 
