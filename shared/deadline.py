@@ -9,6 +9,7 @@ every method of a store or publisher.
 
 from __future__ import annotations
 
+import contextvars
 import threading
 import time
 from collections.abc import Callable
@@ -55,7 +56,9 @@ def bounded(dependency: str, seconds: float, call: Callable[[], Any]) -> Any:
                 if result.get("abandoned"):
                     _abandoned -= 1
 
-    threading.Thread(target=run, name=f"bounded-{dependency}", daemon=True).start()
+    # In the caller's context, so its log lines and what it publishes keep the request's trace.
+    context = contextvars.copy_context()
+    threading.Thread(target=context.run, args=(run,), name=f"bounded-{dependency}", daemon=True).start()
     if not done.wait(seconds):
         with _abandoned_lock:
             if not done.is_set():

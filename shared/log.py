@@ -58,6 +58,7 @@ _TRACEPARENT = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-
 _CLOUD_TRACE = re.compile(r"^([0-9a-f]{32})(?:/([0-9]{1,20}))?(?:;o=([0-9]))?$")
 _NO_CONTEXT: Mapping[str, Any] = MappingProxyType({})
 _context: ContextVar[Mapping[str, Any]] = ContextVar("log_context", default=_NO_CONTEXT)
+_outgoing: ContextVar[str | None] = ContextVar("log_traceparent", default=None)
 _Function = TypeVar("_Function", bound=Callable[..., Any])
 
 
@@ -107,6 +108,20 @@ def trace_fields(headers: Mapping[str, str], project: str | None) -> dict[str, A
     return fields
 
 
+def traceparent(headers: Mapping[str, str]) -> str | None:
+    """The W3C ``traceparent`` that hands a request's trace on (to a Pub/Sub message), or None."""
+    trace = parse_trace(headers)
+    if trace is None:
+        return None
+    trace_id, span_id, sampled = trace
+    return f"00-{trace_id}-{span_id or '0000000000000001'}-{'01' if sampled else '00'}"
+
+
+def outgoing_traceparent() -> str | None:
+    """The current request's trace as a ``traceparent``, for what it publishes; None outside a trace."""
+    return _outgoing.get()
+
+
 def _project() -> str | None:
     return os.environ.get("GOOGLE_CLOUD_PROJECT") or os.environ.get("GCP_PROJECT") or None
 
@@ -129,10 +144,23 @@ def request_context(headers: Mapping[str, str], **fields: Any) -> Iterator[None]
     put one request's trace on the next request's lines.
     """
     token = _context.set(MappingProxyType({**trace_fields(headers, _project()), **fields}))
+    outgoing = _outgoing.set(traceparent(headers))
     try:
         yield
     finally:
+        _outgoing.reset(outgoing)
         _context.reset(token)
+
+
+def continue_trace(parent: str | None) -> None:
+    """Log the rest of the current request under ``parent``'s trace (a message's ``traceparent``).
+
+    The sender's push has a trace of its own; the webhook or collect request that
+    published the message has the one an operator follows, so that one wins.
+    """
+    fields = trace_fields({"traceparent": parent}, _project()) if isinstance(parent, str) else {}
+    if fields:
+        bind(**fields)
 
 
 def traced(function: _Function) -> _Function:

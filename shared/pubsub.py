@@ -18,6 +18,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
+from shared import log
 from shared.metrics import COUNTERS
 from shared.models import Envelope
 
@@ -47,12 +48,23 @@ class EventPublisher:
         self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
 
-    def publish(self, envelopes: Sequence[Envelope]) -> list[str]:
-        """Publish every envelope; returns the message ids once Pub/Sub has stored them all."""
+    def publish(self, envelopes: Sequence[Envelope], traceparents: Sequence[str | None] | None = None) -> list[str]:
+        """Publish every envelope; returns the message ids once Pub/Sub has stored them all.
+
+        Each message carries the trace of the request it came from (``traceparents``,
+        one per envelope; by default the current request's), so the sender's lines
+        join the webhook's or collect's in Cloud Logging.
+        """
         from google.pubsub_v1 import types
 
+        if traceparents is None:
+            traceparents = [log.outgoing_traceparent()] * len(envelopes)
         ids: list[str] = []
-        for chunk in _chunks([(e.to_json_bytes(), e.pubsub_attributes()) for e in envelopes]):
+        messages_out = [
+            (e.to_json_bytes(), {**e.pubsub_attributes(), **({"traceparent": t} if t else {})})
+            for e, t in zip(envelopes, traceparents, strict=True)
+        ]
+        for chunk in _chunks(messages_out):
             messages = [types.PubsubMessage(data=data, attributes=attributes) for data, attributes in chunk]
             COUNTERS.add("pubsub.rpcs")
             COUNTERS.add("pubsub.messages", len(chunk))
@@ -61,13 +73,15 @@ class EventPublisher:
             ids += list(response.message_ids)
         return ids
 
-    def publish_async(self, envelopes: Sequence[Envelope]) -> Future:
+    def publish_async(self, envelopes: Sequence[Envelope], traceparents: Sequence[str | None] | None = None) -> Future:
         """:meth:`publish` on a helper thread, so the caller can overlap it with a Firestore write."""
         if self._pool is None:
             with self._lock:
                 if self._pool is None:
                     self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="publish")
-        return self._pool.submit(self.publish, list(envelopes))
+        if traceparents is None:  # the helper thread has no request context: take the trace now
+            traceparents = [log.outgoing_traceparent()] * len(envelopes)
+        return self._pool.submit(self.publish, list(envelopes), list(traceparents))
 
 
 def _chunks(messages: list[tuple[bytes, dict[str, str]]]) -> Iterator[list[tuple[bytes, dict[str, str]]]]:

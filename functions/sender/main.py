@@ -71,6 +71,8 @@ def sender(request: Request):
         log.outcome(REFUSED, exc.reason, status=exc.status)
         return refusal({"error": "not a Pub/Sub push", "reason": exc.reason}, exc.status)
     log.bind(message_id=message_id)  # every later line of this message, down to TikTok's request id
+    attributes = message.get("attributes") if isinstance(message, dict) else None
+    log.continue_trace(attributes.get("traceparent") if isinstance(attributes, dict) else None)
     try:
         instance = dependencies()
     except ConfigError as exc:  # names the variable; messages wait in Pub/Sub until it is fixed
