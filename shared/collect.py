@@ -72,8 +72,9 @@ SOURCE = "collect"
 JSON_TYPES = frozenset({"application/json", "text/plain"})
 # Browsers cache a preflight for at most 2 h (Chromium's cap), so longer is pointless.
 PREFLIGHT_MAX_AGE_SECONDS = 7200
-# The page's clock is trusted within these bounds; outside them, the time of receipt is used.
-MAX_EVENT_AGE_SECONDS = 86_400
+# The page's clock is trusted within these bounds; outside them, the time of receipt is used
+# (COLLECT_MAX_EVENT_AGE_DAYS' default: TikTok's default click attribution window).
+MAX_EVENT_AGE_SECONDS = 7 * 86_400
 # Requests of one instance committed together at most (their contexts in <= 500-document batches).
 COMMIT_MAX_REQUESTS = 100
 # A page waits on its beacon's answer no longer than this for Firestore, and for Pub/Sub.
@@ -264,6 +265,14 @@ class EventInput(BaseModel):
     def _a_number(cls, value: Any) -> Any:
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
             raise ValueError("must be a number: unix seconds or milliseconds (Date.now())")
+        return value
+
+    @field_validator("properties", mode="before")
+    @classmethod
+    def _currency_any_case(cls, value: Any) -> Any:
+        """``"usd"`` is USD: a page's lowercase code must not cost the request its click context."""
+        if isinstance(value, dict) and isinstance(value.get("currency"), str):
+            return {**value, "currency": value["currency"].strip().upper()}
         return value
 
     @field_validator("event_id")
@@ -533,12 +542,15 @@ def _key_matches(key: str, keys: Iterable[str]) -> bool:
     return matched
 
 
-def _event_time(value: int | float | None, received: int) -> int:
-    if value is None or not math.isfinite(value) or value > MAX_NUMBER:
+def _event_time(value: int | float | None, received: int, max_age: int = MAX_EVENT_AGE_SECONDS) -> int | None:
+    """Unix seconds of the page's time, or None when it lies outside the window (its clock is wrong)."""
+    if value is None:
         return received
+    if not math.isfinite(value) or value > MAX_NUMBER:
+        return None
     seconds = int(value / 1000) if value >= _MILLISECONDS_FLOOR else int(value)
-    if seconds < received - MAX_EVENT_AGE_SECONDS or seconds > received + MAX_EVENT_AHEAD_SECONDS:
-        return received  # the page's clock is wrong: its time would be refused or misplaced
+    if seconds < received - max_age or seconds > received + MAX_EVENT_AHEAD_SECONDS:
+        return None
     return seconds
 
 
@@ -558,6 +570,8 @@ class Plan:
     decision: ConsentDecision
     # Join keys left out, with why (shared.collect_keys): echoed in the answer, never their values.
     ignored: list[dict[str, str]] = field(default_factory=list)
+    # Events published at the time of receipt because their event_time lay outside the window, with why.
+    retimed: list[dict[str, str]] = field(default_factory=list)
 
 
 def bound_keys(body: CollectBody, pixel: PixelConfig) -> BoundKeys:
@@ -641,6 +655,7 @@ def build_plan(
     default_region: str | None = None,
     received: int | None = None,
     bound: BoundKeys | None = None,
+    max_event_age: int = MAX_EVENT_AGE_SECONDS,
 ) -> Plan:
     """Pure: hash the identifiers once, build the context and the envelopes."""
     received = int(time.time()) if received is None else received
@@ -681,6 +696,7 @@ def build_plan(
     }
     envelopes: list[Envelope] = []
     skipped: list[dict[str, str]] = []
+    retimed: list[dict[str, str]] = []
     seen: set[tuple[str, str]] = set()
     for event in body.events:
         if _ORDER_EVENT_ID.match(event.event_id):
@@ -695,13 +711,18 @@ def build_plan(
         properties, dropped = scrub_properties(event.properties)
         if dropped:
             skipped.append({"event_id": event.event_id, "reason": f"personal data not forwarded: {', '.join(dropped)}"})
+        event_time = _event_time(event.event_time, received, max_event_age)
+        if event_time is None:
+            days, minutes = max_event_age // 86_400, MAX_EVENT_AHEAD_SECONDS // 60
+            window = f"{days} days back (COLLECT_MAX_EVENT_AGE_DAYS) to {minutes} minutes ahead"
+            retimed.append({"event_id": event.event_id, "reason": f"event_time outside {window}: time of receipt used"})
         envelopes.append(
             Envelope(
                 source=SOURCE,
                 pixel_code=pixel.pixel_code,
                 event=event.event,
                 event_id=event.event_id,
-                event_time=_event_time(event.event_time, received),
+                event_time=received if event_time is None else event_time,
                 user=user,
                 page=Page(url=page_url, referrer=referrer or None) if page_url else None,
                 properties=properties,
@@ -711,7 +732,8 @@ def build_plan(
                 received_at=received,
             )
         )
-    return Plan(pixel, join_keys, context, envelopes, skipped, decision, [i.as_dict() for i in bound.ignored])
+    ignored = [i.as_dict() for i in bound.ignored]
+    return Plan(pixel, join_keys, context, envelopes, skipped, decision, ignored, retimed)
 
 
 def unserialisable(plan: Plan) -> str | None:
@@ -875,8 +897,10 @@ class Runtime:
         store_factory: Callable[[], Any] | None = None,
         publisher_factory: Callable[[], Any] | None = None,
         allow_automated_browsers: bool = False,
+        max_event_age_days: int = MAX_EVENT_AGE_SECONDS // 86_400,
     ) -> None:
         self.tenants = tenants
+        self.max_event_age = max_event_age_days * 86_400
         self.allow_automated_browsers = allow_automated_browsers
         self.max_body_bytes = max_body_bytes
         self.max_events = max_events
@@ -907,6 +931,7 @@ class Runtime:
             rate_limit_per_minute=settings.rate_limit_per_minute,
             rate_limit_burst=settings.rate_limit_burst,
             allow_automated_browsers=settings.allow_automated_browsers,
+            max_event_age_days=settings.max_event_age_days,
             # The RPC's own deadline lets an abandoned commit end; the bound in _flush caps the wait.
             store_factory=lambda: store_from_settings(settings, timeout=STORE_TIMEOUT_SECONDS),
             publisher_factory=lambda: publisher_from_settings(settings),
@@ -1054,6 +1079,7 @@ def _collect(request: HttpRequest, runtime: Runtime, origin: str | None, method:
         accept_language=request.header("accept-language"),
         default_region=runtime.default_region,
         bound=bound,
+        max_event_age=runtime.max_event_age,
     )
     problem = unserialisable(plan)
     if problem:
@@ -1073,13 +1099,17 @@ def _withhold(bound: BoundKeys, pixel: PixelConfig, decision: ConsentDecision, r
     """
     from shared.store import CLICK_CONTEXTS
 
-    if decision.reason == "denied" and bound.pairs:
+    withdrawn = decision.reason == "denied" and bool(bound.pairs)
+    if withdrawn:
         try:
             for kind, value in bound.pairs:
                 runtime.store.release(CLICK_CONTEXTS, (pixel.pixel_code, kind, value))
         except Exception as exc:  # any client failure: the page may retry
             return _unavailable("firestore", exc)
-    reason = f"consent {decision.reason}: nothing stored or sent"
+    reason = f"consent {decision.describe()}: nothing stored or sent"
+    if withdrawn:
+        keys = len(bound.pairs)
+        reason = f"consent {decision.describe()}: nothing sent; the click context under its {keys} join keys deleted"
     headers = {"X-Collect-Consent": decision.reason, **_ignored_header(bound)}
     return Reply(204, "withheld_consent", reason=reason, headers=headers)
 
@@ -1105,14 +1135,22 @@ def _execute(plan: Plan, runtime: Runtime) -> Reply:
         "skipped": plan.skipped,
         "click_context": stored,
         "consent": plan.decision.reason,
+        "limited_data_use": plan.decision.limited_data_use,
     }
     headers = {}
     if plan.ignored:
         body["ignored"] = plan.ignored
         headers["X-Collect-Ignored"] = ", ".join(i["field"] for i in plan.ignored)
-    reason = f"{len(plan.envelopes)} published, {len(plan.skipped)} skipped, context under {stored} keys"
+    if plan.retimed:
+        body["retimed"] = plan.retimed
+    reason = (
+        f"{len(plan.envelopes)} published, {len(plan.skipped)} skipped, context under {stored} keys, "
+        f"consent {plan.decision.describe()}"
+    )
     if plan.ignored:
         reason += f", {len(plan.ignored)} join keys ignored"
+    if plan.retimed:
+        reason += f", {len(plan.retimed)} at the time of receipt (event_time outside the window)"
     return Reply(200, "accepted", body, headers, reason)
 
 
@@ -1123,6 +1161,10 @@ def log_reply(reply: Reply, request: HttpRequest) -> None:
         fields["events"] = len(reply.body["published"])
         fields["event_ids"] = reply.body["published"][:20]
         fields["click_context"] = reply.body["click_context"]
+        fields["consent"] = reply.body["consent"]
+        fields["limited_data_use"] = reply.body["limited_data_use"]
         if reply.body.get("ignored"):
             fields["ignored"] = [i["field"] for i in reply.body["ignored"]]
+        if reply.body.get("retimed"):
+            fields["retimed"] = [r["event_id"] for r in reply.body["retimed"]][:20]
     log.outcome(reply.outcome, reply.reason or reply.outcome, **fields)

@@ -227,6 +227,14 @@ class ReceiverSettings(TenantSettings):
     pubsub_topic: str = Field("tiktok-events", alias="PUBSUB_TOPIC")
 
 
+class OrderReceiverSettings(ReceiverSettings):
+    """What both order webhooks read beyond the tenants."""
+
+    # An order event older than this still goes out (a late payment is still a sale), with a
+    # warning: TikTok attributes nothing past the advertiser's click window (7 days by default, up to 28).
+    max_event_age_days: int = Field(7, alias="ORDER_MAX_EVENT_AGE_DAYS", ge=1, le=28)
+
+
 class CollectSettings(ReceiverSettings):
     SECRET_ENV: ClassVar[frozenset[str]] = frozenset({"COLLECT_SIGNING_SECRET"})
 
@@ -238,6 +246,9 @@ class CollectSettings(ReceiverSettings):
     # Proxies in front of the function that append to X-Forwarded-For (0: the
     # function URL itself; 1: behind an external Application Load Balancer).
     trusted_proxy_hops: int = Field(0, alias="COLLECT_TRUSTED_PROXY_HOPS", ge=0, le=5)
+    # A page's event_time further back than this is its clock's mistake (or a beacon replayed):
+    # the time of receipt is used and the answer says so. TikTok's click attribution window is 7 days by default.
+    max_event_age_days: int = Field(7, alias="COLLECT_MAX_EVENT_AGE_DAYS", ge=1, le=28)
     # Headless browsers (Playwright, Selenium's headless Chrome) are dropped as bots; true lets them in, for testing.
     allow_automated_browsers: bool = Field(False, alias="COLLECT_ALLOW_AUTOMATED_BROWSERS")
     # Per client address and instance: a token bucket refilled at this rate (0 turns the limit off)...
@@ -265,7 +276,7 @@ class CollectSettings(ReceiverSettings):
         return tenants
 
 
-class ShopifySettings(ReceiverSettings):
+class ShopifySettings(OrderReceiverSettings):
     SECRET_ENV: ClassVar[frozenset[str]] = frozenset({"SHOPIFY_WEBHOOK_SECRET"})
 
     shop_domain: str | None = Field(None, alias="SHOPIFY_SHOP_DOMAIN")
@@ -308,7 +319,7 @@ class ShopifySettings(ReceiverSettings):
         return tenants
 
 
-class WooCommerceSettings(ReceiverSettings):
+class WooCommerceSettings(OrderReceiverSettings):
     SECRET_ENV: ClassVar[frozenset[str]] = frozenset({"WOOCOMMERCE_WEBHOOK_SECRET"})
 
     site_url: str | None = Field(None, alias="WOOCOMMERCE_SITE_URL")

@@ -58,6 +58,12 @@ class ConsentDecision:
     # "granted", "policy_opt_out", "denied", "no_consent" (opt-in without a grant)
     reason: str
 
+    def describe(self) -> str:
+        """The decision as logs and answers state it: a sale-of-data opt-out is no plain grant."""
+        if self.limited_data_use:
+            return f"{self.reason}, with limited_data_use (sale or sharing of data opted out)"
+        return self.reason
+
 
 def decide(snapshot: ConsentSnapshot | None, policy: ConsentPolicy) -> ConsentDecision:
     """Opt-in sends only on an explicit grant; opt-out sends unless denied.

@@ -65,6 +65,14 @@ class UserData(BaseModel):
     user_agent: Annotated[str, Field(max_length=1024)] | None = None
     locale: Annotated[str, Field(max_length=35)] | None = None
 
+    @field_validator("ip")
+    @classmethod
+    def _public_ip(cls, value: str | None) -> str | None:
+        """Dropped unless public: an envelope published before receivers dropped private addresses may hold one."""
+        from shared.identity import valid_ip  # shared.identity builds UserData: imported here, not above
+
+        return valid_ip(value)
+
     def has_click(self) -> bool:
         return bool(self.ttclid or self.ttp)
 

@@ -33,7 +33,7 @@ from shared import log
 from shared.config import ConsentPolicy, PixelConfig
 from shared.consent import ConsentSnapshot, decide
 from shared.events import order_event_id
-from shared.identity import RawIdentity, build_user
+from shared.identity import RawIdentity, build_user, valid_ip
 from shared.models import Envelope, Page, Properties, UserData
 from shared.store import ORDER_EVENTS
 
@@ -51,6 +51,8 @@ IN_PROGRESS = "in_progress"  # another delivery holds a fresh claim and has not 
 IN_PROGRESS_WAIT_SECONDS = 2.0
 _FINAL, _RELEASED, _STALE = "final", "released", "stale"
 OUTCOME_RECORD = "outcome"  # first part of the key of an outcome record: ("outcome", event_id)
+# ORDER_MAX_EVENT_AGE_DAYS' default: TikTok's default click attribution window.
+MAX_EVENT_AGE = dt.timedelta(days=7)
 
 # Join-key kinds, shared with the collect endpoint (what it stores under).
 JOIN_SHOPIFY_CART = "shopify_cart_token"
@@ -107,6 +109,8 @@ def _merge_context(user: UserData, context: dict[str, Any] | None) -> UserData:
     for name in ("ttclid", "ttp", "ip", "user_agent", "locale"):
         if not getattr(user, name) and context.get(name):
             updates[name] = context[name]
+    if "ip" in updates:  # a context stored before private addresses were dropped may hold one
+        updates["ip"] = valid_ip(updates["ip"])
     hashed = context.get("user") or {}
     for name in ("email", "phone", "external_id"):
         extra = [h for h in hashed.get(name, []) if h not in getattr(user, name)]
@@ -161,6 +165,7 @@ def process_order_event(
     store: Any,
     publisher: Publisher,
     default_region: str | None = None,
+    max_event_age: dt.timedelta = MAX_EVENT_AGE,
 ) -> Outcome:
     """Join, gate, claim once, publish. Raises if publishing fails (after releasing the claim)."""
     context = store.find_click_context(pixel.pixel_code, order.join_keys) if order.join_keys else None
@@ -195,7 +200,28 @@ def process_order_event(
     details = {"click": envelope.user.has_click(), "limited_data_use": envelope.limited_data_use}
     if taken_over:
         details["took_over_stale_claim"] = True
+    for flag, message in weak_points(envelope, max_event_age).items():
+        log.warning(message, event_id=envelope.event_id, order_id=order.order_id, platform=order.platform)
+        details[flag] = True
     return Outcome("published", f"{envelope.event} published", envelope.event_id, details)
+
+
+def weak_points(envelope: Envelope, max_event_age: dt.timedelta = MAX_EVENT_AGE) -> dict[str, str]:
+    """Pure: what TikTok cannot use in an order event that goes out all the same, by flag name.
+
+    Neither is refused: a sale paid late or without a total is still a sale to
+    count, but whoever reads the logs should learn why it attributes nothing.
+    """
+    problems: dict[str, str] = {}
+    age = envelope.received_at - envelope.event_time
+    if age > max_event_age.total_seconds():
+        problems["outside_attribution_window"] = (
+            f"order event_time is {age // 86_400} days old, past ORDER_MAX_EVENT_AGE_DAYS ({max_event_age.days}): "
+            "TikTok attributes nothing outside the attribution window"
+        )
+    if envelope.event == "Purchase" and (envelope.properties.value is None or envelope.properties.currency is None):
+        problems["no_value"] = "Purchase without value or currency: TikTok cannot count its revenue"
+    return problems
 
 
 def record_outcome(store: Any, outcome: Outcome, **fields: Any) -> None:

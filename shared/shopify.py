@@ -58,6 +58,7 @@ from shared.orders import (
     JOIN_CUSTOMER,
     JOIN_SHOPIFY_CART,
     JOIN_SHOPIFY_CHECKOUT,
+    MAX_EVENT_AGE,
     ORDER_EVENT_TTL,
     OrderEvent,
     Outcome,
@@ -811,6 +812,7 @@ def execute(action: Action, *, shop: ShopifyShopConfig, runtime: Runtime) -> Out
             store=tagged,
             publisher=runtime.publisher,
             default_region=runtime.default_region,
+            max_event_age=runtime.max_event_age,
         )
         if outcome.kind == "duplicate":
             existing = store.get(ORDER_EVENTS, (PLATFORM, shop.domain, order.order_id, order.event)) or {}
@@ -890,11 +892,13 @@ class Runtime:
         io_seconds: float = IO_SECONDS,
         max_order_age: dt.timedelta = MAX_ORDER_AGE,
         max_body_bytes: int = MAX_BODY_BYTES,
+        max_event_age: dt.timedelta = MAX_EVENT_AGE,
     ) -> None:
         self.tenants = tenants
         self.default_region = default_region
         self.io_seconds = io_seconds
         self.max_order_age = max_order_age
+        self.max_event_age = max_event_age
         self.max_body_bytes = max_body_bytes
         self._store, self._publisher = store, publisher
         self._store_factory, self._publisher_factory = store_factory, publisher_factory
@@ -913,6 +917,7 @@ class Runtime:
             publisher_factory=lambda: publisher_from_settings(settings),
             max_order_age=dt.timedelta(days=settings.max_order_age_days),
             max_body_bytes=settings.max_body_bytes,
+            max_event_age=dt.timedelta(days=settings.max_event_age_days),
         )
 
     @property

@@ -46,6 +46,7 @@ from shared.orders import (
     JOIN_CUSTOMER,
     JOIN_WOO_ORDER_KEY,
     JOIN_WOO_SESSION,
+    MAX_EVENT_AGE,
     OrderEvent,
     Outcome,
     build_envelope,
@@ -405,9 +406,11 @@ class Runtime:
         publisher_factory: Callable[[], Any] | None = None,
         firestore_seconds: float = FIRESTORE_SECONDS,
         publish_seconds: float = PUBLISH_SECONDS,
+        max_event_age: dt.timedelta = MAX_EVENT_AGE,
     ) -> None:
         self.tenants = tenants
         self.default_region = default_region
+        self.max_event_age = max_event_age
         self.firestore_seconds = firestore_seconds
         self.publish_seconds = publish_seconds
         self._store, self._publisher = store, publisher
@@ -435,6 +438,7 @@ class Runtime:
             default_region=settings.default_phone_region,
             store_factory=lambda: store_from_settings(settings),
             publisher_factory=lambda: publisher_from_settings(settings),
+            max_event_age=dt.timedelta(days=settings.max_event_age_days),
         )
 
     @property
@@ -474,8 +478,9 @@ def deliver(
     store, publisher = _GuardedStore(runtime, consent), _GuardedPublisher(runtime)
     try:
         outcome = process_order_event(
-            order, pixel=pixel, policy=policy, store=store, publisher=publisher, default_region=runtime.default_region
-        )
+            order, pixel=pixel, policy=policy, store=store, publisher=publisher, default_region=runtime.default_region,
+            max_event_age=runtime.max_event_age,
+        )  # fmt: skip
     except DependencyUnavailable as exc:
         failure = exc
     else:
@@ -683,10 +688,13 @@ class Reply:
 
 def _reply(outcome: Outcome, **fields: Any) -> Reply:
     log_outcome(outcome, **fields)
+    status = _STATUS_BY_OUTCOME.get(outcome.kind, 200)
+    if status == 401:  # the same shape as the Shopify webhook's 401 (docs/woocommerce.md, Answers)
+        return Reply(status, {"error": "unauthorized", "reason": outcome.reason})
     body = {"outcome": outcome.kind, "reason": outcome.reason}
     if outcome.event_id:
         body["event_id"] = outcome.event_id
-    return Reply(_STATUS_BY_OUTCOME.get(outcome.kind, 200), body)
+    return Reply(status, body)
 
 
 def handle(headers: Mapping[str, str], body: bytes, runtime: Callable[[], Runtime], now: float | None = None) -> Reply:

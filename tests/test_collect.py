@@ -201,7 +201,7 @@ def test_shopify_theme_preview_pages_are_recognized():
         (body(events=[{"event": "Add To Cart!", "event_id": "e"}]), "events[0].event"),
         (body(events=[{"event": "AddToCart", "event_id": "e", "event_time": "now"}]), "events[0].event_time"),
         (body(events=[{"event": "AddToCart", "event_id": "e", "event_time": True}]), "events[0].event_time"),
-        (body(events=[{"event": "AddToCart", "event_id": "e", "properties": {"currency": "usd"}}]),
+        (body(events=[{"event": "AddToCart", "event_id": "e", "properties": {"currency": "US$"}}]),
          "events[0].properties.currency"),
         (body(events=[{"event": "AddToCart", "event_id": "e", "properties": {"note": "x" * 10_000}}]),
          "events[0].properties"),
@@ -405,7 +405,8 @@ def test_an_event_repeated_in_one_request_is_published_once():
         (1_780_000_000, 1_780_000_000),  # seconds
         (1_780_000_000_123, 1_780_000_000),  # Date.now() milliseconds
         (1_780_000_000.9, 1_780_000_000),
-        (1_780_000_000 - 3 * 86_400, 1_780_000_100),  # a page clock days behind: time of receipt
+        (1_780_000_000 - 3 * 86_400, 1_780_000_000 - 3 * 86_400),  # days back, inside COLLECT_MAX_EVENT_AGE_DAYS
+        (1_780_000_000 - 8 * 86_400, 1_780_000_100),  # a page clock more than 7 days behind: time of receipt
         (1_780_000_000 + 3_600, 1_780_000_100),  # an hour ahead: time of receipt
         (None, 1_780_000_100),
     ],

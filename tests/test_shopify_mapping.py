@@ -245,7 +245,7 @@ def test_placeholder_values_are_dropped_not_sent():
     assert user.email == [sha("eallam@example.com")]
     assert user.phone == []  # "example string" is no phone number
     assert (user.zip_code, user.state, user.country, user.locale) == (None, None, None, None)
-    assert user.ip == "192.168.0.1"
+    assert user.ip is None  # 192.168.0.1: a private address is no shopper's
     assert (action.order.page_url, action.order.referrer) == (None, None)
     assert (user.ttclid, user.ttp) == (None, None)
     props = action.order.properties

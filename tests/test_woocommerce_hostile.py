@@ -299,7 +299,7 @@ def test_an_unsigned_hostile_body_gets_401_without_being_parsed(webhook, monkeyp
     monkeypatch.setattr(woocommerce, "parse_json", parse_spy)
     for body in (b"[" * 100_000, b'{"id": "\\ud800", "total": ' + b"9" * 5000 + b"}", b"\xff" * 1000):
         response = webhook.post(body, secret="not-the-secret")
-        assert response.status_code == 401 and response.get_json()["outcome"] == "rejected"
+        assert response.status_code == 401 and response.get_json()["error"] == "unauthorized"
 
 
 # --- finding 8: what a parked record holds -----------------------------------------------------
@@ -431,4 +431,4 @@ def test_unsigned_random_bytes_get_401_and_are_not_parsed(healthy, body, signatu
     if body and signature is None:
         headers["X-WC-Webhook-Signature"] = woocommerce_signature(body, SECRET + "x")
     reply = woocommerce.handle(headers, body, lambda: healthy)
-    assert reply.status == 401 and reply.body["outcome"] == "rejected"
+    assert reply.status == 401 and reply.body["error"] == "unauthorized"
