@@ -572,6 +572,8 @@ class Plan:
     ignored: list[dict[str, str]] = field(default_factory=list)
     # Events published at the time of receipt because their event_time lay outside the window, with why.
     retimed: list[dict[str, str]] = field(default_factory=list)
+    # The request's trace, taken on its own thread: a group commit publishes on another request's.
+    traceparent: str | None = field(default_factory=log.outgoing_traceparent)
 
 
 def bound_keys(body: CollectBody, pixel: PixelConfig) -> BoundKeys:
@@ -797,7 +799,8 @@ def commit_plans(plans: Sequence[Plan], store: Any, publisher: Any) -> list[int 
     publishing = None
     if envelopes:
         try:
-            publishing = publisher.publish_async(envelopes)
+            traces = [plan.traceparent for plan in plans for _ in plan.envelopes]
+            publishing = publisher.publish_async(envelopes, traces)
         except Exception as exc:  # any client failure
             publishing = _failed(exc)
     for group in _store_groups(plans):
@@ -839,7 +842,7 @@ def _publish_alone(plans: Sequence[Plan], publisher: Any) -> dict[int, Exception
     for index, plan in enumerate(plans):
         if plan.envelopes:
             try:
-                pending[index] = publisher.publish_async(plan.envelopes)
+                pending[index] = publisher.publish_async(plan.envelopes, [plan.traceparent] * len(plan.envelopes))
             except Exception as exc:  # this plan's own failure
                 pending[index] = _failed(exc)
     failures: dict[int, Exception] = {}

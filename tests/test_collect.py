@@ -64,7 +64,7 @@ class Recorder:
     def release(self, collection, key):
         self.released.append((collection, tuple(key)))
 
-    def publish_async(self, envelopes):
+    def publish_async(self, envelopes, traceparents=None):
         from concurrent.futures import Future
 
         self.published += envelopes

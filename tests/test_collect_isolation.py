@@ -128,7 +128,7 @@ def test_an_outage_still_fails_the_group_at_once_without_a_retry_per_request(sto
     class Down:
         calls = 0
 
-        def publish_async(self, envelopes):
+        def publish_async(self, envelopes, traceparents=None):
             Down.calls += 1
             future: Future = Future()
             future.set_exception(TimeoutError("deadline"))

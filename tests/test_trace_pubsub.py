@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -79,3 +80,18 @@ def test_a_malformed_traceparent_attribute_leaves_the_pushs_own_trace(
     records = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
     sent = [r for r in records if r.get("outcome") == "sent"]
     assert sent and sent[0][log.TRACE].endswith(f"/traces/{'9' * 32}")
+
+
+def test_a_collect_group_commit_keeps_each_requests_trace(store, event_publisher, topic) -> None:
+    from shared.collect import commit_plans
+    from tests.test_collect_isolation import _plan
+
+    first, second = f"00-{'a' * 32}-{'b' * 16}-01", f"00-{'c' * 32}-{'d' * 16}-01"
+    with log.request_context({"traceparent": first}):
+        one = _plan(uuid.uuid4().hex, "first")
+    with log.request_context({"traceparent": second}):
+        two = _plan(uuid.uuid4().hex, "second")
+    with log.request_context({"traceparent": TRACEPARENT}):  # the leader's own trace must not leak onto theirs
+        assert all(not isinstance(o, Exception) for o in commit_plans([one, two], store, event_publisher))
+    by_trace = {m.attributes["traceparent"] for m in topic.pull_all(len(one.envelopes) + len(two.envelopes))}
+    assert by_trace == {first, second}
