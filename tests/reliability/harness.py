@@ -235,12 +235,19 @@ def deliver_like_shopify(client: httpx.Client, url: str, settings: dict[str, str
 
 def deliver_like_woocommerce(client: httpx.Client, url: str, settings: dict[str, str], order: dict[str, Any],
                              topic: str = "order.updated") -> Delivery:  # fmt: skip
-    """WooCommerce posts once: whatever the answer, it never retries."""
+    """WooCommerce posts once: whatever the answer, it never retries.
+
+    Each delivery is its own connection, as WordPress makes it (a new cURL handle per
+    request): a pooled keep-alive connection can be closed by the server as idle at the
+    moment it is reused, a client-side race that would count as a failed delivery.
+    ``client`` is unused and kept for the callers' symmetry with :func:`deliver_like_shopify`.
+    """
     body = json.dumps(order).encode()
     delivery = Delivery(f"{topic} {order['id']}")
-    delivery.attempts.append(
-        _attempt(client, url, body, woocommerce_headers(body, settings, topic), WOOCOMMERCE_TIMEOUT_SECONDS)
-    )
+    with httpx.Client() as own:
+        delivery.attempts.append(
+            _attempt(own, url, body, woocommerce_headers(body, settings, topic), WOOCOMMERCE_TIMEOUT_SECONDS)
+        )
     return delivery
 
 
