@@ -27,6 +27,7 @@ PARTS = (
     "import_times",
     "collect_bench",
     "collect_bench_deployed",
+    "session_bench",
     "shopify_bench",
     "woocommerce_bench",
     "sender_bench",
@@ -58,6 +59,15 @@ def headline(figures: dict[str, Any]) -> list[str]:
                 f"CPU per request {row['server_cpu_ms_per_request']} ms vs {noop['server_cpu_ms_per_request']} ms "
                 f"({cpu_ratio:.2f})"
             )
+    session = figures.get("session_bench")
+    if session:
+        total, receiver = session["per_event"]["total"], session["per_event"]["receiver"]
+        lines.append(
+            f"browser session (a landing with a ttclid, then {session['events_per_session'] - 1} more events): "
+            f"{total['firestore.writes']} Firestore writes (aim <= 1.2) and {total['firestore.reads']} reads "
+            f"per delivered event; collect {receiver['firestore.writes']}, "
+            f"sender {session['per_event']['sender']['firestore.writes']}"
+        )
     sender = figures.get("sender_bench")
     if sender:
         for mode, rows in sender["sender"].items():

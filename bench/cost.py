@@ -2,8 +2,11 @@
 
 Three paths to TikTok, each costed per event it delivers:
 
-- ``collect``: one consented browser request (its context written, its event
-  published), then the sender;
+- ``collect``: one consented browser request (its event published), then the
+  sender; its Firestore documents are those of a realistic session
+  (``session_bench``: a landing with a ttclid, then five events whose context
+  has not changed) when that part ran, else those of one request with a new
+  context, then the sender's for an order event;
 - ``shopify``: one ``orders/paid`` webhook, then the sender;
 - ``woocommerce``: one order webhook, then the sender.
 
@@ -31,6 +34,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 PRICES_FILE = ROOT / "bench" / "prices.md"
+FIRESTORE_KEYS = ("firestore.reads", "firestore.writes", "firestore.deletes")
 MEMORY_GIB = 0.5  # available_memory = "512Mi" for every function in terraform/functions.tf
 
 _PATTERNS = {
@@ -117,11 +121,17 @@ def estimate(figures: dict[str, Any], prices: dict[str, float] | None = None) ->
     collect = collect_part.get("collect_accepted")
     if receivers["collect"] is not None and collect is not None:
         receivers["collect"] = {**receivers["collect"], "cpu_ms": collect["server_cpu_ms_per_request"]}
+    session = (figures.get("session_bench") or {}).get("per_event")
     paths = {}
     for name, receiver in receivers.items():
         if receiver is not None and sender is not None:
+            path_sender = sender
+            if name == "collect" and session:
+                # A browser event's documents differ from an order event's on both sides (docs/collect.md).
+                receiver = {**receiver, **{key: session["receiver"][key] for key in FIRESTORE_KEYS}}
+                path_sender = {**sender, **{key: session["sender"][key] for key in FIRESTORE_KEYS}}
             # One event per request in every benchmark: per request is per event.
-            paths[name] = _path_cost(_complete(receiver), sender, prices)
+            paths[name] = _path_cost(_complete(receiver), path_sender, prices)
     return {
         "usd_per_million_events": paths,
         "prices": prices,

@@ -304,12 +304,13 @@ def buffering_worker_class() -> type:
         def handle(self, conn: Any) -> Any:
             pending = getattr(conn, "buffered", None)
             conn.buffered = None
+            # The deadline bounds reading, not the wait for a free thread: a complete request that
+            # queued behind slow ones (Firestore paused) must not find its connection's time spent.
+            conn.sock.deadline = time.monotonic() + REQUEST_READ_SECONDS
             if pending:
                 conn.sock.setblocking(True)
                 conn.init()
                 conn.parser.unreader.unread(bytes(pending))
-            else:  # a pipelined request gunicorn read ahead: its own deadline
-                conn.sock.deadline = time.monotonic() + REQUEST_READ_SECONDS
             return super().handle(conn)
 
         def murder_pending(self) -> None:
@@ -743,8 +744,9 @@ class Stack:
 
     def function_env(self, name: str) -> dict[str, str]:
         env = {**os.environ, **self.settings, "PYTHONPATH": str(ROOT), "TIKTOK_API_URL": self.api_url}
-        env.setdefault("SENDER_THREADS", "32")
-        # gunicorn threads: the sender coalesces concurrent pushes into one batch.
+        env.setdefault("SENDER_THREADS", "80")
+        # gunicorn threads: the sender coalesces concurrent pushes into one batch, and a batch can
+        # hold at most one event per thread; 80 is the sender's concurrency in terraform/functions.tf.
         env["THREADS"] = env["SENDER_THREADS"] if name == "sender" else env.get("THREADS", "8")
         return env
 

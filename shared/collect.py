@@ -37,9 +37,10 @@ import math
 import re
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl, urlsplit
 
@@ -79,6 +80,10 @@ MAX_EVENT_AGE_SECONDS = 7 * 86_400
 COMMIT_MAX_REQUESTS = 100
 # A page waits on its beacon's answer no longer than this for Firestore, and for Pub/Sub.
 STORE_TIMEOUT_SECONDS = 5.0
+# What an instance remembers of the contexts it wrote (see KnownContexts): shorter than any CLICK_TTL_DAYS,
+# long enough for a browsing session; about 200 bytes an entry.
+KNOWN_CONTEXTS_MAX = 20_000
+KNOWN_CONTEXTS_SECONDS = 30 * 60
 PUBLISH_WAIT_SECONDS = 10.0
 MAX_EVENT_AHEAD_SECONDS = 600
 # A millisecond timestamp (Date.now()) is above this; unix seconds stay below it until the year 5138.
@@ -213,6 +218,9 @@ class ContextInput(BaseModel):
     locale: Annotated[str, Field(max_length=35)] | None = None
     join_keys: JoinKeysInput = Field(default_factory=JoinKeysInput)
     user: UserInput = Field(default_factory=UserInput)
+    # The page's word that it sent this same context (page aside) earlier in the session. Only ever
+    # saves a write this instance already made: see KnownContexts.
+    unchanged: StrictBool = False
 
 
 _CUSTOM_PROPERTY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,49}$")
@@ -881,6 +889,59 @@ def _store_groups(plans: Sequence[Plan], limit: int = MAX_BATCH_WRITES) -> list[
     return groups
 
 
+# --- contexts already written ---------------------------------------------------------------------
+
+
+def context_digest(context: Mapping[str, Any]) -> str:
+    """Pure: what a context would change when merged, as a digest; its page and Nones (merges keep those) aside."""
+    kept = {k: v for k, v in context.items() if v is not None and k != "page_url"}
+    return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()
+
+
+class KnownContexts:
+    """The click contexts this instance wrote lately: (pixel, join key) -> digest of what it wrote.
+
+    A request that says its context is ``unchanged`` skips the write only when
+    every one of its join keys was written here, with this very digest (consent
+    included), within ``seconds``. So the flag can never keep a new consent, a
+    new click or a new key from being stored, nor leave a deleted context
+    deleted for a grant this instance has not itself written: at worst it saves
+    a write that would have changed nothing but the page and the time to live.
+    """
+
+    def __init__(self, max_entries: int = KNOWN_CONTEXTS_MAX, seconds: float = KNOWN_CONTEXTS_SECONDS,
+                 clock: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
+        self.max_entries, self.seconds, self.clock = max_entries, seconds, clock
+        self._entries: OrderedDict[tuple[str, str, str], tuple[str, float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def known(self, pixel_code: str, join_keys: Sequence[tuple[str, str]], digest: str) -> bool:
+        if not join_keys:
+            return False
+        oldest = self.clock() - self.seconds
+        with self._lock:
+            for kind, value in join_keys:
+                entry = self._entries.get((pixel_code, kind, value))
+                if entry is None or entry[0] != digest or entry[1] < oldest:
+                    return False
+        return True
+
+    def remember(self, pixel_code: str, join_keys: Sequence[tuple[str, str]], digest: str) -> None:
+        now = self.clock()
+        with self._lock:
+            for kind, value in join_keys:
+                key = (pixel_code, kind, value)
+                self._entries[key] = (digest, now)
+                self._entries.move_to_end(key)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+
+    def forget(self, pixel_code: str, join_keys: Sequence[tuple[str, str]]) -> None:
+        with self._lock:
+            for kind, value in join_keys:
+                self._entries.pop((pixel_code, kind, value), None)
+
+
 # --- the instance's dependencies ----------------------------------------------------------------
 
 
@@ -918,6 +979,7 @@ class Runtime:
         self._publisher: Any = None
         self._committer: GroupCommit[Plan, int] | None = None
         self._lock = threading.Lock()
+        self.known_contexts = KnownContexts()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Runtime:
@@ -1087,7 +1149,7 @@ def _collect(request: HttpRequest, runtime: Runtime, origin: str | None, method:
     problem = unserialisable(plan)
     if problem:
         raise Refused(400, "invalid request", problem)
-    return _execute(plan, runtime)
+    return _execute(plan, runtime, unchanged=body.context.unchanged)
 
 
 def _ignored_header(bound: BoundKeys) -> dict[str, str]:
@@ -1104,6 +1166,7 @@ def _withhold(bound: BoundKeys, pixel: PixelConfig, decision: ConsentDecision, r
 
     withdrawn = decision.reason == "denied" and bool(bound.pairs)
     if withdrawn:
+        runtime.known_contexts.forget(pixel.pixel_code, bound.pairs)  # a later grant must be written again
         try:
             for kind, value in bound.pairs:
                 runtime.store.release(CLICK_CONTEXTS, (pixel.pixel_code, kind, value))
@@ -1122,16 +1185,23 @@ def _unavailable(what: str, exc: Exception) -> Reply:
     return Reply(503, "error_unavailable", {"error": "unavailable", "reason": reason}, {"Retry-After": "5"}, reason)
 
 
-def _execute(plan: Plan, runtime: Runtime) -> Reply:
+def _execute(plan: Plan, runtime: Runtime, unchanged: bool = False) -> Reply:
     """Store the context and publish the events (with concurrent requests: see :func:`commit_plans`).
 
     Both are idempotent (a merge under the same keys; the same event ids, which the
     sender and TikTok deduplicate), so a caller retrying after a 503 does no harm.
+    A context this instance already wrote, as it is, is not written again when
+    the page says it is ``unchanged`` (see :class:`KnownContexts`).
     """
+    pixel_code = plan.pixel.pixel_code
+    digest = context_digest(plan.context) if plan.join_keys else ""
+    skipped_write = unchanged and runtime.known_contexts.known(pixel_code, plan.join_keys, digest)
     try:
-        stored = runtime.accept(plan)
+        stored = runtime.accept(replace(plan, join_keys=[]) if skipped_write else plan)
     except Unavailable as exc:
         return _unavailable(exc.what, exc.cause)
+    if plan.join_keys and not skipped_write:
+        runtime.known_contexts.remember(pixel_code, plan.join_keys, digest)
     body: dict[str, Any] = {
         "outcome": "accepted",
         "published": [e.event_id for e in plan.envelopes],
@@ -1146,8 +1216,12 @@ def _execute(plan: Plan, runtime: Runtime) -> Reply:
         headers["X-Collect-Ignored"] = ", ".join(i["field"] for i in plan.ignored)
     if plan.retimed:
         body["retimed"] = plan.retimed
+    if skipped_write:
+        body["click_context_unchanged"] = len(plan.join_keys)
+    context_part = f"context unchanged under {len(plan.join_keys)} keys" if skipped_write else (
+        f"context under {stored} keys")  # fmt: skip
     reason = (
-        f"{len(plan.envelopes)} published, {len(plan.skipped)} skipped, context under {stored} keys, "
+        f"{len(plan.envelopes)} published, {len(plan.skipped)} skipped, {context_part}, "
         f"consent {plan.decision.describe()}"
     )
     if plan.ignored:

@@ -357,10 +357,15 @@ class SenderSettings(_EnvSettings):
     claim_ttl_hours: int = Field(24 * 8, alias="CLAIM_TTL_HOURS", ge=49, le=24 * 60)
     claim_lease_seconds: int = Field(60, alias="CLAIM_LEASE_SECONDS", ge=5, le=3600)
     dead_ttl_days: int = Field(30, alias="DEAD_EVENT_TTL_DAYS", ge=1, le=365)
+    # Claim browser events before sending them too (two writes each instead of one; see docs/collect.md).
+    claim_browser_events: bool = Field(False, alias="SENDER_CLAIM_BROWSER_EVENTS")
     batch_max_events: int = Field(1000, alias="SENDER_BATCH_MAX_EVENTS", ge=1, le=1000)
     batch_wait_ms: int = Field(50, alias="SENDER_BATCH_WAIT_MS", ge=0, le=5000)
     # A batch also goes as soon as nobody joined it for this long (0: always wait the full wait).
     batch_idle_ms: int = Field(15, alias="SENDER_BATCH_IDLE_MS", ge=0, le=5000)
+    # While a batch is in flight, the next keeps accepting for up to this long: the threads the one in
+    # flight holds join it once answered (0: only SENDER_BATCH_WAIT_MS). See delivery.batch_due.
+    batch_hold_ms: int = Field(1000, alias="SENDER_BATCH_HOLD_MS", ge=0, le=60_000)
 
     def access_tokens(self) -> dict[str, SecretStr]:
         """Pixel code -> token."""

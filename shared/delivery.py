@@ -7,7 +7,9 @@ flow, each step a small piece testable on its own:
    or raises :class:`MalformedMessage` (recorded as dead and acknowledged).
 2. :class:`Dispatcher` coalesces concurrent invocations of one instance into
    one batch (up to ``SENDER_BATCH_MAX_EVENTS`` or ``SENDER_BATCH_WAIT_MS``,
-   whichever first, or sooner when nobody joined for ``SENDER_BATCH_IDLE_MS``).
+   whichever first, or sooner when nobody joined for ``SENDER_BATCH_IDLE_MS``;
+   longer, up to ``SENDER_BATCH_HOLD_MS``, while the invocations a batch in
+   flight holds are still to come back: :func:`batch_due`).
    The first invocation of a batch leads it; every invocation returns only
    once its own event has an outcome. A copy of an event already in flight in
    this instance waits for that one instead.
@@ -31,6 +33,14 @@ failure deletes the claim (so a redelivery can claim again); a claim whose
 holder died is taken over once its lease has expired; a permanent failure
 deletes the claim and writes a dead record.
 
+Browser events (source ``collect``) are not claimed unless
+``SENDER_CLAIM_BROWSER_EVENTS``: the same document is written once, whole and
+``sent``, in the final bulk write after TikTok accepted the event (one write,
+one RPC per batch). Their only copies are redeliveries of their own message:
+one that comes back to this instance within ``RECENT_SECONDS`` is a duplicate
+from memory, one that reaches another instance is sent again and merged by
+TikTok on its event_id (48 h). Re-drives always claim, so they find the record.
+
 Dead records (``dead_events``, same key; malformed messages keyed by message
 id) hold the envelope JSON, ``kind`` (``rejected``, ``missing_token``,
 ``malformed``, ``unsendable``: a valid envelope that could not be written as
@@ -49,6 +59,7 @@ import datetime as dt
 import hashlib
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -84,6 +95,11 @@ MAX_PUSH_BYTES = 14 * 1024 * 1024
 # Claim states.
 SENDING = "sending"
 STATE_SENT = "sent"
+UNCLAIMED = "unclaimed"  # a Claim's state for an event sent without one (recorded once TikTok accepted it)
+# Sources whose events are sent without a claim unless SENDER_CLAIM_BROWSER_EVENTS (see Processor.claims_first).
+UNCLAIMED_SOURCES = frozenset({"collect"})
+RECENT_SECONDS = 15 * 60  # how long a sender instance remembers the unclaimed events it sent
+RECENT_MAX = 50_000  # about 150 bytes each
 
 # Firestore limits: 500 writes per BatchWrite request.
 MAX_WRITES_PER_RPC = 500
@@ -230,7 +246,9 @@ def _envelope_json(envelope: Envelope) -> str | None:
 class Claim:
     """The claim state of one event after :meth:`ClaimStore.claim`."""
 
-    state: str  # "claimed" (ours to send) | "sent" (already delivered) | "busy" (another attempt holds it)
+    # "claimed" (ours to send) | "sent" (already delivered) | "busy" (another attempt holds it)
+    # | "unclaimed" (ours to send without a claim: see Processor.claims_first)
+    state: str
     update_time: Any = None  # of our write, so a release never deletes someone else's claim
     attempts: int = 1
     request_id: str | None = None
@@ -316,20 +334,8 @@ class ClaimStore:
         keys = [e.claim_key() for e, _ in envelopes]
 
         def fresh(envelope: Envelope, message_id: str | None, attempts: int) -> dict[str, Any]:
-            return {
-                "state": SENDING,
-                "pixel_code": envelope.pixel_code,
-                "event": envelope.event,
-                "event_id": envelope.event_id,
-                "message_id": message_id,
-                # For the report (shared.report): where it came from, which match keys it carries (names only).
-                "source": envelope.source,
-                "match_keys": list(match_keys.present(envelope.user)),
-                "attempts": attempts,
-                "lease_until": now + self.lease,
-                "created_at": now,
-                TTL_FIELD: now + self.claim_ttl,
-            }
+            return {**self._record(envelope, message_id, now), "state": SENDING, "attempts": attempts,
+                    "lease_until": now + self.lease}  # fmt: skip
 
         ops = [("create", self._claim_ref(k), fresh(e, m, 1)) for k, (e, m) in zip(keys, envelopes, strict=True)]
         claims: dict[ClaimKey, Claim] = {}
@@ -373,31 +379,56 @@ class ClaimStore:
                     log.info("claim taken over after its lease", event_id=key[2], attempts=attempts)
         return claims
 
+    def _record(self, envelope: Envelope, message_id: str | None, now: dt.datetime) -> dict[str, Any]:
+        """What an event's document in ``event_claims`` says about it, whatever its state."""
+        return {
+            "pixel_code": envelope.pixel_code,
+            "event": envelope.event,
+            "event_id": envelope.event_id,
+            "message_id": message_id,
+            # For the report (shared.report): where it came from, which match keys it carries (names only).
+            "source": envelope.source,
+            "match_keys": list(match_keys.present(envelope.user)),
+            "created_at": now,
+            TTL_FIELD: now + self.claim_ttl,
+        }
+
     def finalize(
         self,
         sent: Sequence[tuple[Envelope, ApiResult]] = (),
         released: Sequence[tuple[Envelope, Claim]] = (),
         dead: Sequence[tuple[DeadRecord, Claim | None]] = (),
         undead: Sequence[Envelope] = (),
+        unclaimed: Mapping[ClaimKey, str | None] | None = None,
     ) -> FinalizeReport:
-        """One bulk write: mark sent, release, record dead (dropping their claims), delete re-driven dead records."""
+        """One bulk write: mark sent, release, record dead (dropping their claims), delete re-driven dead records.
+
+        ``unclaimed`` names the sent events that had no claim (browser events), with
+        their message ids: each gets its whole record, written once, here.
+        """
         from google.cloud.firestore_v1.transforms import Increment
 
         now = utcnow()
+        unclaimed = unclaimed or {}
         ops: list[tuple] = []
         roles: list[tuple[str, ClaimKey]] = []
         for envelope, result in sent:
+            key = envelope.claim_key()
             data = {"state": STATE_SENT, "request_id": result.request_id, "sent_at": now}
-            ops.append(("set", self._claim_ref(envelope.claim_key()), data))
-            roles.append(("sent", envelope.claim_key()))
+            if key in unclaimed:
+                data = {**self._record(envelope, unclaimed[key], now), "attempts": 1, **data}
+            ops.append(("set", self._claim_ref(key), data))
+            roles.append(("sent", key))
         for envelope, claim in released:
+            if claim.state == UNCLAIMED:
+                continue  # nothing was written for it
             ops.append(("delete", self._claim_ref(envelope.claim_key()), self._ours(claim)))
             roles.append(("release", envelope.claim_key()))
         for record, claim in dead:
             key = record.envelope.claim_key()
             ops.append(("set", self._dead_ref(key), self._dead_document(record, now, Increment(1))))
             roles.append(("dead", key))
-            if claim is not None:
+            if claim is not None and claim.state != UNCLAIMED:
                 ops.append(("delete", self._claim_ref(key), self._ours(claim)))
                 roles.append(("release", key))
         for envelope in undead:
@@ -555,12 +586,43 @@ class Processor:
         tokens: Mapping[str, str],
         max_events: int = 1000,
         counters: Counters = COUNTERS,
+        claim_browser_events: bool = False,
     ) -> None:
         self.claims = claims
         self.client = client
         self.tokens = dict(tokens)
         self.max_events = max_events
         self.counters = counters
+        self.claim_browser_events = claim_browser_events
+        # Unclaimed events this instance sent lately: a retried request or a redelivery that comes back
+        # here is answered from memory; one that reaches another instance is TikTok's to merge.
+        self._recent: OrderedDict[ClaimKey, float] = OrderedDict()
+        self._recent_lock = threading.Lock()
+
+    def _sent_lately(self, key: ClaimKey) -> bool:
+        oldest = time.monotonic() - RECENT_SECONDS
+        with self._recent_lock:
+            sent_at = self._recent.get(key)
+            return sent_at is not None and sent_at >= oldest
+
+    def _remember_sent(self, keys: Iterable[ClaimKey]) -> None:
+        now = time.monotonic()
+        with self._recent_lock:
+            for key in keys:
+                self._recent[key] = now
+                self._recent.move_to_end(key)
+            while len(self._recent) > RECENT_MAX:
+                self._recent.popitem(last=False)
+
+    def claims_first(self, envelope: Envelope) -> bool:
+        """Whether ``envelope`` is claimed before it is sent (else only recorded once TikTok accepted it).
+
+        Order events and re-drives always are: an order event is sent once or
+        never (a cancellation's tombstone, a re-drive long after TikTok's 48 h
+        window). A browser event's only duplicate is a redelivery of its own
+        message, minutes later, which TikTok merges on its event_id.
+        """
+        return envelope.source not in UNCLAIMED_SOURCES or self.claim_browser_events
 
     def _send(self, group: list[Envelope]) -> ApiResult:
         try:
@@ -612,15 +674,24 @@ class Processor:
                 )
                 dead.append((DeadRecord(envelope, KIND_MISSING_TOKEN, reason, message_id=message_id), None))
 
+        to_claim = [(e, m) for e, m in with_token if self.claims_first(e)]
         try:
-            claims = self.claims.claim(with_token) if with_token else {}
+            claims = self.claims.claim(to_claim) if to_claim else {}
         except Exception as exc:
             log.error("could not claim events", error=type(exc).__name__, detail=str(exc)[:300])
             claims = {}
-            for envelope, _ in with_token:
+            for envelope, _ in to_claim:
                 outcomes[envelope.claim_key()] = Outcome(
                     RETRY, f"Firestore unavailable for claims ({type(exc).__name__})", envelope.event_id
                 )
+        for envelope, _ in with_token:
+            if self.claims_first(envelope):
+                continue
+            key = envelope.claim_key()
+            if self._sent_lately(key):
+                outcomes[key] = Outcome(DUPLICATE, "sent by this instance moments ago", envelope.event_id)
+            else:
+                claims[key] = Claim(UNCLAIMED)
 
         to_send: list[Envelope] = []
         message_ids = {e.claim_key(): m for e, m in first.values()}
@@ -630,7 +701,7 @@ class Processor:
             claim = claims.get(key)
             if claim is None:
                 continue
-            if claim.state == "claimed":
+            if claim.state in ("claimed", UNCLAIMED):
                 to_send.append(envelope)
             elif claim.state == STATE_SENT:
                 outcomes[key] = Outcome(DUPLICATE, "already sent", envelope.event_id, {"request_id": claim.request_id})
@@ -665,7 +736,10 @@ class Processor:
                                     result.code, result.message, result.request_id, message_ids[key])  # fmt: skip
                 dead.append((record, claims[key]))
 
-        report = self.claims.finalize(sent, released, dead, undead)
+        unclaimed = {e.claim_key(): message_ids[e.claim_key()] for e, _ in sent
+                     if claims[e.claim_key()].state == UNCLAIMED}  # fmt: skip
+        report = self.claims.finalize(sent, released, dead, undead, unclaimed)
+        self._remember_sent(key for key in unclaimed if key not in report.sent_unmarked)
 
         for envelope, result in sent:
             key = envelope.claim_key()
@@ -675,6 +749,12 @@ class Processor:
             self.counters.add_many(counts)
             details = {"request_id": result.request_id, "code": result.code, "attempts": claims[key].attempts,
                        "match_keys": list(keys), "match_score": coverage}  # fmt: skip
+            if key in report.sent_unmarked and key in unclaimed:
+                # Its record is the only trace that it went out: the redelivery sends it again (TikTok
+                # merges the copy on its event_id) and records it.
+                reason = "sent, but its record could not be written; the redelivery records it"
+                outcomes[key] = Outcome(RETRY, reason, envelope.event_id, details)
+                continue
             if key in report.sent_unmarked:
                 details["claim_marked"] = False
             outcomes[key] = Outcome(SENT, f"{envelope.event} sent", envelope.event_id, details)
@@ -706,6 +786,42 @@ class Processor:
 # --- micro-batching ----------------------------------------------------------
 
 
+def batch_due(
+    *,
+    opened: float,
+    last_join: float,
+    size: int,
+    in_flight: bool,
+    answered_at: float,
+    expected: int,
+    wait: float,
+    idle: float,
+    hold: float,
+) -> float:
+    """When an open batch goes (a ``time.monotonic()`` value; one in the past: now).
+
+    Every push holds one of the instance's threads until it is answered, so
+    under load the pushes that could join this batch are mostly those whose
+    invocations a batch in flight still holds. While one is in flight, this
+    batch keeps accepting (for up to ``hold``, at least ``wait``) instead of
+    going with the few threads that happened to be free. Once one was answered
+    (while this batch gathered, or at most ``wait`` before it opened), the next
+    pushes of the ``expected`` invocations it found in the instance are
+    coming: until it holds that many, the batch keeps accepting while they
+    come within the idle gap, up to the same limit. Otherwise the rule is the
+    plain one: ``wait`` at most (counted again from an answer), and a lone
+    event (nobody joining) goes after the idle gap. ``idle`` 0 always waits
+    the full ``wait``.
+    """
+    limit = opened + max(wait, hold)
+    if in_flight:
+        return limit
+    if idle > 0 and size < expected and answered_at >= opened - wait:
+        return min(limit, max(last_join, answered_at) + idle)
+    due = min(limit, max(opened, answered_at) + wait)
+    return min(due, last_join + idle) if idle > 0 else due
+
+
 class _Item:
     __slots__ = ("envelope", "message_id", "done", "outcome")
 
@@ -722,20 +838,21 @@ class _Item:
 
 
 class _Batch:
-    __slots__ = ("items", "closed", "full")
+    __slots__ = ("items", "closed", "opened", "last_join")
 
-    def __init__(self) -> None:
+    def __init__(self, now: float) -> None:
         self.items: list[_Item] = []
         self.closed = False
-        self.full = threading.Event()
+        self.opened = now
+        self.last_join = now
 
 
 class Dispatcher:
     """Coalesces concurrent invocations of one instance into batches; each waits for its own outcome.
 
-    No background thread: the first invocation of a batch waits up to
-    ``wait_ms`` (or until ``max_events`` joined), then processes the batch for
-    everyone. Batching is off when ``max_events`` is 1 or ``wait_ms`` is 0.
+    No background thread: the first invocation of a batch waits for company
+    (:func:`batch_due`, or until ``max_events`` joined), then processes the
+    batch for everyone. Batching is off when ``max_events`` is 1 or ``wait_ms`` is 0.
     """
 
     def __init__(
@@ -746,18 +863,24 @@ class Dispatcher:
         result_timeout: float,
         counters: Counters = COUNTERS,
         idle_ms: int = 0,
+        hold_ms: int = 0,
     ) -> None:
         self._process = process
         self.max_events = max_events
         self.wait_seconds = wait_ms / 1000
         self.idle_seconds = idle_ms / 1000
+        self.hold_seconds = hold_ms / 1000
         self.batching = max_events > 1 and wait_ms > 0
         self.result_timeout = result_timeout
         self.counters = counters
         self._lock = threading.Lock()
+        # Wakes a gathering leader when its batch fills or a batch in flight is answered.
+        self._changed = threading.Condition(self._lock)
         self._open: _Batch | None = None
         self._inflight: dict[ClaimKey, _Item] = {}
         self._processing = 0  # batches between their close and their outcomes
+        self._answered_at = float("-inf")  # when a batch's outcomes last freed its invocations
+        self._expected = 0  # how many invocations the instance was serving then (open and in flight)
 
     def submit(self, envelope: Envelope, message_id: str | None = None) -> Outcome:
         key = envelope.claim_key()
@@ -779,34 +902,37 @@ class Dispatcher:
         return self._wait(item)
 
     def _enqueue(self, item: _Item) -> tuple[_Batch, bool]:
+        now = time.monotonic()
         if not self.batching:
-            batch = _Batch()
+            batch = _Batch(now)
             batch.items.append(item)
             return batch, True
         lead = False
         batch = self._open
         if batch is None:
-            batch = self._open = _Batch()
+            batch = self._open = _Batch(now)
             lead = True
         batch.items.append(item)
+        batch.last_join = now
         if len(batch.items) >= self.max_events:
             self._close(batch)
+        elif len(batch.items) == self._expected:
+            self._changed.notify_all()  # the leader may go now (batch_due)
         return batch, lead
 
     def _close(self, batch: _Batch) -> None:
         batch.closed = True
         if self._open is batch:
             self._open = None
-        batch.full.set()
+        self._changed.notify_all()
 
     def _lead(self, batch: _Batch) -> None:
         if self.batching:
             self._gather(batch)
-            with self._lock:
-                self._close(batch)
-        items = batch.items
-        with self._lock:
+        with self._lock:  # closed and counted in flight at once: the next batch's leader sees either both or neither
+            self._close(batch)
             self._processing += 1
+        items = batch.items
         try:
             outcomes = self._process([(i.envelope, i.message_id) for i in items])
             for item, outcome in zip(items, outcomes, strict=True):
@@ -818,35 +944,32 @@ class Dispatcher:
         finally:
             with self._lock:
                 self._processing -= 1
+                self._answered_at = time.monotonic()
+                self._expected = len(self._inflight)
                 for item in items:
                     if self._inflight.get(item.envelope.claim_key()) is item:
                         del self._inflight[item.envelope.claim_key()]
+                self._changed.notify_all()
 
     def _gather(self, batch: _Batch) -> None:
-        """Wait for company: until the batch is full, ``wait_ms`` have passed, or nobody joined for ``idle_ms``.
-
-        The idle rule is what keeps a lone event (or the last few pushes Pub/Sub
-        has in flight, which wait for our answer before it sends more) from
-        sitting out the whole wait. It applies only while no other batch is
-        being processed: when one is, its invocations will be answered soon and
-        their threads and their senders' next events will join this batch, so
-        waiting is what makes batches big under load.
-        """
-        deadline = time.monotonic() + self.wait_seconds
+        """Wait for company until the batch is full or :func:`batch_due` says it goes."""
         with self._lock:
-            seen = len(batch.items)  # the leader's own event, and any that joined already
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return
-            step = min(self.idle_seconds, remaining) if self.idle_seconds > 0 else remaining
-            if batch.full.wait(step):
-                return
-            with self._lock:
-                joined = len(batch.items)
-            if self.idle_seconds > 0 and joined == seen and not self._processing:
-                return
-            seen = joined
+            while not batch.closed:
+                due = batch_due(
+                    opened=batch.opened,
+                    last_join=batch.last_join,
+                    size=len(batch.items),
+                    in_flight=self._processing > 0,
+                    answered_at=self._answered_at,
+                    expected=self._expected,
+                    wait=self.wait_seconds,
+                    idle=self.idle_seconds,
+                    hold=self.hold_seconds,
+                )
+                remaining = due - time.monotonic()
+                if remaining <= 0:
+                    return
+                self._changed.wait(remaining)
 
     def _wait(self, item: _Item) -> Outcome:
         if not item.done.wait(self.result_timeout):
@@ -871,12 +994,14 @@ class Sender:
         result_timeout: float,
         counters: Counters = COUNTERS,
         idle_ms: int = 0,
+        hold_ms: int = 0,
     ) -> None:
         self.claims = claims
         self.client = client
         self.counters = counters
         self.processor = Processor(claims, client, tokens, max_events, counters)
-        self.dispatcher = Dispatcher(self.processor.process, max_events, wait_ms, result_timeout, counters, idle_ms)
+        self.dispatcher = Dispatcher(self.processor.process, max_events, wait_ms, result_timeout, counters, idle_ms,
+                                     hold_ms)  # fmt: skip
 
     @classmethod
     def from_settings(cls, settings: Any, firestore_client: Any = None, transport: Any = None) -> Sender:
@@ -894,8 +1019,11 @@ class Sender:
         api = TikTokClient(settings.api_url, settings.timeout_seconds, transport=transport)
         # Longer than any batch can take; a waiter that gives up only causes a harmless redelivery.
         result_timeout = settings.claim_lease_seconds + 4 * settings.timeout_seconds + 30
-        return cls(claims, api, tokens, settings.batch_max_events, settings.batch_wait_ms, result_timeout,
-                   idle_ms=settings.batch_idle_ms)  # fmt: skip
+        result_timeout += (settings.batch_wait_ms + settings.batch_hold_ms) / 1000  # and the gathering before it
+        sender = cls(claims, api, tokens, settings.batch_max_events, settings.batch_wait_ms, result_timeout,
+                     idle_ms=settings.batch_idle_ms, hold_ms=settings.batch_hold_ms)  # fmt: skip
+        sender.processor.claim_browser_events = settings.claim_browser_events
+        return sender
 
     def handle_message(self, message: Any, message_id: str | None) -> Outcome:
         """One Pub/Sub message to its outcome; never raises."""

@@ -8,7 +8,8 @@ by a day. Collections (each prefixed by ``FIRESTORE_COLLECTION_PREFIX``):
   hashed identifiers, one document per (pixel, join key).
 - ``webhook_deliveries``: delivery ids already accepted (Shopify event ids).
 - ``order_events``: (platform, shop, order, event) already published.
-- ``event_claims``: the sender's per-event claims (see functions/sender).
+- ``event_claims``: the sender's per-event claims, and the records of browser
+  events sent without one (see shared.delivery).
 - ``dead_events``: events TikTok refused for good, kept for re-driving.
 
 Document ids are readable keys (``|``-joined); a key that would be too long or

@@ -22,6 +22,7 @@
   var config = window.ttCollectConfig || {};
   var THIRTY_DAYS = 30 * 24 * 3600;
   var MAX_EVENTS = config.maxEvents || 20;
+  var SENT_CONTEXT = 'tt_collect_context'; // sessionStorage: the context this tab last sent (see markUnchanged)
   var queued = (window.ttCollect && window.ttCollect.q) || []; // calls made before this file loaded
   var events = [];
   var timer = null;
@@ -231,7 +232,20 @@
     if (consent !== null) body.consent = consent;
     if (config.key) body.key = config.key;
     if (config.user) body.context.user = typeof config.user === 'function' ? config.user() : config.user;
+    markUnchanged(body);
     return JSON.stringify(body);
+  }
+
+  // The context this tab already sent (its page aside): saying so lets collect skip rewriting it. Only a hint:
+  // collect still writes anything its instance did not itself write just so (docs/collect.md, Click context writes).
+  function markUnchanged(body) {
+    var context = body.context;
+    var sent = JSON.stringify([body.consent, context.ttclid, context.ttp, context.locale, context.join_keys,
+      context.user]);
+    try {
+      if (window.sessionStorage.getItem(SENT_CONTEXT) === sent) context.unchanged = true;
+      else window.sessionStorage.setItem(SENT_CONTEXT, sent);
+    } catch (e) { /* storage blocked: every request carries its context, as before */ }
   }
 
   function report(result) {

@@ -92,6 +92,19 @@ function ttqTrack(name, properties, eventId) {
   }
 }
 
+// The context this session already sent (its page aside): saying so lets collect skip rewriting it. Only a
+// hint: collect still writes anything its instance did not itself write just so (docs/collect.md).
+async function markUnchanged(body) {
+  const c = body.context;
+  const sent = JSON.stringify([body.consent, c.ttclid, c.ttp, c.locale, c.join_keys, c.user]);
+  try {
+    if ((await browser.sessionStorage.getItem('tt_collect_context')) === sent) c.unchanged = true;
+    else await browser.sessionStorage.setItem('tt_collect_context', sent);
+  } catch (e) {
+    // storage unavailable: every request carries its context, as before
+  }
+}
+
 async function send(event, joinKeys, user, events) {
   const body = {
     pixel_code: COLLECT.pixelCode,
@@ -100,6 +113,7 @@ async function send(event, joinKeys, user, events) {
     context: await context(event, joinKeys, user),
     events: events,
   };
+  await markUnchanged(body);
   // text/plain and no-cors: no preflight; the answer is not needed (the endpoint logs its outcome).
   await fetch(COLLECT.endpoint, {
     method: 'POST', mode: 'no-cors', keepalive: true, credentials: 'omit',

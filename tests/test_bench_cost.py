@@ -75,3 +75,26 @@ def test_the_summary_names_each_aim():
     lines = "\n".join(headline(figures()))
     assert "0.04 TikTok requests/event (aim < 0.05)" in lines
     assert "p50 3000 ms, p99 5000 ms under load (400/400)" in lines
+
+
+def test_the_browser_path_costs_the_documents_of_a_realistic_session():
+    measured = figures()
+    measured["collect_bench_deployed"] = {
+        "collect_accepted": {"per_request": {"firestore.writes": 1.0, "pubsub.messages": 1.0, "pubsub.bytes": 900.0},
+                             "server_cpu_ms_per_request": 1.0},
+    }  # fmt: skip
+    without_session = cost.estimate(measured, PRICES)["usd_per_million_events"]["collect"]
+    assert without_session["inputs_per_event"]["firestore_writes"] == 3.0  # 1 context + the sender's claim and mark
+    session = {"receiver": {"firestore.reads": 0.0, "firestore.writes": 0.167, "firestore.deletes": 0.0},
+               "sender": {"firestore.reads": 0.0, "firestore.writes": 1.0, "firestore.deletes": 0.0}}  # fmt: skip
+    measured["session_bench"] = {"events_per_session": 6, "per_event": {**session, "total": {
+        "firestore.reads": 0.0, "firestore.writes": 1.167}}}  # fmt: skip
+    collect = cost.estimate(measured, PRICES)["usd_per_million_events"]["collect"]
+    assert collect["inputs_per_event"]["firestore_writes"] == 1.167
+    assert collect["firestore"] == pytest.approx(10 * 1.167 * (0.09 + 0.01), abs=0.01)
+    assert collect["inputs_per_event"]["cpu_ms"] == 2.0  # the receiver's CPU and the sender's still apply
+    # The order paths keep the sender's own figures.
+    assert cost.estimate(measured, PRICES)["usd_per_million_events"]["shopify"]["inputs_per_event"][
+        "firestore_writes"] == 5.0  # fmt: skip
+    lines = "\n".join(headline({"session_bench": measured["session_bench"]}))
+    assert "then 5 more events): 1.167 Firestore writes (aim <= 1.2)" in lines
