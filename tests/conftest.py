@@ -17,6 +17,7 @@ import os
 import sys
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -168,9 +169,9 @@ class RunningStack:
         return self.stack.url(name)
 
 
-@pytest.fixture(scope="session")
-def stack(emulators: localstack.Emulators) -> Iterator[RunningStack]:
-    """The local pipeline as `make run` starts it, on free ports, against the session's emulators."""
+@contextmanager
+def running_stack(emulators: localstack.Emulators) -> Iterator[RunningStack]:
+    """The local pipeline as `make run` starts it, on free ports, with its own topic and collections."""
     settings = {
         **localstack.DEV_SETTINGS,
         "GOOGLE_CLOUD_PROJECT": emulators.project,
@@ -189,3 +190,51 @@ def stack(emulators: localstack.Emulators) -> Iterator[RunningStack]:
         yield RunningStack(running, emulators, topology, settings)
     finally:
         running.stop()
+
+
+@pytest.fixture(scope="session")
+def stack(emulators: localstack.Emulators) -> Iterator[RunningStack]:
+    """The stack most stack tests share for the session."""
+    with running_stack(emulators) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def own_stack(emulators: localstack.Emulators) -> Iterator[RunningStack]:
+    """A stack of the module's own, for tests that count everything a stack holds (late events of other tests)."""
+    with running_stack(emulators) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def stack_store(stack: RunningStack, firestore_client: Any) -> Any:
+    """A store over the stack's own collections, to look at what its functions wrote."""
+    from shared.store import Store
+
+    return Store(firestore_client, prefix=stack.settings["FIRESTORE_COLLECTION_PREFIX"])
+
+
+@pytest.fixture
+def publish(stack: RunningStack, pubsub_clients: tuple[Any, Any]) -> Any:
+    """Publish an envelope on the stack's events topic, as a receiver would."""
+    publisher = pubsub_clients[0]
+
+    def send(envelope: Any) -> str:
+        future = publisher.publish(stack.topology["topic"], envelope.to_json_bytes(), **envelope.pubsub_attributes())
+        return future.result(timeout=10)
+
+    return send
+
+
+@pytest.fixture
+def faults(stack: RunningStack) -> Iterator[Any]:
+    """Set the sandbox's faults for one test; cleared after it."""
+    import httpx
+
+    url = stack.url("sandbox") + "/sandbox/faults"
+
+    def set_faults(**config: Any) -> None:
+        httpx.post(url, json=config, timeout=5).raise_for_status()
+
+    yield set_faults
+    httpx.delete(url, timeout=5).raise_for_status()

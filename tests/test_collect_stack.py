@@ -15,18 +15,12 @@ import httpx
 import pytest
 
 from shared.orders import JOIN_SHOPIFY_CART
-from shared.store import Store
 from tests.helpers import sandbox_events, wait_for_sandbox_events, wait_until
 
 pytestmark = pytest.mark.stack
 
 ORIGIN = "http://127.0.0.1:8000"  # in the stack's COLLECT_ALLOWED_ORIGINS (scripts/localstack.py DEV_SETTINGS)
 CHROME = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/150.0.0.0 Safari/537.36"
-
-
-@pytest.fixture
-def stack_store(stack, firestore_client) -> Store:
-    return Store(firestore_client, prefix=stack.settings["FIRESTORE_COLLECTION_PREFIX"])
 
 
 def document(stack: Any, token: str, event_id: str, **changes: Any) -> dict[str, Any]:

@@ -22,7 +22,6 @@ import pytest
 from shared import report
 from shared.localenv import write_stack
 from shared.orders import JOIN_SHOPIFY_CHECKOUT
-from shared.store import Store
 from tests.helpers import ROOT, sandbox_events, wait_for_sandbox_events, wait_until
 from tests.test_shopify_stack import deliver, purchase_id
 from tests.test_shopify_stack import grant as shopify_grant
@@ -34,6 +33,12 @@ from tests.test_woocommerce_stack import purchase_id as woo_purchase_id
 pytestmark = pytest.mark.stack
 
 
+@pytest.fixture(scope="module")
+def stack(own_stack: Any) -> Any:
+    """The report counts everything in the stack's collections: events other tests left in flight must not count."""
+    return own_stack
+
+
 def keys_of(user: dict[str, Any]) -> set[str]:
     """The match keys of a ``user`` as the sandbox received it (what TikTok would see)."""
     keys = {k for k in report.match_keys.KEYS if k != "ip_user_agent" and user.get(k)}
@@ -42,11 +47,6 @@ def keys_of(user: dict[str, Any]) -> set[str]:
 
 def shares(received: list[dict[str, Any]]) -> dict[str, float]:
     return {k: sum(k in keys_of(e["user"]) for e in received) / len(received) for k in report.match_keys.KEYS}
-
-
-@pytest.fixture
-def stack_store(stack: Any, firestore_client: Any) -> Store:
-    return Store(firestore_client, prefix=stack.settings["FIRESTORE_COLLECTION_PREFIX"])
 
 
 @pytest.fixture

@@ -30,7 +30,6 @@ import signal
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -62,28 +61,6 @@ def _envelope(stack: Any, event_id: str | None = None) -> Envelope:
             "consent": "granted",
         }
     )
-
-
-@pytest.fixture
-def publish(stack: Any, pubsub_clients: tuple[Any, Any]) -> Any:
-    publisher = pubsub_clients[0]
-
-    def send(envelope: Envelope) -> str:
-        future = publisher.publish(stack.topology["topic"], envelope.to_json_bytes(), **envelope.pubsub_attributes())
-        return future.result(timeout=10)
-
-    return send
-
-
-@pytest.fixture
-def faults(stack: Any) -> Iterator[Any]:
-    url = stack.url("sandbox") + "/sandbox/faults"
-
-    def set_faults(**config: Any) -> None:
-        httpx.post(url, json=config, timeout=5).raise_for_status()
-
-    yield set_faults
-    httpx.delete(url, timeout=5).raise_for_status()
 
 
 @pytest.fixture

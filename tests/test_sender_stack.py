@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -37,33 +36,6 @@ def _envelope(stack: Any, **overrides: Any) -> Envelope:
         "consent": "granted",
     }
     return Envelope.model_validate({**fields, **overrides})
-
-
-@pytest.fixture
-def publish(stack: Any, pubsub_clients: tuple[Any, Any]) -> Any:
-    publisher = pubsub_clients[0]
-
-    def send(envelope: Envelope) -> str:
-        future = publisher.publish(stack.topology["topic"], envelope.to_json_bytes(), **envelope.pubsub_attributes())
-        return future.result(timeout=10)
-
-    return send
-
-
-@pytest.fixture
-def faults(stack: Any) -> Iterator[Any]:
-    url = stack.url("sandbox") + "/sandbox/faults"
-
-    def set_faults(**config: Any) -> None:
-        httpx.post(url, json=config, timeout=5).raise_for_status()
-
-    yield set_faults
-    httpx.delete(url, timeout=5).raise_for_status()
-
-
-@pytest.fixture
-def stack_store(stack: Any, firestore_client: Any) -> Store:
-    return Store(firestore_client, prefix=stack.settings["FIRESTORE_COLLECTION_PREFIX"])
 
 
 def _request(stack: Any, request_id: str) -> dict[str, Any]:

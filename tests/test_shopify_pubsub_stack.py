@@ -21,7 +21,7 @@ import pytest
 
 from scripts import localstack
 from shared.orders import JOIN_SHOPIFY_CHECKOUT
-from shared.store import ORDER_EVENTS, Store
+from shared.store import ORDER_EVENTS
 from tests.helpers import load_fixture, sandbox_events, wait_for_sandbox_events, wait_until
 from tests.test_shopify_mapping import SHOP
 from tests.test_shopify_stack import deliver, grant, purchase_id, sent_after_sentinel
@@ -32,11 +32,6 @@ pytestmark = pytest.mark.stack
 
 def sha(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-@pytest.fixture(scope="module")
-def stack_store(stack, firestore_client) -> Store:
-    return Store(firestore_client, prefix=stack.settings["FIRESTORE_COLLECTION_PREFIX"])
 
 
 @pytest.fixture(scope="module")

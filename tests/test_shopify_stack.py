@@ -36,11 +36,6 @@ def sha(text: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def stack_store(stack, firestore_client) -> Store:
-    return Store(firestore_client, prefix=stack.settings["FIRESTORE_COLLECTION_PREFIX"])
-
-
-@pytest.fixture(scope="module")
 def client():
     with httpx.Client(timeout=10) as http:
         yield http
@@ -226,6 +221,10 @@ def test_a_30_mb_body_is_refused_with_413_by_the_running_function(client, stack,
         assert response.status_code == 413
     except httpx.TransportError:  # the server may close before the client is done sending: refused all the same
         pass
-    assert sent[0] < size // 2  # the server stopped taking it long before its end (measured: 3 to 8 MB)
+    # The server stopped taking it before its end. How far the client gets depends on loopback socket
+    # buffers (several MB each way, more on a busy machine: 3 to 16 MB measured), so the exact bound is
+    # asserted where it can be: bytes read in-process (test_shopify_hostile.py) and the worker's peak
+    # memory (tests/reliability/test_oversized_bodies.py).
+    assert sent[0] < size
     healthy = deliver(client, stack, b'{"id": 1}', "products/update")
     assert (healthy.status_code, healthy.json()["outcome"]) == (200, "ignored")

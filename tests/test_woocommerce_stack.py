@@ -58,11 +58,6 @@ def fresh_order(status: str, **changes: Any) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def stack_store(stack, firestore_client) -> Store:
-    return Store(firestore_client, prefix=stack.settings["FIRESTORE_COLLECTION_PREFIX"])
-
-
-@pytest.fixture(scope="module")
 def http():
     with httpx.Client(timeout=30) as client:
         yield client

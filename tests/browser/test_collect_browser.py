@@ -13,15 +13,9 @@ from typing import Any
 import pytest
 
 from shared.orders import JOIN_SHOPIFY_CART, JOIN_WOO_SESSION
-from shared.store import Store
 from tests.helpers import sandbox_events, wait_for_sandbox_events, wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.stack]
-
-
-@pytest.fixture
-def stack_store(stack, firestore_client) -> Store:
-    return Store(firestore_client, prefix=stack.settings["FIRESTORE_COLLECTION_PREFIX"])
 
 
 def cookie(browser: Any, name: str) -> str | None:

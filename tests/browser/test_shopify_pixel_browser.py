@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 
 from shared.orders import JOIN_SHOPIFY_CHECKOUT
-from shared.store import Store
 from tests.helpers import ROOT, wait_for_sandbox_events, wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.stack]
@@ -55,11 +54,6 @@ def open_sandbox(browser: Any, site: Any, init: dict[str, Any], endpoint: str, p
     )
     browser.switch_to.frame(browser.find_element("id", "pixel"))
     wait_until(lambda: browser.execute_script("return typeof publish === 'function' && typeof COLLECT === 'object'"))
-
-
-@pytest.fixture
-def stack_store(stack, firestore_client) -> Store:
-    return Store(firestore_client, prefix=stack.settings["FIRESTORE_COLLECTION_PREFIX"])
 
 
 def test_the_custom_pixel_is_admitted_by_its_key_without_origin_and_joins_the_checkout(
