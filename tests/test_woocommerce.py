@@ -371,6 +371,8 @@ def test_a_cut_parked_record_is_reported_not_replayed(monkeypatch, capsys):
     (record,) = parked_records(line)
     assert record_event_id(record) == "woocommerce:s:order:1:Purchase"
     monkeypatch.setattr("sys.stdin", io.StringIO(line + "\n"))
+    # Hermetic: whether a stack runs or credentials exist is not this test's business (tests/test_first_run.py).
+    monkeypatch.setattr(replay_command.localenv, "prepare", lambda *args, **kwargs: None)
     assert replay_command.main([]) == 1
     first, summary = (json.loads(x) for x in capsys.readouterr().out.strip().splitlines())
     assert first["outcome"] == "failed" and first["event_id"] == "woocommerce:s:order:1:Purchase"
