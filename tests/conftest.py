@@ -170,7 +170,7 @@ class RunningStack:
 
 
 @contextmanager
-def running_stack(emulators: localstack.Emulators) -> Iterator[RunningStack]:
+def running_stack(emulators: localstack.Emulators, **overrides: str) -> Iterator[RunningStack]:
     """The local pipeline as `make run` starts it, on free ports, with its own topic and collections."""
     settings = {
         **localstack.DEV_SETTINGS,
@@ -180,6 +180,7 @@ def running_stack(emulators: localstack.Emulators) -> Iterator[RunningStack]:
         # Short lease so redelivery tests do not wait a minute.
         "CLAIM_LEASE_SECONDS": "5",
         "LOG_LEVEL": "DEBUG",
+        **overrides,
         **emulators.env,
     }
     ports = {name: localstack.free_port() for name in (*localstack.FUNCTIONS, "sandbox")}

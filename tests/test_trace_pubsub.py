@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -14,6 +13,7 @@ from shared.deadline import bounded
 from tests.conftest import push_body
 from tests.test_delivery import make_envelope
 from tests.test_sender import make_sender, sandbox  # noqa: F401 (fixtures used by name)
+from tests.test_trace import lines
 
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 TRACEPARENT = f"00-{TRACE_ID}-b7ad6b7169203331-01"
@@ -60,8 +60,7 @@ def test_the_sender_logs_under_the_trace_of_the_request_that_published_the_messa
     own = f"{'9' * 32}/5;o=1"
     response = sender.app.test_client().post("/", json=body, headers={"X-Cloud-Trace-Context": own})
     assert response.status_code == 200
-    records = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
-    ours = [r for r in records if "method" not in r]
+    ours = lines(capsys.readouterr().out)
     assert any(r.get("outcome") == "sent" for r in ours)
     for record in ours:
         assert record[log.TRACE].endswith(f"/traces/{TRACE_ID}"), record
@@ -77,8 +76,7 @@ def test_a_malformed_traceparent_attribute_leaves_the_pushs_own_trace(
     body = push_body(make_envelope().to_json_bytes(), "m-8", attributes={"traceparent": "00-not-a-trace"})
     own = f"{'9' * 32}/5;o=1"
     assert sender.app.test_client().post("/", json=body, headers={"X-Cloud-Trace-Context": own}).status_code == 200
-    records = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
-    sent = [r for r in records if r.get("outcome") == "sent"]
+    sent = [r for r in lines(capsys.readouterr().out) if r.get("outcome") == "sent"]
     assert sent and sent[0][log.TRACE].endswith(f"/traces/{'9' * 32}")
 
 

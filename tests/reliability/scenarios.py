@@ -18,12 +18,13 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import localstack
 
+from tests.conftest import RunningStack
+from tests.conftest import running_stack as test_stack
 from tests.reliability import harness
 
 RESTART_SECONDS = 30.0  # Cloud Run starts a new instance within seconds; the local supervisor should too
@@ -33,15 +34,8 @@ SHOPIFY_RETRY_FOR = 75.0  # past the 30 s lease of an order claim whose holder d
 # --- the stack ---------------------------------------------------------------------------
 
 
-@dataclass
-class ReliabilityStack:
-    stack: localstack.Stack
-    emulators: localstack.Emulators
-    topology: dict[str, str]
-    settings: dict[str, str]
-
-    def url(self, name: str) -> str:
-        return self.stack.url(name)
+class ReliabilityStack(RunningStack):
+    """The test stack, with what the scenarios do to it: kill, restart, pause, inject faults."""
 
     @property
     def sandbox(self) -> str:
@@ -52,13 +46,13 @@ class ReliabilityStack:
 
     def master_pid(self, name: str) -> int:
         """The function's gunicorn master (the process the stack started, or its supervisor's replacement)."""
-        return self.stack.processes[name].pid
+        return self.stack.pid(name)
 
     def worker_pids(self, name: str, timeout: float = 20.0) -> list[int]:
         """Its workers (the processes that run our code), waiting for a respawned one to come up."""
         deadline = time.monotonic() + timeout
         while True:
-            workers = [p for p in harness.children(self.master_pid(name)) if harness.alive(p)]
+            workers = [p for p in self.stack.worker_pids(name) if harness.alive(p)]
             if workers or time.monotonic() > deadline:
                 return workers
             time.sleep(0.1)
@@ -68,15 +62,11 @@ class ReliabilityStack:
 
     def wait_replaced(self, name: str, old_master: int, timeout: float) -> bool:
         """Whether the stack itself brought ``name`` back as a new process within ``timeout`` (no help from us)."""
-        wait_healthy = getattr(self.stack, "wait_healthy", None)
-        if callable(wait_healthy):
-            try:
-                wait_healthy(name, timeout, replacing=old_master)
-            except (TimeoutError, RuntimeError):
-                return False
-            return True
-        process = self.stack.processes.get(name)
-        return process is not None and process.pid != old_master and self.healthy(name, timeout)
+        try:
+            self.stack.wait_healthy(name, timeout, replacing=old_master)
+        except (TimeoutError, RuntimeError):
+            return False
+        return True
 
     def emulator_pgid(self, which: str) -> int:
         """The process group of the ``firestore`` or ``pubsub`` emulator (gcloud and its Java child)."""
@@ -107,37 +97,21 @@ class ReliabilityStack:
         httpx.delete(self.sandbox + "/sandbox/events", timeout=10).raise_for_status()
 
 
-def stack_settings(emulators: localstack.Emulators) -> dict[str, str]:
-    """Opt-out consent (every paid order must reach TikTok), one trusted proxy hop (many shoppers), short lease."""
-    return {
-        **localstack.DEV_SETTINGS,
-        "GOOGLE_CLOUD_PROJECT": emulators.project,
-        "PUBSUB_TOPIC": f"rel-{uuid.uuid4().hex[:8]}",
-        "FIRESTORE_COLLECTION_PREFIX": f"rel{uuid.uuid4().hex[:8]}_",
-        "CONSENT_POLICY": "opt-out",
-        "COLLECT_TRUSTED_PROXY_HOPS": "1",
-        # Short lease so a killed sender's events are taken over within a test's time box.
-        "CLAIM_LEASE_SECONDS": "5",
-        "LOG_LEVEL": "INFO",
-        **emulators.env,
-    }
+# Opt-out consent (every paid order must reach TikTok), one trusted proxy hop (many shoppers, one address
+# each), INFO as deployed; the short lease (a killed sender's events taken over in a test's time box) is the stack's.
+STACK_SETTINGS = {"CONSENT_POLICY": "opt-out", "COLLECT_TRUSTED_PROXY_HOPS": "1", "LOG_LEVEL": "INFO"}
 
 
 @contextlib.contextmanager
 def running_stack(emulators: localstack.Emulators) -> Iterator[ReliabilityStack]:
-    settings = stack_settings(emulators)
-    ports = {name: localstack.free_port() for name in (*localstack.FUNCTIONS, "sandbox")}
-    stack = localstack.Stack(settings=settings, ports=ports)
-    topology = localstack.create_topology(emulators.project, settings["PUBSUB_TOPIC"], stack.url("sender") + "/")
-    stack.start()
-    try:
-        yield ReliabilityStack(stack, emulators, topology, settings)
-    finally:
-        # Never leave an emulator stopped, whatever a scenario did.
-        for process in emulators.processes:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(os.getpgid(process.pid), signal.SIGCONT)
-        stack.stop()
+    with test_stack(emulators, **STACK_SETTINGS) as base:
+        try:
+            yield ReliabilityStack(base.stack, base.emulators, base.topology, base.settings)
+        finally:
+            # Never leave an emulator stopped, whatever a scenario did (before the stack stops).
+            for process in emulators.processes:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(os.getpgid(process.pid), signal.SIGCONT)
 
 
 # --- Firestore paused --------------------------------------------------------------------
