@@ -1,4 +1,4 @@
-"""The collect endpoint's pure domain (shared/collect.py): no HTTP, no Firestore, no Pub/Sub."""
+"""The collect endpoint's pure domain (shared/receive/collect/): no HTTP, no Firestore, no Pub/Sub."""
 
 from __future__ import annotations
 
@@ -8,12 +8,15 @@ from typing import Any
 
 import pytest
 
-from shared import collect
-from shared.collect import HttpRequest, Refused, Runtime
-from shared.collect_keys import sign_customer_id
 from shared.config import PixelConfig, Tenants
 from shared.consent import ConsentSnapshot, decide
 from shared.orders import JOIN_CUSTOMER, JOIN_SHOPIFY_CART, JOIN_SHOPIFY_CHECKOUT, JOIN_WOO_SESSION
+from shared.receive.collect.admission import admit, client_ip, drop_reason, is_preview_page, normalize_origin
+from shared.receive.collect.handler import Runtime, handle
+from shared.receive.collect.http import HttpRequest, Refused
+from shared.receive.collect.keys import sign_customer_id
+from shared.receive.collect.plan import Plan, build_plan
+from shared.receive.collect.schema import CollectBody, parse_body
 
 PIXEL = "CTESTPIXEL01"
 ORIGIN = "https://shop.example"
@@ -21,7 +24,7 @@ KEY = "public-collect-key"
 CHROME = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/150.0.0.0 Safari/537.36"
 EMAIL_HASH = "836f82db99121b3481011f16b49dfa5fbc714a0d1b1b9f784a1ebbbf5b39577f"  # " John.Doe@Example.COM "
 PHONE_HASH = "9f7ec22d72092cd3c0b58726ed9c2d91b92e51a3f29837508fb2948bb22dd2fd"  # "+1 (213) 373-4253"
-# Join keys shaped like the platforms' random tokens (shared.collect_keys.SHAPES).
+# Join keys shaped like the platforms' random tokens (shared.receive.collect.keys.SHAPES).
 CART = "c1-7a2abe0f9c1d4e6b8a3f5c7d9e1b2a4c"
 CHECKOUT = "4f0e9c2b7a1d6e3f8b5c0a9d2e7f1b3c"
 SIGNING_SECRET = "collect-signing-secret"
@@ -44,8 +47,8 @@ def body(**changes: Any) -> dict[str, Any]:
     return document
 
 
-def parse(document: dict[str, Any], max_events: int = 20) -> collect.CollectBody:
-    return collect.parse_body(json.dumps(document).encode(), max_events)
+def parse(document: dict[str, Any], max_events: int = 20) -> CollectBody:
+    return parse_body(json.dumps(document).encode(), max_events)
 
 
 class Recorder:
@@ -112,7 +115,7 @@ def post(document: Any, *, headers: dict[str, str] | None = None, raw: bytes | N
     ],
 )
 def test_origins_are_compared_in_one_normal_form(value, expected):
-    assert collect.normalize_origin(value) == expected
+    assert normalize_origin(value) == expected
 
 
 @pytest.mark.parametrize(
@@ -129,11 +132,11 @@ def test_origins_are_compared_in_one_normal_form(value, expected):
     ],
 )
 def test_the_client_address_is_the_entry_googles_front_end_appended(forwarded_for, hops, expected):
-    assert collect.client_ip(forwarded_for, "10.0.0.1", hops) == expected
+    assert client_ip(forwarded_for, "10.0.0.1", hops) == expected
 
 
 def test_without_forwarded_for_the_peer_address_is_used():
-    assert collect.client_ip(None, "127.0.0.1") == "127.0.0.1"
+    assert client_ip(None, "127.0.0.1") == "127.0.0.1"
 
 
 # --- drops ----------------------------------------------------------------------------------------
@@ -156,7 +159,7 @@ def test_without_forwarded_for_the_peer_address_is_used():
     ],
 )
 def test_obvious_bots_are_dropped(user_agent):
-    assert collect.drop_reason(post({}, headers={"User-Agent": user_agent})) == "bot"
+    assert drop_reason(post({}, headers={"User-Agent": user_agent})) == "bot"
 
 
 @pytest.mark.parametrize(
@@ -170,7 +173,7 @@ def test_obvious_bots_are_dropped(user_agent):
     ],
 )
 def test_browsers_are_not_bots(user_agent):
-    assert collect.drop_reason(post({}, headers={"User-Agent": user_agent})) is None
+    assert drop_reason(post({}, headers={"User-Agent": user_agent})) is None
 
 
 @pytest.mark.parametrize(
@@ -179,12 +182,12 @@ def test_browsers_are_not_bots(user_agent):
      ("X-Moz", "prefetch"), ("X-Purpose", "preview")],
 )  # fmt: skip
 def test_prefetch_and_prerender_requests_are_dropped(header, value):
-    assert collect.drop_reason(post({}, headers={header: value})) == "prefetch"
+    assert drop_reason(post({}, headers={header: value})) == "prefetch"
 
 
 def test_shopify_theme_preview_pages_are_recognized():
-    assert collect.is_preview_page("https://shop.example/products/x?preview_theme_id=1234")
-    assert not collect.is_preview_page("https://shop.example/products/x?ttclid=E.C.P.1")
+    assert is_preview_page("https://shop.example/products/x?preview_theme_id=1234")
+    assert not is_preview_page("https://shop.example/products/x?ttclid=E.C.P.1")
 
 
 # --- parsing --------------------------------------------------------------------------------------
@@ -243,7 +246,7 @@ def test_error_messages_never_echo_the_values_sent():
 )  # fmt: skip
 def test_bodies_that_are_not_a_json_object_are_refused(raw, reason):
     with pytest.raises(Refused) as refused:
-        collect.parse_body(raw, 20)
+        parse_body(raw, 20)
     assert refused.value.status == 400 and reason in refused.value.reason
 
 
@@ -282,7 +285,7 @@ def test_a_shopify_cart_token_is_joined_without_its_key_parameter():
 
 def test_an_unknown_pixel_is_refused():
     with pytest.raises(Refused) as refused:
-        collect.admit(parse(body(pixel_code="COTHER")), ORIGIN, tenants())
+        admit(parse(body(pixel_code="COTHER")), ORIGIN, tenants())
     assert refused.value.status == 403 and "COTHER" in refused.value.reason
 
 
@@ -294,34 +297,34 @@ def test_an_origin_of_another_pixel_is_refused():
         }
     )
     with pytest.raises(Refused) as refused:
-        collect.admit(parse(body()), "https://other.example", other)
+        admit(parse(body()), "https://other.example", other)
     assert "not allowed for pixel" in refused.value.reason
 
 
 def test_a_key_admits_a_request_without_origin_but_never_a_foreign_origin():
-    assert collect.admit(parse(body(key=KEY)), None, tenants()).pixel_code == PIXEL
+    assert admit(parse(body(key=KEY)), None, tenants()).pixel_code == PIXEL
     with pytest.raises(Refused):
-        collect.admit(parse(body(key=KEY)), "https://evil.example", tenants())
+        admit(parse(body(key=KEY)), "https://evil.example", tenants())
     with pytest.raises(Refused) as refused:
-        collect.admit(parse(body()), None, tenants())
+        admit(parse(body()), None, tenants())
     assert "collect key" in refused.value.reason
     with pytest.raises(Refused) as refused:
-        collect.admit(parse(body(key="wrong")), None, tenants())
+        admit(parse(body(key="wrong")), None, tenants())
     assert refused.value.reason.startswith("key:")
 
 
 def test_a_wrong_key_is_refused_even_from_an_allowed_origin():
     with pytest.raises(Refused):
-        collect.admit(parse(body(key="wrong")), ORIGIN, tenants())
+        admit(parse(body(key="wrong")), ORIGIN, tenants())
 
 
 # --- the plan: context and envelopes ---------------------------------------------------------------
 
 
-def plan_for(document: dict[str, Any], policy: str = "opt-in", received: int | None = None) -> collect.Plan:
+def plan_for(document: dict[str, Any], policy: str = "opt-in", received: int | None = None) -> Plan:
     parsed = parse(document)
     decision = decide(parsed.consent_snapshot(), policy)
-    return collect.build_plan(
+    return build_plan(
         parsed, tenants().pixel(PIXEL), decision, ip="203.0.113.24", user_agent=CHROME,
         accept_language="fr-FR,fr;q=0.9", received=received,
     )  # fmt: skip
@@ -427,7 +430,7 @@ def test_a_sale_of_data_opt_out_publishes_with_limited_data_use():
 
 def test_a_consented_request_stores_the_context_under_its_join_keys_and_publishes():
     recorder = Recorder()
-    reply = collect.handle(post(body()), runtime(recorder, click_ttl_days=14))
+    reply = handle(post(body()), runtime(recorder, click_ttl_days=14))
     assert (reply.status, reply.outcome) == (200, "accepted")
     assert reply.headers["Access-Control-Allow-Origin"] == ORIGIN
     [(pixel, keys, context, ttl)] = recorder.contexts
@@ -439,14 +442,14 @@ def test_a_consented_request_stores_the_context_under_its_join_keys_and_publishe
 @pytest.mark.parametrize("consent", [None, {"ad_storage": "granted"}, {"analyticsProcessingAllowed": True}])
 def test_without_a_grant_under_opt_in_nothing_is_stored_or_published(consent):
     recorder = Recorder()
-    reply = collect.handle(post(body(consent=consent)), runtime(recorder))
+    reply = handle(post(body(consent=consent)), runtime(recorder))
     assert (reply.status, reply.outcome, reply.body) == (204, "withheld_consent", None)
     assert recorder.contexts == recorder.published == recorder.released == []
 
 
 def test_an_explicit_denial_deletes_what_an_earlier_grant_stored_and_stores_nothing():
     recorder = Recorder()
-    reply = collect.handle(post(body(consent={"marketingAllowed": False})), runtime(recorder))
+    reply = handle(post(body(consent={"marketingAllowed": False})), runtime(recorder))
     assert reply.status == 204 and reply.headers["X-Collect-Consent"] == "denied"
     assert recorder.released == [("click_contexts", (PIXEL, JOIN_SHOPIFY_CART, CART))]
     assert recorder.contexts == recorder.published == []
@@ -454,7 +457,7 @@ def test_an_explicit_denial_deletes_what_an_earlier_grant_stored_and_stores_noth
 
 def test_opt_out_policy_sends_without_a_consent_signal():
     recorder = Recorder()
-    reply = collect.handle(post(body(consent=None)), runtime(recorder, consent_policy="opt-out"))
+    reply = handle(post(body(consent=None)), runtime(recorder, consent_policy="opt-out"))
     assert reply.status == 200 and recorder.published[0].consent == "policy_opt_out"
 
 
@@ -472,7 +475,7 @@ def test_opt_out_policy_sends_without_a_consent_signal():
 )
 def test_bad_requests_get_a_clear_4xx_and_touch_nothing(headers, status):
     recorder = Recorder()
-    reply = collect.handle(post(body(), headers=headers), runtime(recorder))
+    reply = handle(post(body(), headers=headers), runtime(recorder))
     assert reply.status == status and reply.body["reason"]
     assert recorder.contexts == recorder.published == recorder.released == []
 
@@ -481,29 +484,29 @@ def test_the_body_limit_holds_on_bytes_read_even_when_content_length_lies():
     big = json.dumps(body(context={"page_url": "https://shop.example/?" + "a" * 1500})).encode()
     request = post(None, raw=big, headers={"Content-Length": "10"})
     small = Runtime(tenants(), max_body_bytes=1024)
-    reply = collect.handle(request, small)
+    reply = handle(request, small)
     assert reply.status == 413 and "1024 bytes" in reply.body["reason"]
 
 
 def test_preflight_answers_allowed_origins_only():
-    allowed = collect.handle(HttpRequest("OPTIONS", {"origin": ORIGIN}), runtime())
+    allowed = handle(HttpRequest("OPTIONS", {"origin": ORIGIN}), runtime())
     assert allowed.status == 204
     assert allowed.headers["Access-Control-Allow-Origin"] == ORIGIN
     assert "POST" in allowed.headers["Access-Control-Allow-Methods"]
     assert allowed.headers["Access-Control-Allow-Headers"] == "Content-Type"
-    refused = collect.handle(HttpRequest("OPTIONS", {"origin": "https://evil.example"}), runtime())
+    refused = handle(HttpRequest("OPTIONS", {"origin": "https://evil.example"}), runtime())
     assert refused.status == 403 and "Access-Control-Allow-Origin" not in refused.headers
 
 
 def test_a_keyed_request_from_shopifys_sandbox_is_admitted_with_origin_null():
     recorder = Recorder()
-    reply = collect.handle(post(body(key=KEY), headers={"Origin": "null"}), runtime(recorder))
+    reply = handle(post(body(key=KEY), headers={"Origin": "null"}), runtime(recorder))
     assert reply.status == 200 and "Access-Control-Allow-Origin" not in reply.headers
     assert len(recorder.published) == 1
 
 
 def test_other_methods_are_refused():
-    reply = collect.handle(HttpRequest("PUT", {"origin": ORIGIN}), runtime())
+    reply = handle(HttpRequest("PUT", {"origin": ORIGIN}), runtime())
     assert reply.status == 405 and reply.headers["Allow"] == "POST, OPTIONS"
 
 
@@ -526,7 +529,7 @@ def test_a_failing_store_or_publisher_answers_503_naming_it_never_500(broken):
         Broken.publish_async = failed_future
     else:
         setattr(Broken, broken, fail)
-    reply = collect.handle(post(body()), runtime(Broken()))
+    reply = handle(post(body()), runtime(Broken()))
     assert reply.status == 503 and reply.headers["Retry-After"]
     assert ("firestore" if broken == "put_click_contexts" else "pubsub") in reply.body["reason"]
 
@@ -534,7 +537,7 @@ def test_a_failing_store_or_publisher_answers_503_naming_it_never_500(broken):
 def test_preview_pages_are_dropped_after_admission():
     recorder = Recorder()
     document = body(context={"page_url": "https://shop.example/?preview_theme_id=1", "join_keys": {"customer_id": 1}})
-    reply = collect.handle(post(document), runtime(recorder))
+    reply = handle(post(document), runtime(recorder))
     assert (reply.status, reply.outcome) == (204, "dropped_preview")
     assert recorder.contexts == recorder.published == []
 
@@ -554,10 +557,10 @@ def test_clients_are_made_once_per_instance_on_first_use_even_under_concurrent_r
 
     shared_runtime = Runtime(tenants(), store_factory=factory("store"), publisher_factory=factory("publisher"))
     assert made == []  # nothing at start: a health check or a refused request never builds a client
-    collect.handle(post(body(), headers={"Origin": "https://evil.example"}), shared_runtime)
+    handle(post(body(), headers={"Origin": "https://evil.example"}), shared_runtime)
     assert made == []
     with ThreadPoolExecutor(max_workers=8) as pool:
-        replies = list(pool.map(lambda _: collect.handle(post(body()), shared_runtime), range(16)))
+        replies = list(pool.map(lambda _: handle(post(body()), shared_runtime), range(16)))
     assert {r.status for r in replies} == {200}
     assert sorted(made) == ["publisher", "store"]
 
@@ -570,6 +573,6 @@ def test_a_client_that_cannot_be_made_answers_503_naming_it(broken):
     recorder = Recorder()
     factories = {"store_factory": lambda: recorder, "publisher_factory": lambda: recorder}
     factories[f"{broken}_factory"] = cannot_make
-    reply = collect.handle(post(body()), Runtime(tenants(), **factories))
+    reply = handle(post(body()), Runtime(tenants(), **factories))
     assert reply.status == 503
     assert ("firestore" if broken == "store" else "pubsub") in reply.body["reason"]

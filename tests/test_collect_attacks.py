@@ -21,7 +21,6 @@ from typing import Any
 
 import pytest
 
-from shared.collect_keys import sign_customer_id
 from shared.config import PixelConfig
 from shared.identity import RawIdentity
 from shared.orders import (
@@ -34,6 +33,7 @@ from shared.orders import (
     Outcome,
     process_order_event,
 )
+from shared.receive.collect.keys import sign_customer_id
 from tests.conftest import decode_message
 from tests.test_collect_function import (  # noqa: F401 (fixtures)
     KEY,

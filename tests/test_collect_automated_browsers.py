@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from shared.collect import is_bot
 from shared.config import CollectSettings
+from shared.receive.collect.admission import is_bot
 
 HEADLESS = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/126.0 Safari/537.36"
 

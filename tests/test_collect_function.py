@@ -20,9 +20,9 @@ from typing import Any
 import functions_framework
 import pytest
 
-from shared.collect_keys import sign_customer_id
 from shared.consent import ConsentSnapshot
 from shared.orders import JOIN_CUSTOMER, JOIN_SHOPIFY_CART, JOIN_SHOPIFY_CHECKOUT
+from shared.receive.collect.keys import sign_customer_id
 from shared.store import CLICK_CONTEXTS, COLLECTIONS, TTL_FIELD
 from tests.conftest import decode_message
 from tests.helpers import ROOT
@@ -359,10 +359,10 @@ def test_preflight_from_a_foreign_origin_is_refused(collect):
 
 
 def _plan(token: str, **context: Any):
-    from shared.collect import Plan
     from shared.config import PixelConfig
     from shared.consent import ConsentDecision
     from shared.models import Envelope
+    from shared.receive.collect.plan import Plan
 
     envelope = Envelope(source="collect", pixel_code=PIXEL, event="AddToCart", event_id=f"evt-{token}",
                         event_time=int(time.time()), consent="granted")  # fmt: skip
@@ -371,8 +371,9 @@ def _plan(token: str, **context: Any):
 
 
 def test_one_requests_bad_document_fails_that_request_alone(store, event_publisher, topic):
-    from shared.collect import Runtime, Unavailable
     from shared.config import PixelConfig, Tenants
+    from shared.receive.collect.commit import Unavailable
+    from shared.receive.collect.handler import Runtime
 
     tokens = [f"cart-{uuid.uuid4().hex[:8]}" for _ in range(3)]
     plans = [_plan(tokens[0]), _plan(tokens[1], __reserved__="Firestore refuses this field"), _plan(tokens[2])]
@@ -413,8 +414,9 @@ def test_concurrent_requests_share_commits_and_each_gets_its_own_answer(collect)
 def test_an_unreachable_firestore_answers_503_within_the_bound(
     emulators, collection_prefix, event_publisher, monkeypatch
 ):
-    from shared import collect as domain
     from shared.config import PixelConfig, Tenants
+    from shared.receive.collect import handler as domain
+    from shared.receive.collect.http import HttpRequest
     from shared.store import Store, make_client
     from tests.test_woocommerce_webhook import emulator_host_pointing_nowhere
 
@@ -426,6 +428,6 @@ def test_an_unreachable_firestore_answers_503_within_the_bound(
     raw = json.dumps(request_body(f"cart-{uuid.uuid4().hex}")).encode()
     headers = {"origin": ORIGIN, "content-type": "text/plain", "user-agent": CHROME}
     started = time.monotonic()
-    reply = domain.handle(domain.HttpRequest("POST", headers, io.BytesIO(raw).read, "203.0.113.9"), runtime)
+    reply = domain.handle(HttpRequest("POST", headers, io.BytesIO(raw).read, "203.0.113.9"), runtime)
     assert reply.status == 503 and "firestore" in reply.body["reason"]
     assert time.monotonic() - started < 3.0

@@ -1,6 +1,6 @@
 """Input anyone can send never makes collect answer 5xx (issue 12, finding 5), at the domain level.
 
-The handler (:func:`shared.collect.handle`) runs against the real Firestore and
+The handler (:func:`shared.receive.collect.handler.handle`) runs against the real Firestore and
 Pub/Sub emulators; hypothesis sends it random bytes, random JSON and valid
 bodies with one field replaced by random JSON, under random headers. Every
 answer must be one of the documented 2xx/4xx, never a 5xx and never an
@@ -19,8 +19,9 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from shared import collect as domain
 from shared.config import PixelConfig, Tenants
+from shared.receive.collect import handler as domain
+from shared.receive.collect.http import HttpRequest, Reply
 
 PIXEL = "CTESTPIXEL01"
 ORIGIN = "https://shop.example"
@@ -52,10 +53,10 @@ def valid_body() -> dict[str, Any]:
     }  # fmt: skip
 
 
-def answer(runtime: domain.Runtime, raw: bytes, headers: dict[str, str] | None = None) -> domain.Reply:
+def answer(runtime: domain.Runtime, raw: bytes, headers: dict[str, str] | None = None) -> Reply:
     sent = {"origin": ORIGIN, "content-type": "text/plain;charset=UTF-8", "user-agent": CHROME}
     sent.update(headers or {})
-    reply = domain.handle(domain.HttpRequest("POST", sent, io.BytesIO(raw).read, "203.0.113.5"), runtime)
+    reply = domain.handle(HttpRequest("POST", sent, io.BytesIO(raw).read, "203.0.113.5"), runtime)
     assert reply.status in DOCUMENTED, (reply.status, reply.body)
     if reply.status >= 400:
         assert isinstance(reply.body["reason"], str) and reply.body["reason"]

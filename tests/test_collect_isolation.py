@@ -74,10 +74,10 @@ def test_concurrent_poison_requests_fail_alone_and_every_legitimate_one_is_accep
 
 
 def test_a_plan_that_would_not_serialise_is_refused_before_it_joins_a_group():
-    from shared import collect as domain
     from shared.config import PixelConfig
     from shared.consent import ConsentDecision
     from shared.models import Envelope, Properties
+    from shared.receive.collect import plan as domain
 
     envelope = Envelope(source="collect", pixel_code=PIXEL, event="AddToCart", event_id="e1",
                         event_time=int(time.time()), consent="granted",
@@ -90,10 +90,10 @@ def test_a_plan_that_would_not_serialise_is_refused_before_it_joins_a_group():
 
 
 def _plan(token: str, note: str):
-    from shared.collect import Plan
     from shared.config import PixelConfig
     from shared.consent import ConsentDecision
     from shared.models import Envelope, Properties
+    from shared.receive.collect.plan import Plan
 
     envelope = Envelope(source="collect", pixel_code=PIXEL, event="AddToCart", event_id=f"evt-{token}",
                         event_time=int(time.time()), consent="granted",
@@ -104,8 +104,9 @@ def _plan(token: str, note: str):
 
 def test_if_the_group_publish_still_fails_on_one_message_the_others_are_published_alone(store, event_publisher, topic):
     """Belt and braces: a plan that slipped past the checks fails its own request, not the group's."""
-    from shared.collect import Runtime, Unavailable
     from shared.config import PixelConfig, Tenants
+    from shared.receive.collect.commit import Unavailable
+    from shared.receive.collect.handler import Runtime
 
     tokens = [uuid.uuid4().hex for _ in range(4)]
     plans = [_plan(tokens[0], "fine"), _plan(tokens[1], "\ud800"), _plan(tokens[2], "fine"), _plan(tokens[3], "ok")]
@@ -122,8 +123,9 @@ def test_an_outage_still_fails_the_group_at_once_without_a_retry_per_request(sto
     """Only a request error (bad data) is retried plan by plan; an outage is not multiplied."""
     from concurrent.futures import Future
 
-    from shared.collect import Runtime, Unavailable
     from shared.config import PixelConfig, Tenants
+    from shared.receive.collect.commit import Unavailable
+    from shared.receive.collect.handler import Runtime
 
     class Down:
         calls = 0

@@ -13,8 +13,8 @@ import uuid
 
 import pytest
 
-from shared.collect import is_personal_name, scrub_properties
 from shared.models import Properties
+from shared.receive.collect.plan import is_personal_name, scrub_properties
 from tests.test_collect_function import (  # noqa: F401 (fixtures)
     collect,
     make_collect,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 
 from shared.config import CollectSettings
-from shared.ratelimit import TokenBuckets, client_key
+from shared.receive.collect.ratelimit import TokenBuckets, client_key
 from tests.test_collect_function import (  # noqa: F401 (fixtures)
     make_collect,
     request_body,

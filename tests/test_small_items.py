@@ -14,7 +14,7 @@ from typing import Any
 import functions_framework
 import pytest
 
-from shared import collect, orders, shopify, woocommerce
+from shared import orders, shopify, woocommerce
 from shared.config import (
     CollectSettings,
     ConfigError,
@@ -26,6 +26,9 @@ from shared.config import (
 from shared.consent import ConsentDecision, ConsentSnapshot, decide
 from shared.identity import RawIdentity, build_user, valid_ip
 from shared.models import Envelope, UserData
+from shared.receive.collect.handler import Runtime, handle, log_reply
+from shared.receive.collect.http import HttpRequest
+from shared.receive.collect.plan import Plan, build_plan
 from tests import test_collect as tc
 from tests.helpers import ROOT, shopify_signature
 from tests.test_shopify_mapping import documented_order as shopify_order
@@ -44,7 +47,7 @@ DAY = 86_400
 def test_a_lowercase_currency_in_collect_is_normalised_and_the_request_keeps_its_click_context():
     recorder = tc.Recorder()
     event = {"event": "AddToCart", "event_id": "evt-usd", "properties": {"currency": " usd ", "value": 9.5}}
-    reply = collect.handle(tc.post(tc.body(events=[event])), tc.runtime(recorder))
+    reply = handle(tc.post(tc.body(events=[event])), tc.runtime(recorder))
     assert (reply.status, reply.outcome) == (200, "accepted")
     assert recorder.published[0].properties.currency == "USD"
     assert recorder.contexts and recorder.contexts[0][2]["ttclid"] == "E.C.P.click"
@@ -52,7 +55,7 @@ def test_a_lowercase_currency_in_collect_is_normalised_and_the_request_keeps_its
 
 def test_a_currency_that_is_no_code_in_any_case_is_still_refused_naming_the_field():
     event = {"event": "AddToCart", "event_id": "evt-x", "properties": {"currency": "dollars"}}
-    reply = collect.handle(tc.post(tc.body(events=[event])), tc.runtime())
+    reply = handle(tc.post(tc.body(events=[event])), tc.runtime())
     assert reply.status == 400 and "events[0].properties.currency" in reply.body["reason"]
 
 
@@ -88,8 +91,8 @@ def test_public_addresses_are_kept(address, kept):
 def test_collect_does_not_forward_a_private_client_address():
     recorder = tc.Recorder()
     request = tc.post(tc.body())
-    private = collect.HttpRequest(request.method, request.headers, request.read, "192.168.1.20")
-    assert collect.handle(private, tc.runtime(recorder)).status == 200
+    private = HttpRequest(request.method, request.headers, request.read, "192.168.1.20")
+    assert handle(private, tc.runtime(recorder)).status == 200
     assert recorder.contexts[0][2]["ip"] is None and recorder.published[0].user.ip is None
 
 
@@ -113,11 +116,11 @@ def test_a_private_address_in_an_older_click_context_or_envelope_is_not_sent():
 # --- (b) event times outside the window -------------------------------------------------------------
 
 
-def _plan(event_time: float, **kwargs: Any) -> collect.Plan:
+def _plan(event_time: float, **kwargs: Any) -> Plan:
     document = tc.body(events=[{"event": "ViewContent", "event_id": "v1", "event_time": event_time}])
     parsed = tc.parse(document)
     decision = decide(parsed.consent_snapshot(), "opt-in")
-    return collect.build_plan(parsed, tc.tenants().pixel(tc.PIXEL), decision, ip=None, user_agent=tc.CHROME,
+    return build_plan(parsed, tc.tenants().pixel(tc.PIXEL), decision, ip=None, user_agent=tc.CHROME,
                               received=NOW, **kwargs)  # fmt: skip
 
 
@@ -135,10 +138,10 @@ def test_collect_max_event_age_days_sets_the_window_and_the_answer_says_what_was
     assert settings.max_event_age_days == 1
     assert _plan(NOW - 2 * DAY, max_event_age=settings.max_event_age_days * DAY).retimed
     recorder = tc.Recorder()
-    narrow = collect.Runtime(tc.tenants(), store_factory=lambda: recorder, publisher_factory=lambda: recorder,
+    narrow = Runtime(tc.tenants(), store_factory=lambda: recorder, publisher_factory=lambda: recorder,
                              max_event_age_days=1)  # fmt: skip
     stale = {"event": "ViewContent", "event_id": "v2", "event_time": (dt.datetime.now().timestamp() - 2 * DAY)}
-    reply = collect.handle(tc.post(tc.body(events=[stale])), narrow)
+    reply = handle(tc.post(tc.body(events=[stale])), narrow)
     assert reply.status == 200 and [r["event_id"] for r in reply.body["retimed"]] == ["v2"]
     assert "time of receipt" in reply.reason
 
@@ -244,11 +247,11 @@ def test_order_max_event_age_days_widens_the_window(monkeypatch, emulators, topi
 def test_a_sale_of_data_opt_out_is_answered_and_logged_with_limited_data_use(capsys):
     recorder = tc.Recorder()
     request = tc.post(tc.body(consent={"marketingAllowed": True, "saleOfDataAllowed": False}))
-    reply = collect.handle(request, tc.runtime(recorder))
+    reply = handle(request, tc.runtime(recorder))
     assert reply.status == 200 and recorder.published[0].limited_data_use is True
     assert reply.body["consent"] == "granted" and reply.body["limited_data_use"] is True
     capsys.readouterr()
-    collect.log_reply(reply, request)
+    log_reply(reply, request)
     [line] = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert (line["consent"], line["limited_data_use"]) == ("granted", True)
     assert "limited_data_use" in line["message"]
@@ -256,8 +259,8 @@ def test_a_sale_of_data_opt_out_is_answered_and_logged_with_limited_data_use(cap
 
 def test_a_plain_grant_is_logged_without_limited_data_use(capsys):
     request = tc.post(tc.body())
-    reply = collect.handle(request, tc.runtime())
-    collect.log_reply(reply, request)
+    reply = handle(request, tc.runtime())
+    log_reply(reply, request)
     [line] = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert (line["consent"], line["limited_data_use"]) == ("granted", False)
     assert "limited" not in line["message"]
@@ -265,13 +268,13 @@ def test_a_plain_grant_is_logged_without_limited_data_use(capsys):
 
 def test_a_withdrawal_says_it_deleted_the_stored_context():
     recorder = tc.Recorder()
-    reply = collect.handle(tc.post(tc.body(consent={"marketingAllowed": False})), tc.runtime(recorder))
+    reply = handle(tc.post(tc.body(consent={"marketingAllowed": False})), tc.runtime(recorder))
     assert reply.status == 204 and recorder.released
     assert "deleted" in reply.reason and "nothing stored" not in reply.reason
 
 
 def test_a_withholding_without_keys_to_delete_says_nothing_was_stored():
-    reply = collect.handle(tc.post(tc.body(consent=None, context={})), tc.runtime())
+    reply = handle(tc.post(tc.body(consent=None, context={})), tc.runtime())
     assert reply.status == 204 and reply.reason == "consent no_consent: nothing stored or sent"
 
 

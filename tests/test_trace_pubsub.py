@@ -81,7 +81,7 @@ def test_a_malformed_traceparent_attribute_leaves_the_pushs_own_trace(
 
 
 def test_a_collect_group_commit_keeps_each_requests_trace(store, event_publisher, topic) -> None:
-    from shared.collect import commit_plans
+    from shared.receive.collect.commit import commit_plans
     from tests.test_collect_isolation import _plan
 
     first, second = f"00-{'a' * 32}-{'b' * 16}-01", f"00-{'c' * 32}-{'d' * 16}-01"

@@ -1,4 +1,4 @@
-"""Browser events -> click contexts and TikTok events: a thin adapter over :mod:`shared.collect`.
+"""Browser events -> click contexts and TikTok events: a thin adapter over :mod:`shared.receive.collect`.
 
 GET /metrics serves the instance counters when EXPOSE_METRICS is set (see shared.metrics); any other
 GET is the health check; OPTIONS is a CORS preflight; POST is a
@@ -13,11 +13,11 @@ import threading
 
 import functions_framework
 
-from shared import collect as domain
 from shared import log
 from shared.config import ConfigError
 from shared.http import refusal
 from shared.metrics import metrics_reply
+from shared.receive import collect as domain
 
 _runtime: domain.Runtime | None = None
 _lock = threading.Lock()

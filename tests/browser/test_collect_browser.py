@@ -119,8 +119,8 @@ def test_google_consent_mode_from_the_data_layer_is_honoured(browser, demo_site,
 def test_a_signed_customer_id_becomes_a_join_key_and_an_unsigned_one_does_not(
     browser, demo_site, demo_collect, stack, stack_store
 ):
-    from shared.collect_keys import sign_customer_id
     from shared.orders import JOIN_CUSTOMER
+    from shared.receive.collect.keys import sign_customer_id
     from tests.browser.conftest import BROWSER_SIGNING_SECRET
 
     pixel = stack.settings["TIKTOK_PIXEL_CODE"]

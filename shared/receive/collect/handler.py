@@ -1,0 +1,368 @@
+"""One collect request, start to finish, and the instance's dependencies (:class:`Runtime`).
+
+A request goes through these steps, each of which can end it (see docs/collect.md):
+
+1. method: ``OPTIONS`` is a CORS preflight, ``POST`` is a collect request;
+2. rate limit: a token bucket per client address and instance (429, :mod:`.ratelimit`);
+3. origin: an ``Origin`` header must be one of the configured origins (any pixel's);
+4. drops (204, nothing read): prefetch/prerender requests, obvious bots (:mod:`.admission`);
+5. body: ``application/json`` or ``text/plain`` (what ``navigator.sendBeacon``
+   sends without a preflight), at most ``COLLECT_MAX_BODY_BYTES`` declared and read,
+   parsed by :func:`shared.untrusted.parse_json` (bounded depth, numbers, no lone surrogates);
+6. admission: a configured pixel, from one of *its* origins; without an Origin
+   (Shopify's pixel sandbox) only with one of its collect keys (:mod:`.admission`);
+7. validation (pydantic): a 400 that names the field (:mod:`.schema`);
+8. join keys: only those the request proves it holds (:mod:`.keys`);
+9. consent: :func:`shared.consent.decide` with the pixel's policy; without
+   consent the answer is 204 and nothing is stored or published;
+10. the click context is stored under those join keys and the events are
+    published as envelopes carrying the page's event ids, with URLs and free
+    text scrubbed of personal data (:mod:`.plan`); a plan that would not
+    serialise is refused alone (400) before it joins a group commit (:mod:`.commit`).
+
+Everything up to step 10 is pure; step 10 goes through the :class:`Runtime`'s
+store and publisher. Raw identifiers are hashed by :func:`shared.identity.build_user`
+and never logged, echoed or published.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from typing import Any
+
+from shared import log
+from shared.coalesce import GroupCommit
+from shared.config import CollectSettings, PixelConfig, Tenants
+from shared.consent import ConsentDecision, decide
+from shared.deadline import BoundedProxy, Deadline
+from shared.metrics import COUNTERS
+from shared.pubsub import publisher_from_settings
+from shared.receive.collect.admission import (
+    JSON_TYPES,
+    admit,
+    client_ip,
+    drop_reason,
+    is_preview_page,
+    media_type,
+    normalize_origin,
+    pixel_origins,
+    read_request_body,
+)
+from shared.receive.collect.commit import KnownContexts, Unavailable, commit_plans, context_digest
+from shared.receive.collect.http import HttpRequest, Refused, Reply
+from shared.receive.collect.keys import BoundKeys
+from shared.receive.collect.plan import MAX_EVENT_AGE_SECONDS, Plan, bound_keys, build_plan, unserialisable
+from shared.receive.collect.ratelimit import TokenBuckets
+from shared.receive.collect.schema import parse_body
+from shared.store import store_from_settings
+
+# Browsers cache a preflight for at most 2 h (Chromium's cap), so longer is pointless.
+PREFLIGHT_MAX_AGE_SECONDS = 7200
+# Requests of one instance committed together at most (their contexts in <= 500-document batches).
+COMMIT_MAX_REQUESTS = 100
+# A page waits on its beacon's answer no longer than this for Firestore, and for Pub/Sub.
+STORE_TIMEOUT_SECONDS = 5.0
+
+
+class Runtime:
+    """One instance's settings; Firestore and Pub/Sub clients made on first use, once."""
+
+    def __init__(
+        self,
+        tenants: Tenants,
+        *,
+        max_body_bytes: int = 32_768,
+        max_events: int = 20,
+        default_region: str | None = "US",
+        trusted_hops: int = 0,
+        rate_limit_per_minute: int = 0,
+        rate_limit_burst: int = 120,
+        store_factory: Callable[[], Any] | None = None,
+        publisher_factory: Callable[[], Any] | None = None,
+        allow_automated_browsers: bool = False,
+        max_event_age_days: int = MAX_EVENT_AGE_SECONDS // 86_400,
+    ) -> None:
+        self.tenants = tenants
+        self.max_event_age = max_event_age_days * 86_400
+        self.allow_automated_browsers = allow_automated_browsers
+        self.max_body_bytes = max_body_bytes
+        self.max_events = max_events
+        self.default_region = default_region
+        self.trusted_hops = trusted_hops
+        self.rate_limit = TokenBuckets(rate_limit_per_minute, rate_limit_burst)
+        # Any pixel's origins: what a preflight (which carries no body, so no pixel) may be allowed.
+        self.origins_by_pixel = {code: pixel_origins(pixel) for code, pixel in tenants.pixels.items()}
+        self.origins: frozenset[str] = frozenset().union(*self.origins_by_pixel.values())
+        self._store_factory, self._publisher_factory = store_factory, publisher_factory
+        self._store: Any = None
+        self._publisher: Any = None
+        self._committer: GroupCommit[Plan, int] | None = None
+        self._lock = threading.Lock()
+        self.known_contexts = KnownContexts()
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Runtime:
+        """Raises :class:`shared.config.ConfigError` naming the variable that is wrong."""
+        settings = CollectSettings.from_env(environ)
+        log.set_level(settings.log_level)
+
+        return cls(
+            settings.tenants(),
+            max_body_bytes=settings.max_body_bytes,
+            max_events=settings.max_events_per_request,
+            default_region=settings.default_phone_region,
+            trusted_hops=settings.trusted_proxy_hops,
+            rate_limit_per_minute=settings.rate_limit_per_minute,
+            rate_limit_burst=settings.rate_limit_burst,
+            allow_automated_browsers=settings.allow_automated_browsers,
+            max_event_age_days=settings.max_event_age_days,
+            # The RPC's own deadline lets an abandoned commit end; the bound in _flush caps the wait.
+            store_factory=lambda: store_from_settings(settings, timeout=STORE_TIMEOUT_SECONDS),
+            publisher_factory=lambda: publisher_from_settings(settings),
+        )
+
+    def _lazy(self, name: str, factory: Callable[[], Any] | None) -> Any:
+        if getattr(self, name) is None:
+            with self._lock:
+                if getattr(self, name) is None:
+                    setattr(self, name, factory())  # type: ignore[misc]
+        return getattr(self, name)
+
+    @property
+    def store(self) -> Any:
+        return self._lazy("_store", self._store_factory)
+
+    def accept(self, plan: Plan) -> int:
+        """Store the plan's context and publish its events, in one group commit with concurrent requests.
+
+        Returns the click-context documents written; raises :class:`Unavailable`
+        naming the part that failed.
+        """
+        committer = self._lazy("_committer", lambda: GroupCommit(self._flush, max_items=COMMIT_MAX_REQUESTS))
+        try:
+            return committer.submit(plan)
+        except Unavailable:
+            raise
+        except Exception as exc:  # a timeout waiting for the group, or a bug in the flush: 503, never 500
+            raise Unavailable("collect", exc) from exc
+
+    def _flush(self, plans: list[Plan]) -> list[int | Exception]:
+        COUNTERS.add("collect.commits")
+        COUNTERS.add("collect.requests_committed", len(plans))
+        try:
+            store = self.store if any(p.join_keys for p in plans) else None
+        except Exception as exc:  # the client could not be made (credentials, settings): 503, not 500
+            return [Unavailable("firestore", exc)] * len(plans)
+        if store is not None:
+            # The client library retries an unreachable Firestore for a minute; the page should not wait.
+            store = BoundedProxy(store, "firestore", Deadline(STORE_TIMEOUT_SECONDS))
+        try:
+            publisher = self.publisher
+        except Exception as exc:  # as above
+            return [Unavailable("pubsub", exc)] * len(plans)
+        return commit_plans(plans, store, publisher)
+
+    @property
+    def publisher(self) -> Any:
+        return self._lazy("_publisher", self._publisher_factory)
+
+
+# --- the whole request ---------------------------------------------------------------------------
+
+
+def cors_headers(origin: str | None, runtime: Runtime) -> dict[str, str]:
+    headers = {"Vary": "Origin"}
+    if origin is not None and origin in runtime.origins:
+        headers["Access-Control-Allow-Origin"] = origin
+        # Lets a page (the demo, a developer's console) read why a 204 stored nothing.
+        headers["Access-Control-Expose-Headers"] = "X-Collect-Outcome, X-Collect-Consent, X-Collect-Ignored"
+    return headers
+
+
+def preflight(request: HttpRequest, runtime: Runtime) -> Reply:
+    origin = normalize_origin(request.header("origin"))
+    if origin is None or origin not in runtime.origins:
+        reason = f"origin {origin or '(none)'} is not an allowed origin"
+        return Reply(403, "rejected", {"error": "forbidden", "reason": reason}, {"Vary": "Origin"}, reason)
+    headers = {
+        **cors_headers(origin, runtime),
+        "Access-Control-Allow-Methods": "POST, OPTIONS",
+        "Access-Control-Allow-Headers": "Content-Type",
+        "Access-Control-Max-Age": str(PREFLIGHT_MAX_AGE_SECONDS),
+    }
+    return Reply(204, "preflight", None, headers)
+
+
+def handle(request: HttpRequest, runtime: Runtime) -> Reply:
+    """One collect request, start to finish. Never raises for bad input; I/O failures answer 503."""
+    method = request.method.upper()
+    if method == "OPTIONS":
+        return preflight(request, runtime)
+    origin = normalize_origin(request.header("origin"))
+    cors = cors_headers(origin, runtime)
+    try:
+        reply = _collect(request, runtime, origin, method)
+    except Refused as refused:
+        body: dict[str, Any] = {"error": refused.error, "reason": refused.reason}
+        if refused.fields:
+            body["fields"] = refused.fields
+        headers = {"Allow": "POST, OPTIONS"} if refused.status == 405 else {}
+        reply = Reply(refused.status, "rejected", body, headers, refused.reason)
+    headers = {**cors, **reply.headers, "X-Collect-Outcome": reply.outcome}
+    return Reply(reply.status, reply.outcome, reply.body, headers, reply.reason)
+
+
+def _rate_limited(request: HttpRequest, runtime: Runtime) -> Reply | None:
+    """429 when this client address has used up its bucket on this instance (COLLECT_RATE_LIMIT_*)."""
+    if not runtime.rate_limit.enabled:
+        return None
+    address = client_ip(request.headers.get("x-forwarded-for"), request.remote_addr, runtime.trusted_hops)
+    verdict = runtime.rate_limit.take(address)
+    if verdict.allowed:
+        return None
+    COUNTERS.add("collect.rate_limited")
+    per_minute = round(runtime.rate_limit.per_second * 60)
+    reason = f"more than {per_minute} requests per minute from this address (COLLECT_RATE_LIMIT_PER_MINUTE); try later"
+    body = {"error": "too many requests", "reason": reason}
+    return Reply(429, "rejected_rate_limit", body, {"Retry-After": str(verdict.retry_after)}, reason)
+
+
+def _collect(request: HttpRequest, runtime: Runtime, origin: str | None, method: str) -> Reply:
+    if method != "POST":
+        raise Refused(405, "method not allowed", "collect takes POST (and OPTIONS for CORS preflight)")
+    limited = _rate_limited(request, runtime)
+    if limited is not None:
+        return limited
+    raw_origin = request.header("origin")
+    if raw_origin and raw_origin.lower() != "null" and origin not in runtime.origins:
+        shown = origin or "a malformed Origin"
+        raise Refused(403, "forbidden", f"origin {shown} is not allowed (COLLECT_ALLOWED_ORIGINS)")
+    dropped = drop_reason(request, runtime.allow_automated_browsers)
+    if dropped:
+        return Reply(204, f"dropped_{dropped}", reason=f"{dropped} traffic is not collected")
+    content_type = media_type(request.header("content-type"))
+    if content_type not in JSON_TYPES:
+        raise Refused(415, "unsupported media type", "send JSON as application/json or text/plain")
+    raw = read_request_body(request, runtime.max_body_bytes)
+    if not raw:
+        raise Refused(400, "invalid body", "the body is empty; send a JSON object")
+    body = parse_body(raw, runtime.max_events)
+    pixel = admit(body, origin, runtime.tenants, runtime.origins_by_pixel)
+    if is_preview_page(body.context.page_url):
+        return Reply(204, "dropped_preview", reason="theme preview traffic is not collected")
+    bound = bound_keys(body, pixel)
+    decision = decide(body.consent_snapshot(), runtime.tenants.policy_for(pixel.pixel_code))
+    if not decision.send:
+        return _withhold(bound, pixel, decision, runtime)
+    plan = build_plan(
+        body,
+        pixel,
+        decision,
+        ip=client_ip(request.headers.get("x-forwarded-for"), request.remote_addr, runtime.trusted_hops),
+        user_agent=request.header("user-agent"),
+        accept_language=request.header("accept-language"),
+        default_region=runtime.default_region,
+        bound=bound,
+        max_event_age=runtime.max_event_age,
+    )
+    problem = unserialisable(plan)
+    if problem:
+        raise Refused(400, "invalid request", problem)
+    return _execute(plan, runtime, unchanged=body.context.unchanged)
+
+
+def _ignored_header(bound: BoundKeys) -> dict[str, str]:
+    return {"X-Collect-Ignored": ", ".join(i.field for i in bound.ignored)} if bound.ignored else {}
+
+
+def _withhold(bound: BoundKeys, pixel: PixelConfig, decision: ConsentDecision, runtime: Runtime) -> Reply:
+    """No consent: nothing is stored or published. An explicit denial also deletes what an earlier grant stored.
+
+    Only under the keys this request proves it holds: a denial posted with someone
+    else's (guessable) key must not delete their context.
+    """
+    from shared.store import CLICK_CONTEXTS
+
+    withdrawn = decision.reason == "denied" and bool(bound.pairs)
+    if withdrawn:
+        runtime.known_contexts.forget(pixel.pixel_code, bound.pairs)  # a later grant must be written again
+        try:
+            for kind, value in bound.pairs:
+                runtime.store.release(CLICK_CONTEXTS, (pixel.pixel_code, kind, value))
+        except Exception as exc:  # any client failure: the page may retry
+            return _unavailable("firestore", exc)
+    reason = f"consent {decision.describe()}: nothing stored or sent"
+    if withdrawn:
+        keys = len(bound.pairs)
+        reason = f"consent {decision.describe()}: nothing sent; the click context under its {keys} join keys deleted"
+    headers = {"X-Collect-Consent": decision.reason, **_ignored_header(bound)}
+    return Reply(204, "withheld_consent", reason=reason, headers=headers)
+
+
+def _unavailable(what: str, exc: Exception) -> Reply:
+    reason = f"{what} unavailable ({type(exc).__name__}); try again"
+    return Reply(503, "error_unavailable", {"error": "unavailable", "reason": reason}, {"Retry-After": "5"}, reason)
+
+
+def _execute(plan: Plan, runtime: Runtime, unchanged: bool = False) -> Reply:
+    """Store the context and publish the events (with concurrent requests: see :func:`commit_plans`).
+
+    Both are idempotent (a merge under the same keys; the same event ids, which the
+    sender and TikTok deduplicate), so a caller retrying after a 503 does no harm.
+    A context this instance already wrote, as it is, is not written again when
+    the page says it is ``unchanged`` (see :class:`KnownContexts`).
+    """
+    pixel_code = plan.pixel.pixel_code
+    digest = context_digest(plan.context) if plan.join_keys else ""
+    skipped_write = unchanged and runtime.known_contexts.known(pixel_code, plan.join_keys, digest)
+    try:
+        stored = runtime.accept(replace(plan, join_keys=[]) if skipped_write else plan)
+    except Unavailable as exc:
+        return _unavailable(exc.what, exc.cause)
+    if plan.join_keys and not skipped_write:
+        runtime.known_contexts.remember(pixel_code, plan.join_keys, digest)
+    body: dict[str, Any] = {
+        "outcome": "accepted",
+        "published": [e.event_id for e in plan.envelopes],
+        "skipped": plan.skipped,
+        "click_context": stored,
+        "consent": plan.decision.reason,
+        "limited_data_use": plan.decision.limited_data_use,
+    }
+    headers = {}
+    if plan.ignored:
+        body["ignored"] = plan.ignored
+        headers["X-Collect-Ignored"] = ", ".join(i["field"] for i in plan.ignored)
+    if plan.retimed:
+        body["retimed"] = plan.retimed
+    if skipped_write:
+        body["click_context_unchanged"] = len(plan.join_keys)
+    context_part = f"context unchanged under {len(plan.join_keys)} keys" if skipped_write else (
+        f"context under {stored} keys")  # fmt: skip
+    reason = (
+        f"{len(plan.envelopes)} published, {len(plan.skipped)} skipped, {context_part}, "
+        f"consent {plan.decision.describe()}"
+    )
+    if plan.ignored:
+        reason += f", {len(plan.ignored)} join keys ignored"
+    if plan.retimed:
+        reason += f", {len(plan.retimed)} at the time of receipt (event_time outside the window)"
+    return Reply(200, "accepted", body, headers, reason)
+
+
+def log_reply(reply: Reply, request: HttpRequest) -> None:
+    """One line per request: the outcome and ids, never the shopper's data."""
+    fields: dict[str, Any] = {"status": reply.status, "origin": normalize_origin(request.header("origin"))}
+    if reply.body and reply.outcome == "accepted":
+        fields["events"] = len(reply.body["published"])
+        fields["event_ids"] = reply.body["published"][:20]
+        fields["click_context"] = reply.body["click_context"]
+        fields["consent"] = reply.body["consent"]
+        fields["limited_data_use"] = reply.body["limited_data_use"]
+        if reply.body.get("ignored"):
+            fields["ignored"] = [i["field"] for i in reply.body["ignored"]]
+        if reply.body.get("retimed"):
+            fields["retimed"] = [r["event_id"] for r in reply.body["retimed"]][:20]
+    log.outcome(reply.outcome, reply.reason or reply.outcome, **fields)

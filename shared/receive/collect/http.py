@@ -1,0 +1,37 @@
+"""What the collect handler takes and gives: the request as the adapter hands it over, the reply, a refusal."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class HttpRequest:
+    """What the adapter hands over: headers with lowercase names and a bounded body reader."""
+
+    method: str
+    headers: Mapping[str, str]
+    read: Callable[[int], bytes] = lambda _n: b""
+    remote_addr: str | None = None
+
+    def header(self, name: str) -> str:
+        return (self.headers.get(name.lower()) or "").strip()
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    outcome: str
+    body: dict[str, Any] | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    reason: str = ""
+
+
+class Refused(Exception):
+    """A request we answer with a 4xx; the reason names what to fix."""
+
+    def __init__(self, status: int, error: str, reason: str, fields: list[dict[str, str]] | None = None) -> None:
+        super().__init__(reason)
+        self.status, self.error, self.reason, self.fields = status, error, reason, fields
