@@ -2,8 +2,9 @@
 
 Starts its own stack on free ports (the same pieces ``make run`` uses), then
 sends signed ``orders/paid`` deliveries of distinct, consented orders, so every
-request takes the full path: HMAC, mapping, delivery claim, click-context read,
-order claim, Pub/Sub publish. It prints:
+request takes the full path: HMAC, mapping, click-context read, Pub/Sub
+publish (the webhook claims nothing; the order's one claim is the sender's,
+on the event_id). It prints:
 
 - the webhook's response time, one delivery at a time (what a single Shopify
   delivery waits, against its 5 s limit): p50, p99, max;

@@ -354,7 +354,9 @@ class SenderSettings(_EnvSettings):
     timeout_seconds: float = Field(10.0, alias="TIKTOK_TIMEOUT_SECONDS", gt=0, le=120)
     # Longer than every redelivery window: Pub/Sub retention (7 days max),
     # Shopify's day-late deliveries and TikTok's own 48 h dedup window.
-    claim_ttl_hours: int = Field(24 * 8, alias="CLAIM_TTL_HOURS", ge=49, le=24 * 60)
+    # An order event's only claim: it must outlive the oldest order body a receiver accepts
+    # (SHOPIFY_MAX_ORDER_AGE_DAYS, at most 7) by a day, or a replay of it would send again.
+    claim_ttl_hours: int = Field(24 * 8, alias="CLAIM_TTL_HOURS", ge=24 * 8, le=24 * 60)
     claim_lease_seconds: int = Field(60, alias="CLAIM_LEASE_SECONDS", ge=5, le=3600)
     dead_ttl_days: int = Field(30, alias="DEAD_EVENT_TTL_DAYS", ge=1, le=365)
     # Claim browser events before sending them too (two writes each instead of one; see docs/collect.md).

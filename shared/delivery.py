@@ -33,6 +33,13 @@ failure deletes the claim (so a redelivery can claim again); a claim whose
 holder died is taken over once its lease has expired; a permanent failure
 deletes the claim and writes a dead record.
 
+For an order event this claim is the only one: the receivers publish every
+delivery of an order (``orders/create`` and ``orders/paid``, retries,
+concurrent duplicates) and the deterministic event_id makes them one claim
+here, the first sent and the rest ``duplicate``. A cancellation that comes
+first leaves a tombstone under the Purchase's key (``state`` ``cancelled``,
+:func:`shared.orders.block_purchase`): the Purchase is then ``skipped``.
+
 Browser events (source ``collect``) are not claimed unless
 ``SENDER_CLAIM_BROWSER_EVENTS``: the same document is written once, whole and
 ``sent``, in the final bulk write after TikTok accepted the event (one write,
@@ -82,6 +89,7 @@ DEAD = "dead"
 DEAD_MALFORMED = "dead_malformed"
 RETRY = "retry"
 REFUSED = "refused"  # a POST that is not a Pub/Sub push at all (answered 4xx, nothing recorded)
+SKIPPED = "skipped"  # an order's Purchase whose claim a cancellation took first (shared.orders.block_purchase)
 
 # Dead record kinds.
 KIND_REJECTED = "rejected"
@@ -95,6 +103,7 @@ MAX_PUSH_BYTES = 14 * 1024 * 1024
 # Claim states.
 SENDING = "sending"
 STATE_SENT = "sent"
+STATE_CANCELLED = "cancelled"  # a cancellation's tombstone: the Purchase is never sent
 UNCLAIMED = "unclaimed"  # a Claim's state for an event sent without one (recorded once TikTok accepted it)
 # Sources whose events are sent without a claim unless SENDER_CLAIM_BROWSER_EVENTS (see Processor.claims_first).
 UNCLAIMED_SOURCES = frozenset({"collect"})
@@ -247,6 +256,7 @@ class Claim:
     """The claim state of one event after :meth:`ClaimStore.claim`."""
 
     # "claimed" (ours to send) | "sent" (already delivered) | "busy" (another attempt holds it)
+    # | "cancelled" (a cancellation's tombstone: never to send)
     # | "unclaimed" (ours to send without a claim: see Processor.claims_first)
     state: str
     update_time: Any = None  # of our write, so a release never deletes someone else's claim
@@ -361,6 +371,8 @@ class ClaimStore:
             expired = data.get(TTL_FIELD) is not None and data[TTL_FIELD] <= now
             if not expired and data.get("state") == STATE_SENT:
                 claims[key] = Claim(STATE_SENT, request_id=data.get("request_id"), attempts=data.get("attempts", 1))
+            elif not expired and data.get("state") == STATE_CANCELLED:
+                claims[key] = Claim(STATE_CANCELLED)
             elif not expired and data.get("lease_until") and data["lease_until"] > now:
                 claims[key] = Claim("busy", until=data["lease_until"], detail=f"lease until {data['lease_until']}")
             else:  # its holder died (lease over) or TTL has not removed it yet
@@ -705,6 +717,11 @@ class Processor:
                 to_send.append(envelope)
             elif claim.state == STATE_SENT:
                 outcomes[key] = Outcome(DUPLICATE, "already sent", envelope.event_id, {"request_id": claim.request_id})
+                if envelope.source == "redrive":
+                    undead.append(envelope)
+            elif claim.state == STATE_CANCELLED:
+                outcomes[key] = Outcome(SKIPPED, "order cancelled before its Purchase was sent", envelope.event_id,
+                                        {"rule": "cancelled"})  # fmt: skip
                 if envelope.source == "redrive":
                     undead.append(envelope)
             else:

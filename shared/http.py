@@ -1,4 +1,4 @@
-"""HTTP replies that keep a refused body unread.
+"""What a function answers (:class:`Reply`), and refusals that keep a refused body unread.
 
 functions-framework reads the whole request body after every response that
 is not streamed (its ``read_request`` after-request hook) and Flask keeps it
@@ -12,9 +12,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import flask
+
+if TYPE_CHECKING:
+    from shared.outcome import Outcome
 
 
 def refusal(body: Any, status: int, headers: Mapping[str, str] | None = None) -> flask.Response:
@@ -25,3 +29,23 @@ def refusal(body: Any, status: int, headers: Mapping[str, str] | None = None) ->
     response.headers["Content-Length"] = str(len(payload))
     response.headers["Connection"] = "close"
     return response
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One function's answer to one request: status, JSON body (None: empty), headers, and its outcome.
+
+    The domain decides all of it; the entry point only logs ``outcome`` (once
+    per request) and turns the rest into Flask's answer with :meth:`response`.
+    """
+
+    status: int
+    body: dict[str, Any] | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    outcome: Outcome | None = None
+
+    def response(self) -> Any:
+        """Flask's answer; a 4xx or 5xx leaves whatever of the request body is unread unread."""
+        if self.status >= 400:
+            return refusal(self.body, self.status, self.headers)
+        return (self.body if self.body is not None else ""), self.status, dict(self.headers)

@@ -206,11 +206,14 @@ def debug(message: str, **fields: Any) -> None:
     log("DEBUG", message, **fields)
 
 
-def outcome(outcome: str, message: str, **fields: Any) -> None:
-    """Log an explicit outcome (sent, duplicate, withheld_consent, skipped_test_order, dead...).
+def outcome(outcome: str, message: str, severity: str | None = None, **fields: Any) -> None:
+    """Log an explicit outcome (see :class:`shared.outcome.Kind`).
 
     Every function logs its outcomes through here so they can be counted the
-    same way (a log-based metric on ``jsonPayload.outcome``).
+    same way (a log-based metric on ``jsonPayload.outcome``). Without a
+    ``severity``, trouble someone may have to look at (dead, rejected,
+    error_...) is a WARNING and the rest INFO.
     """
-    severity = "WARNING" if outcome.startswith(("dead", "rejected", "error")) else "INFO"
-    log(severity, message, outcome=outcome, **fields)
+    if severity is None:
+        severity = "WARNING" if outcome.startswith(("dead", "rejected", "error")) else "INFO"
+    log(severity, message, outcome=str(outcome), **fields)

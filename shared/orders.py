@@ -8,12 +8,18 @@ module does the rest the same way for both:
    keys (cart/checkout token, order key, customer id);
 2. let the stored consent snapshot, else the shop's policy, decide;
 3. take the click ids from the order itself first, else from the context;
-4. claim (platform, shop, order, event) once in Firestore, so create/paid,
-   retries and replays give one event; the claim says "publishing" until the
-   event is on the topic, so a claim orphaned mid-way (a timeout, a crash) is
-   taken over after a lease instead of silently swallowing the event;
-5. publish the envelope, releasing the claim if publishing fails, then mark
-   the claim "published".
+4. publish the envelope.
+
+There is no claim here. The order event's id is deterministic
+(:func:`shared.events.order_event_id`), and the sender claims every order
+event_id before it sends it (``event_claims``, :mod:`shared.delivery`), so
+that one claim is the order's: ``orders/create`` and ``orders/paid``, retries
+and concurrent duplicates each publish, and the sender sends the first and
+answers the others "duplicate". A crash anywhere before the publish leaves
+nothing behind, and the platform's retry publishes. A cancellation is a
+tombstone under the same key (:func:`block_purchase`), so a Purchase that
+was not sent yet never is. One document per delivered order event, written
+twice (claimed, then sent), instead of a receiver claim written twice more.
 
 An order event withheld for consent (here) or skipped by a shop's rules (test,
 POS, draft: ``shared.shopify``) leaves an outcome record instead
@@ -26,7 +32,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from shared import log
@@ -35,21 +41,14 @@ from shared.consent import ConsentSnapshot, decide
 from shared.events import order_event_id
 from shared.identity import RawIdentity, build_user, valid_ip
 from shared.models import Envelope, Page, Properties, UserData
-from shared.store import ORDER_EVENTS
+from shared.store import EVENT_CLAIMS, ORDER_EVENTS
 
 # Longer than Shopify's retry window (4 h), its day-late deliveries and
 # TikTok's 48 h dedup window: a replay inside it never makes a second event.
 ORDER_EVENT_TTL = dt.timedelta(days=8)
 
-# An order claim is "publishing" until its event is on the topic, then "published". A claim
-# still publishing after PUBLISH_LEASE was orphaned (its holder timed out or crashed after
-# claiming) and the next delivery takes it over: re-publishing is safe, the sender claims
-# each event_id and TikTok deduplicates it; never publishing is not.
-PUBLISHING, PUBLISHED = "publishing", "published"
-PUBLISH_LEASE = dt.timedelta(seconds=30)
-IN_PROGRESS = "in_progress"  # another delivery holds a fresh claim and has not finished
-IN_PROGRESS_WAIT_SECONDS = 2.0
-_FINAL, _RELEASED, _STALE = "final", "released", "stale"
+# The Purchase's claim in event_claims says "cancelled" once a cancellation took it first.
+CANCELLED = "cancelled"
 OUTCOME_RECORD = "outcome"  # first part of the key of an outcome record: ("outcome", event_id)
 # ORDER_MAX_EVENT_AGE_DAYS' default: TikTok's default click attribution window.
 MAX_EVENT_AGE = dt.timedelta(days=7)
@@ -88,7 +87,7 @@ class OrderEvent:
 class Outcome:
     """What happened to one delivery; logged and countable the same way everywhere."""
 
-    kind: str  # published | duplicate | in_progress | withheld_consent | skipped | ignored | rejected
+    kind: str  # published | duplicate | withheld_consent | skipped | ignored | rejected | recorded | redacted
     reason: str = ""
     event_id: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
@@ -167,43 +166,32 @@ def process_order_event(
     default_region: str | None = None,
     max_event_age: dt.timedelta = MAX_EVENT_AGE,
 ) -> Outcome:
-    """Join, gate, claim once, publish. Raises if publishing fails (after releasing the claim)."""
+    """Join, gate, publish. Raises if reading the context or publishing fails (nothing was written)."""
     context = store.find_click_context(pixel.pixel_code, order.join_keys) if order.join_keys else None
     envelope, outcome = build_envelope(order, pixel, context, policy, default_region)
     if envelope is None:
         record_outcome(store, outcome, consent=outcome.details.get("consent"))  # type: ignore[arg-type]
         return outcome  # type: ignore[return-value]
-    key = (order.platform, order.shop, order.order_id, order.event)
-    claimed = store.claim_once(ORDER_EVENTS, key, ORDER_EVENT_TTL, event_id=envelope.event_id, state=PUBLISHING)
-    taken_over = False
-    if not claimed:
-        state = _await_settled(store, key)
-        if state == _RELEASED:  # the holder's publish failed and it let go: claim afresh
-            claimed = store.claim_once(ORDER_EVENTS, key, ORDER_EVENT_TTL, event_id=envelope.event_id, state=PUBLISHING)
-        elif state == _STALE:
-            claimed = taken_over = store.claim_stale(ORDER_EVENTS, key, _is_stale, state=PUBLISHING)
-        if not claimed:
-            if state == IN_PROGRESS:
-                reason = "an earlier delivery of this order event is still publishing it"
-                return Outcome(IN_PROGRESS, reason, envelope.event_id)
-            return Outcome("duplicate", "order event already published", envelope.event_id)
-    try:
-        publisher.publish([envelope])
-    except Exception:
-        store.release(ORDER_EVENTS, key)
-        raise
-    try:
-        store.mark(ORDER_EVENTS, key, state=PUBLISHED)
-    except Exception as exc:  # published all the same; the claim stays "publishing" and ages into a re-publish
-        log.warning("published, but the order claim could not be marked", error=type(exc).__name__,
-                    event_id=envelope.event_id)  # fmt: skip
+    publisher.publish([envelope])
     details = {"click": envelope.user.has_click(), "limited_data_use": envelope.limited_data_use}
-    if taken_over:
-        details["took_over_stale_claim"] = True
     for flag, message in weak_points(envelope, max_event_age).items():
         log.warning(message, event_id=envelope.event_id, order_id=order.order_id, platform=order.platform)
         details[flag] = True
     return Outcome("published", f"{envelope.event} published", envelope.event_id, details)
+
+
+def block_purchase(store: Any, pixel_code: str, event_id: str, **fields: Any) -> bool:
+    """Take the Purchase's sender claim as a cancellation tombstone; whether the Purchase is blocked.
+
+    True when the tombstone is written now or was by an earlier delivery of the
+    cancellation; False when the sender already claimed the Purchase (it is
+    being sent or was sent: TikTok has no way to take it back).
+    """
+    key = (pixel_code, "Purchase", event_id)
+    fields = {"pixel_code": pixel_code, "event": "Purchase", "event_id": event_id, "state": CANCELLED, **fields}
+    if store.claim_once(EVENT_CLAIMS, key, ORDER_EVENT_TTL, **fields):
+        return True
+    return (store.get(EVENT_CLAIMS, key) or {}).get("state") == CANCELLED
 
 
 def weak_points(envelope: Envelope, max_event_age: dt.timedelta = MAX_EVENT_AGE) -> dict[str, str]:
@@ -233,43 +221,3 @@ def record_outcome(store: Any, outcome: Outcome, **fields: Any) -> None:
                          event_id=outcome.event_id, outcome=outcome.kind, **fields)  # fmt: skip
     except Exception as exc:  # only the report misses it; the delivery's answer stands
         log.warning("could not record the order event's outcome", error=type(exc).__name__, event_id=outcome.event_id)
-
-
-def _claimed_at(document: dict[str, Any]) -> dt.datetime | None:
-    return document.get("claimed_at") or document.get("created_at")
-
-
-def _is_stale(document: dict[str, Any]) -> bool:
-    """A claim still "publishing" after its lease: its holder died or lost its way mid-publish."""
-    claimed_at = _claimed_at(document)
-    if document.get("state") != PUBLISHING or claimed_at is None:
-        return False
-    return claimed_at + PUBLISH_LEASE <= dt.datetime.now(dt.timezone.utc)
-
-
-def _await_settled(store: Any, key: tuple[str, ...]) -> str:
-    """The state of someone else's claim on ``key``, waiting briefly while it is being published.
-
-    Claims without a state (written before claims had one, or by a cancellation)
-    are final. A concurrent delivery (orders/create racing orders/paid) usually
-    settles within milliseconds; past IN_PROGRESS_WAIT_SECONDS the caller says
-    so instead of answering "duplicate" for an event that may never be published.
-    """
-    deadline = time.monotonic() + IN_PROGRESS_WAIT_SECONDS
-    pause = 0.02
-    while True:
-        existing = store.get(ORDER_EVENTS, key)
-        if existing is None:
-            return _RELEASED
-        if existing.get("state") != PUBLISHING:
-            return _FINAL
-        if _is_stale(existing):
-            return _STALE
-        if time.monotonic() + pause > deadline:
-            return IN_PROGRESS
-        time.sleep(pause)
-        pause = min(pause * 2, 0.25)
-
-
-def with_event(order: OrderEvent, event: str) -> OrderEvent:
-    return replace(order, event=event)

@@ -16,11 +16,13 @@ It reads three collections, each with one range query on its time field,
 paged (``--page-size``) and bounded (``--max-documents``), projecting only the
 fields it counts (never an envelope):
 
-- ``order_events``: the receivers' order claims (``published``), cancellations
-  that blocked a Purchase, and outcome records (``withheld_consent``,
-  ``skipped`` with its rule), keyed ``("outcome", event_id)``;
+- ``order_events``: outcome records of order events not published
+  (``withheld_consent``, ``skipped`` with its rule), keyed ``("outcome", event_id)``,
+  and, in databases written before the sender's claim became the order's,
+  receiver order claims and the cancellations that blocked a Purchase;
 - ``event_claims``: the sender's claims (``sent`` with the match keys it
-  carried, or still ``sending``);
+  carried, or still ``sending``) and cancellations' tombstones on a Purchase
+  (``cancelled``, counted as skipped by the rule ``cancelled``);
 - ``dead_events``: what TikTok refused for good (with its code).
 
 Every event_id found gets exactly one outcome, the furthest it got:
@@ -51,7 +53,7 @@ RECEIVED, SENT, DEAD, PENDING, WITHHELD, SKIPPED = "received", "sent", "dead", "
 OUTCOMES = (RECEIVED, SENT, WITHHELD, SKIPPED, DEAD, PENDING)
 _PRECEDENCE = (SENT, DEAD, PENDING, WITHHELD, SKIPPED)  # the furthest an event got wins
 CANCELLED_RULE = "cancelled"
-BLOCKED_BY_CANCELLATION = "orders/cancelled"  # shared.shopify writes it on the Purchase it blocks
+BLOCKED_BY_CANCELLATION = "orders/cancelled"  # what receivers before the sender-claim design wrote
 
 # (collection, time field, fields read)
 QUERIES = (
@@ -159,6 +161,9 @@ def classify(
         if claim.get("state") == "sent":
             event.facts.add(SENT)
             event.keys = tuple(k for k in claim.get("match_keys") or () if k in match_keys.KEYS)
+        elif claim.get("state") == CANCELLED_RULE:  # a cancellation's tombstone on the Purchase (shared.orders)
+            event.facts.add(SKIPPED)
+            event.rule = CANCELLED_RULE
         else:
             event.facts.add(PENDING)
     for record in dead:

@@ -19,12 +19,12 @@ The steps, each a plain function:
    delivery method (:mod:`shared.shopify_pubsub`, authenticated by IAM) enters too.
 
 No delivery id is claimed: every effect is idempotent on its own natural key
-(the order claim of :mod:`shared.orders` with its lease, the record claims of
-cancellations and refunds; deletions and acknowledgements repeat harmlessly),
-so a redelivery, concurrent or after a timeout or crash at any step, either
-finds the effect done ("duplicate") or completes it. A permanent claim taken
-before the work would instead outlive a failed attempt and answer Shopify's
-retry "duplicate" for an order never published.
+(the sender's claim on the order event's deterministic event_id, see
+:mod:`shared.orders`; the record claims of cancellations and refunds;
+deletions and acknowledgements repeat harmlessly), so a redelivery,
+concurrent or after a timeout or crash at any step, completes the work or
+repeats it harmlessly. A permanent claim taken before the work would instead
+outlive a failed attempt and swallow Shopify's retry of an order never published.
 
 Reply rule: 401 when the sender is not proven to be the shop; 200 for every
 authenticated delivery, even one we cannot use (any other answer only makes
@@ -54,7 +54,6 @@ from shared.hashing import sha256_hex
 from shared.identity import RawIdentity, valid_ip
 from shared.models import Properties
 from shared.orders import (
-    IN_PROGRESS,
     JOIN_CUSTOMER,
     JOIN_SHOPIFY_CART,
     JOIN_SHOPIFY_CHECKOUT,
@@ -62,12 +61,13 @@ from shared.orders import (
     ORDER_EVENT_TTL,
     OrderEvent,
     Outcome,
+    block_purchase,
     process_order_event,
     record_outcome,
 )
 from shared.pubsub import publisher_from_settings
 from shared.scrub import looks_like_pii, scrub_url
-from shared.store import CLICK_CONTEXTS, ORDER_EVENTS, WEBHOOK_DELIVERIES, store_from_settings
+from shared.store import CLICK_CONTEXTS, EVENT_CLAIMS, ORDER_EVENTS, WEBHOOK_DELIVERIES, store_from_settings
 from shared.untrusted import UnsafeInput, parse_json
 from shared.webhooks import verify_hmac_base64
 
@@ -89,9 +89,8 @@ CUSTOMERS_DATA_REQUEST = "customers/data_request"
 CUSTOMERS_REDACT = "customers/redact"
 SHOP_REDACT = "shop/redact"
 
-# Record name under which a cancellation blocks a Purchase not yet sent.
+# Record name of a cancellation (its tombstone on the Purchase is shared.orders.block_purchase).
 CANCELLED_RECORD = "cancelled"
-BLOCKED_BY_CANCELLATION = "orders/cancelled"
 
 # Note attributes our storefront snippet writes (cart attributes end up there).
 _TTCLID_ATTRIBUTES = ("_ttclid", "ttclid")
@@ -814,11 +813,6 @@ def execute(action: Action, *, shop: ShopifyShopConfig, runtime: Runtime) -> Out
             default_region=runtime.default_region,
             max_event_age=runtime.max_event_age,
         )
-        if outcome.kind == "duplicate":
-            existing = store.get(ORDER_EVENTS, (PLATFORM, shop.domain, order.order_id, order.event)) or {}
-            if existing.get("blocked_by") == BLOCKED_BY_CANCELLATION:
-                return Outcome("skipped", "order cancelled before its Purchase was sent", outcome.event_id,
-                               {"rule": "cancelled"})  # fmt: skip
         return outcome
     if isinstance(action, RecordOrderChange):
         return _record(action, shop, store)
@@ -832,14 +826,9 @@ def _record(action: RecordOrderChange, shop: ShopifyShopConfig, store: Any) -> O
     purchase_id = order_event_id(PLATFORM, shop.domain, action.order_id, "Purchase")
     details: dict[str, Any] = {"order_id": action.order_id, "record": action.record}
     if action.blocks_purchase:
-        purchase_key = (PLATFORM, shop.domain, action.order_id, "Purchase")
-        blocked = store.claim_once(
-            ORDER_EVENTS, purchase_key, ORDER_EVENT_TTL,
-            event_id=purchase_id, shop=shop.domain, order_ref=ref, blocked_by=BLOCKED_BY_CANCELLATION,
-        )  # fmt: skip
-        if not blocked:  # a redelivery after an attempt that blocked it and then failed: still blocked
-            blocked = (store.get(ORDER_EVENTS, purchase_key) or {}).get("blocked_by") == BLOCKED_BY_CANCELLATION
-        details["purchase_blocked"] = blocked
+        details["purchase_blocked"] = block_purchase(
+            store, shop.pixel_code, purchase_id, source=PLATFORM, shop=shop.domain, order_ref=ref
+        )
     fields = {k: v for k, v in action.fields.items() if v is not None}
     key = (PLATFORM, shop.domain, action.order_id, action.record)
     if not store.claim_once(ORDER_EVENTS, key, ORDER_EVENT_TTL, shop=shop.domain, order_ref=ref, **fields):
@@ -856,7 +845,9 @@ def _redact_customer(action: RedactCustomer, shop: ShopifyShopConfig, store: Any
     if action.customer_id:
         # The collect endpoint writes customer_key = sha256(customer id) on contexts it can tie to a customer.
         contexts = store.delete_where(CLICK_CONTEXTS, "customer_key", sha256_hex(action.customer_id))
-    records = sum(store.delete_where(ORDER_EVENTS, "order_ref", order_ref(shop.domain, o)) for o in action.order_ids)
+    # Cancellations' tombstones on a Purchase live in event_claims (shared.orders.block_purchase).
+    records = sum(store.delete_where(collection, "order_ref", order_ref(shop.domain, o))
+                  for o in action.order_ids for collection in (ORDER_EVENTS, EVENT_CLAIMS))  # fmt: skip
     return Outcome("redacted", "customer data deleted", details={"click_contexts": contexts, "order_records": records})
 
 
@@ -865,7 +856,8 @@ def _redact_shop(shop: ShopifyShopConfig, runtime: Runtime) -> Outcome:
     details = {
         # Deliveries are no longer claimed, but databases deployed before hold such records until their TTL.
         "webhook_deliveries": store.delete_where(WEBHOOK_DELIVERIES, "shop", shop.domain),
-        "order_records": store.delete_where(ORDER_EVENTS, "shop", shop.domain),
+        "order_records": store.delete_where(ORDER_EVENTS, "shop", shop.domain)
+        + store.delete_where(EVENT_CLAIMS, "shop", shop.domain),
     }
     # Click contexts are stored per pixel; delete them only if no other shop or site uses the pixel.
     sharing = [d for d, s in tenants.shopify_shops.items() if s.pixel_code == shop.pixel_code and d != shop.domain]
@@ -1003,10 +995,6 @@ def handle_verified(
         # part of the work landed is idempotent, so Shopify's retry completes it (shared.orders).
         log.error("processing failed; Shopify will retry", error=type(exc).__name__, **fields)
         return Reply(503, {"error": "temporarily unavailable", "reason": "processing failed, retry later"})
-    if outcome.kind == IN_PROGRESS:
-        # Another delivery of this order event holds a fresh claim: Shopify's retry settles it.
-        outcome.log(status=503, **fields)
-        return Reply(503, {"error": "temporarily unavailable", "outcome": outcome.kind, "reason": outcome.reason})
     outcome.log(**fields)
     return _reply(outcome)
 

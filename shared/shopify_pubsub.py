@@ -13,16 +13,15 @@ Steps: :func:`read_push` bounds and parses the push request, :func:`delivery_of`
 maps the message to a :class:`~shared.shopify.Delivery` and its body, and
 :func:`handle_push` hands a usable one to :func:`shared.shopify.handle_verified`,
 exactly where an HTTPS delivery goes after its HMAC check. Redeliveries need no
-delivery claim: the order and record claims behind that path make every topic
-idempotent (a duplicate message is answered "duplicate").
+delivery claim: the sender's claim on each order event_id and the record
+claims behind that path make every topic idempotent.
 
 Reply rule (Pub/Sub acknowledges 2xx and redelivers anything else):
 
 - 200 for every message whose fate is settled: done, or refused for good
   (unknown shop, no topic, data that is no JSON object), logged as
   ``rejected`` with the reason: redelivering the same message cannot help;
-- 503 when Firestore or the events topic failed, or another delivery of the
-  same order event is in progress: Pub/Sub redelivers with backoff, and after
+- 503 when Firestore or the events topic failed: Pub/Sub redelivers with backoff, and after
   max_delivery_attempts moves the message to the dead-letter topic;
 - 4xx (400, 413) for a request that is no Pub/Sub push of a message we could
   hold at all: Pub/Sub never sends one, except a message above

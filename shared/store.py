@@ -6,10 +6,13 @@ by a day. Collections (each prefixed by ``FIRESTORE_COLLECTION_PREFIX``):
 
 - ``click_contexts``: ttclid/_ttp, consent snapshot, page, ip, user agent and
   hashed identifiers, one document per (pixel, join key).
-- ``webhook_deliveries``: delivery ids already accepted (Shopify event ids).
-- ``order_events``: (platform, shop, order, event) already published.
-- ``event_claims``: the sender's per-event claims, and the records of browser
-  events sent without one (see shared.delivery).
+- ``webhook_deliveries``: no longer written (Shopify delivery ids were
+  claimed there); databases deployed before hold such records until their TTL.
+- ``order_events``: outcome records of order events not published (withheld,
+  skipped) and the records of cancellations and refunds.
+- ``event_claims``: the sender's per-event claims (for an order event, the
+  order's only claim, and a cancellation's tombstone on its Purchase), and
+  the records of browser events sent without one (see shared.delivery).
 - ``dead_events``: events TikTok refused for good, kept for re-driving.
 
 Document ids are readable keys (``|``-joined); a key that would be too long or
@@ -20,7 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from shared.metrics import COUNTERS
@@ -114,30 +117,6 @@ class Store:
         except (gexc.AlreadyExists, gexc.FailedPrecondition):
             return False
 
-    def claim_stale(
-        self, collection: str, key: Sequence[object], is_stale: Callable[[dict[str, Any]], bool], **fields: Any
-    ) -> bool:
-        """Take over the live document for ``key`` when ``is_stale(its data)``; False otherwise.
-
-        False too when the document is gone (the caller claims afresh) or when
-        someone else took it over first (precondition on update_time).
-        """
-        from google.api_core import exceptions as gexc
-
-        ref = self.collection(collection).document(doc_id(*key))
-        _count(reads=1)
-        snapshot = ref.get()
-        data = snapshot.to_dict() if snapshot.exists else None
-        if data is None or is_expired(data) or not is_stale(data):
-            return False
-        _count(writes=1)
-        try:
-            ref.update({**fields, "claimed_at": utcnow()}, option=self.client.write_option(
-                last_update_time=snapshot.update_time))  # fmt: skip
-            return True
-        except (gexc.FailedPrecondition, gexc.NotFound):
-            return False
-
     def mark(self, collection: str, key: Sequence[object], **fields: Any) -> None:
         """Update fields of an existing document (raises NotFound if it is gone)."""
         _count(writes=1)
@@ -193,17 +172,23 @@ class Store:
         return len(documents)
 
     def find_click_context(self, pixel_code: str, join_keys: Iterable[tuple[str, str]]) -> dict[str, Any] | None:
-        """The first live context among ``join_keys`` (in the caller's order of preference)."""
+        """The first live context among ``join_keys`` (in the caller's order of preference).
+
+        The most specific key is read alone first, since it usually finds the
+        context (one document read per order); only when it does not are the
+        others read, together.
+        """
         refs = [self.collection(CLICK_CONTEXTS).document(doc_id(pixel_code, k, v)) for k, v in join_keys if v]
-        if not refs:
-            return None
-        _count(reads=len(refs))
-        found = {snap.reference.id: snap.to_dict() for snap in self.client.get_all(refs) if snap.exists}
         now = utcnow()
-        for ref in refs:
-            data = found.get(ref.id)
-            if data and not is_expired(data, now):
-                return data
+        for batch in (refs[:1], refs[1:]):
+            if not batch:
+                continue
+            _count(reads=len(batch))
+            found = {snap.reference.id: snap.to_dict() for snap in self.client.get_all(batch) if snap.exists}
+            for ref in batch:
+                data = found.get(ref.id)
+                if data and not is_expired(data, now):
+                    return data
         return None
 
     def delete_where(self, collection: str, field: str, value: Any, limit: int = 500) -> int:

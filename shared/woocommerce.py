@@ -7,15 +7,15 @@ and :func:`checkout_consent` (the ``_tt_consent`` order meta).
 Delivery part: :func:`handle` verifies a delivery and runs the shared order flow
 (:func:`shared.orders.process_order_event`) with bounded waits on Firestore and
 Pub/Sub. WooCommerce never retries a delivery, so when either stays unavailable
-the event is not dropped: it is published without the receiver's claim when
-consent can still be decided, otherwise *parked*: an ERROR log line with
+the event is not dropped: it is published without the stored click context
+when Firestore is down but the checkout's consent decides, otherwise *parked*: an ERROR log line with
 ``outcome="parked"`` and a ``replay`` record (what the envelope holds: hashes,
 ip, user agent, click ids, and city/state/country normalized but unhashed, as
 TikTok takes them), which :func:`replay` (``python -m
 functions.woocommerce_webhook.replay``) publishes later. See docs/woocommerce.md.
 
 Whatever a valid signer sends ends as one of: published, skipped with a reason
-(``ignored``, ``duplicate``, ``withheld_consent``), parked, or ``refused`` with
+(``ignored``, ``withheld_consent``), parked, or ``refused`` with
 a 4xx and a reason; never a 5xx and never a bare 200 that nobody acts on.
 """
 
@@ -42,7 +42,6 @@ from shared.events import order_event_id
 from shared.identity import RawIdentity, build_user
 from shared.models import Envelope, UserData
 from shared.orders import (
-    IN_PROGRESS,
     JOIN_CUSTOMER,
     JOIN_WOO_ORDER_KEY,
     JOIN_WOO_SESSION,
@@ -361,22 +360,6 @@ class _GuardedStore:
     def claim_once(self, collection: str, key: Any, ttl: dt.timedelta, **fields: Any) -> bool:
         return self._call(lambda store: store.claim_once(collection, key, ttl, **fields))
 
-    def get(self, collection: str, key: Any) -> dict[str, Any] | None:
-        return self._call(lambda store: store.get(collection, key))
-
-    def claim_stale(self, collection: str, key: Any, is_stale: Callable[[dict], bool], **fields: Any) -> bool:
-        return self._call(lambda store: store.claim_stale(collection, key, is_stale, **fields))
-
-    def mark(self, collection: str, key: Any, **fields: Any) -> None:
-        self._call(lambda store: store.mark(collection, key, **fields))
-
-    def release(self, collection: str, key: Any) -> None:
-        try:
-            self._call(lambda store: store.release(collection, key))
-        except DependencyUnavailable as exc:
-            # The event gets parked or published anyway; a claim left behind only turns later updates into no-ops.
-            log.warning("could not release the order claim", error=exc.detail, claim_key="|".join(map(str, key)))
-
 
 class _GuardedPublisher:
     def __init__(self, runtime: Runtime) -> None:
@@ -484,21 +467,17 @@ def deliver(
     except DependencyUnavailable as exc:
         failure = exc
     else:
-        if outcome.kind != IN_PROGRESS:
-            return outcome
-        # Another delivery holds a fresh claim and has not finished after a wait. WooCommerce
-        # does not retry, so publish now rather than risk that it never will (dedup downstream).
-        return _publish_without_claim(order, pixel, policy, store.context, consent, runtime, outcome.reason)
-    if publisher.envelopes:  # consent decided, publishing failed (the claim was released)
+        return outcome
+    if publisher.envelopes:  # consent decided, publishing failed
         return park_envelope(publisher.envelopes[0], f"pubsub unavailable ({failure.detail})")
     if not store.context_read and consent is None:
         reason = f"firestore unavailable ({failure.detail}): consent unknown until the click context is read"
         return park_order(order, consent, runtime.default_region, reason)
-    return _publish_without_claim(order, pixel, policy, store.context, consent, runtime,
+    return _publish_without_context(order, pixel, policy, store.context, consent, runtime,
                                   f"firestore unavailable ({failure.detail})")  # fmt: skip
 
 
-def _publish_without_claim(
+def _publish_without_context(
     order: OrderEvent,
     pixel: PixelConfig,
     policy: ConsentPolicy,
@@ -507,10 +486,10 @@ def _publish_without_claim(
     runtime: Runtime,
     why: str,
 ) -> Outcome:
-    """Consent is known (stored context read, or the checkout's answer): publish without the receiver's claim.
+    """Firestore is down but the checkout's answer decides consent: publish without the stored click context.
 
-    The sender claims each event_id and TikTok dedups it, so a later update of
-    this order can not make a second Purchase.
+    The sender claims each event_id, so a later update of this order can not
+    make a second Purchase.
     """
     envelope, withheld = build_envelope(order, pixel, with_checkout_consent(context, consent), policy,
                                         runtime.default_region)  # fmt: skip
@@ -520,8 +499,9 @@ def _publish_without_claim(
         _bounded("pubsub", runtime.publish_seconds, lambda: runtime.publisher.publish([envelope]))
     except DependencyUnavailable as exc:
         return park_envelope(envelope, f"{why}; pubsub unavailable ({exc.detail})")
-    details = {"click": envelope.user.has_click(), "receiver_claim": False, "why": why}
-    return Outcome("published", f"{envelope.event} published without the receiver's claim", envelope.event_id, details)
+    details = {"click": envelope.user.has_click(), "click_context": False, "why": why}
+    return Outcome("published", f"{envelope.event} published without the stored click context", envelope.event_id,
+                   details)  # fmt: skip
 
 
 # --- parking and replay ----------------------------------------------------------

@@ -36,10 +36,10 @@ locals {
     }
     unavailable = {
       display_name   = "Requests answered 503 (Firestore or Pub/Sub unavailable)"
-      outcome_regex  = "error_unavailable|in_progress"
+      outcome_regex  = "error_unavailable"
       function_regex = ".*"
       threshold      = 20
-      documentation  = "More than 20 requests in 5 minutes were answered 503 because Firestore or Pub/Sub failed or was slow, or an order event stayed in progress. Browsers and Shopify retry; check the Firestore and Pub/Sub status and the functions' error logs."
+      documentation  = "More than 20 collect requests in 5 minutes were answered 503 (`error_unavailable`) because Firestore or Pub/Sub failed or was slow. Browsers retry; check the Firestore and Pub/Sub status and the functions' error logs (Shopify's 503s are logged there at ERROR, \"processing failed; Shopify will retry\", without an outcome)."
     }
   }
 }

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import os
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -239,3 +240,73 @@ def faults(stack: RunningStack) -> Iterator[Any]:
 
     yield set_faults
     httpx.delete(url, timeout=5).raise_for_status()
+
+
+class Downstream:
+    """The sender's real claim-send-record path for what a test's receiver published, and TikTok's count.
+
+    Receivers no longer deduplicate order events: the sender's claim on the
+    deterministic event_id does (shared.orders). A receiver test that proves
+    "one Purchase" therefore pushes every message its receiver published
+    through a :class:`shared.delivery.Processor` (claims in the test's own
+    Firestore collections, the TikTok sandbox in a thread), each message as
+    its own push and all of them at once, as Pub/Sub does, and counts what
+    TikTok received.
+    """
+
+    def __init__(self, store: Any) -> None:
+        import datetime as dt
+
+        from shared.delivery import ClaimStore, Counters
+        from tests.test_tiktok_api import RecordingSandbox
+
+        self.sandbox = RecordingSandbox()
+        self.claims = ClaimStore(store, dt.timedelta(seconds=60), dt.timedelta(days=8), dt.timedelta(days=30),
+                                 counters=Counters())  # fmt: skip
+
+    def deliver(self, messages: list[Any], within: float = 30.0) -> list[str]:
+        """The sender's final outcome kind for each Pub/Sub message (pulled from a topic).
+
+        All are pushed at once; those answered ``retry`` (a copy held by a
+        concurrent attempt) are pushed again, as Pub/Sub redelivers them, until
+        every message has a final answer.
+        """
+        from concurrent.futures import ThreadPoolExecutor
+
+        from shared.delivery import Processor, decode_message
+        from shared.tiktok_api import TikTokClient
+        from tests.test_tiktok_api import TOKEN
+
+        envelopes = [decode_message({"data": base64.b64encode(m.data).decode()}) for m in messages]
+        tokens = {e.pixel_code: TOKEN for e in envelopes}
+        processor = Processor(self.claims, TikTokClient(self.sandbox.api_url, 5), tokens)
+
+        def push(index: int) -> str:
+            return processor.process([(envelopes[index], f"m-{index}")])[0].kind
+
+        kinds: dict[int, str] = {}
+        pending = list(range(len(envelopes)))
+        deadline = time.monotonic() + within
+        with ThreadPoolExecutor(max_workers=max(1, len(envelopes))) as pool:
+            while pending:
+                kinds.update(zip(pending, pool.map(push, pending), strict=True))
+                pending = [i for i in pending if kinds[i] == "retry"]
+                if pending and time.monotonic() > deadline:
+                    raise AssertionError(f"{len(pending)} message(s) still answered retry after {within} s")
+                time.sleep(0.05 if pending else 0)
+        return [kinds[i] for i in range(len(envelopes))]
+
+    def events(self, **filters: str) -> list[dict[str, Any]]:
+        """The events TikTok accepted, optionally those whose fields equal ``filters``."""
+        return self.sandbox.events(**filters)
+
+    def close(self) -> None:
+        self.sandbox.close()
+
+
+@pytest.fixture
+def downstream(store: Any) -> Iterator[Downstream]:
+    """The sender and TikTok behind a receiver test's topic (see :class:`Downstream`)."""
+    running = Downstream(store)
+    yield running
+    running.close()

@@ -16,12 +16,14 @@ from shared.delivery import (
     KIND_REJECTED,
     RETRY,
     SENT,
+    SKIPPED,
     ClaimStore,
     Counters,
     DeadRecord,
     MalformedMessage,
     Processor,
 )
+from shared.orders import block_purchase
 from shared.store import DEAD_EVENTS, EVENT_CLAIMS, TTL_FIELD, doc_id, utcnow
 from shared.tiktok_api import ApiResult, TikTokClient
 from tests.test_delivery import PIXEL, make_envelope
@@ -205,3 +207,66 @@ def test_a_takeover_after_the_lease_is_counted(store: Any) -> None:
     taken = claims.claim([(envelope, "m2")])[envelope.claim_key()]  # the first attempt's lease is over
     assert taken.state == "claimed" and taken.attempts == 2
     assert counters.snapshot()["claims.taken_over"] == 1
+
+
+# --- a cancellation's tombstone on the Purchase (shared.orders.block_purchase) ---------
+
+
+def _tombstone(store: Any, envelope: Any) -> bool:
+    return block_purchase(store, envelope.pixel_code, envelope.event_id, source="shopify", order_ref="o")
+
+
+def test_a_cancelled_tombstone_makes_the_claim_cancelled_and_the_purchase_skipped_unsent(
+    store: Any, sandbox: RecordingSandbox
+) -> None:
+    envelope = make_envelope()
+    assert _tombstone(store, envelope)
+    assert _claims(store).claim([(envelope, "m1")])[envelope.claim_key()].state == "cancelled"
+    processor = _processor(store, sandbox)
+    (outcome,) = processor.process([(envelope, "m2")])
+    assert (outcome.kind, outcome.details["rule"]) == (SKIPPED, "cancelled")
+    assert outcome.reason == "order cancelled before its Purchase was sent"
+    assert sandbox.requests() == []
+    # Nothing the sender did replaced the tombstone: a later copy is skipped too.
+    assert _doc(store, EVENT_CLAIMS, envelope.claim_key())["state"] == "cancelled"
+    assert [processor.process([(envelope, m)])[0].kind for m in ("m3", "m4")] == [SKIPPED, SKIPPED]
+    assert sandbox.requests() == []
+
+
+def test_a_redriven_purchase_of_a_cancelled_order_is_skipped_and_its_dead_record_cleared(
+    store: Any, sandbox: RecordingSandbox
+) -> None:
+    envelope = make_envelope()
+    claims = _claims(store)
+    claim = claims.claim([(envelope, "m1")])[envelope.claim_key()]
+    record = DeadRecord(envelope, KIND_REJECTED, "TikTok refused", 40002, "Invalid value", "rid", "m1")
+    claims.finalize(dead=[(record, claim)])  # drops the claim: the cancellation can take the key
+    assert _tombstone(store, envelope)
+    redriven = envelope.model_copy(update={"source": "redrive"})
+    (outcome,) = _processor(store, sandbox).process([(redriven, "m2")])
+    assert (outcome.kind, outcome.details["rule"]) == (SKIPPED, "cancelled")
+    assert sandbox.requests() == []
+    assert _doc(store, DEAD_EVENTS, envelope.claim_key()) is None  # settled: nothing left to re-drive
+    assert _doc(store, EVENT_CLAIMS, envelope.claim_key())["state"] == "cancelled"
+
+
+def test_block_purchase_holds_on_a_repeat_and_yields_to_a_purchase_the_sender_claimed(
+    store: Any, sandbox: RecordingSandbox
+) -> None:
+    cancelled_first = make_envelope()
+    assert _tombstone(store, cancelled_first) is True
+    assert _tombstone(store, cancelled_first) is True  # Shopify's retry of the same cancellation
+    doc = _doc(store, EVENT_CLAIMS, cancelled_first.claim_key())
+    assert (doc["state"], doc["event"], doc["pixel_code"]) == ("cancelled", "Purchase", PIXEL)
+
+    being_sent = make_envelope()
+    claim = _claims(store).claim([(being_sent, "m1")])[being_sent.claim_key()]
+    assert claim.state == "claimed"
+    assert _tombstone(store, being_sent) is False  # the sender holds it: it may be at TikTok already
+    assert _doc(store, EVENT_CLAIMS, being_sent.claim_key())["state"] == "sending"
+
+    sent = make_envelope()
+    assert [o.kind for o in _processor(store, sandbox).process([(sent, "m1")])] == [SENT]
+    assert _tombstone(store, sent) is False  # TikTok has no way to take a Purchase back
+    assert _doc(store, EVENT_CLAIMS, sent.claim_key())["state"] == "sent"
+    assert [e["event_id"] for e in sandbox.events()] == [sent.event_id]

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from shared import report
+from shared.orders import block_purchase
 from shared.store import DEAD_EVENTS, EVENT_CLAIMS, ORDER_EVENTS
 from tests.helpers import ROOT
 
@@ -86,6 +87,33 @@ def test_each_event_gets_the_furthest_outcome_it_reached_and_received_is_their_s
                                    "pending": 2}  # fmt: skip
     assert collect["match_keys"]["ip_user_agent"] == 1.0 and collect["coverage_score"] == 2
     assert set(report.summarize(report.classify(orders, claims, dead), ["collect"])) == {"collect"}
+
+
+def test_a_cancellations_tombstone_on_the_purchase_counts_as_skipped_by_the_cancelled_rule():
+    orders = [
+        {"event_id": shop_id(1), "blocked_by": "orders/cancelled", "created_at": T1},  # written before the upgrade
+        {"kind": "cancelled", "created_at": T2},  # the cancellation's own record: no event
+    ]
+    claims = [
+        # shared.orders.block_purchase: the Purchase's sender claim, taken by the cancellation.
+        {"event_id": shop_id(2), "state": "cancelled", "source": "shopify", "created_at": T2},
+        {"event_id": shop_id(3), "state": "sent", "source": "shopify", "match_keys": ["email"], "created_at": T2},
+    ]  # fmt: skip
+    shopify = report.summarize(report.classify(orders, claims, []))["shopify"]
+    assert shopify["outcomes"] == {"received": 3, "sent": 1, "withheld_consent": 0, "skipped": 2, "dead": 0,
+                                   "pending": 0}  # fmt: skip
+    assert shopify["skipped_by_rule"] == {"cancelled": 2}
+    assert shopify["match_keys"]["email"] == 1.0  # shares of what was sent: a tombstone sent nothing
+
+
+def test_the_report_reads_a_real_tombstone_from_firestore(store):
+    start = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=1)
+    assert block_purchase(store, "CPIX", shop_id(9), source="shopify", shop="s.myshopify.com", order_ref="r")
+    built = report.build(report.Reader(store.client, store.prefix), start, start + dt.timedelta(hours=1), None)
+    assert built["documents_read"] == 1 and not built["truncated"]
+    assert built["sources"]["shopify"]["outcomes"]["skipped"] == 1
+    assert built["sources"]["shopify"]["outcomes"]["pending"] == 0
+    assert built["sources"]["shopify"]["skipped_by_rule"] == {"cancelled": 1}
 
 
 def test_the_text_report_says_what_each_figure_is():

@@ -2,7 +2,9 @@
 
 The mix: a consented Shopify order delivered twice, a Shopify order TikTok
 refuses for good (the sandbox's ``fail_event_ids``), a Shopify test order, a
-consented WooCommerce order and one nobody granted consent for. The report
+consented Shopify order cancelled before its ``orders/paid`` (the
+cancellation's tombstone on the Purchase's sender claim), a consented
+WooCommerce order and one nobody granted consent for. The report
 runs as the operator runs it (a subprocess that finds the stack through its
 ``.run/stack.json`` record) over a window that holds only this test's records.
 """
@@ -63,17 +65,23 @@ def refuse(stack: Any):
 def test_the_report_gives_exactly_the_counts_of_a_known_mix(stack, stack_store, refuse, tmp_path):
     since = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=1)
     sandbox = stack.url("sandbox")
-    paid, refused, test_order = new_order(), new_order(), new_order(test=True)
-    for order in (paid, refused, test_order):
+    paid, refused, test_order, cancelled = new_order(), new_order(), new_order(test=True), new_order()
+    for order in (paid, refused, test_order, cancelled):
         shopify_grant(stack, stack_store, JOIN_SHOPIFY_CHECKOUT, order["checkout_token"], ttclid="E.C.P.report")
     woo_paid, woo_withheld = fresh_order("processing"), fresh_order("processing")
     woo_grant(stack, stack_store, woo_paid)  # no ttclid: the click came from nowhere we know
     refuse(purchase_id(refused))
 
     with httpx.Client(timeout=30) as http:
-        answers = [deliver(http, stack, order).json()["outcome"] for order in (paid, paid, refused, test_order)]
+        cancellation = dict(cancelled, cancelled_at=cancelled["updated_at"])
+        answers = [deliver(http, stack, cancellation, "orders/cancelled").json()["outcome"]]
+        answers += [deliver(http, stack, order).json()["outcome"] for order in (cancelled, paid, paid, refused,
+                                                                                   test_order)]  # fmt: skip
         answers += [post(http, stack, order).json()["outcome"] for order in (woo_paid, woo_withheld)]
-    assert answers == ["published", "duplicate", "published", "skipped", "published", "withheld_consent"]
+    # The cancelled order's orders/paid and the second delivery of ``paid`` are published too: the sender
+    # skips the first (its tombstone) and answers the second duplicate; the report counts each once (below).
+    assert answers == ["recorded", "published", "published", "published", "published", "skipped", "published",
+                       "withheld_consent"]  # fmt: skip
 
     [shopify_sent] = wait_for_sandbox_events(sandbox, 1, event_id=purchase_id(paid))
     [woo_sent] = wait_for_sandbox_events(sandbox, 1, event_id=woo_purchase_id(stack, woo_paid))
@@ -81,6 +89,7 @@ def test_the_report_gives_exactly_the_counts_of_a_known_mix(stack, stack_store, 
     wait_until(lambda: report.build(reader_for(), since, dt.datetime.now(dt.timezone.utc), ["shopify"])["sources"]
                .get("shopify", {}).get("outcomes", {}).get("dead") == 1, timeout=30)  # fmt: skip
     assert sandbox_events(sandbox, event_id=purchase_id(refused)) == []
+    assert sandbox_events(sandbox, event_id=purchase_id(cancelled)) == []
 
     stack_file = tmp_path / "stack.json"
     write_stack(stack_file, stack.settings, {}, pid=os.getpid())
@@ -97,9 +106,9 @@ def test_the_report_gives_exactly_the_counts_of_a_known_mix(stack, stack_store, 
 
     sources = printed["sources"]
     assert set(sources) == {"shopify", "woocommerce"}
-    assert sources["shopify"]["outcomes"] == {"received": 3, "sent": 1, "withheld_consent": 0, "skipped": 1,
+    assert sources["shopify"]["outcomes"] == {"received": 4, "sent": 1, "withheld_consent": 0, "skipped": 2,
                                               "dead": 1, "pending": 0}  # fmt: skip
-    assert sources["shopify"]["skipped_by_rule"] == {"test_order": 1}
+    assert sources["shopify"]["skipped_by_rule"] == {"test_order": 1, "cancelled": 1}
     assert sources["shopify"]["dead_by_code"] == {"40002": 1}
     assert sources["woocommerce"]["outcomes"] == {"received": 2, "sent": 1, "withheld_consent": 1, "skipped": 0,
                                                   "dead": 0, "pending": 0}  # fmt: skip
@@ -110,4 +119,8 @@ def test_the_report_gives_exactly_the_counts_of_a_known_mix(stack, stack_store, 
     assert sources["woocommerce"]["match_keys"]["email"] == sources["woocommerce"]["match_keys"]["ip_user_agent"] == 1
     expected_score = report.match_keys.score(keys_of(shopify_sent["user"]))
     assert sources["shopify"]["coverage_score"] == expected_score
-    assert printed["documents_read"] >= 8 and not printed["truncated"]
+    # Exactly: two outcome records (the test order, the withheld order), the cancellation's own record,
+    # two sender claims (the sent Purchases), the tombstone and one dead record. Receivers no longer
+    # write order claims.
+    assert printed["documents_read"] == 7 and not printed["truncated"]
+    assert sandbox_events(sandbox, event_id=purchase_id(cancelled)) == []

@@ -5,19 +5,21 @@ publisher are wrapped so that one chosen call outlives the delivery's budget
 after it landed, or so that the instance "dies" at a chosen call: that call
 fails (after or instead of taking effect) and so does every later one, the
 clean-up included. Shopify then redelivers the same signed bytes, as it does
-for any non-2xx or unanswered delivery, until it gets a 200; the Purchases are
-counted on the Pub/Sub topic.
+for any non-2xx or unanswered delivery, until it gets a 200.
 
+The receiver claims nothing: every delivery of an order event is published,
+and the sender's claim on its deterministic event_id makes them one Purchase
+(shared.orders). So the messages on the topic are counted first (none lost),
+then pushed through the real sender (``downstream``), and the Purchases are
+counted at TikTok (the sandbox): exactly one, or none after a cancellation.
 Re-publishing is the price of never losing one: when the instance dies after
-the publish landed but before the claim says so, the redelivery cannot tell
-and publishes the same event again, under the same ``event_id``, which the
-sender claims once and TikTok deduplicates. Those two cases are named below
-and expect two identical messages; every other case expects exactly one.
+the publish landed, the redelivery cannot tell and publishes the same event
+again, under the same ``event_id``; that case expects two identical messages
+and still one Purchase at TikTok.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import time
 import uuid
@@ -27,20 +29,20 @@ from typing import Any
 
 import pytest
 
-from shared import orders, shopify
+from shared import shopify
 from shared.config import ShopifySettings
 from shared.orders import JOIN_SHOPIFY_CHECKOUT
 from shared.pubsub import EventPublisher
-from shared.store import ORDER_EVENTS, WEBHOOK_DELIVERIES
+from shared.store import EVENT_CLAIMS, WEBHOOK_DELIVERIES
 from tests.conftest import decode_message
 from tests.helpers import shopify_signature
 from tests.test_shopify_mapping import SHOP
 from tests.test_shopify_webhook import GRANTED, HOUR, PIXEL, SECRET, new_order, settings_env
 
 # The calls one orders/paid delivery makes, in order, when nothing fails.
-PURCHASE_STEPS = ["store.find_click_context", "store.claim_once", "publisher.publish", "store.mark"]
-# (step, mode) where the publish landed and the claim still says "publishing" when the instance dies.
-REPUBLISHED = {("publisher.publish", "after"), ("store.mark", "instead")}
+PURCHASE_STEPS = ["store.find_click_context", "publisher.publish"]
+# (step, mode) where the publish landed when the instance dies.
+REPUBLISHED = {("publisher.publish", "after")}
 
 
 class Died(Exception):
@@ -116,17 +118,19 @@ class Shopify:
             time.sleep(0.3)
         raise AssertionError(f"never accepted: {[(r.status, r.body) for r in replies]}")
 
-    def purchases(self, expected: int) -> list[dict]:
-        messages = [decode_message(m) for m in self.topic.pull_all(expected)]
+    def published(self, expected: int) -> list[Any]:
+        """The messages on the topic: exactly ``expected`` of them."""
+        messages = self.topic.pull_all(expected)
+        assert len(messages) == expected, f"{len(messages)} messages on the topic, expected {expected}"
         assert self.topic.pull(timeout=1.0) == [], "more messages than expected on the topic"
         return messages
 
+    def purchases(self, expected: int) -> list[dict]:
+        return [decode_message(m) for m in self.published(expected)]
+
 
 @pytest.fixture
-def shop(emulators, collection_prefix, topic, store, pubsub_clients, monkeypatch) -> Shopify:
-    # A short lease, so that the takeover of a claim orphaned by a dead instance happens within the test.
-    monkeypatch.setattr(orders, "PUBLISH_LEASE", dt.timedelta(seconds=1))
-    monkeypatch.setattr(orders, "IN_PROGRESS_WAIT_SECONDS", 0.2)
+def shop(emulators, collection_prefix, topic, store, pubsub_clients) -> Shopify:
     return Shopify(emulators, collection_prefix, topic, store, pubsub_clients)
 
 
@@ -151,36 +155,43 @@ def test_a_healthy_delivery_makes_exactly_the_calls_the_fault_tests_cut_between(
 
 @pytest.mark.parametrize("mode", ["instead", "after"])
 @pytest.mark.parametrize("step", range(len(PURCHASE_STEPS)), ids=PURCHASE_STEPS)
-def test_an_instance_dying_at_any_step_loses_no_purchase(shop, step, mode):
+def test_an_instance_dying_at_any_step_loses_no_purchase(shop, downstream, step, mode):
     order, body = consented_order(shop.store)
     script = Script(fail_at=step, mode=mode)
     shop.attempt(body, script=script)  # answered or not: Shopify may retry either way
     assert script.calls[: step + 1] == PURCHASE_STEPS[: step + 1]  # died there (its clean-up died with it)
     replies = shop.redeliver_until_accepted(body)
-    assert replies[-1].body["outcome"] in ("published", "duplicate")
+    assert replies[-1].body["outcome"] == "published"
     expected = 2 if (PURCHASE_STEPS[step], mode) in REPUBLISHED else 1
-    published = shop.purchases(expected)
-    assert [m["event_id"] for m in published] == [purchase_id(order)] * expected
-    assert shop.store.get(ORDER_EVENTS, ("shopify", SHOP, str(order["id"]), "Purchase"))["state"] == "published"
-    # Settled: any later redelivery is a duplicate and publishes nothing.
-    assert shop.attempt(body, delivery_id="w-late").body["outcome"] == "duplicate"
-    assert shop.topic.pull(timeout=1.0) == []
+    published = shop.published(expected)
+    assert [decode_message(m)["event_id"] for m in published] == [purchase_id(order)] * expected
+    assert sorted(downstream.deliver(published)) == ["duplicate"] * (expected - 1) + ["sent"]
+    assert [e["event_id"] for e in downstream.events()] == [purchase_id(order)]
+    assert shop.store.get(EVENT_CLAIMS, (PIXEL, "Purchase", purchase_id(order)))["state"] == "sent"
+    # Settled: any later redelivery is a duplicate and sends nothing.
+    assert shop.attempt(body, delivery_id="w-late").body["outcome"] == "published"
+    assert downstream.deliver(shop.published(1)) == ["duplicate"]
+    assert len(downstream.events()) == 1
 
 
-@pytest.mark.parametrize("step", ["store.find_click_context", "store.claim_once", "store.mark"])
-def test_a_firestore_call_that_lands_after_the_budget_loses_no_purchase(shop, step):
+@pytest.mark.parametrize("step", PURCHASE_STEPS)
+def test_a_call_that_lands_after_the_budget_loses_no_purchase(shop, downstream, step):
     order, body = consented_order(shop.store)
     script = Script(slow_at=PURCHASE_STEPS.index(step), slow_seconds=1.2)
     first = shop.attempt(body, script=script, io_seconds=0.8)
-    # The mark only records a publish that happened: its timeout does not undo the Purchase.
-    assert first.status == (200 if step == "store.mark" else 503)
+    assert first.status == 503
     time.sleep(1.5)  # the slow call has landed by now, as a paused Firestore's writes do
     replies = shop.redeliver_until_accepted(body)
-    assert replies[-1].body["outcome"] in ("published", "duplicate")
-    assert [m["event_id"] for m in shop.purchases(1)] == [purchase_id(order)]
+    assert replies[-1].body["outcome"] == "published"
+    # A publish that landed late was published all the same: the redelivery's copy is the same event.
+    expected = 2 if step == "publisher.publish" else 1
+    published = shop.published(expected)
+    assert [decode_message(m)["event_id"] for m in published] == [purchase_id(order)] * expected
+    downstream.deliver(published)
+    assert [e["event_id"] for e in downstream.events()] == [purchase_id(order)]
 
 
-def test_orders_create_and_orders_paid_with_twenty_concurrent_duplicates_each_give_one_purchase(shop):
+def test_orders_create_and_orders_paid_with_twenty_concurrent_duplicates_each_give_one_purchase(shop, downstream):
     order, body = consented_order(shop.store)
     deliveries = [("orders/create", "w-create"), ("orders/paid", "w-paid")] * 20
     with ThreadPoolExecutor(max_workers=20) as pool:
@@ -188,11 +199,13 @@ def test_orders_create_and_orders_paid_with_twenty_concurrent_duplicates_each_gi
     retried = [shop.redeliver_until_accepted(body, t, delivery_id=i)[-1] for (t, i), r in zip(deliveries, replies,
                strict=True) if r.status != 200]  # fmt: skip
     outcomes = sorted(r.body["outcome"] for r in replies if r.status == 200) + [r.body["outcome"] for r in retried]
-    assert sorted(outcomes) == ["duplicate"] * 39 + ["published"]
-    assert [m["event_id"] for m in shop.purchases(1)] == [purchase_id(order)]
+    assert outcomes == ["published"] * 40
+    published = shop.published(40 + len(retried))
+    assert sorted(downstream.deliver(published)) == ["duplicate"] * (39 + len(retried)) + ["sent"]
+    assert [e["event_id"] for e in downstream.events()] == [purchase_id(order)]
 
 
-def test_a_cancellation_before_payment_means_no_purchase_even_under_concurrent_duplicates(shop):
+def test_a_cancellation_before_payment_means_no_purchase_even_under_concurrent_duplicates(shop, downstream):
     order, body = consented_order(shop.store)
     cancelled = json.dumps(dict(order, cancelled_at=order["updated_at"])).encode()
     with ThreadPoolExecutor(max_workers=10) as pool:
@@ -200,13 +213,14 @@ def test_a_cancellation_before_payment_means_no_purchase_even_under_concurrent_d
     assert sorted(r.body["outcome"] for r in replies) == ["duplicate"] * 9 + ["recorded"]
     with ThreadPoolExecutor(max_workers=20) as pool:
         late = list(pool.map(lambda _: shop.attempt(body, "orders/paid", delivery_id="w-p"), range(20)))
-    assert {(r.status, r.body["outcome"]) for r in late} == {(200, "skipped")}
-    assert shop.topic.pull(timeout=1.5) == []
+    assert {r.status for r in late} == {200}
+    assert set(downstream.deliver(shop.published(20))) == {"skipped"}
+    assert downstream.events() == []
 
 
 @pytest.mark.parametrize("mode", ["instead", "after"])
 @pytest.mark.parametrize("step", [0, 1], ids=["blocking the Purchase", "recording the cancellation"])
-def test_an_instance_dying_while_recording_a_cancellation_still_blocks_the_purchase(shop, step, mode):
+def test_an_instance_dying_while_recording_a_cancellation_still_blocks_the_purchase(shop, downstream, step, mode):
     order, body = consented_order(shop.store)
     cancelled = json.dumps(dict(order, cancelled_at=order["updated_at"])).encode()
     script = Script(fail_at=step, mode=mode)
@@ -217,5 +231,6 @@ def test_an_instance_dying_while_recording_a_cancellation_still_blocks_the_purch
     if accepted.body["outcome"] == "recorded":
         assert accepted.body["reason"].startswith("order cancelled before any Purchase")
     late = shop.attempt(body, "orders/paid", delivery_id=f"w-{uuid.uuid4().hex[:6]}")
-    assert (late.status, late.body["outcome"]) == (200, "skipped")
-    assert shop.topic.pull(timeout=1.5) == []
+    assert late.status == 200
+    assert downstream.deliver(shop.published(1)) == ["skipped"]
+    assert downstream.events() == []

@@ -18,10 +18,11 @@ import functions_framework
 import pytest
 
 from shared.orders import JOIN_SHOPIFY_CHECKOUT
-from shared.store import CLICK_CONTEXTS, ORDER_EVENTS
+from shared.store import CLICK_CONTEXTS, EVENT_CLAIMS, ORDER_EVENTS
+from tests.conftest import decode_message
 from tests.helpers import ROOT, shopify_signature
 from tests.test_shopify_mapping import SHOP
-from tests.test_shopify_webhook import SECRET, Webhook, new_order, recent, settings_env, sha
+from tests.test_shopify_webhook import PIXEL, SECRET, Webhook, new_order, recent, settings_env, sha
 
 DAY = 86_400
 MIB = 1024 * 1024
@@ -58,24 +59,32 @@ def test_a_paid_order_replayed_as_orders_cancelled_is_refused_and_the_purchase_s
     assert len(webhook.published()) == 1
 
 
-def test_a_paid_order_replayed_as_customers_redact_deletes_nothing(webhook):
+def test_a_paid_order_replayed_as_customers_redact_deletes_nothing(webhook, downstream):
     order = new_order()
     customer_id = order["customer"]["id"]
     webhook.grant(JOIN_SHOPIFY_CHECKOUT, order["checkout_token"], customer_key=sha(str(customer_id)))
-    assert webhook.post(order).get_json()["outcome"] == "published"
+    purchase = webhook.post(order).get_json()
+    assert purchase["outcome"] == "published"
+    assert downstream.deliver(webhook.messages(1)) == ["sent"]
     replay = webhook.post(order, "customers/redact").get_json()
     assert (replay["outcome"], replay["reason"]) == (
         "rejected",
         "customers/redact body does not name this shop in shop_domain",
     )
     assert [c["customer_key"] for c in webhook.documents(CLICK_CONTEXTS)] == [sha(str(customer_id))]
-    assert webhook.store.get(ORDER_EVENTS, ("shopify", SHOP, str(order["id"]), "Purchase"))["state"] == "published"
+    # The order's claim (the sender's, since receivers claim nothing) is still there: a replay stays a duplicate.
+    assert webhook.store.get(EVENT_CLAIMS, (PIXEL, "Purchase", purchase["event_id"]))["state"] == "sent"
 
 
-def test_a_paid_order_replayed_as_shop_redact_deletes_nothing(webhook):
+def test_a_paid_order_replayed_as_shop_redact_deletes_nothing(webhook, downstream):
     order = new_order()
     webhook.grant(JOIN_SHOPIFY_CHECKOUT, order["checkout_token"])
     assert webhook.post(order).get_json()["outcome"] == "published"
+    assert downstream.deliver(webhook.messages(1)) == ["sent"]
+    # A refund record too: shop/redact would delete the shop's order records (receivers no longer write a Purchase's).
+    transaction = {"kind": "refund", "status": "success", "amount": "1.00", "currency": "USD"}
+    refund = {"id": 77, "order_id": order["id"], "created_at": recent(), "transactions": [transaction]}
+    assert webhook.post(refund, "refunds/create").get_json()["outcome"] == "recorded"
     replay = webhook.post(order, "shop/redact").get_json()
     assert (replay["outcome"], replay["reason"]) == (
         "rejected",
@@ -83,6 +92,7 @@ def test_a_paid_order_replayed_as_shop_redact_deletes_nothing(webhook):
     )
     assert len(webhook.documents(CLICK_CONTEXTS)) == 1
     assert len(webhook.documents(ORDER_EVENTS)) == 1
+    assert [c["state"] for c in webhook.documents(EVENT_CLAIMS)] == ["sent"]
 
 
 def test_a_redaction_naming_another_shop_deletes_nothing(webhook):
@@ -146,7 +156,7 @@ def test_structurally_hostile_signed_bodies_get_200_rejected_and_leave_no_trace(
     assert webhook.no_trace()
 
 
-def test_a_lone_surrogate_in_user_agent_and_landing_site_does_not_lose_the_order(webhook):
+def test_a_lone_surrogate_in_user_agent_and_landing_site_does_not_lose_the_order(webhook, downstream):
     order = new_order(
         landing_site="/products/x?ttclid=E.C.P.surrogate&utm_source=tik\ud800tok",
         client_details={"browser_ip": "203.0.113.24", "user_agent": "Mozilla/5.0 \udc00 Broken"},
@@ -155,9 +165,13 @@ def test_a_lone_surrogate_in_user_agent_and_landing_site_does_not_lose_the_order
     webhook.grant(JOIN_SHOPIFY_CHECKOUT, order["checkout_token"])
     body = json.dumps(order).encode()  # ensure_ascii: the lone surrogates travel as \ud800 escapes
     assert b"\\ud800" in body and b"\\udc00" in body
-    responses = [webhook.post(body), webhook.post(body)]  # and its retry: a duplicate, not a 503
-    assert [(r.status_code, r.get_json()["outcome"]) for r in responses] == [(200, "published"), (200, "duplicate")]
-    [envelope] = webhook.published()
+    responses = [webhook.post(body), webhook.post(body)]  # and its retry: published again, not a 503
+    assert [(r.status_code, r.get_json()["outcome"]) for r in responses] == [(200, "published"), (200, "published")]
+    messages = webhook.messages(2)
+    envelope, again = (decode_message(m) for m in messages)
+    assert again == envelope  # the same event, byte for byte after decoding: the sender sends it once
+    assert sorted(downstream.deliver(messages)) == ["duplicate", "sent"]
+    assert len(downstream.events()) == 1
     assert envelope["user"]["user_agent"] == "Mozilla/5.0 \ufffd Broken"
     assert envelope["user"]["ttclid"] == "E.C.P.surrogate"
     assert envelope["page"]["url"].startswith(f"https://{SHOP}/products/x?ttclid=E.C.P.surrogate&utm_source=tik")

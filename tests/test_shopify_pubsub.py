@@ -3,7 +3,9 @@
 The entry point is driven through functions-framework's test client with the
 JSON a push subscription POSTs (conftest's ``push_body``), carrying Shopify's
 attributes. It must end in the same verified-delivery path as the HTTPS
-webhook: what one path published, the other answers "duplicate".
+webhook: every delivery of an order event is published, over either path, and
+the sender's claim on the deterministic event_id makes them one Purchase
+(counted at TikTok through conftest's ``downstream``).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from shared import shopify, shopify_pubsub
 from shared.config import ShopifySettings
 from shared.orders import JOIN_SHOPIFY_CHECKOUT
 from shared.pubsub import EventPublisher, make_publisher_client
-from shared.store import COLLECTIONS, ORDER_EVENTS, Store, make_client
+from shared.store import COLLECTIONS, EVENT_CLAIMS, ORDER_EVENTS, Store, make_client
 from tests.conftest import push_body
 from tests.helpers import ROOT
 from tests.test_shopify_mapping import SHOP
@@ -93,32 +95,40 @@ def test_a_pushed_paid_order_publishes_one_hashed_purchase(pushes, capsys):
     assert "jon@example.com" not in json.dumps(line)
 
 
-def test_the_same_order_over_pubsub_and_over_https_is_one_purchase(pushes):
+def test_the_same_order_over_pubsub_and_over_https_is_one_purchase(pushes, downstream):
     order = new_order()
     pushes.grant(JOIN_SHOPIFY_CHECKOUT, order["checkout_token"])
     assert pushes.push(order).get_json()["outcome"] == "published"
-    assert pushes.post(order).get_json()["outcome"] == "duplicate"
-    assert pushes.push(order, attributes(topic="orders/create")).get_json()["outcome"] == "duplicate"
-    assert len(pushes.published()) == 1 and pushes.nothing_published()
+    assert pushes.post(order).get_json()["outcome"] == "published"
+    assert pushes.push(order, attributes(topic="orders/create")).get_json()["outcome"] == "published"
+    messages = pushes.messages(3)
+    assert sorted(downstream.deliver(messages)) == ["duplicate", "duplicate", "sent"]
+    assert [e["event_id"] for e in downstream.events()] == [f"shopify:{SHOP}:order:{order['id']}:Purchase"]
 
 
-def test_an_order_first_sent_over_https_is_a_duplicate_when_pushed(pushes):
+def test_an_order_first_sent_over_https_is_a_duplicate_when_pushed(pushes, downstream):
     order = new_order()
     pushes.grant(JOIN_SHOPIFY_CHECKOUT, order["checkout_token"])
     assert pushes.post(order).get_json()["outcome"] == "published"
-    assert pushes.push(order).get_json()["outcome"] == "duplicate"
-    assert len(pushes.published()) == 1 and pushes.nothing_published()
+    assert downstream.deliver(pushes.messages(1)) == ["sent"]
+    assert pushes.push(order).get_json()["outcome"] == "published"
+    assert downstream.deliver(pushes.messages(1)) == ["duplicate"]
+    assert len(downstream.events()) == 1
 
 
-def test_a_redelivered_message_is_acknowledged_as_a_duplicate(pushes):
+def test_a_redelivered_message_is_acknowledged_and_sent_once(pushes, downstream):
+    """Pub/Sub's redelivery of one message: each copy is acknowledged and published, the sender sends one.
+
+    (The receiver used to answer the copies "duplicate"; the sender's claim on
+    the deterministic event_id now does.)
+    """
     order = new_order()
     pushes.grant(JOIN_SHOPIFY_CHECKOUT, order["checkout_token"])
     same = attributes()
     replies = [pushes.push(order, same, message_id="m-again") for _ in range(3)]
-    assert [(r.status_code, r.get_json()["outcome"]) for r in replies] == [
-        (200, "published"), (200, "duplicate"), (200, "duplicate")
-    ]  # fmt: skip
-    assert len(pushes.published()) == 1 and pushes.nothing_published()
+    assert [(r.status_code, r.get_json()["outcome"]) for r in replies] == [(200, "published")] * 3
+    assert [downstream.deliver([m])[0] for m in pushes.messages(3)] == ["sent", "duplicate", "duplicate"]
+    assert len(downstream.events()) == 1
 
 
 def test_consent_and_privacy_webhooks_take_the_same_path(pushes):
@@ -259,7 +269,9 @@ def test_an_unreachable_firestore_answers_503_so_pubsub_redelivers(emulators, co
     assert shopify_pubsub.handle_push(message, runtime).status == 503
 
 
-def test_a_failed_publish_answers_503_and_the_redelivery_publishes_once(emulators, collection_prefix, topic, store):
+def test_a_failed_publish_answers_503_and_the_redelivery_publishes_once(
+    emulators, collection_prefix, topic, store, downstream
+):
     settings = ShopifySettings.from_env(settings_env(emulators, collection_prefix, topic.topic))
     order = new_order()
     store.put_click_context(PIXEL, [(JOIN_SHOPIFY_CHECKOUT, order["checkout_token"])],
@@ -276,8 +288,13 @@ def test_a_failed_publish_answers_503_and_the_redelivery_publishes_once(emulator
     working = shopify.Runtime(settings.tenants(), store=store, publisher=publisher)
     reply = shopify_pubsub.handle_push(message, working)
     assert (reply.status, reply.body["outcome"]) == (200, "published")
-    assert len(topic.pull_all(1)) == 1 and topic.pull(timeout=1.0) == []
-    assert store.get(ORDER_EVENTS, ("shopify", SHOP, str(order["id"]), "Purchase"))["state"] == "published"
+    messages = topic.pull_all(1)
+    assert len(messages) == 1 and topic.pull(timeout=1.0) == []
+    # Nothing left at the receiver that could swallow a later copy; the sender's claim is the order's.
+    assert store.get(ORDER_EVENTS, ("shopify", SHOP, str(order["id"]), "Purchase")) is None
+    assert downstream.deliver(messages) == ["sent"]
+    assert store.get(EVENT_CLAIMS, (PIXEL, "Purchase", reply.body["event_id"]))["state"] == "sent"
+    assert [e["event_id"] for e in downstream.events()] == [reply.body["event_id"]]
 
 
 def test_a_misconfigured_function_answers_503_so_messages_wait(monkeypatch, capsys):

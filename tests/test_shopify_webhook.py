@@ -4,10 +4,17 @@ Each test gets its own collection prefix and its own topic (conftest's ``store``
 and ``topic``), runs the real ``functions/shopify_webhook/main.py`` through
 functions-framework's test client, and proves what was (or was not) written to
 Firestore and published to Pub/Sub.
+
+The receiver claims no order event: every delivery of one is published, and
+the sender's claim on its deterministic event_id makes them one Purchase
+(shared.orders). Tests of "one Purchase" therefore count every message on the
+topic (none lost), push them all through the real sender (conftest's
+``downstream``) and count what TikTok received.
 """
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import hashlib
 import json
@@ -22,9 +29,19 @@ import pytest
 
 from shared import shopify
 from shared.config import ShopifySettings
+from shared.metrics import COUNTERS
 from shared.orders import JOIN_SHOPIFY_CART, JOIN_SHOPIFY_CHECKOUT
 from shared.pubsub import EventPublisher, make_publisher_client
-from shared.store import CLICK_CONTEXTS, COLLECTIONS, ORDER_EVENTS, WEBHOOK_DELIVERIES, Store, doc_id, make_client
+from shared.store import (
+    CLICK_CONTEXTS,
+    COLLECTIONS,
+    EVENT_CLAIMS,
+    ORDER_EVENTS,
+    WEBHOOK_DELIVERIES,
+    Store,
+    doc_id,
+    make_client,
+)
 from tests.conftest import decode_message
 from tests.helpers import ROOT, shopify_signature
 from tests.test_shopify_mapping import SHOP, documented_order
@@ -100,6 +117,13 @@ class Webhook:
 
     def nothing_published(self) -> bool:
         return self.topic.pull(timeout=1.0) == []
+
+    def messages(self, expected: int) -> list[Any]:
+        """Exactly ``expected`` messages on the topic, undecoded (for ``downstream.deliver``)."""
+        messages = self.topic.pull_all(expected)
+        assert len(messages) == expected, f"{len(messages)} messages on the topic, expected {expected}"
+        assert self.nothing_published(), "more messages on the topic than expected"
+        return messages
 
     def documents(self, collection: str) -> list[dict]:
         return [d.to_dict() for d in self.store.collection(collection).stream()]
@@ -231,46 +255,54 @@ def test_a_paid_order_with_granted_consent_publishes_one_hashed_purchase(webhook
         assert raw not in out
 
 
-def test_twenty_concurrent_duplicate_deliveries_publish_one_event(webhook):
+def test_twenty_concurrent_duplicate_deliveries_send_one_event(webhook, downstream):
     order = new_order()
     webhook.grant(JOIN_SHOPIFY_CHECKOUT, order["checkout_token"])
     delivery_id = str(uuid.uuid4())
+    event_id = f"shopify:{SHOP}:order:{order['id']}:Purchase"
 
     def deliver(_):
         body = webhook.post(order, delivery_id=delivery_id).get_json()
-        return body["outcome"], body["reason"]
+        return body["outcome"], body["reason"], body["event_id"]
 
     with ThreadPoolExecutor(max_workers=20) as pool:
         outcomes = list(pool.map(deliver, range(20)))
-    # No delivery claim (it could outlive a failed attempt and lose the order): the order claim dedupes.
-    expected = [("duplicate", "order event already published")] * 19 + [("published", "Purchase published")]
-    assert sorted(outcomes) == expected
-    assert webhook.documents(WEBHOOK_DELIVERIES) == []
-    assert len(webhook.published()) == 1
-    assert webhook.nothing_published()
+    # No delivery claim nor order claim (either could outlive a failed attempt and lose the order):
+    # every copy is published, and the sender's claim on the deterministic event_id dedupes.
+    assert outcomes == [("published", "Purchase published", event_id)] * 20
+    assert webhook.documents(WEBHOOK_DELIVERIES) == [] and webhook.documents(ORDER_EVENTS) == []
+    messages = webhook.messages(20)
+    assert {decode_message(m)["event_id"] for m in messages} == {event_id}
+    assert sorted(downstream.deliver(messages)) == ["duplicate"] * 19 + ["sent"]
+    assert [e["event_id"] for e in downstream.events()] == [event_id]
 
 
-def test_twenty_concurrent_deliveries_of_one_order_under_different_ids_publish_one_event(webhook):
+def test_twenty_concurrent_deliveries_of_one_order_under_different_ids_send_one_event(webhook, downstream):
     order = new_order()
     webhook.grant(JOIN_SHOPIFY_CHECKOUT, order["checkout_token"])
     topics = ["orders/create", "orders/paid"] * 10
     with ThreadPoolExecutor(max_workers=20) as pool:
         outcomes = list(pool.map(lambda t: webhook.post(order, t).get_json()["outcome"], topics))
-    assert sorted(outcomes) == ["duplicate"] * 19 + ["published"]
-    assert len(webhook.published()) == 1
-    assert webhook.nothing_published()
+    assert outcomes == ["published"] * 20
+    messages = webhook.messages(20)
+    assert {decode_message(m)["event_id"] for m in messages} == {f"shopify:{SHOP}:order:{order['id']}:Purchase"}
+    assert sorted(downstream.deliver(messages)) == ["duplicate"] * 19 + ["sent"]
+    assert len(downstream.events()) == 1
 
 
-def test_orders_create_then_orders_paid_give_one_purchase(webhook):
+def test_orders_create_then_orders_paid_give_one_purchase(webhook, downstream):
     order = new_order()
     webhook.grant(JOIN_SHOPIFY_CART, order["cart_token"])
     created = webhook.post(order, "orders/create").get_json()
     paid = webhook.post(order, "orders/paid").get_json()
     replayed = webhook.post(order, "orders/paid").get_json()
-    assert [created["outcome"], paid["outcome"], replayed["outcome"]] == ["published", "duplicate", "duplicate"]
+    assert [created["outcome"], paid["outcome"], replayed["outcome"]] == ["published", "published", "published"]
     assert created["event_id"] == paid["event_id"] == replayed["event_id"]
-    assert len(webhook.published()) == 1
-    assert webhook.nothing_published()
+    messages = webhook.messages(3)
+    assert {decode_message(m)["event_id"] for m in messages} == {created["event_id"]}
+    # One push at a time, as the three arrive one after the other: the first is sent, the others are duplicates.
+    assert [downstream.deliver([m])[0] for m in messages] == ["sent", "duplicate", "duplicate"]
+    assert [e["event_id"] for e in downstream.events()] == [created["event_id"]]
 
 
 def test_an_unpaid_orders_create_waits_and_orders_paid_sends_the_purchase(webhook):
@@ -392,30 +424,46 @@ def test_a_failed_publish_answers_503_and_releases_everything_so_the_retry_succe
 # --- cancellations and refunds ------------------------------------------------------------------
 
 
-def test_a_cancellation_after_the_purchase_is_recorded_and_sends_nothing(webhook):
+def test_a_cancellation_after_the_purchase_is_recorded_and_sends_nothing(webhook, downstream):
     order = new_order()
     webhook.grant(JOIN_SHOPIFY_CHECKOUT, order["checkout_token"])
     assert webhook.post(order).get_json()["outcome"] == "published"
-    webhook.published()
+    assert downstream.deliver(webhook.messages(1)) == ["sent"]  # the Purchase is at TikTok before the cancellation
     cancelled = dict(order, cancelled_at="2026-01-02T00:00:00Z", cancel_reason="customer")
     body = webhook.post(cancelled, "orders/cancelled").get_json()
     assert body["outcome"] == "recorded"
     assert "the Purchase stands" in body["reason"]
     record = webhook.store.get(ORDER_EVENTS, ("shopify", SHOP, str(order["id"]), "cancelled"))
     assert (record["kind"], record["cancel_reason"], record["shop"]) == ("cancelled", "customer", SHOP)
+    assert webhook.store.get(EVENT_CLAIMS, (PIXEL, "Purchase", body["event_id"]))["state"] == "sent"
     assert webhook.nothing_published()
+    assert len(downstream.events()) == 1
 
 
-def test_a_cancellation_before_the_purchase_blocks_a_late_orders_paid(webhook):
+def test_a_cancellation_before_the_purchase_blocks_a_late_orders_paid(webhook, downstream):
     order = new_order()
     webhook.grant(JOIN_SHOPIFY_CHECKOUT, order["checkout_token"])
     body = webhook.post(dict(order, cancelled_at="2026-01-02T00:00:00Z"), "orders/cancelled").get_json()
     assert body["outcome"] == "recorded"
     assert "no Purchase will be sent" in body["reason"]
-    # Shopify retries carry the original, pre-cancellation payload.
+    # Shopify retries carry the original, pre-cancellation payload: the receiver publishes it, the sender skips it.
     late = webhook.post(order, "orders/paid").get_json()
-    assert (late["outcome"], late["reason"]) == ("skipped", "order cancelled before its Purchase was sent")
-    assert webhook.nothing_published()
+    assert (late["outcome"], late["event_id"]) == ("published", body["event_id"])
+    assert downstream.deliver(webhook.messages(1)) == ["skipped"]
+    assert downstream.events() == []
+    assert webhook.store.get(EVENT_CLAIMS, (PIXEL, "Purchase", body["event_id"]))["state"] == "cancelled"
+
+
+def test_a_cancellation_after_the_publish_but_before_the_send_blocks_the_purchase(webhook, downstream):
+    order = new_order()
+    webhook.grant(JOIN_SHOPIFY_CHECKOUT, order["checkout_token"])
+    assert webhook.post(order).get_json()["outcome"] == "published"
+    [message] = webhook.messages(1)  # on the topic, not yet pushed to the sender
+    body = webhook.post(dict(order, cancelled_at="2026-01-02T00:00:00Z"), "orders/cancelled").get_json()
+    assert body["outcome"] == "recorded"
+    assert "no Purchase will be sent" in body["reason"]
+    assert downstream.deliver([message, message]) == ["skipped", "skipped"]  # and its redelivery
+    assert downstream.events() == []
 
 
 def test_a_refund_is_recorded_once_and_never_a_second_purchase(webhook):
@@ -511,12 +559,14 @@ def test_the_shop_domain_selects_the_secrets_pixel_and_policies(webhook, monkeyp
     assert [c["content_id"] for c in envelope["properties"]["contents"]][:2] == ["SKU2006-001", "LENS-PROTECT-2YR"]
 
 
-# --- claims orphaned mid-way, slow dependencies -------------------------------------------------
+# --- deliveries dying mid-way, concurrent copies, slow dependencies ------------------------------
 
 
 def _handle(emulators, collection_prefix, topic, store, body: bytes, delivery_id: str, **runtime: Any):
     settings = ShopifySettings.from_env(settings_env(emulators, collection_prefix, topic.topic))
-    publisher = EventPublisher(make_publisher_client(), emulators.project, topic.topic)
+    publisher = runtime.pop("publisher", None)
+    if publisher is None:
+        publisher = EventPublisher(make_publisher_client(), emulators.project, topic.topic)
     delivery = shopify.Delivery.from_headers(
         {"X-Shopify-Topic": "orders/paid", "X-Shopify-Shop-Domain": SHOP, "X-Shopify-Webhook-Id": delivery_id,
          "X-Shopify-Hmac-Sha256": shopify_signature(body, SECRET)}
@@ -526,50 +576,106 @@ def _handle(emulators, collection_prefix, topic, store, body: bytes, delivery_id
     )
 
 
-def test_a_published_order_event_leaves_its_claim_marked_published(webhook):
+def test_a_sent_order_event_leaves_its_one_claim_marked_sent_for_one_read_and_two_writes(webhook, downstream):
+    """Was: the receiver's claim is marked "published" (so it is never taken over and re-published).
+
+    The only claim of an order event is now the sender's, on its deterministic
+    event_id: it is marked "sent" once TikTok accepted it, so any later copy is a
+    duplicate; and the whole delivery, receiver and sender, costs the issue's
+    budget of at most one read and two writes (exactly: the checkout token finds
+    the context; the claim is created, then marked sent).
+    """
     order = new_order()
     webhook.grant(JOIN_SHOPIFY_CHECKOUT, order["checkout_token"])
+    before = COUNTERS.snapshot()
+    body = webhook.post(order).get_json()
+    after = COUNTERS.snapshot()
+    assert body["outcome"] == "published"
+    receiver = {k: after.get(k, 0) - before.get(k, 0) for k in ("firestore.reads", "firestore.writes")}
+    assert receiver == {"firestore.reads": 1, "firestore.writes": 0}
+    assert webhook.documents(ORDER_EVENTS) == [] and webhook.documents(WEBHOOK_DELIVERIES) == []
+    assert downstream.deliver(webhook.messages(1)) == ["sent"]
+    sender = downstream.claims.counters.snapshot()
+    assert (sender.get("firestore.reads", 0), sender.get("firestore.writes", 0)) == (0, 2)
+    claim = webhook.store.get(EVENT_CLAIMS, (PIXEL, "Purchase", body["event_id"]))
+    assert (claim["state"], claim["source"]) == ("sent", "shopify")
     assert webhook.post(order).get_json()["outcome"] == "published"
-    claim = webhook.store.get(ORDER_EVENTS, ("shopify", SHOP, str(order["id"]), "Purchase"))
-    assert claim["state"] == "published"
+    assert downstream.deliver(webhook.messages(1)) == ["duplicate"]
+    assert len(downstream.events()) == 1
 
 
-def test_a_claim_orphaned_before_its_publish_is_taken_over_and_the_event_sent_once(
-    emulators, collection_prefix, topic, store
+class _DiesAfterPublishing:
+    """A publisher whose message lands, then the instance dies before answering Shopify."""
+
+    def __init__(self, publisher: Any) -> None:
+        self.publisher = publisher
+
+    def publish(self, envelopes: Any) -> Any:
+        self.publisher.publish(envelopes)
+        raise RuntimeError("instance died after publishing")
+
+
+class _DiesBeforePublishing:
+    def publish(self, envelopes: Any) -> Any:
+        raise RuntimeError("instance died before publishing")
+
+
+def test_a_delivery_dying_before_or_after_its_publish_orphans_nothing_and_the_event_is_sent_once(
+    emulators, collection_prefix, topic, store, downstream
 ):
+    """Was: a receiver claim orphaned before its publish is taken over after its lease, the event sent once.
+
+    There is no receiver claim to orphan any more: a delivery that dies before
+    publishing leaves nothing in Firestore and its retry publishes; one that dies
+    after publishing has its retry publish a second copy, which the sender's
+    claim answers "duplicate". One Purchase at TikTok either way.
+    """
     order = new_order()
     store.put_click_context(PIXEL, [(JOIN_SHOPIFY_CHECKOUT, order["checkout_token"])], {"consent": GRANTED}, HOUR)
-    key = ("shopify", SHOP, str(order["id"]), "Purchase")
-    # What a delivery that claimed, then timed out before publishing, leaves behind a minute ago.
-    assert store.claim_once(ORDER_EVENTS, key, HOUR, state="publishing")
-    store.mark(ORDER_EVENTS, key, created_at=dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=1))
     body = json.dumps(order).encode()
-    retried = _handle(emulators, collection_prefix, topic, store, body, "w-orphan-retry")
-    assert (retried.status, retried.body["outcome"]) == (200, "published")
-    assert store.get(ORDER_EVENTS, key)["state"] == "published"
-    again = _handle(emulators, collection_prefix, topic, store, body, "w-orphan-again")
-    assert (again.status, again.body["outcome"]) == (200, "duplicate")
-    assert len(topic.pull_all(1)) == 1 and topic.pull(timeout=1.0) == []
+    working = EventPublisher(make_publisher_client(), emulators.project, topic.topic)
+    died = _handle(emulators, collection_prefix, topic, store, body, "w-orphan", publisher=_DiesBeforePublishing())
+    assert died.status == 503
+    assert [store.collection(name).limit(1).get() for name in (ORDER_EVENTS, EVENT_CLAIMS, WEBHOOK_DELIVERIES)] == [
+        [], [], []
+    ]  # fmt: skip
+    assert topic.pull(timeout=1.0) == []
+    retried = _handle(emulators, collection_prefix, topic, store, body, "w-orphan",
+                      publisher=_DiesAfterPublishing(working))  # fmt: skip
+    assert retried.status == 503
+    again = _handle(emulators, collection_prefix, topic, store, body, "w-orphan", publisher=working)
+    assert (again.status, again.body["outcome"]) == (200, "published")
+    messages = topic.pull_all(2)
+    assert len(messages) == 2 and topic.pull(timeout=1.0) == []
+    assert {decode_message(m)["event_id"] for m in messages} == {again.body["event_id"]}
+    assert sorted(downstream.deliver(messages)) == ["duplicate", "sent"]
+    assert [e["event_id"] for e in downstream.events()] == [again.body["event_id"]]
 
 
-def test_a_claim_still_being_published_answers_503_and_the_retry_after_it_settles_is_a_duplicate(
-    emulators, collection_prefix, topic, store, monkeypatch
-):
-    from shared import orders
+def test_a_copy_arriving_while_another_is_being_sent_is_retried_not_dropped_as_a_duplicate(webhook, downstream):
+    """Was: a claim still being published answers 503 (not "duplicate"), and the retry once it settled is one.
 
-    monkeypatch.setattr(orders, "IN_PROGRESS_WAIT_SECONDS", 0.3)
+    The same risk now sits at the sender: a copy of an order event whose claim a
+    concurrent attempt holds must not be answered "duplicate" (that attempt may
+    fail and send nothing). It answers "retry" for as long as the claim is held;
+    once the holder failed and let go, the redelivered copy is sent, and any
+    other copy is then a duplicate.
+    """
+    from shared.delivery import decode_message as envelope_of
+
     order = new_order()
-    store.put_click_context(PIXEL, [(JOIN_SHOPIFY_CHECKOUT, order["checkout_token"])], {"consent": GRANTED}, HOUR)
-    key = ("shopify", SHOP, str(order["id"]), "Purchase")
-    assert store.claim_once(ORDER_EVENTS, key, HOUR, state="publishing")  # another delivery, mid-publish
-    body = json.dumps(order).encode()
-    busy = _handle(emulators, collection_prefix, topic, store, body, "w-busy")
-    assert busy.status == 503 and busy.body["outcome"] == "in_progress"
-    # Never claimed as a delivery, so Shopify's retry of this same delivery is not refused as already received.
-    assert store.get(WEBHOOK_DELIVERIES, ("shopify", SHOP, "orders/paid", "w-busy")) is None
-    store.mark(ORDER_EVENTS, key, state="published")  # the other delivery finished
-    settled = _handle(emulators, collection_prefix, topic, store, body, "w-busy")
-    assert (settled.status, settled.body["outcome"]) == (200, "duplicate")
+    webhook.grant(JOIN_SHOPIFY_CHECKOUT, order["checkout_token"])
+    assert [webhook.post(order).get_json()["outcome"] for _ in range(2)] == ["published", "published"]
+    messages = webhook.messages(2)
+    envelope = envelope_of({"data": base64.b64encode(messages[0].data).decode()})
+    [holder] = downstream.claims.claim([(envelope, "m-holder")]).values()  # another attempt, mid-send
+    assert holder.state == "claimed"
+    with pytest.raises(AssertionError, match="still answered retry"):
+        downstream.deliver(messages, within=0.5)
+    assert downstream.events() == []
+    downstream.claims.finalize(released=[(envelope, holder)])  # the holder's send failed: it lets go
+    assert sorted(downstream.deliver(messages)) == ["duplicate", "sent"]
+    assert [e["event_id"] for e in downstream.events()] == [envelope.event_id]
 
 
 def test_an_unreachable_firestore_answers_503_within_the_deadline_not_after_shopify_gave_up(

@@ -54,6 +54,21 @@ def test_click_context_found_by_any_join_key_in_order_of_preference(store):
     assert store.find_click_context("PIX", [("cart_token", "")]) is None
 
 
+def test_when_the_first_join_key_misses_the_others_are_read_in_order_of_preference(store):
+    # The first key is read alone (one read per order when it hits); a miss, or an expired
+    # context, there must still find the best of the others.
+    store.put_click_context("PIX", [("cart_token", "x1")], {"ttclid": "E.C.P.expired"}, dt.timedelta(seconds=-5))
+    store.put_click_context("PIX", [("checkout_token", "x2")], {"ttclid": "E.C.P.second"}, HOUR)
+    store.put_click_context("PIX", [("customer", "x3")], {"ttclid": "E.C.P.third"}, HOUR)
+    keys = [("checkout_token", "x2"), ("customer", "x3")]
+    assert store.find_click_context("PIX", [("cart_token", "x1"), *keys])["ttclid"] == "E.C.P.second"
+    assert store.find_click_context("PIX", [("cart_token", "none"), *keys])["ttclid"] == "E.C.P.second"
+    assert store.find_click_context("PIX", [("cart_token", "none"), *reversed(keys)])["ttclid"] == "E.C.P.third"
+    assert store.find_click_context("PIX", [("cart_token", "x1"), ("customer", "none")]) is None
+    # An empty first key is skipped, not read: the next one is the first.
+    assert store.find_click_context("PIX", [("cart_token", ""), ("customer", "x3")])["ttclid"] == "E.C.P.third"
+
+
 def test_a_later_context_without_ttclid_keeps_the_earlier_click(store):
     store.put_click_context("PIX", [("cart_token", "c3")], {"ttclid": "E.C.P.3", "ttp": None}, HOUR)
     store.put_click_context("PIX", [("cart_token", "c3")], {"ttclid": None, "ttp": "ttp-3"}, HOUR)

@@ -5,6 +5,12 @@ Each test gets its own collection prefix and topic (conftest's ``store`` and
 functions-framework's test client (or :func:`shared.woocommerce.handle` for
 outages, with clients pointed at a closed port), and proves what was (or was
 not) written to Firestore and published to Pub/Sub.
+
+The receiver claims nothing: every delivery of an order event is published,
+and the sender's claim on the deterministic event_id makes them one Purchase
+(shared.orders). Tests of "one Purchase" therefore count the messages on the
+topic exactly (none lost), push them all through the real sender
+(conftest's ``downstream``) and count the Purchases TikTok (the sandbox) got.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import json
 import os
 import random
 import socket
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -27,9 +34,11 @@ import functions_framework
 import pytest
 
 from shared import woocommerce
+from shared.delivery import ClaimStore, Counters
+from shared.models import Envelope
 from shared.orders import JOIN_CUSTOMER, JOIN_WOO_ORDER_KEY
 from shared.pubsub import EventPublisher, make_publisher_client
-from shared.store import ORDER_EVENTS, Store, make_client
+from shared.store import EVENT_CLAIMS, ORDER_EVENTS, Store, make_client
 from tests.conftest import decode_message
 from tests.helpers import ROOT, woocommerce_signature
 from tests.test_woocommerce import documented_order, with_meta
@@ -96,6 +105,10 @@ class Webhook:
     def published(self, expected: int = 1) -> list[dict]:
         return [decode_message(m) for m in self.topic.pull_all(expected)]
 
+    def messages(self, expected: int) -> list[Any]:
+        """The messages on the topic: exactly ``expected`` of them."""
+        return exactly(self.topic, expected)
+
     def exactly_one_published(self) -> dict:
         (first,) = self.published(1)
         assert self.nothing_published(), "a second message was published"
@@ -106,6 +119,14 @@ class Webhook:
 
     def no_claims(self) -> bool:
         return list(self.store.collection(ORDER_EVENTS).limit(1).stream()) == []
+
+
+def exactly(topic: Any, expected: int) -> list[Any]:
+    """The messages on ``topic``: exactly ``expected`` of them, none left over."""
+    messages = topic.pull_all(expected)
+    assert len(messages) == expected, f"{len(messages)} messages on the topic, expected {expected}"
+    assert topic.pull(timeout=1.5) == [], "more messages than expected on the topic"
+    return messages
 
 
 def woo_env(emulators, topic, prefix: str, **extra: str) -> dict[str, str]:
@@ -234,7 +255,7 @@ def test_each_site_selects_its_pixel_secret_and_policy(monkeypatch, emulators, t
 # --- the Purchase rules end to end in-process ---------------------------------------
 
 
-def test_a_paid_order_publishes_one_hashed_purchase_joined_to_the_click(webhook):
+def test_a_paid_order_publishes_one_hashed_purchase_joined_to_the_click(webhook, downstream):
     order = new_order()
     webhook.grant(order, ttclid="E.C.P.click-1", ttp="ttp-1")
     response = webhook.post(order, "order.created")
@@ -244,7 +265,8 @@ def test_a_paid_order_publishes_one_hashed_purchase_joined_to_the_click(webhook)
         "reason": "Purchase published",
         "event_id": f"woocommerce:{SITE}:order:{order['id']}:Purchase",
     }
-    (envelope,) = webhook.published()
+    (message,) = webhook.messages(1)
+    envelope = decode_message(message)
     assert envelope["source"] == "woocommerce" and envelope["pixel_code"] == PIXEL
     assert envelope["user"]["email"] == [sha("john.doe@example.com")]
     assert (envelope["user"]["ttclid"], envelope["user"]["ttp"]) == ("E.C.P.click-1", "ttp-1")
@@ -252,10 +274,14 @@ def test_a_paid_order_publishes_one_hashed_purchase_joined_to_the_click(webhook)
     assert envelope["properties"]["value"] == 29.35 and envelope["properties"]["shop_id"] == SITE
     assert envelope["event_time"] == int(dt.datetime.fromisoformat(order["date_paid_gmt"] + "+00:00").timestamp())
     assert envelope["consent"] == "granted"
-    assert webhook.store.get(ORDER_EVENTS, ("woocommerce", SITE, str(order["id"]), "Purchase"))
+    # The order's one claim is the sender's, on the event_id: the receiver wrote nothing.
+    assert webhook.no_claims()
+    assert downstream.deliver([message]) == ["sent"]
+    assert [e["event_id"] for e in downstream.events()] == [envelope["event_id"]]
+    assert webhook.store.get(EVENT_CLAIMS, (PIXEL, "Purchase", envelope["event_id"]))["state"] == "sent"
 
 
-def test_pending_then_processing_then_completed_gives_one_purchase(webhook):
+def test_pending_then_processing_then_completed_gives_one_purchase(webhook, downstream):
     order = new_order("pending")
     webhook.grant(order)
     first = webhook.post(order, "order.created")
@@ -268,19 +294,29 @@ def test_pending_then_processing_then_completed_gives_one_purchase(webhook):
     }
     assert webhook.post(paid).get_json()["outcome"] == "published"
     later = webhook.post({**paid, "status": "completed"})
-    assert later.status_code == 200 and later.get_json()["outcome"] == "duplicate"
-    webhook.exactly_one_published()
+    # Both published (the receiver claims nothing); the sender's claim on the event_id makes them one.
+    assert later.status_code == 200 and later.get_json()["outcome"] == "published"
+    messages = webhook.messages(2)
+    event_id = f"woocommerce:{SITE}:order:{order['id']}:Purchase"
+    assert [decode_message(m)["event_id"] for m in messages] == [event_id] * 2
+    assert sorted(downstream.deliver(messages)) == ["duplicate", "sent"]
+    assert [e["event_id"] for e in downstream.events()] == [event_id]
 
 
-def test_twenty_concurrent_duplicates_publish_once(webhook):
+def test_twenty_concurrent_duplicates_send_once(webhook, downstream):
     order = new_order()
     webhook.grant(order)
     body = json.dumps(order).encode()
     with ThreadPoolExecutor(max_workers=20) as pool:
         answers = list(pool.map(lambda _: webhook.post(body), range(20)))
     assert [a.status_code for a in answers] == [200] * 20
-    assert sorted(a.get_json()["outcome"] for a in answers) == ["duplicate"] * 19 + ["published"]
-    webhook.exactly_one_published()
+    assert [a.get_json()["outcome"] for a in answers] == ["published"] * 20
+    messages = webhook.messages(20)
+    event_id = f"woocommerce:{SITE}:order:{order['id']}:Purchase"
+    assert {decode_message(m)["event_id"] for m in messages} == {event_id}
+    # Pushed all at once, as Pub/Sub does: one claim wins, the other copies are duplicates.
+    assert sorted(downstream.deliver(messages)) == ["duplicate"] * 19 + ["sent"]
+    assert [e["event_id"] for e in downstream.events()] == [event_id]
 
 
 @pytest.mark.parametrize("status", ["refunded", "cancelled", "failed"])
@@ -436,7 +472,7 @@ def parked_from(out: str) -> list[dict]:
 
 
 def test_firestore_down_without_checkout_consent_parks_the_hashed_order_and_replay_sends_it(
-    firestore_down, healthy, store, topic, capsys
+    firestore_down, healthy, store, topic, downstream, capsys
 ):
     order = new_order()
     store.put_click_context(PIXEL, [(JOIN_WOO_ORDER_KEY, order["order_key"])], {"consent": {"granted": True}}, HOUR)
@@ -450,13 +486,17 @@ def test_firestore_down_without_checkout_consent_parks_the_hashed_order_and_repl
 
     first = woocommerce.replay(record, healthy)
     assert first.kind == "published" and first.event_id == reply.body["event_id"]
-    assert woocommerce.replay(record, healthy).kind == "duplicate"  # replaying twice is safe
-    (message,) = topic.pull_all(1)
-    assert topic.pull(timeout=1.5) == []
-    assert decode_message(message)["user"]["email"] == [sha("john.doe@example.com")]
+    # Replaying twice is safe: both publish the same event_id, and the sender sends it once.
+    assert woocommerce.replay(record, healthy).kind == "published"
+    messages = exactly(topic, 2)
+    assert [decode_message(m)["event_id"] for m in messages] == [reply.body["event_id"]] * 2
+    assert decode_message(messages[0])["user"]["email"] == [sha("john.doe@example.com")]
+    assert sorted(downstream.deliver(messages)) == ["duplicate", "sent"]
+    (event,) = downstream.events()
+    assert event["event_id"] == reply.body["event_id"] and event["user"]["email"] == [sha("john.doe@example.com")]
 
 
-def test_firestore_down_with_checkout_consent_publishes_without_the_claim(firestore_down, topic):
+def test_firestore_down_with_checkout_consent_publishes_without_the_click_context(firestore_down, topic):
     order = with_meta(new_order(), _tt_consent="granted")
     reply = deliver_to(firestore_down, order)
     assert reply.status == 200 and reply.body["outcome"] == "published"
@@ -464,7 +504,7 @@ def test_firestore_down_with_checkout_consent_publishes_without_the_claim(firest
     assert decode_message(message)["event_id"] == reply.body["event_id"]
 
 
-def test_pubsub_down_parks_the_envelope_releases_the_claim_and_replay_publishes_it(
+def test_pubsub_down_parks_the_envelope_leaves_no_claim_and_replay_publishes_it(
     pubsub_down, healthy, store, topic, capsys
 ):
     order = new_order()
@@ -535,27 +575,86 @@ def test_a_bug_after_the_signature_check_parks_the_order_without_quoting_it(heal
     assert record["kind"] == "order" and record["consent"] == {"granted": True}
 
 
-def test_a_claim_still_being_published_after_the_wait_is_published_anyway(webhook, monkeypatch):
-    from shared import orders
+def test_a_claim_still_being_sent_by_a_hung_attempt_is_sent_anyway(webhook, downstream):
+    """A delivery hung mid-way must not cost the Purchase: WooCommerce never retries.
 
-    monkeypatch.setattr(orders, "IN_PROGRESS_WAIT_SECONDS", 0.3)
+    The only claim is now the sender's. An attempt that claimed the event_id and
+    then hung holds it for its lease: the delivery arriving meanwhile is
+    published at once (no wait, no 503), its copy is answered ``retry`` while the
+    lease holds and sent once it is over.
+    """
     order = new_order()
     webhook.grant(order)
-    key = ("woocommerce", SITE, str(order["id"]), "Purchase")
-    assert webhook.store.claim_once(ORDER_EVENTS, key, HOUR, state="publishing")  # a delivery that hangs mid-way
+    event_id = f"woocommerce:{SITE}:order:{order['id']}:Purchase"
+    lease = dt.timedelta(seconds=2)
+    hung = ClaimStore(webhook.store, lease, dt.timedelta(days=8), dt.timedelta(days=30), counters=Counters())
+    assert webhook.post(order).get_json()["outcome"] == "published"
+    (first,) = webhook.messages(1)
+    envelope = Envelope.model_validate(decode_message(first))
+    assert hung.claim([(envelope, "hung")])[envelope.claim_key()].state == "claimed"  # and never sends
+    started = time.monotonic()
     response = webhook.post(order)
-    # WooCommerce does not retry: publish now; the sender and TikTok deduplicate the event id.
     assert response.status_code == 200 and response.get_json()["outcome"] == "published"
-    assert webhook.exactly_one_published()["event_id"] == response.get_json()["event_id"]
+    assert time.monotonic() - started < 1.0  # the receiver no longer waits for anyone
+    (second,) = webhook.messages(1)
+    assert downstream.deliver([second]) == ["sent"]
+    assert time.monotonic() - started >= lease.total_seconds() * 0.9  # sent only once the hung lease was over
+    assert [e["event_id"] for e in downstream.events()] == [event_id]
+    claim = webhook.store.get(EVENT_CLAIMS, envelope.claim_key())
+    assert (claim["state"], claim["attempts"]) == ("sent", 2)  # taken over from the hung attempt
 
 
-def test_an_orphaned_claim_is_taken_over(webhook):
+def test_an_orphaned_claim_is_taken_over(webhook, downstream):
+    """An orphaned receiver claim can no longer hold a Purchase back.
+
+    The receiver claims nothing, so a delivery that dies before its publish
+    leaves nothing behind (test_pubsub_down_parks_the_envelope_leaves_no_claim...)
+    and one that dies after it leaves a message that the next copy duplicates
+    at the sender (test_a_publish_that_lands_after_the_budget...). What is left
+    to prove: a "publishing" claim orphaned in order_events by a receiver from
+    before the upgrade is ignored; the next delivery publishes, and a later one
+    is a duplicate at the sender, not a second Purchase.
+    """
     order = new_order()
     webhook.grant(order)
     key = ("woocommerce", SITE, str(order["id"]), "Purchase")
     assert webhook.store.claim_once(ORDER_EVENTS, key, HOUR, state="publishing")
     webhook.store.mark(ORDER_EVENTS, key, created_at=dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=5))
     assert webhook.post(order).get_json()["outcome"] == "published"
-    assert webhook.store.get(ORDER_EVENTS, key)["state"] == "published"
-    webhook.exactly_one_published()
-    assert webhook.post(order).get_json()["outcome"] == "duplicate"
+    (message,) = webhook.messages(1)
+    assert downstream.deliver([message]) == ["sent"]
+    event_id = decode_message(message)["event_id"]
+    assert webhook.store.get(EVENT_CLAIMS, (PIXEL, "Purchase", event_id))["state"] == "sent"
+    assert webhook.post(order).get_json()["outcome"] == "published"
+    assert downstream.deliver(webhook.messages(1)) == ["duplicate"]
+    assert [e["event_id"] for e in downstream.events()] == [event_id]
+
+
+def test_a_publish_that_lands_after_the_budget_and_its_replay_give_one_purchase(
+    emulators, topic, store, event_publisher, collection_prefix, healthy, downstream, capsys
+):
+    """A crash (here: the publish wait running out) after the publish landed loses nothing and doubles nothing.
+
+    The delivery is parked, since it can not know the message landed; its
+    replay publishes a second copy of the same event_id, which the sender
+    answers ``duplicate``.
+    """
+
+    class LandsLate:
+        def publish(self, envelopes: list[Any]) -> list[str]:
+            ids = event_publisher.publish(envelopes)
+            time.sleep(1.5)  # past the budget: the answer never comes back in time
+            return ids
+
+    slow = make_runtime(emulators, topic, collection_prefix, store=store, publisher=LandsLate())
+    slow.publish_seconds = 0.5
+    order = new_order()
+    store.put_click_context(PIXEL, [(JOIN_WOO_ORDER_KEY, order["order_key"])], {"consent": {"granted": True}}, HOUR)
+    reply = deliver_to(slow, order)
+    assert reply.status == 202 and reply.body["outcome"] == "parked"
+    (record,) = parked_from(capsys.readouterr().out)
+    assert woocommerce.replay(record, healthy).kind == "published"
+    messages = exactly(topic, 2)
+    assert [decode_message(m)["event_id"] for m in messages] == [reply.body["event_id"]] * 2
+    assert sorted(downstream.deliver(messages)) == ["duplicate", "sent"]
+    assert [e["event_id"] for e in downstream.events()] == [reply.body["event_id"]]
