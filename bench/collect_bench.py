@@ -229,7 +229,7 @@ def run(
     try:
         emulators.start()
         os.environ.update(emulators.env)
-        from shared.pubsub import make_publisher_client
+        from shared.infra.pubsub import make_publisher_client
 
         publisher = make_publisher_client()
         publisher.create_topic(name=publisher.topic_path(emulators.project, topic))

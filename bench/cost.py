@@ -13,7 +13,7 @@ Three paths to TikTok, each costed per event it delivers:
 Measured inputs (per request or per event, under the benchmarks' concurrent
 load): each function's CPU time from /proc, and the Firestore documents read,
 written and deleted and the Pub/Sub messages and bytes the functions counted
-themselves (GET /metrics, see shared.metrics). Assumptions, printed with the
+themselves (GET /metrics, see shared.infra.metrics). Assumptions, printed with the
 figures:
 
 - function instance time equals its CPU time (instances kept busy by load,

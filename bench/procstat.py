@@ -33,7 +33,7 @@ def cpu_seconds(pid: int) -> float | None:
 
 
 def counters(base_url: str) -> dict[str, int]:
-    """A function's instance counters (GET /metrics; the receivers need EXPOSE_METRICS, see shared.metrics)."""
+    """A function's instance counters (GET /metrics; the receivers need EXPOSE_METRICS, see shared.infra.metrics)."""
     with urllib.request.urlopen(base_url.rstrip("/") + "/metrics", timeout=10) as response:  # noqa: S310 (loopback)
         return json.load(response)["counters"]
 

@@ -8,7 +8,7 @@ context in this tab). Every request goes through the real collect function
 Pub/Sub emulators; the events it published are pulled from the topic and
 handled by the sender's real :class:`shared.delivery.Processor` against the
 sandbox TikTok API, in batches as the sender would. Firestore operations are
-the functions' own counters (shared.metrics), so this is what they would be
+the functions' own counters (shared.infra.metrics), so this is what they would be
 billed for, not an estimate.
 
     python -m bench.session_bench [--sessions 40] [--json out.json]
@@ -100,10 +100,10 @@ def run(sessions: int = 40, concurrency: int = 8, before_issue_14: bool = False)
 
         from sandbox.app import create_app
         from shared.delivery import ClaimStore, Processor
-        from shared.metrics import COUNTERS, Counters
-        from shared.models import Envelope
-        from shared.store import Store, make_client
-        from shared.tiktok_api import TikTokClient
+        from shared.domain.models import Envelope
+        from shared.infra.metrics import COUNTERS, Counters
+        from shared.infra.store import Store, make_client
+        from shared.tiktok.api import TikTokClient
 
         publisher = pubsub_v1.PublisherClient()
         subscriber = pubsub_v1.SubscriberClient()

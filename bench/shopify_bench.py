@@ -44,7 +44,7 @@ import httpx  # noqa: E402
 import localstack  # noqa: E402
 
 from bench import procstat  # noqa: E402
-from shared.orders import JOIN_SHOPIFY_CHECKOUT  # noqa: E402
+from shared.receive.orders import JOIN_SHOPIFY_CHECKOUT  # noqa: E402
 
 SHOP = localstack.DEV_SETTINGS["SHOPIFY_SHOP_DOMAIN"]
 SECRET = localstack.DEV_SETTINGS["SHOPIFY_WEBHOOK_SECRET"]
@@ -185,7 +185,7 @@ def run(
         os.environ.update(emulators.env)
         localstack.create_topology(emulators.project, settings["PUBSUB_TOPIC"], stack.url("sender") + "/")
         stack.start()
-        from shared.store import Store, make_client
+        from shared.infra.store import Store, make_client
 
         store = Store(make_client(emulators.project), prefix=settings["FIRESTORE_COLLECTION_PREFIX"])
         template = _order_template()

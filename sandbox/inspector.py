@@ -24,7 +24,7 @@ DEDUP_SECONDS = 48 * 3600
 ACCEPTED = "accepted"
 REFUSED = "refused"
 
-# Order events carry ``<platform>:<shop>:order:...`` (shared/events.py); collect refuses
+# Order events carry ``<platform>:<shop>:order:...`` (shared/domain/events.py); collect refuses
 # ids of that shape from browsers, so an event whose id has another shape came through collect.
 _ORDER_EVENT_ID = re.compile(r"^(shopify|woocommerce):[^:]+:order:")
 

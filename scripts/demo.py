@@ -38,8 +38,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from shared import localenv  # noqa: E402
-from shared.events import shop_key  # noqa: E402
+from shared.domain.events import shop_key  # noqa: E402
+from shared.infra import localenv  # noqa: E402
 
 FIXTURES = ROOT / "tests" / "fixtures"
 # collect drops HTTP libraries and headless browsers as bots: the demo speaks as the shopper's browser does.

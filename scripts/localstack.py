@@ -42,7 +42,7 @@ RUN_DIR = ROOT / ".run"
 if str(ROOT) not in sys.path:  # run as a script: scripts/ is on the path, the project is not
     sys.path.insert(0, str(ROOT))
 
-from shared import localenv  # noqa: E402
+from shared.infra import localenv  # noqa: E402
 
 FUNCTIONS = ("collect", "shopify_webhook", "shopify_pubsub", "woocommerce_webhook", "sender")
 # Entry points served from another function's folder: shopify_pubsub is the push target of the

@@ -30,7 +30,7 @@ from pydantic import (
     model_validator,
 )
 
-from shared.events import shop_key
+from shared.domain.events import shop_key
 
 ConsentPolicy = Literal["opt-in", "opt-out"]
 DEFAULT_API_URL = "https://business-api.tiktok.com/open_api/v1.3/event/track/"
@@ -286,7 +286,7 @@ class ShopifySettings(OrderReceiverSettings):
     # Shopify signs the body only, so a captured body can be re-sent at any time: signed
     # order bodies older than this are refused, and so are deliveries whose X-Shopify-Triggered-At
     # is (a Pub/Sub message may wait that long). 7 days is TikTok's click attribution window;
-    # the cap keeps it below the order records' 8 days (shared.orders.ORDER_EVENT_TTL), so a
+    # the cap keeps it below the order records' 8 days (shared.receive.orders.ORDER_EVENT_TTL), so a
     # replay arriving after those records expired is still refused, never published again.
     max_order_age_days: int = Field(7, alias="SHOPIFY_MAX_ORDER_AGE_DAYS", ge=1, le=7)
     # Read before the signature check, so it bounds what anyone can make an instance hold.

@@ -24,9 +24,9 @@ Claims (``event_claims``, key pixel + event + event_id, as TikTok dedups):
 ``state`` is ``sending`` while an attempt holds it (until ``lease_until``,
 ``CLAIM_LEASE_SECONDS``) and ``sent`` once TikTok accepted it (with TikTok's
 ``request_id`` and ``sent_at``); it also names the event's ``source`` and
-the ``match_keys`` it carries (:mod:`shared.match_keys`, names only), which
+the ``match_keys`` it carries (:mod:`shared.domain.match_keys`, names only), which
 the ``sent`` outcome logs with its ``match_score`` and the counters count by
-pixel, source and event (:func:`shared.metrics.delivered_counts`), all
+pixel, source and event (:func:`shared.infra.metrics.delivered_counts`), all
 without a write of their own. The happy path costs two document writes per
 event (create, mark sent) and two Firestore RPCs per batch. A transient
 failure deletes the claim (so a redelivery can claim again); a claim whose
@@ -38,7 +38,7 @@ delivery of an order (``orders/create`` and ``orders/paid``, retries,
 concurrent duplicates) and the deterministic event_id makes them one claim
 here, the first sent and the rest ``duplicate``. A cancellation that comes
 first leaves a tombstone under the Purchase's key (``state`` ``cancelled``,
-:func:`shared.orders.block_purchase`): the Purchase is then ``skipped``.
+:func:`shared.receive.orders.block_purchase`): the Purchase is then ``skipped``.
 
 Browser events (source ``collect``) are not claimed unless
 ``SENDER_CLAIM_BROWSER_EVENTS``: the same document is written once, whole and
@@ -73,23 +73,24 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from shared import log, match_keys
-from shared.metrics import COUNTERS, Counters, delivered_counts
-from shared.models import Envelope, envelopes_to_request, group_for_requests
-from shared.store import DEAD_EVENTS, EVENT_CLAIMS, TTL_FIELD, doc_id, utcnow
-from shared.tiktok_api import ApiResult, TikTokClient
-from shared.untrusted import BodyTooLarge, UnsafeInput, clean_text, parse_json, read_body
+from shared.domain import match_keys
+from shared.domain.models import Envelope, envelopes_to_request, group_for_requests
+from shared.domain.untrusted import BodyTooLarge, UnsafeInput, clean_text, parse_json, read_body
+from shared.infra import log
+from shared.infra.metrics import COUNTERS, Counters, delivered_counts
+from shared.infra.store import DEAD_EVENTS, EVENT_CLAIMS, TTL_FIELD, doc_id, utcnow
+from shared.tiktok.api import ApiResult, TikTokClient
 
 ClaimKey = tuple[str, str, str]
 
-# Outcome kinds, one per invocation; logged through shared.log.outcome.
+# Outcome kinds, one per invocation; logged through shared.infra.log.outcome.
 SENT = "sent"
 DUPLICATE = "duplicate"
 DEAD = "dead"
 DEAD_MALFORMED = "dead_malformed"
 RETRY = "retry"
 REFUSED = "refused"  # a POST that is not a Pub/Sub push at all (answered 4xx, nothing recorded)
-SKIPPED = "skipped"  # an order's Purchase whose claim a cancellation took first (shared.orders.block_purchase)
+SKIPPED = "skipped"  # an order's Purchase whose claim a cancellation took first (shared.receive.orders.block_purchase)
 
 # Dead record kinds.
 KIND_REJECTED = "rejected"
@@ -1023,7 +1024,7 @@ class Sender:
     @classmethod
     def from_settings(cls, settings: Any, firestore_client: Any = None, transport: Any = None) -> Sender:
         """Build from :class:`shared.config.SenderSettings`; clients are created here, once."""
-        from shared.store import Store, make_client
+        from shared.infra.store import Store, make_client
 
         client = firestore_client or make_client(settings.project, settings.firestore_database)
         claims = ClaimStore(

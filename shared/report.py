@@ -45,7 +45,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared import match_keys
+from shared.domain import match_keys
 
 SOURCES = ("shopify", "woocommerce", "collect", "redrive", "manual")
 # Outcome names, as the logs spell them; "received" is their sum.
@@ -123,7 +123,7 @@ class _Event:
 
 
 def _source_of(event_id: str, recorded: Any) -> str:
-    # Order event ids start with their platform (shared.events.order_event_id), whatever re-drove them.
+    # Order event ids start with their platform (shared.domain.events.order_event_id), whatever re-drove them.
     prefix = event_id.split(":", 1)[0]
     if prefix in ("shopify", "woocommerce"):
         return prefix
@@ -161,7 +161,7 @@ def classify(
         if claim.get("state") == "sent":
             event.facts.add(SENT)
             event.keys = tuple(k for k in claim.get("match_keys") or () if k in match_keys.KEYS)
-        elif claim.get("state") == CANCELLED_RULE:  # a cancellation's tombstone on the Purchase (shared.orders)
+        elif claim.get("state") == CANCELLED_RULE:  # a cancellation's tombstone on the Purchase (shared.receive.orders)
             event.facts.add(SKIPPED)
             event.rule = CANCELLED_RULE
         else:
@@ -362,7 +362,7 @@ def run(argv: Sequence[str] | None = None, environ: Any = os.environ) -> int:
         print(f"make report: {exc}", file=sys.stderr)
         return 2
 
-    from shared.localenv import prepare
+    from shared.infra.localenv import prepare
 
     prepare("make report", ("GOOGLE_CLOUD_PROJECT",), environ)
     project = environ.get("GOOGLE_CLOUD_PROJECT") or "local-dev"
@@ -371,7 +371,7 @@ def run(argv: Sequence[str] | None = None, environ: Any = os.environ) -> int:
         f", emulator {environ['FIRESTORE_EMULATOR_HOST']})" if environ.get("FIRESTORE_EMULATOR_HOST") else ")"
     )
     try:
-        from shared.store import make_client
+        from shared.infra.store import make_client
 
         reader = Reader(make_client(project, database), environ.get("FIRESTORE_COLLECTION_PREFIX", ""),
                         args.page_size, args.max_documents, args.timeout)  # fmt: skip

@@ -6,8 +6,8 @@ The steps, each a plain function:
 2. :func:`authenticate` finds the shop (``X-Shopify-Shop-Domain``) and checks
    the HMAC against its secrets; nothing else happens to a request that fails;
 3. :func:`plan` (pure) turns (topic, payload, shop settings) into an action:
-   an :class:`~shared.orders.OrderEvent` to send, an order change to record, a
-   privacy request to carry out, or a final :class:`~shared.orders.Outcome`
+   an :class:`~shared.receive.orders.OrderEvent` to send, an order change to record, a
+   privacy request to carry out, or a final :class:`~shared.outcome.Outcome`
    (skipped, ignored, rejected). Shopify signs the body only, so a signed body
    is also checked to be one of its topic (:func:`shape_problem`) and, for
    order topics, recent (:func:`stale_delivery` by X-Shopify-Triggered-At,
@@ -20,7 +20,7 @@ The steps, each a plain function:
 
 No delivery id is claimed: every effect is idempotent on its own natural key
 (the sender's claim on the order event's deterministic event_id, see
-:mod:`shared.orders`; the record claims of cancellations and refunds;
+:mod:`shared.receive.orders`; the record claims of cancellations and refunds;
 deletions and acknowledgements repeat harmlessly), so a redelivery,
 concurrent or after a timeout or crash at any step, completes the work or
 repeats it harmlessly. A permanent claim taken before the work would instead
@@ -46,30 +46,30 @@ from urllib.parse import parse_qs, urlsplit
 
 from pydantic import ValidationError
 
-from shared import log
 from shared.config import ShopifySettings, ShopifyShopConfig, Tenants
-from shared.deadline import BoundedProxy, Deadline
-from shared.events import order_event_id, shop_key
-from shared.hashing import sha256_hex
-from shared.identity import RawIdentity, valid_ip
-from shared.models import Properties
-from shared.orders import (
+from shared.domain.events import order_event_id, shop_key
+from shared.domain.hashing import sha256_hex
+from shared.domain.identity import RawIdentity, valid_ip
+from shared.domain.models import Properties
+from shared.domain.scrub import looks_like_pii, scrub_url
+from shared.domain.untrusted import UnsafeInput, parse_json
+from shared.infra import log
+from shared.infra.deadline import BoundedProxy, Deadline
+from shared.infra.pubsub import publisher_from_settings
+from shared.infra.store import CLICK_CONTEXTS, EVENT_CLAIMS, ORDER_EVENTS, WEBHOOK_DELIVERIES, store_from_settings
+from shared.outcome import Outcome
+from shared.receive.orders import (
     JOIN_CUSTOMER,
     JOIN_SHOPIFY_CART,
     JOIN_SHOPIFY_CHECKOUT,
     MAX_EVENT_AGE,
     ORDER_EVENT_TTL,
     OrderEvent,
-    Outcome,
     block_purchase,
     process_order_event,
     record_outcome,
 )
-from shared.pubsub import publisher_from_settings
-from shared.scrub import looks_like_pii, scrub_url
-from shared.store import CLICK_CONTEXTS, EVENT_CLAIMS, ORDER_EVENTS, WEBHOOK_DELIVERIES, store_from_settings
-from shared.untrusted import UnsafeInput, parse_json
-from shared.webhooks import verify_hmac_base64
+from shared.receive.signatures import verify_hmac_base64
 
 PLATFORM = "shopify"
 # Shopify waits 5 s for an answer: every Firestore and Pub/Sub call of a delivery shares this
@@ -89,7 +89,7 @@ CUSTOMERS_DATA_REQUEST = "customers/data_request"
 CUSTOMERS_REDACT = "customers/redact"
 SHOP_REDACT = "shop/redact"
 
-# Record name of a cancellation (its tombstone on the Purchase is shared.orders.block_purchase).
+# Record name of a cancellation (its tombstone on the Purchase is shared.receive.orders.block_purchase).
 CANCELLED_RECORD = "cancelled"
 
 # Note attributes our storefront snippet writes (cart attributes end up there).
@@ -299,7 +299,7 @@ def public_url(value: Any, shop_domain: str) -> str | None:
 
     A landing URL may carry ``?email=...`` or a phone number (a newsletter link,
     a form that submits by GET); only scheme, host, path, ``ttclid`` and
-    ``utm_*`` survive (see :func:`shared.scrub.scrub_url`). The click id is read
+    ``utm_*`` survive (see :func:`shared.domain.scrub.scrub_url`). The click id is read
     from the raw ``landing_site`` before this, by :func:`click_ids`.
     """
     url = _absolute_url(value, shop_domain)
@@ -339,7 +339,7 @@ def _locale(value: Any) -> str | None:
 
 
 def _ip(value: Any) -> str | None:
-    """An address a browser could have had (see shared.identity.valid_ip)."""
+    """An address a browser could have had (see shared.domain.identity.valid_ip)."""
     return valid_ip(_text(value, 64))
 
 
@@ -845,7 +845,7 @@ def _redact_customer(action: RedactCustomer, shop: ShopifyShopConfig, store: Any
     if action.customer_id:
         # The collect endpoint writes customer_key = sha256(customer id) on contexts it can tie to a customer.
         contexts = store.delete_where(CLICK_CONTEXTS, "customer_key", sha256_hex(action.customer_id))
-    # Cancellations' tombstones on a Purchase live in event_claims (shared.orders.block_purchase).
+    # Cancellations' tombstones on a Purchase live in event_claims (shared.receive.orders.block_purchase).
     records = sum(store.delete_where(collection, "order_ref", order_ref(shop.domain, o))
                   for o in action.order_ids for collection in (ORDER_EVENTS, EVENT_CLAIMS))  # fmt: skip
     return Outcome("redacted", "customer data deleted", details={"click_contexts": contexts, "order_records": records})
@@ -992,7 +992,7 @@ def handle_verified(
         outcome = execute(action, shop=shop, runtime=io)
     except Exception as exc:
         # The exception's type only: messages of some errors quote the data they refused. Whatever
-        # part of the work landed is idempotent, so Shopify's retry completes it (shared.orders).
+        # part of the work landed is idempotent, so Shopify's retry completes it (shared.receive.orders).
         log.error("processing failed; Shopify will retry", error=type(exc).__name__, **fields)
         return Reply(503, {"error": "temporarily unavailable", "reason": "processing failed, retry later"})
     outcome.log(**fields)

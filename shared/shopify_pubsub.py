@@ -37,10 +37,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from shared import log
 from shared.config import ShopifyShopConfig, Tenants
+from shared.domain.untrusted import BodyTooLarge, UnsafeInput, parse_json, read_body
+from shared.infra import log
 from shared.shopify import Delivery, Reply, Runtime, handle_verified
-from shared.untrusted import BodyTooLarge, UnsafeInput, parse_json, read_body
 
 VIA = "pubsub"
 # The push wraps the body in base64 inside JSON, beside attributes and ids.

@@ -5,7 +5,7 @@ Pure part (no I/O): :func:`is_ping` (the setup ping), :func:`ignore_reason`
 and :func:`checkout_consent` (the ``_tt_consent`` order meta).
 
 Delivery part: :func:`handle` verifies a delivery and runs the shared order flow
-(:func:`shared.orders.process_order_event`) with bounded waits on Firestore and
+(:func:`shared.receive.orders.process_order_event`) with bounded waits on Firestore and
 Pub/Sub. WooCommerce never retries a delivery, so when either stays unavailable
 the event is not dropped: it is published without the stored click context
 when Firestore is down but the checkout's consent decides, otherwise *parked*: an ERROR log line with
@@ -33,29 +33,29 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from shared import log
 from shared.config import ConfigError, ConsentPolicy, PixelConfig, Tenants, WooCommerceSettings, WooCommerceSiteConfig
-from shared.consent import ConsentSnapshot
-from shared.deadline import DependencyUnavailable
-from shared.deadline import bounded as _bounded
-from shared.events import order_event_id
-from shared.identity import RawIdentity, build_user
-from shared.models import Envelope, UserData
-from shared.orders import (
+from shared.domain.consent import ConsentSnapshot
+from shared.domain.events import order_event_id
+from shared.domain.identity import RawIdentity, build_user
+from shared.domain.models import Envelope, UserData
+from shared.domain.scrub import looks_like_pii, scrub_text
+from shared.domain.untrusted import UnsafeInput, ascii_int, clean_text, parse_json
+from shared.infra import log
+from shared.infra.deadline import DependencyUnavailable
+from shared.infra.deadline import bounded as _bounded
+from shared.infra.pubsub import publisher_from_settings
+from shared.infra.store import store_from_settings
+from shared.outcome import Outcome
+from shared.receive.orders import (
     JOIN_CUSTOMER,
     JOIN_WOO_ORDER_KEY,
     JOIN_WOO_SESSION,
     MAX_EVENT_AGE,
     OrderEvent,
-    Outcome,
     build_envelope,
     process_order_event,
 )
-from shared.pubsub import publisher_from_settings
-from shared.scrub import looks_like_pii, scrub_text
-from shared.store import store_from_settings
-from shared.untrusted import UnsafeInput, ascii_int, clean_text, parse_json
-from shared.webhooks import verify_hmac_base64
+from shared.receive.signatures import verify_hmac_base64
 
 PLATFORM = "woocommerce"
 ORDER_TOPICS = frozenset({"order.created", "order.updated"})
@@ -103,7 +103,7 @@ _CURRENCY = re.compile(r"[A-Z]{3}")
 # The sandbox (like TikTok) refuses older event times as a unit or clock bug.
 _EARLIEST_EVENT_TIME = 1_420_070_400  # 2015-01-01
 _MAX_FUTURE_SECONDS = 86_400
-# A log field value is cut at 2000 characters and a list at 50 items (shared.log).
+# A log field value is cut at 2000 characters and a list at 50 items (shared.infra.log).
 _REPLAY_CHUNK = 1800
 _REPLAY_MAX_CHUNKS = 50
 
@@ -201,7 +201,7 @@ def click_id(order: Mapping[str, Any]) -> str | None:
     """The order's ttclid: our snippet's ``_ttclid`` meta, else WooCommerce's attribution landing URL.
 
     A click context the collect endpoint stored fills it only when both are
-    empty (shared.orders), so the order's own record of the click wins.
+    empty (shared.receive.orders), so the order's own record of the click wins.
     """
     return meta_value(order, META_TTCLID) or landing_ttclid(order)
 
@@ -650,7 +650,7 @@ def replay(record: Mapping[str, Any], runtime: Runtime) -> Outcome:
 
 
 def log_outcome(outcome: Outcome, **fields: Any) -> None:
-    """Outcomes through shared.log; parked (needs a replay) and refused (lost) are ERRORs."""
+    """Outcomes through shared.infra.log; parked (needs a replay) and refused (lost) are ERRORs."""
     if outcome.kind in (PARKED, REFUSED):
         log.error(outcome.reason, outcome=outcome.kind, event_id=outcome.event_id, **outcome.details, **fields)
     else:

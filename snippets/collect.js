@@ -118,7 +118,7 @@
   }
 
   function consentAnswer() {
-    // The endpoint's reading (shared/consent.py): 'granted', 'denied' or null (the pixel's policy decides).
+    // The endpoint's reading (shared/domain/consent.py): 'granted', 'denied' or null (the pixel's policy decides).
     var c = currentConsent();
     if (c === true || c === false) return c ? 'granted' : 'denied';
     if (!c || typeof c !== 'object') return null;

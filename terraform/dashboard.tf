@@ -9,7 +9,7 @@
 # - one `outcome` line per event; a delivered one has outcome "sent", `source`
 #   (shopify, woocommerce, collect), and `match_keys`: the NAMES of the match keys
 #   the event carried (a list such as ["email", "ttclid"], never a value), as
-#   shared/match_keys.py names them. A filter `jsonPayload.match_keys:"ttclid"`
+#   shared/domain/match_keys.py names them. A filter `jsonPayload.match_keys:"ttclid"`
 #   holds when the list has that element; no key name is part of another, so the
 #   "has" operator cannot match the wrong key.
 # - `match_score`: our 0..10 coverage score of those keys (a proxy, not TikTok's EMQ).
@@ -21,7 +21,7 @@ locals {
   metric_prefix = replace(var.name_prefix, "-", "_")
   sender_filter = "resource.type=\"cloud_run_revision\" AND resource.labels.service_name=\"${var.name_prefix}-sender\""
 
-  # The keys that weigh in the coverage score (shared/match_keys.py WEIGHTS): one share per key and source.
+  # The keys that weigh in the coverage score (shared/domain/match_keys.py WEIGHTS): one share per key and source.
   # Name and address parts are in the logs and the report, not charted: they weigh nothing on their own.
   dashboard_match_keys = ["ttclid", "email", "phone", "external_id", "ttp", "ip_user_agent"]
 
@@ -426,7 +426,7 @@ resource "google_logging_metric" "match_key" {
 resource "google_logging_metric" "match_score" {
   project         = var.project_id
   name            = "${local.metric_prefix}_match_score"
-  description     = "Coverage score (0..10, shared/match_keys.py) of each delivered event, by source: our proxy, not TikTok's EMQ."
+  description     = "Coverage score (0..10, shared/domain/match_keys.py) of each delivered event, by source: our proxy, not TikTok's EMQ."
   filter          = "${local.sender_filter} AND jsonPayload.outcome=\"sent\" AND jsonPayload.match_score>=0"
   value_extractor = "EXTRACT(jsonPayload.match_score)"
 

@@ -1,8 +1,8 @@
 # Firestore (native mode) and one TTL policy per collection.
 
 locals {
-  # Must equal shared.store.COLLECTIONS; every document there carries the TTL field
-  # shared.store.TTL_FIELD (tests/infra checks both).
+  # Must equal shared.infra.store.COLLECTIONS; every document there carries the TTL field
+  # shared.infra.store.TTL_FIELD (tests/infra checks both).
   firestore_collections = ["click_contexts", "webhook_deliveries", "order_events", "event_claims", "dead_events"]
   firestore_ttl_field   = "expire_at"
 }

@@ -1,5 +1,5 @@
 # Operations: every function logs one line per request or message with its
-# `outcome` (shared/log.py); one log-based counter turns those lines into a
+# `outcome` (shared/infra/log.py); one log-based counter turns those lines into a
 # metric labelled by outcome and function, and alert policies watch the outcomes
 # that mean an event will not reach TikTok unless a person acts. README
 # "Operations" says what to do for each.

@@ -130,7 +130,7 @@ resource "google_pubsub_subscription" "shopify_push" {
   # For push, the ack deadline is also the request timeout: the function's own.
   ack_deadline_seconds = local.function_runtime.shopify_webhook.timeout_seconds
 
-  # 7 days: the order records (8 days, shared.orders.ORDER_EVENT_TTL) outlive any
+  # 7 days: the order records (8 days, shared.receive.orders.ORDER_EVENT_TTL) outlive any
   # redelivery, and SHOPIFY_MAX_ORDER_AGE_DAYS (at most 7) refuses what waited longer.
   message_retention_duration = "604800s"
 

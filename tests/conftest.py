@@ -2,7 +2,7 @@
 
 - ``emulators`` (session): the Firestore and Pub/Sub emulators of the Google
   Cloud CLI on free ports, started once per test process and stopped after.
-- ``store`` (per test): a :class:`shared.store.Store` whose collections carry
+- ``store`` (per test): a :class:`shared.infra.store.Store` whose collections carry
   a unique prefix, so tests never see each other's documents.
 - ``topic`` (per test): a fresh topic with a pull subscription, to publish to
   and to prove what was (or was not) published.
@@ -61,7 +61,7 @@ def emulators() -> Iterator[localstack.Emulators]:
 
 @pytest.fixture(scope="session")
 def firestore_client(emulators: localstack.Emulators) -> Any:
-    from shared.store import make_client
+    from shared.infra.store import make_client
 
     return make_client(emulators.project)
 
@@ -73,7 +73,7 @@ def collection_prefix() -> str:
 
 @pytest.fixture
 def store(firestore_client: Any, collection_prefix: str) -> Any:
-    from shared.store import Store
+    from shared.infra.store import Store
 
     return Store(firestore_client, prefix=collection_prefix)
 
@@ -117,7 +117,7 @@ class TopicUnderTest:
 def pubsub_clients(emulators: localstack.Emulators) -> tuple[Any, Any]:
     from google.cloud import pubsub_v1
 
-    from shared.pubsub import make_publisher_client
+    from shared.infra.pubsub import make_publisher_client
 
     return make_publisher_client(), pubsub_v1.SubscriberClient()
 
@@ -135,7 +135,7 @@ def topic(emulators: localstack.Emulators, pubsub_clients: tuple[Any, Any]) -> T
 
 @pytest.fixture
 def event_publisher(topic: TopicUnderTest, pubsub_clients: tuple[Any, Any]) -> Any:
-    from shared.pubsub import EventPublisher
+    from shared.infra.pubsub import EventPublisher
 
     return EventPublisher(pubsub_clients[0], topic.project, topic.topic)
 
@@ -211,7 +211,7 @@ def own_stack(emulators: localstack.Emulators) -> Iterator[RunningStack]:
 @pytest.fixture(scope="module")
 def stack_store(stack: RunningStack, firestore_client: Any) -> Any:
     """A store over the stack's own collections, to look at what its functions wrote."""
-    from shared.store import Store
+    from shared.infra.store import Store
 
     return Store(firestore_client, prefix=stack.settings["FIRESTORE_COLLECTION_PREFIX"])
 
@@ -246,7 +246,7 @@ class Downstream:
     """The sender's real claim-send-record path for what a test's receiver published, and TikTok's count.
 
     Receivers no longer deduplicate order events: the sender's claim on the
-    deterministic event_id does (shared.orders). A receiver test that proves
+    deterministic event_id does (shared.receive.orders). A receiver test that proves
     "one Purchase" therefore pushes every message its receiver published
     through a :class:`shared.delivery.Processor` (claims in the test's own
     Firestore collections, the TikTok sandbox in a thread), each message as
@@ -274,7 +274,7 @@ class Downstream:
         from concurrent.futures import ThreadPoolExecutor
 
         from shared.delivery import Processor, decode_message
-        from shared.tiktok_api import TikTokClient
+        from shared.tiktok.api import TikTokClient
         from tests.test_tiktok_api import TOKEN
 
         envelopes = [decode_message({"data": base64.b64encode(m.data).decode()}) for m in messages]

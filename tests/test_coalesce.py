@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from shared.coalesce import GroupCommit
+from shared.infra.coalesce import GroupCommit
 
 
 class Flusher:

@@ -9,14 +9,14 @@ from typing import Any
 import pytest
 
 from shared.config import PixelConfig, Tenants
-from shared.consent import ConsentSnapshot, decide
-from shared.orders import JOIN_CUSTOMER, JOIN_SHOPIFY_CART, JOIN_SHOPIFY_CHECKOUT, JOIN_WOO_SESSION
+from shared.domain.consent import ConsentSnapshot, decide
 from shared.receive.collect.admission import admit, client_ip, drop_reason, is_preview_page, normalize_origin
 from shared.receive.collect.handler import Runtime, handle
 from shared.receive.collect.http import HttpRequest, Refused
 from shared.receive.collect.keys import sign_customer_id
 from shared.receive.collect.plan import Plan, build_plan
 from shared.receive.collect.schema import CollectBody, parse_body
+from shared.receive.orders import JOIN_CUSTOMER, JOIN_SHOPIFY_CART, JOIN_SHOPIFY_CHECKOUT, JOIN_WOO_SESSION
 
 PIXEL = "CTESTPIXEL01"
 ORIGIN = "https://shop.example"

@@ -3,7 +3,7 @@
 Each test posts through the real collect function (functions-framework's test
 client, Firestore and Pub/Sub emulators), as a third party would: a forged
 ``Origin`` or the public collect key, a guessed customer id. Then the order
-webhook's join runs as the webhooks run it (:func:`shared.orders.process_order_event`
+webhook's join runs as the webhooks run it (:func:`shared.receive.orders.process_order_event`
 on the same Firestore, publishing to the same topic), and the test reads what
 reached the topic.
 
@@ -22,18 +22,18 @@ from typing import Any
 import pytest
 
 from shared.config import PixelConfig
-from shared.identity import RawIdentity
-from shared.orders import (
+from shared.domain.identity import RawIdentity
+from shared.outcome import Outcome
+from shared.receive.collect.keys import sign_customer_id
+from shared.receive.orders import (
     JOIN_CUSTOMER,
     JOIN_SHOPIFY_CART,
     JOIN_SHOPIFY_CHECKOUT,
     JOIN_WOO_ORDER_KEY,
     JOIN_WOO_SESSION,
     OrderEvent,
-    Outcome,
     process_order_event,
 )
-from shared.receive.collect.keys import sign_customer_id
 from tests.conftest import decode_message
 from tests.test_collect_function import (  # noqa: F401 (fixtures)
     KEY,
@@ -85,7 +85,7 @@ def order(platform: str, order_id: str, keys: list[tuple[str, str]], email: str 
 
 def webhook(collect: Collect, event: OrderEvent) -> tuple[Outcome, list[dict]]:
     """The order webhook's join and publish, then what reached the topic."""
-    from shared.pubsub import EventPublisher, make_publisher_client
+    from shared.infra.pubsub import EventPublisher, make_publisher_client
 
     publisher = EventPublisher(make_publisher_client(), collect.topic.project, collect.topic.topic)
     outcome = process_order_event(event, pixel=PixelConfig(pixel_code=PIXEL), policy="opt-in", store=collect.store,

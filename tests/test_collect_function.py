@@ -20,10 +20,10 @@ from typing import Any
 import functions_framework
 import pytest
 
-from shared.consent import ConsentSnapshot
-from shared.orders import JOIN_CUSTOMER, JOIN_SHOPIFY_CART, JOIN_SHOPIFY_CHECKOUT
+from shared.domain.consent import ConsentSnapshot
+from shared.infra.store import CLICK_CONTEXTS, COLLECTIONS, TTL_FIELD
 from shared.receive.collect.keys import sign_customer_id
-from shared.store import CLICK_CONTEXTS, COLLECTIONS, TTL_FIELD
+from shared.receive.orders import JOIN_CUSTOMER, JOIN_SHOPIFY_CART, JOIN_SHOPIFY_CHECKOUT
 from tests.conftest import decode_message
 from tests.helpers import ROOT
 
@@ -171,10 +171,10 @@ def test_a_consented_add_to_cart_stores_the_click_context_and_publishes_the_page
 
 
 def test_what_collect_stores_is_what_the_order_flow_reads(collect):
-    """The webhooks' shared.orders.build_envelope joins on exactly these fields."""
+    """The webhooks' shared.receive.orders.build_envelope joins on exactly these fields."""
     from shared.config import PixelConfig
-    from shared.identity import RawIdentity
-    from shared.orders import OrderEvent, build_envelope
+    from shared.domain.identity import RawIdentity
+    from shared.receive.orders import OrderEvent, build_envelope
 
     token = f"chk-{uuid.uuid4().hex}"
     document = request_body(
@@ -360,8 +360,8 @@ def test_preflight_from_a_foreign_origin_is_refused(collect):
 
 def _plan(token: str, **context: Any):
     from shared.config import PixelConfig
-    from shared.consent import ConsentDecision
-    from shared.models import Envelope
+    from shared.domain.consent import ConsentDecision
+    from shared.domain.models import Envelope
     from shared.receive.collect.plan import Plan
 
     envelope = Envelope(source="collect", pixel_code=PIXEL, event="AddToCart", event_id=f"evt-{token}",
@@ -415,9 +415,9 @@ def test_an_unreachable_firestore_answers_503_within_the_bound(
     emulators, collection_prefix, event_publisher, monkeypatch
 ):
     from shared.config import PixelConfig, Tenants
+    from shared.infra.store import Store, make_client
     from shared.receive.collect import handler as domain
     from shared.receive.collect.http import HttpRequest
-    from shared.store import Store, make_client
     from tests.test_woocommerce_webhook import emulator_host_pointing_nowhere
 
     monkeypatch.setattr(domain, "STORE_TIMEOUT_SECONDS", 0.5)

@@ -1,7 +1,7 @@
 """One bad collect request fails only itself (issue 12, finding 4), against the real function and emulators.
 
 Concurrent requests of an instance share one Pub/Sub publish and one Firestore
-batch (shared.coalesce.GroupCommit). A request whose data cannot be serialised
+batch (shared.infra.coalesce.GroupCommit). A request whose data cannot be serialised
 (a lone UTF-16 surrogate, ``"\\ud800"``, is valid JSON but not text) used to
 pass validation and then fail the whole group's publish: everyone got 503.
 """
@@ -14,7 +14,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from shared.orders import JOIN_SHOPIFY_CART
+from shared.receive.orders import JOIN_SHOPIFY_CART
 from tests.conftest import decode_message
 from tests.test_collect_function import (  # noqa: F401 (fixtures)
     PIXEL,
@@ -75,8 +75,8 @@ def test_concurrent_poison_requests_fail_alone_and_every_legitimate_one_is_accep
 
 def test_a_plan_that_would_not_serialise_is_refused_before_it_joins_a_group():
     from shared.config import PixelConfig
-    from shared.consent import ConsentDecision
-    from shared.models import Envelope, Properties
+    from shared.domain.consent import ConsentDecision
+    from shared.domain.models import Envelope, Properties
     from shared.receive.collect import plan as domain
 
     envelope = Envelope(source="collect", pixel_code=PIXEL, event="AddToCart", event_id="e1",
@@ -91,8 +91,8 @@ def test_a_plan_that_would_not_serialise_is_refused_before_it_joins_a_group():
 
 def _plan(token: str, note: str):
     from shared.config import PixelConfig
-    from shared.consent import ConsentDecision
-    from shared.models import Envelope, Properties
+    from shared.domain.consent import ConsentDecision
+    from shared.domain.models import Envelope, Properties
     from shared.receive.collect.plan import Plan
 
     envelope = Envelope(source="collect", pixel_code=PIXEL, event="AddToCart", event_id=f"evt-{token}",

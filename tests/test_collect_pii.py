@@ -13,7 +13,7 @@ import uuid
 
 import pytest
 
-from shared.models import Properties
+from shared.domain.models import Properties
 from shared.receive.collect.plan import is_personal_name, scrub_properties
 from tests.test_collect_function import (  # noqa: F401 (fixtures)
     collect,

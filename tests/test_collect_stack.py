@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from shared.orders import JOIN_SHOPIFY_CART
+from shared.receive.orders import JOIN_SHOPIFY_CART
 from tests.helpers import sandbox_events, wait_for_sandbox_events, wait_until
 
 pytestmark = pytest.mark.stack

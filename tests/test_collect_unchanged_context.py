@@ -12,8 +12,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from shared.orders import JOIN_SHOPIFY_CART
 from shared.receive.collect.commit import KnownContexts, context_digest
+from shared.receive.orders import JOIN_SHOPIFY_CART
 from tests.test_collect_function import PIXEL, Collect, make_collect, request_body  # noqa: F401 (fixtures)
 
 GRANT = {"marketingAllowed": True, "saleOfDataAllowed": True}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared.consent import ConsentSnapshot, decide
+from shared.domain.consent import ConsentSnapshot, decide
 
 
 @pytest.mark.parametrize(

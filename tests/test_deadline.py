@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from shared.deadline import BoundedProxy, Deadline, DependencyUnavailable
+from shared.infra.deadline import BoundedProxy, Deadline, DependencyUnavailable
 
 
 class Slow:

@@ -28,8 +28,8 @@ from shared.delivery import (
     decode_message,
     deliver,
 )
-from shared.models import Envelope
-from shared.tiktok_api import ApiResult
+from shared.domain.models import Envelope
+from shared.tiktok.api import ApiResult
 
 PIXEL = "CTESTPIXEL0001"
 EMAIL_HASH = "836f82db99121b3481011f16b49dfa5fbc714a0d1b1b9f784a1ebbbf5b39577f"

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from shared.delivery import DEAD, DUPLICATE, RETRY, SENT, Counters, Processor
-from shared.store import DEAD_EVENTS, EVENT_CLAIMS, TTL_FIELD, utcnow
-from shared.tiktok_api import TikTokClient
+from shared.infra.store import DEAD_EVENTS, EVENT_CLAIMS, TTL_FIELD, utcnow
+from shared.tiktok.api import TikTokClient
 from tests.test_delivery import PIXEL, make_envelope
 from tests.test_delivery_store import _claims, _doc
 from tests.test_tiktok_api import TOKEN, RecordingSandbox

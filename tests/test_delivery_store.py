@@ -23,9 +23,9 @@ from shared.delivery import (
     MalformedMessage,
     Processor,
 )
-from shared.orders import block_purchase
-from shared.store import DEAD_EVENTS, EVENT_CLAIMS, TTL_FIELD, doc_id, utcnow
-from shared.tiktok_api import ApiResult, TikTokClient
+from shared.infra.store import DEAD_EVENTS, EVENT_CLAIMS, TTL_FIELD, doc_id, utcnow
+from shared.receive.orders import block_purchase
+from shared.tiktok.api import ApiResult, TikTokClient
 from tests.test_delivery import PIXEL, make_envelope
 from tests.test_tiktok_api import TOKEN, RecordingSandbox
 
@@ -209,7 +209,7 @@ def test_a_takeover_after_the_lease_is_counted(store: Any) -> None:
     assert counters.snapshot()["claims.taken_over"] == 1
 
 
-# --- a cancellation's tombstone on the Purchase (shared.orders.block_purchase) ---------
+# --- a cancellation's tombstone on the Purchase (shared.receive.orders.block_purchase) ---------
 
 
 def _tombstone(store: Any, envelope: Any) -> bool:

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import pytest
 
 from shared.delivery import SENT, Counters, Dispatcher, Outcome, batch_due
-from shared.models import Envelope
+from shared.domain.models import Envelope
 from tests.test_delivery import make_envelope
 
 WAIT, IDLE, HOLD = 0.050, 0.015, 1.0

@@ -208,7 +208,7 @@ def test_without_a_stack_or_credentials_a_command_explains_itself_in_one_line(tm
 
 
 def test_a_file_left_by_a_dead_stack_is_not_trusted(tmp_path):
-    from shared import localenv
+    from shared.infra import localenv
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     path = tmp_path / "stack.json"

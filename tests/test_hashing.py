@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared import hashing
-from shared.identity import RawIdentity, build_user
+from shared.domain import hashing
+from shared.domain.identity import RawIdentity, build_user
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 HEX64 = set("0123456789abcdef")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from shared import log
+from shared.infra import log
 
 
 def test_lines_are_json_with_severity_and_message(capsys):

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from shared import match_keys
 from shared.delivery import COUNTERS
-from shared.metrics import Counters, delivered_counts
-from shared.models import UserData
-from shared.store import EVENT_CLAIMS, doc_id
+from shared.domain import match_keys
+from shared.domain.models import UserData
+from shared.infra.metrics import Counters, delivered_counts
+from shared.infra.store import EVENT_CLAIMS, doc_id
 from tests.test_delivery import PIXEL, make_envelope
 from tests.test_sender import make_sender, sandbox  # noqa: F401 (fixtures)
 from tests.test_tiktok_api import RecordingSandbox

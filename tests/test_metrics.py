@@ -7,8 +7,8 @@ import datetime as dt
 import functions_framework
 import pytest
 
-from shared.metrics import COUNTERS, Counters, metrics_reply
-from shared.models import Envelope
+from shared.domain.models import Envelope
+from shared.infra.metrics import COUNTERS, Counters, metrics_reply
 from tests.helpers import ROOT
 
 HOUR = dt.timedelta(hours=1)

@@ -7,9 +7,9 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from shared.events import canonical_event_name, order_event_id, shop_key
-from shared.hashing import sha256_hex
-from shared.models import (
+from shared.domain.events import canonical_event_name, order_event_id, shop_key
+from shared.domain.hashing import sha256_hex
+from shared.domain.models import (
     Envelope,
     MixedBatchError,
     TrackRequest,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from shared.models import Envelope
+from shared.domain.models import Envelope
 from tests.conftest import decode_message
 
 
@@ -33,8 +33,8 @@ def test_sequential_publishes_do_not_wait_on_the_default_10ms_batch_timer(event_
 
 
 def test_more_messages_than_one_rpc_takes_leave_in_several_and_all_arrive(event_publisher, topic):
-    from shared.metrics import COUNTERS
-    from shared.pubsub import MAX_MESSAGES_PER_RPC
+    from shared.infra.metrics import COUNTERS
+    from shared.infra.pubsub import MAX_MESSAGES_PER_RPC
 
     count = MAX_MESSAGES_PER_RPC + 5
     before = COUNTERS.snapshot().get("pubsub.rpcs", 0)
@@ -48,7 +48,7 @@ def test_publish_async_overlaps_and_reports_a_missing_topic_as_its_own_failure(p
     import pytest
     from google.api_core import exceptions
 
-    from shared.pubsub import EventPublisher
+    from shared.infra.pubsub import EventPublisher
 
     missing = EventPublisher(pubsub_clients[0], emulators.project, "no-such-topic-here")
     future = missing.publish_async([make("lost")])
@@ -57,7 +57,7 @@ def test_publish_async_overlaps_and_reports_a_missing_topic_as_its_own_failure(p
 
 
 def test_requests_are_split_by_size_as_well_as_by_count():
-    from shared.pubsub import MAX_BYTES_PER_RPC, MAX_MESSAGES_PER_RPC, _chunks
+    from shared.infra.pubsub import MAX_BYTES_PER_RPC, MAX_MESSAGES_PER_RPC, _chunks
 
     big = [(b"x" * 1_000_000, {"pixel_code": "PIX"}) for _ in range(20)]
     sizes = [len(chunk) for chunk in _chunks(big)]

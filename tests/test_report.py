@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from shared import report
-from shared.orders import block_purchase
-from shared.store import DEAD_EVENTS, EVENT_CLAIMS, ORDER_EVENTS
+from shared.infra.store import DEAD_EVENTS, EVENT_CLAIMS, ORDER_EVENTS
+from shared.receive.orders import block_purchase
 from tests.helpers import ROOT
 
 NOW = dt.datetime(2026, 12, 2, 12, 0, tzinfo=dt.timezone.utc)
@@ -95,7 +95,7 @@ def test_a_cancellations_tombstone_on_the_purchase_counts_as_skipped_by_the_canc
         {"kind": "cancelled", "created_at": T2},  # the cancellation's own record: no event
     ]
     claims = [
-        # shared.orders.block_purchase: the Purchase's sender claim, taken by the cancellation.
+        # shared.receive.orders.block_purchase: the Purchase's sender claim, taken by the cancellation.
         {"event_id": shop_id(2), "state": "cancelled", "source": "shopify", "created_at": T2},
         {"event_id": shop_id(3), "state": "sent", "source": "shopify", "match_keys": ["email"], "created_at": T2},
     ]  # fmt: skip

@@ -22,8 +22,8 @@ import httpx
 import pytest
 
 from shared import report
-from shared.localenv import write_stack
-from shared.orders import JOIN_SHOPIFY_CHECKOUT
+from shared.infra.localenv import write_stack
+from shared.receive.orders import JOIN_SHOPIFY_CHECKOUT
 from tests.helpers import ROOT, sandbox_events, wait_for_sandbox_events, wait_until
 from tests.test_shopify_stack import deliver, purchase_id
 from tests.test_shopify_stack import grant as shopify_grant

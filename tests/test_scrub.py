@@ -1,10 +1,10 @@
-"""Personal data removed from free text before it is published (shared.scrub)."""
+"""Personal data removed from free text before it is published (shared.domain.scrub)."""
 
 from __future__ import annotations
 
 import pytest
 
-from shared.scrub import looks_like_pii, scrub_text, scrub_url
+from shared.domain.scrub import looks_like_pii, scrub_text, scrub_url
 
 
 @pytest.mark.parametrize(

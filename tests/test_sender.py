@@ -23,10 +23,10 @@ import functions_framework
 import pytest
 
 from shared.delivery import COUNTERS
-from shared.events import order_event_id
-from shared.identity import RawIdentity, build_user
-from shared.models import Envelope
-from shared.store import DEAD_EVENTS, EVENT_CLAIMS, TTL_FIELD, doc_id, utcnow
+from shared.domain.events import order_event_id
+from shared.domain.identity import RawIdentity, build_user
+from shared.domain.models import Envelope
+from shared.infra.store import DEAD_EVENTS, EVENT_CLAIMS, TTL_FIELD, doc_id, utcnow
 from tests.conftest import push_body
 from tests.helpers import wait_until
 from tests.test_delivery import PIXEL, make_envelope

@@ -37,8 +37,8 @@ import localstack
 import pytest
 
 from functions.sender import redrive
-from shared.models import Envelope
-from shared.store import Store
+from shared.domain.models import Envelope
+from shared.infra.store import Store
 from tests.helpers import sandbox_events, wait_for_sandbox_events, wait_until
 from tests.test_delivery import EMAIL_HASH
 
@@ -70,7 +70,7 @@ def dead_letter_queue(stack: Any) -> redrive.DeadLetterQueue:
 
 def _claimed(store: Any, envelopes: list[Envelope]) -> bool:
     """Whether an attempt holds (state "sending") the claim of at least one of the envelopes."""
-    from shared.store import EVENT_CLAIMS, doc_id
+    from shared.infra.store import EVENT_CLAIMS, doc_id
 
     refs = [store.collection(EVENT_CLAIMS).document(doc_id(*e.claim_key())) for e in envelopes]
     return any((snap := ref.get()).exists and snap.to_dict()["state"] == "sending" for ref in refs)

@@ -21,8 +21,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from shared.delivery import MalformedMessage, decode_message
-from shared.store import DEAD_EVENTS, doc_id
-from shared.untrusted import clean_text
+from shared.domain.untrusted import clean_text
+from shared.infra.store import DEAD_EVENTS, doc_id
 from tests.test_delivery import make_envelope
 from tests.test_sender import make_sender, sandbox  # noqa: F401 (fixtures)
 

@@ -15,8 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
-from shared.models import Envelope
-from shared.store import DEAD_EVENTS, Store, doc_id
+from shared.domain.models import Envelope
+from shared.infra.store import DEAD_EVENTS, Store, doc_id
 from tests.conftest import push_body
 from tests.helpers import sandbox_events, wait_for_sandbox_events, wait_until
 from tests.test_delivery import EMAIL_HASH

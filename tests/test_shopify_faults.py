@@ -9,7 +9,7 @@ for any non-2xx or unanswered delivery, until it gets a 200.
 
 The receiver claims nothing: every delivery of an order event is published,
 and the sender's claim on its deterministic event_id makes them one Purchase
-(shared.orders). So the messages on the topic are counted first (none lost),
+(shared.receive.orders). So the messages on the topic are counted first (none lost),
 then pushed through the real sender (``downstream``), and the Purchases are
 counted at TikTok (the sandbox): exactly one, or none after a cancellation.
 Re-publishing is the price of never losing one: when the instance dies after
@@ -31,9 +31,9 @@ import pytest
 
 from shared import shopify
 from shared.config import ShopifySettings
-from shared.orders import JOIN_SHOPIFY_CHECKOUT
-from shared.pubsub import EventPublisher
-from shared.store import EVENT_CLAIMS, WEBHOOK_DELIVERIES
+from shared.infra.pubsub import EventPublisher
+from shared.infra.store import EVENT_CLAIMS, WEBHOOK_DELIVERIES
+from shared.receive.orders import JOIN_SHOPIFY_CHECKOUT
 from tests.conftest import decode_message
 from tests.helpers import shopify_signature
 from tests.test_shopify_mapping import SHOP

@@ -17,8 +17,8 @@ from collections.abc import Iterator
 import functions_framework
 import pytest
 
-from shared.orders import JOIN_SHOPIFY_CHECKOUT
-from shared.store import CLICK_CONTEXTS, EVENT_CLAIMS, ORDER_EVENTS
+from shared.infra.store import CLICK_CONTEXTS, EVENT_CLAIMS, ORDER_EVENTS
+from shared.receive.orders import JOIN_SHOPIFY_CHECKOUT
 from tests.conftest import decode_message
 from tests.helpers import ROOT, shopify_signature
 from tests.test_shopify_mapping import SHOP

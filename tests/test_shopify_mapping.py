@@ -1,7 +1,7 @@
 """Shopify webhooks, the pure part: signatures, topic routing, order mapping, skip rules.
 
 No emulator, no HTTP: everything here is :mod:`shared.shopify` and
-:mod:`shared.webhooks` on the sample payloads in tests/fixtures/shopify/.
+:mod:`shared.receive.signatures` on the sample payloads in tests/fixtures/shopify/.
 """
 
 from __future__ import annotations
@@ -17,9 +17,10 @@ from hypothesis import strategies as st
 
 from shared import shopify
 from shared.config import ShopifyShopConfig
-from shared.identity import build_user
-from shared.orders import JOIN_CUSTOMER, JOIN_SHOPIFY_CART, JOIN_SHOPIFY_CHECKOUT, Outcome
-from shared.webhooks import verify_hmac_base64
+from shared.domain.identity import build_user
+from shared.outcome import Outcome
+from shared.receive.orders import JOIN_CUSTOMER, JOIN_SHOPIFY_CART, JOIN_SHOPIFY_CHECKOUT
+from shared.receive.signatures import verify_hmac_base64
 from tests.helpers import load_fixture, shopify_signature
 
 SHOP = "local-shop.myshopify.com"

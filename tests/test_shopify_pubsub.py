@@ -23,9 +23,9 @@ import pytest
 
 from shared import shopify, shopify_pubsub
 from shared.config import ShopifySettings
-from shared.orders import JOIN_SHOPIFY_CHECKOUT
-from shared.pubsub import EventPublisher, make_publisher_client
-from shared.store import COLLECTIONS, EVENT_CLAIMS, ORDER_EVENTS, Store, make_client
+from shared.infra.pubsub import EventPublisher, make_publisher_client
+from shared.infra.store import COLLECTIONS, EVENT_CLAIMS, ORDER_EVENTS, Store, make_client
+from shared.receive.orders import JOIN_SHOPIFY_CHECKOUT
 from tests.conftest import push_body
 from tests.helpers import ROOT
 from tests.test_shopify_mapping import SHOP

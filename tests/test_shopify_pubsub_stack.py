@@ -20,8 +20,8 @@ import httpx
 import pytest
 
 from scripts import localstack
-from shared.orders import JOIN_SHOPIFY_CHECKOUT
-from shared.store import ORDER_EVENTS
+from shared.infra.store import ORDER_EVENTS
+from shared.receive.orders import JOIN_SHOPIFY_CHECKOUT
 from tests.helpers import load_fixture, sandbox_events, wait_for_sandbox_events, wait_until
 from tests.test_shopify_mapping import SHOP
 from tests.test_shopify_stack import claim_state, deliver, grant, purchase_id, sent_after_sentinel

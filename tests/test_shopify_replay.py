@@ -12,7 +12,8 @@ import pytest
 
 from shared import shopify
 from shared.config import ConfigError, ShopifySettings
-from shared.orders import ORDER_EVENT_TTL, Outcome
+from shared.outcome import Outcome
+from shared.receive.orders import ORDER_EVENT_TTL
 from tests.test_shopify_mapping import SHOP, TRUE_ORDER_ID, documented_order, shop_config
 
 NOW = 1_790_000_000

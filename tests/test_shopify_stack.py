@@ -8,7 +8,7 @@ Every test uses its own order ids and tokens and reads the sandbox filtered by
 event_id, because the stack and its sandbox are shared by the whole session.
 
 The webhook publishes every delivery of an order event; the sender's claim on
-its deterministic event_id makes them one Purchase (shared.orders). Once that
+its deterministic event_id makes them one Purchase (shared.receive.orders). Once that
 claim says "sent", every later copy is answered "duplicate", so one event at
 the sandbox plus a "sent" claim means one Purchase for good.
 """
@@ -25,8 +25,8 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from shared.orders import JOIN_SHOPIFY_CART, JOIN_SHOPIFY_CHECKOUT
-from shared.store import EVENT_CLAIMS, ORDER_EVENTS, WEBHOOK_DELIVERIES, Store
+from shared.infra.store import EVENT_CLAIMS, ORDER_EVENTS, WEBHOOK_DELIVERIES, Store
+from shared.receive.orders import JOIN_SHOPIFY_CART, JOIN_SHOPIFY_CHECKOUT
 from tests.helpers import sandbox_events, shopify_signature, wait_for_sandbox_events, wait_until
 from tests.test_shopify_mapping import SHOP, documented_order
 from tests.test_shopify_webhook import DENIED, GRANTED, new_order

@@ -7,7 +7,7 @@ Firestore and published to Pub/Sub.
 
 The receiver claims no order event: every delivery of one is published, and
 the sender's claim on its deterministic event_id makes them one Purchase
-(shared.orders). Tests of "one Purchase" therefore count every message on the
+(shared.receive.orders). Tests of "one Purchase" therefore count every message on the
 topic (none lost), push them all through the real sender (conftest's
 ``downstream``) and count what TikTok received.
 """
@@ -29,10 +29,9 @@ import pytest
 
 from shared import shopify
 from shared.config import ShopifySettings
-from shared.metrics import COUNTERS
-from shared.orders import JOIN_SHOPIFY_CART, JOIN_SHOPIFY_CHECKOUT
-from shared.pubsub import EventPublisher, make_publisher_client
-from shared.store import (
+from shared.infra.metrics import COUNTERS
+from shared.infra.pubsub import EventPublisher, make_publisher_client
+from shared.infra.store import (
     CLICK_CONTEXTS,
     COLLECTIONS,
     EVENT_CLAIMS,
@@ -42,6 +41,7 @@ from shared.store import (
     doc_id,
     make_client,
 )
+from shared.receive.orders import JOIN_SHOPIFY_CART, JOIN_SHOPIFY_CHECKOUT
 from tests.conftest import decode_message
 from tests.helpers import ROOT, shopify_signature
 from tests.test_shopify_mapping import SHOP, documented_order

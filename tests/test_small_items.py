@@ -14,7 +14,7 @@ from typing import Any
 import functions_framework
 import pytest
 
-from shared import orders, shopify, woocommerce
+from shared import shopify, woocommerce
 from shared.config import (
     CollectSettings,
     ConfigError,
@@ -23,9 +23,10 @@ from shared.config import (
     WooCommerceSettings,
     WooCommerceSiteConfig,
 )
-from shared.consent import ConsentDecision, ConsentSnapshot, decide
-from shared.identity import RawIdentity, build_user, valid_ip
-from shared.models import Envelope, UserData
+from shared.domain.consent import ConsentDecision, ConsentSnapshot, decide
+from shared.domain.identity import RawIdentity, build_user, valid_ip
+from shared.domain.models import Envelope, UserData
+from shared.receive import orders
 from shared.receive.collect.handler import Runtime, handle, log_reply
 from shared.receive.collect.http import HttpRequest
 from shared.receive.collect.plan import Plan, build_plan

@@ -7,8 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from shared import store as store_module
-from shared.store import CLICK_CONTEXTS, ORDER_EVENTS, TTL_FIELD, WEBHOOK_DELIVERIES, doc_id
+from shared.infra import store as store_module
+from shared.infra.store import CLICK_CONTEXTS, ORDER_EVENTS, TTL_FIELD, WEBHOOK_DELIVERIES, doc_id
 
 HOUR = dt.timedelta(hours=1)
 
@@ -120,7 +120,7 @@ def test_several_contexts_in_one_batch_leave_what_consecutive_writes_would(store
 
 
 def test_a_batch_over_firestores_limit_is_refused_before_any_write(store):
-    from shared.store import MAX_BATCH_WRITES
+    from shared.infra.store import MAX_BATCH_WRITES
 
     too_many = [("PIX", [("cart_token", f"big-{i}")], {"ttp": "t"}, HOUR) for i in range(MAX_BATCH_WRITES + 1)]
     with pytest.raises(ValueError, match="501 documents"):

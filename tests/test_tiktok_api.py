@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from shared.tiktok_api import TikTokClient, classify, classify_exception
+from shared.tiktok.api import TikTokClient, classify, classify_exception
 
 TOKEN = "test-token-abc"
 PIXEL = "CTESTPIXEL0001"

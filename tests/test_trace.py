@@ -10,8 +10,8 @@ from typing import Any
 import functions_framework
 import pytest
 
-from shared import log
 from shared.delivery import REFUSED
+from shared.infra import log
 from tests.conftest import push_body
 from tests.test_delivery import make_envelope
 from tests.test_sender import ROOT, make_sender, sandbox  # noqa: F401 (fixtures used by name)

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from shared import log
-from shared.deadline import bounded
+from shared.infra import log
+from shared.infra.deadline import bounded
 from tests.conftest import push_body
 from tests.test_delivery import make_envelope
 from tests.test_sender import make_sender, sandbox  # noqa: F401 (fixtures used by name)
@@ -28,7 +28,7 @@ def test_a_message_published_inside_a_traced_request_carries_its_traceparent(eve
 
 
 def test_the_trace_survives_a_bounded_call_and_the_publishers_helper_thread(event_publisher, topic) -> None:
-    # Both webhooks publish through shared.deadline.bounded (a thread); collect through publish_async (a pool).
+    # Both webhooks publish through shared.infra.deadline.bounded (a thread); collect through publish_async (a pool).
     with log.request_context({"X-Cloud-Trace-Context": f"{TRACE_ID}/1;o=1"}):
         bounded("pubsub", 10, lambda: event_publisher.publish([make_envelope()]))
         event_publisher.publish_async([make_envelope()]).result(timeout=10)

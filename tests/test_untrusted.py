@@ -1,4 +1,4 @@
-"""Bounded reading and parsing of input anyone can send (shared.untrusted)."""
+"""Bounded reading and parsing of input anyone can send (shared.domain.untrusted)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.untrusted import BodyTooLarge, UnsafeInput, ascii_int, clean_text, parse_json, read_body
+from shared.domain.untrusted import BodyTooLarge, UnsafeInput, ascii_int, clean_text, parse_json, read_body
 
 
 class CountingStream(io.RawIOBase):

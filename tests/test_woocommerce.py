@@ -12,12 +12,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shared import hashing
 from shared.config import PixelConfig, WooCommerceSiteConfig
-from shared.consent import ConsentSnapshot
-from shared.identity import build_user
-from shared.models import envelopes_to_request
-from shared.orders import JOIN_CUSTOMER, JOIN_WOO_ORDER_KEY, JOIN_WOO_SESSION, build_envelope
+from shared.domain import hashing
+from shared.domain.consent import ConsentSnapshot
+from shared.domain.identity import build_user
+from shared.domain.models import envelopes_to_request
+from shared.receive.orders import JOIN_CUSTOMER, JOIN_WOO_ORDER_KEY, JOIN_WOO_SESSION, build_envelope
 from shared.woocommerce import (
     PARKED,
     UnusableOrder,
@@ -226,7 +226,7 @@ def test_checkout_consent_replaces_the_stored_snapshot_and_keeps_the_click():
 
 
 def _as_log_lines(outcome) -> str:
-    # What shared.log writes: one JSON object per line, other lines around it.
+    # What shared.infra.log writes: one JSON object per line, other lines around it.
     record = {"severity": "ERROR", "message": outcome.reason, "outcome": outcome.kind, **outcome.details}
     return "\n".join(["not json", json.dumps({"outcome": "published"}), json.dumps(record), ""])
 
@@ -337,7 +337,7 @@ def test_any_signed_json_object_maps_or_is_refused_with_a_reason(order):
 
 
 def test_bounded_calls_return_wrap_errors_and_give_up_in_time():
-    from shared import deadline
+    from shared.infra import deadline
 
     assert deadline.bounded("firestore", 1.0, lambda: 42) == 42
     with pytest.raises(deadline.DependencyUnavailable, match="firestore unavailable: ValueError: boom"):
@@ -349,7 +349,7 @@ def test_bounded_calls_return_wrap_errors_and_give_up_in_time():
 
 
 def test_too_many_hanging_calls_fail_fast_until_they_return():
-    from shared import deadline
+    from shared.infra import deadline
 
     already_hanging = deadline._abandoned  # calls left by outage tests, if they ran first
     release = threading.Event()

@@ -21,8 +21,9 @@ from hypothesis import strategies as st
 from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request
 
-from shared import identity, woocommerce
-from shared.consent import ConsentSnapshot
+from shared import woocommerce
+from shared.domain import identity
+from shared.domain.consent import ConsentSnapshot
 from shared.woocommerce import MAX_BODY_BYTES, PARKED, REFUSED, map_order, park_order
 from tests.conftest import decode_message
 from tests.helpers import woocommerce_signature
@@ -188,7 +189,7 @@ def test_an_order_whose_identity_can_not_be_hashed_is_parked_without_it_and_repl
         return real_build_user(raw, region)
 
     # Both the flow and the first parking attempt hash the identity; both fail the same way.
-    monkeypatch.setattr("shared.orders.build_user", failing)
+    monkeypatch.setattr("shared.receive.orders.build_user", failing)
     monkeypatch.setattr(woocommerce, "build_user", failing)
     order = granted(new_order())
     reply = deliver_to(healthy, order)

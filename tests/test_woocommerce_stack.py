@@ -22,8 +22,8 @@ from typing import Any
 import httpx
 import pytest
 
-from shared.orders import JOIN_WOO_ORDER_KEY
-from shared.store import EVENT_CLAIMS, ORDER_EVENTS, Store
+from shared.infra.store import EVENT_CLAIMS, ORDER_EVENTS, Store
+from shared.receive.orders import JOIN_WOO_ORDER_KEY
 from tests.helpers import sandbox_events, wait_for_sandbox_events, woocommerce_signature
 from tests.test_woocommerce import documented_order, with_meta
 

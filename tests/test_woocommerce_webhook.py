@@ -8,7 +8,7 @@ not) written to Firestore and published to Pub/Sub.
 
 The receiver claims nothing: every delivery of an order event is published,
 and the sender's claim on the deterministic event_id makes them one Purchase
-(shared.orders). Tests of "one Purchase" therefore count the messages on the
+(shared.receive.orders). Tests of "one Purchase" therefore count the messages on the
 topic exactly (none lost), push them all through the real sender
 (conftest's ``downstream``) and count the Purchases TikTok (the sandbox) got.
 """
@@ -35,10 +35,10 @@ import pytest
 
 from shared import woocommerce
 from shared.delivery import ClaimStore, Counters
-from shared.models import Envelope
-from shared.orders import JOIN_CUSTOMER, JOIN_WOO_ORDER_KEY
-from shared.pubsub import EventPublisher, make_publisher_client
-from shared.store import EVENT_CLAIMS, ORDER_EVENTS, Store, make_client
+from shared.domain.models import Envelope
+from shared.infra.pubsub import EventPublisher, make_publisher_client
+from shared.infra.store import EVENT_CLAIMS, ORDER_EVENTS, Store, make_client
+from shared.receive.orders import JOIN_CUSTOMER, JOIN_WOO_ORDER_KEY
 from tests.conftest import decode_message
 from tests.helpers import ROOT, woocommerce_signature
 from tests.test_woocommerce import documented_order, with_meta

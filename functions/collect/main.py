@@ -1,6 +1,6 @@
 """Browser events -> click contexts and TikTok events: a thin adapter over :mod:`shared.receive.collect`.
 
-GET /metrics serves the instance counters when EXPOSE_METRICS is set (see shared.metrics); any other
+GET /metrics serves the instance counters when EXPOSE_METRICS is set (see shared.infra.metrics); any other
 GET is the health check; OPTIONS is a CORS preflight; POST is a
 collect request (JSON, as ``application/json`` or ``text/plain`` for
 ``navigator.sendBeacon``). Settings and clients are made once per instance, on
@@ -13,10 +13,10 @@ import threading
 
 import functions_framework
 
-from shared import log
 from shared.config import ConfigError
-from shared.http import refusal
-from shared.metrics import metrics_reply
+from shared.infra import log
+from shared.infra.http import refusal
+from shared.infra.metrics import metrics_reply
 from shared.receive import collect as domain
 
 _runtime: domain.Runtime | None = None

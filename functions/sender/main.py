@@ -19,10 +19,10 @@ import threading
 import functions_framework
 from flask import Request, abort, jsonify
 
-from shared import log
 from shared.config import ConfigError, SenderSettings
 from shared.delivery import COUNTERS, REFUSED, PushRefused, Sender, read_push
-from shared.http import refusal
+from shared.infra import log
+from shared.infra.http import refusal
 
 _sender: Sender | None = None
 _lock = threading.Lock()

@@ -109,7 +109,7 @@ class DeadLetterQueue:
     def connect(cls, project: str, topic: str, subscription: str | None) -> DeadLetterQueue:
         from google.cloud import pubsub_v1
 
-        from shared.pubsub import make_publisher_client
+        from shared.infra.pubsub import make_publisher_client
 
         subscriber = pubsub_v1.SubscriberClient()
         publisher = make_publisher_client()
@@ -295,7 +295,7 @@ def main(
             print(f"{outcome.kind:9} {record_id} {outcome.reason}")
     elif records:
         if publisher is None:
-            from shared.pubsub import EventPublisher, make_publisher_client
+            from shared.infra.pubsub import EventPublisher, make_publisher_client
 
             publisher = EventPublisher(make_publisher_client(), settings.project, topic)
         for record_id, message_id in redrive_via_pubsub(claims, records, publisher):
@@ -316,7 +316,7 @@ def main(
 
 
 if __name__ == "__main__":
-    from shared.localenv import prepare
+    from shared.infra.localenv import prepare
 
     # The running `make run` stack's variables when none are exported; else one line on what Google Cloud needs.
     prepare("make redrive", ("GOOGLE_CLOUD_PROJECT",))

@@ -6,7 +6,7 @@ Two entry points, one per delivery method, each deployed as its own function:
 (authenticated by IAM: only the push identity may invoke it, so it never faces
 the public; see :mod:`shared.shopify_pubsub`). Both end in the same verified-delivery path.
 
-GET /metrics serves the instance counters when EXPOSE_METRICS is set (see shared.metrics); any other
+GET /metrics serves the instance counters when EXPOSE_METRICS is set (see shared.infra.metrics); any other
 GET is the health check; POST is a webhook delivery. Settings and
 clients are made once per instance, on first use (see :func:`runtime`).
 The body is read up to SHOPIFY_MAX_BODY_BYTES before anything else: the
@@ -20,12 +20,13 @@ import threading
 
 import functions_framework
 
-from shared import log, shopify
+from shared import shopify
 from shared import shopify_pubsub as pubsub_delivery
 from shared.config import ConfigError
-from shared.http import refusal
-from shared.metrics import metrics_reply
-from shared.untrusted import BodyTooLarge, read_body
+from shared.domain.untrusted import BodyTooLarge, read_body
+from shared.infra import log
+from shared.infra.http import refusal
+from shared.infra.metrics import metrics_reply
 
 _runtime: shopify.Runtime | None = None
 _lock = threading.Lock()

@@ -1,6 +1,6 @@
 """WooCommerce webhooks -> TikTok Purchase events: a thin adapter over :mod:`shared.woocommerce`.
 
-GET /metrics serves the instance counters when EXPOSE_METRICS is set (see shared.metrics); any other
+GET /metrics serves the instance counters when EXPOSE_METRICS is set (see shared.infra.metrics); any other
 GET is the health check; POST is a webhook delivery or the setup
 ping. Settings and clients are made once per instance, on first use (see
 :func:`runtime`); the ping needs neither.
@@ -12,10 +12,11 @@ import threading
 
 import functions_framework
 
-from shared import log, woocommerce
-from shared.http import refusal
-from shared.metrics import metrics_reply
-from shared.untrusted import BodyTooLarge, read_body
+from shared import woocommerce
+from shared.domain.untrusted import BodyTooLarge, read_body
+from shared.infra import log
+from shared.infra.http import refusal
+from shared.infra.metrics import metrics_reply
 
 _runtime: woocommerce.Runtime | None = None
 _lock = threading.Lock()

@@ -7,7 +7,7 @@ records are claimed again, envelopes are deduplicated by the sender's claim and
 by TikTok on their event_id. Uses the function's settings from the environment
 (``GOOGLE_CLOUD_PROJECT``, ``PUBSUB_TOPIC``; for order records also the site,
 pixel and secret settings), or from the running ``make run`` stack when nothing
-is exported (:mod:`shared.localenv`). Prints one JSON line per record; exits 1 if any
+is exported (:mod:`shared.infra.localenv`). Prints one JSON line per record; exits 1 if any
 record could not be replayed (run it again later with the same input)::
 
     gcloud logging read 'jsonPayload.outcome="parked"' --freshness=7d --format=json \\
@@ -21,8 +21,9 @@ import argparse
 import json
 import sys
 
-from shared import localenv, woocommerce
+from shared import woocommerce
 from shared.config import ConfigError
+from shared.infra import localenv
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from shared.orders import JOIN_SHOPIFY_CART, JOIN_WOO_SESSION
+from shared.receive.orders import JOIN_SHOPIFY_CART, JOIN_WOO_SESSION
 from tests.helpers import sandbox_events, wait_for_sandbox_events, wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.stack]
@@ -119,8 +119,8 @@ def test_google_consent_mode_from_the_data_layer_is_honoured(browser, demo_site,
 def test_a_signed_customer_id_becomes_a_join_key_and_an_unsigned_one_does_not(
     browser, demo_site, demo_collect, stack, stack_store
 ):
-    from shared.orders import JOIN_CUSTOMER
     from shared.receive.collect.keys import sign_customer_id
+    from shared.receive.orders import JOIN_CUSTOMER
     from tests.browser.conftest import BROWSER_SIGNING_SECRET
 
     pixel = stack.settings["TIKTOK_PIXEL_CODE"]

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from shared.orders import JOIN_SHOPIFY_CHECKOUT
+from shared.receive.orders import JOIN_SHOPIFY_CHECKOUT
 from tests.helpers import ROOT, wait_for_sandbox_events, wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.stack]
@@ -138,8 +138,8 @@ def test_a_consent_withdrawn_in_the_sandbox_stops_storing(browser, demo_site, de
 def test_the_custom_pixel_sends_the_customer_signature_the_theme_left_in_a_cookie(
     browser, demo_site, demo_collect, stack, stack_store
 ):
-    from shared.orders import JOIN_CUSTOMER
     from shared.receive.collect.keys import sign_customer_id
+    from shared.receive.orders import JOIN_CUSTOMER
     from tests.browser.conftest import BROWSER_SIGNING_SECRET
 
     pixel, customer = stack.settings["TIKTOK_PIXEL_CODE"], str(uuid.uuid4().int % 10**13)

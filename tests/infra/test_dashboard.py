@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from shared import delivery, match_keys
+from shared import delivery
+from shared.domain import match_keys
 from tests.infra.hcl import Expr, Terraform
 from tests.infra.test_monitoring import service_names
 

@@ -14,7 +14,8 @@ import json
 import re
 from contextlib import redirect_stdout
 
-from shared import delivery, log, woocommerce
+from shared import delivery, woocommerce
+from shared.infra import log
 from tests.infra.hcl import Terraform
 
 # What the functions log as `outcome` when an event will not reach TikTok without a person.
@@ -48,7 +49,7 @@ def test_the_metric_counts_every_functions_outcome_field(tf: Terraform) -> None:
     assert all(re.fullmatch(pattern, service) for service in service_names(tf).values())
     assert "jsonPayload.outcome:*" in metric["filter"]
     assert metric["label_extractors"]["outcome"] == "EXTRACT(jsonPayload.outcome)"
-    # ...which is the field shared.log writes.
+    # ...which is the field shared.infra.log writes.
     captured = io.StringIO()
     with redirect_stdout(captured):
         log.outcome("dead", "refused", event_id="e-1")

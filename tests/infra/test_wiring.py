@@ -1,7 +1,7 @@
 """terraform/ is wired to the code: environment, secrets, Pub/Sub topology, TTL policies, IAM.
 
 The expectations come from the code wherever it says them (``FUNCTION_SETTINGS``
-and each class's ``env_names()``/``SECRET_ENV``, ``shared.store.COLLECTIONS``
+and each class's ``env_names()``/``SECRET_ENV``, ``shared.infra.store.COLLECTIONS``
 and ``TTL_FIELD``, the sender's claim TTL), so a change on either side that
 breaks the other fails here.
 """
@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from shared import store
 from shared.config import FUNCTION_SETTINGS, SenderSettings
+from shared.infra import store
 from tests.infra.conftest import ROOT
 from tests.infra.hcl import Expr, Terraform, squash
 

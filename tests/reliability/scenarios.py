@@ -288,7 +288,7 @@ def shopify_master_kill(rs: ReliabilityStack, http: httpx.Client, *, orders: int
 
 
 def _envelope(rs: ReliabilityStack, index: int, tag: str) -> Any:
-    from shared.models import Envelope
+    from shared.domain.models import Envelope
 
     return Envelope.model_validate({
         "source": "shopify", "pixel_code": rs.settings["TIKTOK_PIXEL_CODE"], "event": "Purchase",

@@ -15,9 +15,9 @@ from collections.abc import Iterable, Mapping
 from urllib.parse import parse_qsl, urlsplit
 
 from shared.config import PixelConfig, Tenants
+from shared.domain.untrusted import UnsafeInput, ascii_int, read_body
 from shared.receive.collect.http import HttpRequest, Refused
 from shared.receive.collect.schema import CollectBody
-from shared.untrusted import UnsafeInput, ascii_int, read_body
 
 JSON_TYPES = frozenset({"application/json", "text/plain"})
 

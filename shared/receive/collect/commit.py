@@ -17,9 +17,9 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from typing import Any
 
-from shared.deadline import DependencyUnavailable
+from shared.infra.deadline import DependencyUnavailable
+from shared.infra.store import MAX_BATCH_WRITES, ContextWrite
 from shared.receive.collect.plan import Plan
-from shared.store import MAX_BATCH_WRITES, ContextWrite
 
 # What an instance remembers of the contexts it wrote (see KnownContexts): shorter than any CLICK_TTL_DAYS,
 # long enough for a browsing session; about 200 bytes an entry.

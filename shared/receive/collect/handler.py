@@ -8,12 +8,12 @@ A request goes through these steps, each of which can end it (see docs/collect.m
 4. drops (204, nothing read): prefetch/prerender requests, obvious bots (:mod:`.admission`);
 5. body: ``application/json`` or ``text/plain`` (what ``navigator.sendBeacon``
    sends without a preflight), at most ``COLLECT_MAX_BODY_BYTES`` declared and read,
-   parsed by :func:`shared.untrusted.parse_json` (bounded depth, numbers, no lone surrogates);
+   parsed by :func:`shared.domain.untrusted.parse_json` (bounded depth, numbers, no lone surrogates);
 6. admission: a configured pixel, from one of *its* origins; without an Origin
    (Shopify's pixel sandbox) only with one of its collect keys (:mod:`.admission`);
 7. validation (pydantic): a 400 that names the field (:mod:`.schema`);
 8. join keys: only those the request proves it holds (:mod:`.keys`);
-9. consent: :func:`shared.consent.decide` with the pixel's policy; without
+9. consent: :func:`shared.domain.consent.decide` with the pixel's policy; without
    consent the answer is 204 and nothing is stored or published;
 10. the click context is stored under those join keys and the events are
     published as envelopes carrying the page's event ids, with URLs and free
@@ -21,7 +21,7 @@ A request goes through these steps, each of which can end it (see docs/collect.m
     serialise is refused alone (400) before it joins a group commit (:mod:`.commit`).
 
 Everything up to step 10 is pure; step 10 goes through the :class:`Runtime`'s
-store and publisher. Raw identifiers are hashed by :func:`shared.identity.build_user`
+store and publisher. Raw identifiers are hashed by :func:`shared.domain.identity.build_user`
 and never logged, echoed or published.
 """
 
@@ -32,13 +32,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
-from shared import log
-from shared.coalesce import GroupCommit
 from shared.config import CollectSettings, PixelConfig, Tenants
-from shared.consent import ConsentDecision, decide
-from shared.deadline import BoundedProxy, Deadline
-from shared.metrics import COUNTERS
-from shared.pubsub import publisher_from_settings
+from shared.domain.consent import ConsentDecision, decide
+from shared.infra import log
+from shared.infra.coalesce import GroupCommit
+from shared.infra.deadline import BoundedProxy, Deadline
+from shared.infra.metrics import COUNTERS
+from shared.infra.pubsub import publisher_from_settings
+from shared.infra.store import store_from_settings
 from shared.receive.collect.admission import (
     JSON_TYPES,
     admit,
@@ -56,7 +57,6 @@ from shared.receive.collect.keys import BoundKeys
 from shared.receive.collect.plan import MAX_EVENT_AGE_SECONDS, Plan, bound_keys, build_plan, unserialisable
 from shared.receive.collect.ratelimit import TokenBuckets
 from shared.receive.collect.schema import parse_body
-from shared.store import store_from_settings
 
 # Browsers cache a preflight for at most 2 h (Chromium's cap), so longer is pointless.
 PREFLIGHT_MAX_AGE_SECONDS = 7200
@@ -283,7 +283,7 @@ def _withhold(bound: BoundKeys, pixel: PixelConfig, decision: ConsentDecision, r
     Only under the keys this request proves it holds: a denial posted with someone
     else's (guessable) key must not delete their context.
     """
-    from shared.store import CLICK_CONTEXTS
+    from shared.infra.store import CLICK_CONTEXTS
 
     withdrawn = decision.reason == "denied" and bool(bound.pairs)
     if withdrawn:

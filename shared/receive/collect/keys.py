@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 from pydantic import SecretStr
 
-from shared.orders import (
+from shared.receive.orders import (
     JOIN_CUSTOMER,
     JOIN_SHOPIFY_CART,
     JOIN_SHOPIFY_CHECKOUT,

@@ -1,6 +1,6 @@
 """What an admitted, consented request leads to, as a :class:`Plan`: pure, no I/O.
 
-Identifiers are hashed once (:func:`shared.identity.build_user`); URLs and free
+Identifiers are hashed once (:func:`shared.domain.identity.build_user`); URLs and free
 text are scrubbed of personal data and custom properties whose names say they
 hold it are dropped (docs/collect.md, "What is forwarded"); an event's time is
 the page's within a window, else the time of receipt.
@@ -16,14 +16,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared import log
 from shared.config import PixelConfig
-from shared.consent import ConsentDecision, ConsentSnapshot
-from shared.identity import RawIdentity, build_user
-from shared.models import Envelope, Page, Properties, UserData
+from shared.domain.consent import ConsentDecision, ConsentSnapshot
+from shared.domain.identity import RawIdentity, build_user
+from shared.domain.models import Envelope, Page, Properties, UserData
+from shared.domain.scrub import scrub_text, scrub_url
+from shared.infra import log
 from shared.receive.collect.keys import BoundKeys, bind
 from shared.receive.collect.schema import MAX_NUMBER, CollectBody
-from shared.scrub import scrub_text, scrub_url
 
 SOURCE = "collect"
 # The page's clock is trusted within these bounds; outside them, the time of receipt is used

@@ -12,18 +12,18 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator
 
-from shared.consent import ConsentSnapshot
-from shared.events import UnknownEventName, canonical_event_name
-from shared.models import Properties
-from shared.orders import (
+from shared.domain.consent import ConsentSnapshot
+from shared.domain.events import UnknownEventName, canonical_event_name
+from shared.domain.models import Properties
+from shared.domain.untrusted import UnsafeInput, parse_json
+from shared.receive.collect.http import Refused
+from shared.receive.orders import (
     JOIN_CUSTOMER,
     JOIN_SHOPIFY_CART,
     JOIN_SHOPIFY_CHECKOUT,
     JOIN_WOO_ORDER_KEY,
     JOIN_WOO_SESSION,
 )
-from shared.receive.collect.http import Refused
-from shared.untrusted import UnsafeInput, parse_json
 
 # Numbers in properties: past this no price, quantity or value is real, and TikTok's doubles lose digits.
 MAX_NUMBER = 1e15
@@ -77,7 +77,7 @@ class ConsentInput(BaseModel):
 
 
 class JoinKeysInput(BaseModel):
-    """Where the webhooks will look for this context (the kinds of shared.orders.JOIN_KINDS)."""
+    """Where the webhooks will look for this context (the kinds of shared.receive.orders.JOIN_KINDS)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -275,7 +275,7 @@ def describe_validation(exc: ValidationError, limit: int = 10) -> list[dict[str,
 def parse_body(raw: bytes, max_events: int) -> CollectBody:
     """The validated body, or :class:`Refused` (400) naming the field.
 
-    Parsed by :func:`shared.untrusted.parse_json`: what it lets through (bounded
+    Parsed by :func:`shared.domain.untrusted.parse_json`: what it lets through (bounded
     depth and integers, finite numbers, no lone surrogates) is what the publish
     and the Firestore write can serialise.
     """

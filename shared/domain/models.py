@@ -23,8 +23,8 @@ from pydantic import (
     field_validator,
 )
 
-from shared.events import canonical_event_name
-from shared.hashing import is_sha256_hex
+from shared.domain.events import canonical_event_name
+from shared.domain.hashing import is_sha256_hex
 
 ENVELOPE_SCHEMA_VERSION = 1
 EVENT_SOURCE = "web"
@@ -69,7 +69,7 @@ class UserData(BaseModel):
     @classmethod
     def _public_ip(cls, value: str | None) -> str | None:
         """Dropped unless public: an envelope published before receivers dropped private addresses may hold one."""
-        from shared.identity import valid_ip  # shared.identity builds UserData: imported here, not above
+        from shared.domain.identity import valid_ip  # shared.domain.identity builds UserData: imported here, not above
 
         return valid_ip(value)
 

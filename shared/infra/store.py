@@ -26,7 +26,7 @@ import hashlib
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from shared.metrics import COUNTERS
+from shared.infra.metrics import COUNTERS
 
 CLICK_CONTEXTS = "click_contexts"
 WEBHOOK_DELIVERIES = "webhook_deliveries"
@@ -210,7 +210,7 @@ class Store:
 
 
 def _count(reads: int = 0, writes: int = 0, deletes: int = 0) -> None:
-    """One Firestore RPC and the documents it reads, writes or deletes (see shared.metrics).
+    """One Firestore RPC and the documents it reads, writes or deletes (see shared.infra.metrics).
 
     A write is counted when attempted: a create refused because the document
     exists (a duplicate claim) counts one, though Firestore does not bill it.

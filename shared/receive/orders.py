@@ -11,7 +11,7 @@ module does the rest the same way for both:
 4. publish the envelope.
 
 There is no claim here. The order event's id is deterministic
-(:func:`shared.events.order_event_id`), and the sender claims every order
+(:func:`shared.domain.events.order_event_id`), and the sender claims every order
 event_id before it sends it (``event_claims``, :mod:`shared.delivery`), so
 that one claim is the order's: ``orders/create`` and ``orders/paid``, retries
 and concurrent duplicates each publish, and the sender sends the first and
@@ -35,13 +35,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from shared import log
 from shared.config import ConsentPolicy, PixelConfig
-from shared.consent import ConsentSnapshot, decide
-from shared.events import order_event_id
-from shared.identity import RawIdentity, build_user, valid_ip
-from shared.models import Envelope, Page, Properties, UserData
-from shared.store import EVENT_CLAIMS, ORDER_EVENTS
+from shared.domain.consent import ConsentSnapshot, decide
+from shared.domain.events import order_event_id
+from shared.domain.identity import RawIdentity, build_user, valid_ip
+from shared.domain.models import Envelope, Page, Properties, UserData
+from shared.infra import log
+from shared.infra.store import EVENT_CLAIMS, ORDER_EVENTS
+from shared.outcome import Outcome
 
 # Longer than Shopify's retry window (4 h), its day-late deliveries and
 # TikTok's 48 h dedup window: a replay inside it never makes a second event.
@@ -81,19 +82,6 @@ class OrderEvent:
     @property
     def event_id(self) -> str:
         return order_event_id(self.platform, self.shop, self.order_id, self.event)
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What happened to one delivery; logged and countable the same way everywhere."""
-
-    kind: str  # published | duplicate | withheld_consent | skipped | ignored | rejected | recorded | redacted
-    reason: str = ""
-    event_id: str | None = None
-    details: dict[str, Any] = field(default_factory=dict)
-
-    def log(self, **fields: Any) -> None:
-        log.outcome(self.kind, self.reason or self.kind, event_id=self.event_id, **self.details, **fields)
 
 
 class Publisher(Protocol):

@@ -41,7 +41,7 @@ MAX_SCORE = sum(WEIGHTS.values())
 
 
 def present(user: Any) -> tuple[str, ...]:
-    """The names of the match keys ``user`` (a :class:`shared.models.UserData`) carries, in :data:`KEYS` order."""
+    """The names of the match keys ``user`` (a :class:`~shared.domain.models.UserData`) carries, in KEYS order."""
     found = []
     for key in KEYS:
         if key == "ip_user_agent":

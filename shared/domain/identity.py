@@ -1,4 +1,4 @@
-"""Turn raw shopper identifiers into the hashed :class:`~shared.models.UserData`.
+"""Turn raw shopper identifiers into the hashed :class:`~shared.domain.models.UserData`.
 
 The webhooks and the collect endpoint all go through :func:`build_user`, so a
 raw value is hashed in exactly one place.
@@ -10,8 +10,8 @@ import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from shared import hashing
-from shared.models import UserData
+from shared.domain import hashing
+from shared.domain.models import UserData
 
 
 @dataclass

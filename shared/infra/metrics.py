@@ -9,7 +9,7 @@ readers take differences between two snapshots.
 The sender also counts what it delivered, by pixel, source and event
 (:func:`delivered_counts`): ``delivered.<pixel>.<source>.<event>``, one
 ``match_key.<key>.<pixel>.<source>.<event>`` per match key present
-(:mod:`shared.match_keys`) and ``match_score.<pixel>.<source>.<event>``, the
+(:mod:`shared.domain.match_keys`) and ``match_score.<pixel>.<source>.<event>``, the
 sum of the events' coverage scores (divide by ``delivered`` for the mean).
 
 The receivers are public endpoints, so they serve the counters only when

@@ -38,7 +38,7 @@ from contextvars import ContextVar
 from types import MappingProxyType
 from typing import Any, TypeVar
 
-from shared.untrusted import clean_text
+from shared.domain.untrusted import clean_text
 
 _LEVELS = {"DEBUG": 10, "INFO": 20, "NOTICE": 25, "WARNING": 30, "ERROR": 40, "CRITICAL": 50}
 _PII_FIELDS = frozenset(

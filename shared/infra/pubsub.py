@@ -18,9 +18,9 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from shared import log
-from shared.metrics import COUNTERS
-from shared.models import Envelope
+from shared.domain.models import Envelope
+from shared.infra import log
+from shared.infra.metrics import COUNTERS
 
 PUBLISH_TIMEOUT_SECONDS = 10.0
 MAX_MESSAGES_PER_RPC = 1000  # Pub/Sub's limit per Publish request
