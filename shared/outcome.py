@@ -28,9 +28,12 @@ class Kind(StrEnum):
     WITHHELD_CONSENT = "withheld_consent"  # the shopper's consent does not allow sending
     SKIPPED = "skipped"  # a rule says no event (test, POS, draft or cancelled order; collect: an unchanged context)
     IGNORED = "ignored"  # nothing to do (a topic or status we do not map, a bot, a ping)
+    DROPPED_BOT = "dropped_bot"  # collect: a crawler, previewer, monitor or HTTP library (not read)
+    DROPPED_PREFETCH = "dropped_prefetch"  # collect: a browser's prefetch (not read)
     DROPPED_PREVIEW = "dropped_preview"  # collect: a theme editor or preview page
     PREFLIGHT = "preflight"  # collect: a CORS preflight answered
     REJECTED = "rejected"  # the request is not acceptable (unsigned, forged, malformed, too large)
+    REJECTED_RATE_LIMIT = "rejected_rate_limit"  # collect: over its rate limit, answered 429
     PARKED = "parked"  # WooCommerce: Firestore or Pub/Sub down, the order logged for replay
     REFUSED = "refused"  # answered 4xx without a side effect (WooCommerce: could not even park; sender: not a push)
     ERROR_UNAVAILABLE = "error_unavailable"  # our Firestore or Pub/Sub failed: answered 503 so the caller retries

@@ -12,9 +12,9 @@ from shared.config import PixelConfig, Tenants
 from shared.domain.consent import ConsentSnapshot, decide
 from shared.receive.collect.admission import admit, client_ip, drop_reason, is_preview_page, normalize_origin
 from shared.receive.collect.handler import Runtime, handle
-from shared.receive.collect.http import HttpRequest, Refused
 from shared.receive.collect.keys import sign_customer_id
 from shared.receive.collect.plan import Plan, build_plan
+from shared.receive.collect.request import HttpRequest, Refused
 from shared.receive.collect.schema import CollectBody, parse_body
 from shared.receive.orders import JOIN_CUSTOMER, JOIN_SHOPIFY_CART, JOIN_SHOPIFY_CHECKOUT, JOIN_WOO_SESSION
 
@@ -431,7 +431,7 @@ def test_a_sale_of_data_opt_out_publishes_with_limited_data_use():
 def test_a_consented_request_stores_the_context_under_its_join_keys_and_publishes():
     recorder = Recorder()
     reply = handle(post(body()), runtime(recorder, click_ttl_days=14))
-    assert (reply.status, reply.outcome) == (200, "accepted")
+    assert (reply.status, reply.outcome.kind) == (200, "accepted")
     assert reply.headers["Access-Control-Allow-Origin"] == ORIGIN
     [(pixel, keys, context, ttl)] = recorder.contexts
     assert (pixel, keys, ttl.days) == (PIXEL, [(JOIN_SHOPIFY_CART, CART)], 14)
@@ -443,7 +443,7 @@ def test_a_consented_request_stores_the_context_under_its_join_keys_and_publishe
 def test_without_a_grant_under_opt_in_nothing_is_stored_or_published(consent):
     recorder = Recorder()
     reply = handle(post(body(consent=consent)), runtime(recorder))
-    assert (reply.status, reply.outcome, reply.body) == (204, "withheld_consent", None)
+    assert (reply.status, reply.outcome.kind, reply.body) == (204, "withheld_consent", None)
     assert recorder.contexts == recorder.published == recorder.released == []
 
 
@@ -538,7 +538,7 @@ def test_preview_pages_are_dropped_after_admission():
     recorder = Recorder()
     document = body(context={"page_url": "https://shop.example/?preview_theme_id=1", "join_keys": {"customer_id": 1}})
     reply = handle(post(document), runtime(recorder))
-    assert (reply.status, reply.outcome) == (204, "dropped_preview")
+    assert (reply.status, reply.outcome.kind) == (204, "dropped_preview")
     assert recorder.contexts == recorder.published == []
 
 

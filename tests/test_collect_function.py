@@ -407,7 +407,7 @@ def test_concurrent_requests_share_commits_and_each_gets_its_own_answer(collect)
     assert sorted(e["event_id"] for e in published) == sorted(d["events"][0]["event_id"] for d in documents)
     module = next(m for m in sys.modules.values() if getattr(m, "collect", None) is not None
                   and getattr(m, "_runtime", None) is not None)  # fmt: skip
-    committer = module._runtime._committer
+    committer = module._runtime.peek()._committer.peek()
     assert committer.items_flushed == 40 and committer.flushes < 40
 
 
@@ -417,7 +417,7 @@ def test_an_unreachable_firestore_answers_503_within_the_bound(
     from shared.config import PixelConfig, Tenants
     from shared.infra.store import Store, make_client
     from shared.receive.collect import handler as domain
-    from shared.receive.collect.http import HttpRequest
+    from shared.receive.collect.request import HttpRequest
     from tests.test_woocommerce_webhook import emulator_host_pointing_nowhere
 
     monkeypatch.setattr(domain, "STORE_TIMEOUT_SECONDS", 0.5)

@@ -20,8 +20,9 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from shared.config import PixelConfig, Tenants
+from shared.infra.http import Reply
 from shared.receive.collect import handler as domain
-from shared.receive.collect.http import HttpRequest, Reply
+from shared.receive.collect.request import HttpRequest
 
 PIXEL = "CTESTPIXEL01"
 ORIGIN = "https://shop.example"

@@ -28,8 +28,8 @@ from shared.domain.identity import RawIdentity, build_user, valid_ip
 from shared.domain.models import Envelope, UserData
 from shared.receive import orders
 from shared.receive.collect.handler import Runtime, handle, log_reply
-from shared.receive.collect.http import HttpRequest
 from shared.receive.collect.plan import Plan, build_plan
+from shared.receive.collect.request import HttpRequest
 from tests import test_collect as tc
 from tests.helpers import ROOT, shopify_signature
 from tests.test_shopify_mapping import documented_order as shopify_order
@@ -49,7 +49,7 @@ def test_a_lowercase_currency_in_collect_is_normalised_and_the_request_keeps_its
     recorder = tc.Recorder()
     event = {"event": "AddToCart", "event_id": "evt-usd", "properties": {"currency": " usd ", "value": 9.5}}
     reply = handle(tc.post(tc.body(events=[event])), tc.runtime(recorder))
-    assert (reply.status, reply.outcome) == (200, "accepted")
+    assert (reply.status, reply.outcome.kind) == (200, "accepted")
     assert recorder.published[0].properties.currency == "USD"
     assert recorder.contexts and recorder.contexts[0][2]["ttclid"] == "E.C.P.click"
 
@@ -144,7 +144,7 @@ def test_collect_max_event_age_days_sets_the_window_and_the_answer_says_what_was
     stale = {"event": "ViewContent", "event_id": "v2", "event_time": (dt.datetime.now().timestamp() - 2 * DAY)}
     reply = handle(tc.post(tc.body(events=[stale])), narrow)
     assert reply.status == 200 and [r["event_id"] for r in reply.body["retimed"]] == ["v2"]
-    assert "time of receipt" in reply.reason
+    assert "time of receipt" in reply.outcome.reason
 
 
 @pytest.mark.parametrize("value", ["0", "29"])
@@ -271,12 +271,12 @@ def test_a_withdrawal_says_it_deleted_the_stored_context():
     recorder = tc.Recorder()
     reply = handle(tc.post(tc.body(consent={"marketingAllowed": False})), tc.runtime(recorder))
     assert reply.status == 204 and recorder.released
-    assert "deleted" in reply.reason and "nothing stored" not in reply.reason
+    assert "deleted" in reply.outcome.reason and "nothing stored" not in reply.outcome.reason
 
 
 def test_a_withholding_without_keys_to_delete_says_nothing_was_stored():
     reply = handle(tc.post(tc.body(consent=None, context={})), tc.runtime())
-    assert reply.status == 204 and reply.reason == "consent no_consent: nothing stored or sent"
+    assert reply.status == 204 and reply.outcome.reason == "consent no_consent: nothing stored or sent"
 
 
 def test_the_decision_describes_itself_as_decided():

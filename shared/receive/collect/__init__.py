@@ -2,7 +2,7 @@
 
 One module per step of a request (the steps are listed in :mod:`.handler`):
 
-- ``http``: the request as the adapter hands it over, the :class:`Reply`, a :class:`Refused` 4xx;
+- ``request``: the request as the adapter hands it over, and a :class:`Refused` 4xx;
 - ``ratelimit``: the per-client token bucket of one instance;
 - ``admission``: origin, client address, prefetch/bot/preview drops, the bounded body, the pixel admitted;
 - ``schema``: the JSON body as pydantic models, and a validation error as field + problem;
@@ -15,6 +15,6 @@ Only what ``functions/collect/main.py`` uses is re-exported here.
 """
 
 from shared.receive.collect.handler import Runtime, handle, log_reply
-from shared.receive.collect.http import HttpRequest
+from shared.receive.collect.request import HttpRequest
 
 __all__ = ["HttpRequest", "Runtime", "handle", "log_reply"]

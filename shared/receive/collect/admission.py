@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from shared.config import PixelConfig, Tenants
 from shared.domain.untrusted import UnsafeInput, ascii_int, read_body
-from shared.receive.collect.http import HttpRequest, Refused
+from shared.receive.collect.request import HttpRequest, Refused
 from shared.receive.collect.schema import CollectBody
 
 JSON_TYPES = frozenset({"application/json", "text/plain"})

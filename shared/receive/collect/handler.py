@@ -27,7 +27,6 @@ and never logged, echoed or published.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
@@ -37,9 +36,12 @@ from shared.domain.consent import ConsentDecision, decide
 from shared.infra import log
 from shared.infra.coalesce import GroupCommit
 from shared.infra.deadline import BoundedProxy, Deadline
+from shared.infra.http import Reply
+from shared.infra.instance import PerInstance
 from shared.infra.metrics import COUNTERS
 from shared.infra.pubsub import publisher_from_settings
 from shared.infra.store import store_from_settings
+from shared.outcome import Kind, Outcome
 from shared.receive.collect.admission import (
     JSON_TYPES,
     admit,
@@ -52,10 +54,10 @@ from shared.receive.collect.admission import (
     read_request_body,
 )
 from shared.receive.collect.commit import KnownContexts, Unavailable, commit_plans, context_digest
-from shared.receive.collect.http import HttpRequest, Refused, Reply
 from shared.receive.collect.keys import BoundKeys
 from shared.receive.collect.plan import MAX_EVENT_AGE_SECONDS, Plan, bound_keys, build_plan, unserialisable
 from shared.receive.collect.ratelimit import TokenBuckets
+from shared.receive.collect.request import HttpRequest, Refused
 from shared.receive.collect.schema import parse_body
 
 # Browsers cache a preflight for at most 2 h (Chromium's cap), so longer is pointless.
@@ -95,11 +97,9 @@ class Runtime:
         # Any pixel's origins: what a preflight (which carries no body, so no pixel) may be allowed.
         self.origins_by_pixel = {code: pixel_origins(pixel) for code, pixel in tenants.pixels.items()}
         self.origins: frozenset[str] = frozenset().union(*self.origins_by_pixel.values())
-        self._store_factory, self._publisher_factory = store_factory, publisher_factory
-        self._store: Any = None
-        self._publisher: Any = None
-        self._committer: GroupCommit[Plan, int] | None = None
-        self._lock = threading.Lock()
+        self._store: PerInstance[Any] = PerInstance(store_factory or _not_configured("store"))
+        self._publisher: PerInstance[Any] = PerInstance(publisher_factory or _not_configured("publisher"))
+        self._committer = PerInstance(lambda: GroupCommit(self._flush, max_items=COMMIT_MAX_REQUESTS))
         self.known_contexts = KnownContexts()
 
     @classmethod
@@ -123,16 +123,9 @@ class Runtime:
             publisher_factory=lambda: publisher_from_settings(settings),
         )
 
-    def _lazy(self, name: str, factory: Callable[[], Any] | None) -> Any:
-        if getattr(self, name) is None:
-            with self._lock:
-                if getattr(self, name) is None:
-                    setattr(self, name, factory())  # type: ignore[misc]
-        return getattr(self, name)
-
     @property
     def store(self) -> Any:
-        return self._lazy("_store", self._store_factory)
+        return self._store.get()
 
     def accept(self, plan: Plan) -> int:
         """Store the plan's context and publish its events, in one group commit with concurrent requests.
@@ -140,9 +133,8 @@ class Runtime:
         Returns the click-context documents written; raises :class:`Unavailable`
         naming the part that failed.
         """
-        committer = self._lazy("_committer", lambda: GroupCommit(self._flush, max_items=COMMIT_MAX_REQUESTS))
         try:
-            return committer.submit(plan)
+            return self._committer.get().submit(plan)
         except Unavailable:
             raise
         except Exception as exc:  # a timeout waiting for the group, or a bug in the flush: 503, never 500
@@ -166,10 +158,23 @@ class Runtime:
 
     @property
     def publisher(self) -> Any:
-        return self._lazy("_publisher", self._publisher_factory)
+        return self._publisher.get()
+
+
+def _not_configured(what: str) -> Callable[[], Any]:
+    def fail() -> Any:
+        raise RuntimeError(f"no {what} factory given to this Runtime")
+
+    return fail
 
 
 # --- the whole request ---------------------------------------------------------------------------
+
+
+def _reply(
+    status: int, kind: Kind, reason: str, body: dict[str, Any] | None = None, headers: dict[str, str] | None = None
+) -> Reply:
+    return Reply(status, body, headers or {}, Outcome(kind, reason))
 
 
 def cors_headers(origin: str | None, runtime: Runtime) -> dict[str, str]:
@@ -185,14 +190,14 @@ def preflight(request: HttpRequest, runtime: Runtime) -> Reply:
     origin = normalize_origin(request.header("origin"))
     if origin is None or origin not in runtime.origins:
         reason = f"origin {origin or '(none)'} is not an allowed origin"
-        return Reply(403, "rejected", {"error": "forbidden", "reason": reason}, {"Vary": "Origin"}, reason)
+        return _reply(403, Kind.REJECTED, reason, {"error": "forbidden", "reason": reason}, {"Vary": "Origin"})
     headers = {
         **cors_headers(origin, runtime),
         "Access-Control-Allow-Methods": "POST, OPTIONS",
         "Access-Control-Allow-Headers": "Content-Type",
         "Access-Control-Max-Age": str(PREFLIGHT_MAX_AGE_SECONDS),
     }
-    return Reply(204, "preflight", None, headers)
+    return _reply(204, Kind.PREFLIGHT, "", None, headers)
 
 
 def handle(request: HttpRequest, runtime: Runtime) -> Reply:
@@ -209,9 +214,10 @@ def handle(request: HttpRequest, runtime: Runtime) -> Reply:
         if refused.fields:
             body["fields"] = refused.fields
         headers = {"Allow": "POST, OPTIONS"} if refused.status == 405 else {}
-        reply = Reply(refused.status, "rejected", body, headers, refused.reason)
-    headers = {**cors, **reply.headers, "X-Collect-Outcome": reply.outcome}
-    return Reply(reply.status, reply.outcome, reply.body, headers, reply.reason)
+        reply = _reply(refused.status, Kind.REJECTED, refused.reason, body, headers)
+    assert reply.outcome is not None  # every reply of this module says what happened
+    headers = {**cors, **reply.headers, "X-Collect-Outcome": reply.outcome.kind}
+    return Reply(reply.status, reply.body, headers, reply.outcome)
 
 
 def _rate_limited(request: HttpRequest, runtime: Runtime) -> Reply | None:
@@ -226,7 +232,7 @@ def _rate_limited(request: HttpRequest, runtime: Runtime) -> Reply | None:
     per_minute = round(runtime.rate_limit.per_second * 60)
     reason = f"more than {per_minute} requests per minute from this address (COLLECT_RATE_LIMIT_PER_MINUTE); try later"
     body = {"error": "too many requests", "reason": reason}
-    return Reply(429, "rejected_rate_limit", body, {"Retry-After": str(verdict.retry_after)}, reason)
+    return _reply(429, Kind.REJECTED_RATE_LIMIT, reason, body, {"Retry-After": str(verdict.retry_after)})
 
 
 def _collect(request: HttpRequest, runtime: Runtime, origin: str | None, method: str) -> Reply:
@@ -241,7 +247,7 @@ def _collect(request: HttpRequest, runtime: Runtime, origin: str | None, method:
         raise Refused(403, "forbidden", f"origin {shown} is not allowed (COLLECT_ALLOWED_ORIGINS)")
     dropped = drop_reason(request, runtime.allow_automated_browsers)
     if dropped:
-        return Reply(204, f"dropped_{dropped}", reason=f"{dropped} traffic is not collected")
+        return _reply(204, Kind(f"dropped_{dropped}"), f"{dropped} traffic is not collected")
     content_type = media_type(request.header("content-type"))
     if content_type not in JSON_TYPES:
         raise Refused(415, "unsupported media type", "send JSON as application/json or text/plain")
@@ -251,7 +257,7 @@ def _collect(request: HttpRequest, runtime: Runtime, origin: str | None, method:
     body = parse_body(raw, runtime.max_events)
     pixel = admit(body, origin, runtime.tenants, runtime.origins_by_pixel)
     if is_preview_page(body.context.page_url):
-        return Reply(204, "dropped_preview", reason="theme preview traffic is not collected")
+        return _reply(204, Kind.DROPPED_PREVIEW, "theme preview traffic is not collected")
     bound = bound_keys(body, pixel)
     decision = decide(body.consent_snapshot(), runtime.tenants.policy_for(pixel.pixel_code))
     if not decision.send:
@@ -298,12 +304,12 @@ def _withhold(bound: BoundKeys, pixel: PixelConfig, decision: ConsentDecision, r
         keys = len(bound.pairs)
         reason = f"consent {decision.describe()}: nothing sent; the click context under its {keys} join keys deleted"
     headers = {"X-Collect-Consent": decision.reason, **_ignored_header(bound)}
-    return Reply(204, "withheld_consent", reason=reason, headers=headers)
+    return _reply(204, Kind.WITHHELD_CONSENT, reason, None, headers)
 
 
 def _unavailable(what: str, exc: Exception) -> Reply:
     reason = f"{what} unavailable ({type(exc).__name__}); try again"
-    return Reply(503, "error_unavailable", {"error": "unavailable", "reason": reason}, {"Retry-After": "5"}, reason)
+    return _reply(503, Kind.ERROR_UNAVAILABLE, reason, {"error": "unavailable", "reason": reason}, {"Retry-After": "5"})
 
 
 def _execute(plan: Plan, runtime: Runtime, unchanged: bool = False) -> Reply:
@@ -349,13 +355,14 @@ def _execute(plan: Plan, runtime: Runtime, unchanged: bool = False) -> Reply:
         reason += f", {len(plan.ignored)} join keys ignored"
     if plan.retimed:
         reason += f", {len(plan.retimed)} at the time of receipt (event_time outside the window)"
-    return Reply(200, "accepted", body, headers, reason)
+    return _reply(200, Kind.ACCEPTED, reason, body, headers)
 
 
 def log_reply(reply: Reply, request: HttpRequest) -> None:
-    """One line per request: the outcome and ids, never the shopper's data."""
+    """The request's one outcome line (the entry point calls it): the outcome and ids, never the shopper's data."""
+    assert reply.outcome is not None
     fields: dict[str, Any] = {"status": reply.status, "origin": normalize_origin(request.header("origin"))}
-    if reply.body and reply.outcome == "accepted":
+    if reply.body and reply.outcome.kind == Kind.ACCEPTED:
         fields["events"] = len(reply.body["published"])
         fields["event_ids"] = reply.body["published"][:20]
         fields["click_context"] = reply.body["click_context"]
@@ -365,4 +372,4 @@ def log_reply(reply: Reply, request: HttpRequest) -> None:
             fields["ignored"] = [i["field"] for i in reply.body["ignored"]]
         if reply.body.get("retimed"):
             fields["retimed"] = [r["event_id"] for r in reply.body["retimed"]][:20]
-    log.outcome(reply.outcome, reply.reason or reply.outcome, **fields)
+    reply.outcome.log(**fields)

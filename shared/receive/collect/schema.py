@@ -16,7 +16,7 @@ from shared.domain.consent import ConsentSnapshot
 from shared.domain.events import UnknownEventName, canonical_event_name
 from shared.domain.models import Properties
 from shared.domain.untrusted import UnsafeInput, parse_json
-from shared.receive.collect.http import Refused
+from shared.receive.collect.request import Refused
 from shared.receive.orders import (
     JOIN_CUSTOMER,
     JOIN_SHOPIFY_CART,

@@ -1,10 +1,9 @@
-"""What the collect handler takes and gives: the request as the adapter hands it over, the reply, a refusal."""
+"""What the collect handler takes: the request as the adapter hands it over; and its refusals (4xx with a reason)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
@@ -18,15 +17,6 @@ class HttpRequest:
 
     def header(self, name: str) -> str:
         return (self.headers.get(name.lower()) or "").strip()
-
-
-@dataclass(frozen=True)
-class Reply:
-    status: int
-    outcome: str
-    body: dict[str, Any] | None = None
-    headers: dict[str, str] = field(default_factory=dict)
-    reason: str = ""
 
 
 class Refused(Exception):
