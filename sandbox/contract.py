@@ -1,8 +1,10 @@
 """The contract of TikTok's ``POST /open_api/v1.3/event/track/`` as pure checks.
 
 Deliberately independent of ``shared/``: the sandbox exists to catch mistakes in
-our own models, so it must never reuse them. The rules follow
-``shared/reference/tiktok-events-api.md``. Where TikTok publishes nothing, the
+our own models, so it must never reuse them. The rules follow TikTok's Events
+API 2.0 reference (business-api.tiktok.com/portal/docs, "Events API 2.0") as
+TikTok's own server-side GTM template (github.com/tiktok/gtm-template-eapi)
+and SDK (github.com/tiktok/tiktok-business-api-sdk) use it. Where TikTok publishes nothing, the
 sandbox is stricter than TikTok probably is (unknown keys, nulls, empty strings
 and empty lists are refused) so that a sloppy payload fails here, loudly,
 instead of being half-ignored in production.

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import (
@@ -30,10 +30,13 @@ from pydantic import (
     model_validator,
 )
 
+from shared import budgets
 from shared.domain.events import shop_key
 
 ConsentPolicy = Literal["opt-in", "opt-out"]
 DEFAULT_API_URL = "https://business-api.tiktok.com/open_api/v1.3/event/track/"
+
+_CLAIM_TTL_HOURS = int(budgets.CLAIM_TTL.total_seconds() // 3600)
 
 
 class ConfigError(ValueError):
@@ -174,6 +177,31 @@ def _describe(exc: ValidationError) -> str:
     return "invalid configuration: " + "; ".join(problems)
 
 
+def _attach_secrets(
+    env: str,
+    value: SecretStr | None,
+    default_key: str | None,
+    find: Callable[[str], Any],
+    noun: str,
+    *,
+    attribute: str = "secrets",
+    required: Mapping[str, Any] | None = None,
+) -> None:
+    """Lay ``env``'s secrets (one, or a JSON object by key) before each entry's own; name what is wrong.
+
+    With ``required``, every one of those entries must end with at least one secret.
+    """
+    raw = value.get_secret_value() if value else None
+    for key, secrets in _secret_map(raw, default_key, env).items():
+        entry = find(key)
+        if entry is None:
+            raise ConfigError(f"{env}: {key!r} is not a configured {noun}")
+        setattr(entry, attribute, secrets + getattr(entry, attribute))
+    for key, entry in (required or {}).items():
+        if not getattr(entry, attribute):
+            raise ConfigError(f"{env} has no secret for {noun} {key!r}")
+
+
 def _secret_map(raw: str | None, default_key: str | None, variable: str) -> dict[str, list[SecretStr]]:
     """A secret variable: one value (comma-separated for rotation) or a JSON object of them."""
     if not raw:
@@ -267,12 +295,8 @@ class CollectSettings(ReceiverSettings):
             pixel["collect_keys"] = _split_list(self.collect_keys or "")
             pixel["click_ttl_days"] = self.click_ttl_days
         tenants = self._validated(document)
-        raw = self.signing_secret.get_secret_value() if self.signing_secret else None
-        for code, secrets in _secret_map(raw, self.pixel_code, "COLLECT_SIGNING_SECRET").items():
-            pixel_config = tenants.pixel(code)
-            if pixel_config is None:
-                raise ConfigError(f"COLLECT_SIGNING_SECRET: {code!r} is not a configured pixel")
-            pixel_config.signing_secrets = secrets + pixel_config.signing_secrets
+        _attach_secrets("COLLECT_SIGNING_SECRET", self.signing_secret, self.pixel_code, tenants.pixel, "pixel",
+                        attribute="signing_secrets")  # fmt: skip
         return tenants
 
 
@@ -288,7 +312,7 @@ class ShopifySettings(OrderReceiverSettings):
     # is (a Pub/Sub message may wait that long). 7 days is TikTok's click attribution window;
     # the cap keeps it below the order records' 8 days (shared.receive.orders.ORDER_EVENT_TTL), so a
     # replay arriving after those records expired is still refused, never published again.
-    max_order_age_days: int = Field(7, alias="SHOPIFY_MAX_ORDER_AGE_DAYS", ge=1, le=7)
+    max_order_age_days: int = Field(7, alias="SHOPIFY_MAX_ORDER_AGE_DAYS", ge=1, le=budgets.MAX_ORDER_AGE.days)
     # Read before the signature check, so it bounds what anyone can make an instance hold.
     # Shopify documents no cap; it says order bodies can exceed a megabyte.
     max_body_bytes: int = Field(4_194_304, alias="SHOPIFY_MAX_BODY_BYTES", ge=65_536, le=16_777_216)
@@ -307,15 +331,8 @@ class ShopifySettings(OrderReceiverSettings):
             }
         tenants = self._validated(document)
         default = shop_key(self.shop_domain) if self.shop_domain else None
-        raw = self.webhook_secret.get_secret_value() if self.webhook_secret else None
-        for domain, secrets in _secret_map(raw, default, "SHOPIFY_WEBHOOK_SECRET").items():
-            shop = tenants.shopify_shop(domain)
-            if shop is None:
-                raise ConfigError(f"SHOPIFY_WEBHOOK_SECRET: {domain!r} is not a configured shop")
-            shop.secrets = secrets + shop.secrets
-        for domain, shop in tenants.shopify_shops.items():
-            if not shop.secrets:
-                raise ConfigError(f"SHOPIFY_WEBHOOK_SECRET has no secret for shop {domain!r}")
+        _attach_secrets("SHOPIFY_WEBHOOK_SECRET", self.webhook_secret, default, tenants.shopify_shop, "shop",
+                        required=tenants.shopify_shops)  # fmt: skip
         return tenants
 
 
@@ -333,15 +350,8 @@ class WooCommerceSettings(OrderReceiverSettings):
             document["woocommerce_sites"] = {self.site_url: {"url": self.site_url, "pixel_code": self.pixel_code}}
         tenants = self._validated(document)
         default = shop_key(self.site_url) if self.site_url else None
-        raw = self.webhook_secret.get_secret_value() if self.webhook_secret else None
-        for site, secrets in _secret_map(raw, default, "WOOCOMMERCE_WEBHOOK_SECRET").items():
-            entry = tenants.woocommerce_site(site)
-            if entry is None:
-                raise ConfigError(f"WOOCOMMERCE_WEBHOOK_SECRET: {site!r} is not a configured site")
-            entry.secrets = secrets + entry.secrets
-        for site, entry in tenants.woocommerce_sites.items():
-            if not entry.secrets:
-                raise ConfigError(f"WOOCOMMERCE_WEBHOOK_SECRET has no secret for site {site!r}")
+        _attach_secrets("WOOCOMMERCE_WEBHOOK_SECRET", self.webhook_secret, default, tenants.woocommerce_site, "site",
+                        required=tenants.woocommerce_sites)  # fmt: skip
         return tenants
 
 
@@ -351,23 +361,23 @@ class SenderSettings(_EnvSettings):
     pixel_code: str | None = Field(None, alias="TIKTOK_PIXEL_CODE")
     access_token: SecretStr | None = Field(None, alias="TIKTOK_ACCESS_TOKEN")
     api_url: str = Field(DEFAULT_API_URL, alias="TIKTOK_API_URL", pattern=r"^https?://")
-    timeout_seconds: float = Field(10.0, alias="TIKTOK_TIMEOUT_SECONDS", gt=0, le=120)
+    timeout_seconds: float = Field(budgets.TIKTOK_TIMEOUT_SECONDS, alias="TIKTOK_TIMEOUT_SECONDS", gt=0, le=120)
     # Longer than every redelivery window: Pub/Sub retention (7 days max),
     # Shopify's day-late deliveries and TikTok's own 48 h dedup window.
     # An order event's only claim: it must outlive the oldest order body a receiver accepts
     # (SHOPIFY_MAX_ORDER_AGE_DAYS, at most 7) by a day, or a replay of it would send again.
-    claim_ttl_hours: int = Field(24 * 8, alias="CLAIM_TTL_HOURS", ge=24 * 8, le=24 * 60)
-    claim_lease_seconds: int = Field(60, alias="CLAIM_LEASE_SECONDS", ge=5, le=3600)
+    claim_ttl_hours: int = Field(_CLAIM_TTL_HOURS, alias="CLAIM_TTL_HOURS", ge=_CLAIM_TTL_HOURS, le=24 * 60)
+    claim_lease_seconds: int = Field(budgets.CLAIM_LEASE_SECONDS, alias="CLAIM_LEASE_SECONDS", ge=5, le=3600)
     dead_ttl_days: int = Field(30, alias="DEAD_EVENT_TTL_DAYS", ge=1, le=365)
     # Claim browser events before sending them too (two writes each instead of one; see docs/collect.md).
     claim_browser_events: bool = Field(False, alias="SENDER_CLAIM_BROWSER_EVENTS")
     batch_max_events: int = Field(1000, alias="SENDER_BATCH_MAX_EVENTS", ge=1, le=1000)
-    batch_wait_ms: int = Field(50, alias="SENDER_BATCH_WAIT_MS", ge=0, le=5000)
+    batch_wait_ms: int = Field(budgets.SENDER_BATCH_WAIT_MS, alias="SENDER_BATCH_WAIT_MS", ge=0, le=5000)
     # A batch also goes as soon as nobody joined it for this long (0: always wait the full wait).
-    batch_idle_ms: int = Field(15, alias="SENDER_BATCH_IDLE_MS", ge=0, le=5000)
+    batch_idle_ms: int = Field(budgets.SENDER_BATCH_IDLE_MS, alias="SENDER_BATCH_IDLE_MS", ge=0, le=5000)
     # While a batch is in flight, the next keeps accepting for up to this long: the threads the one in
-    # flight holds join it once answered (0: only SENDER_BATCH_WAIT_MS). See delivery.batch_due.
-    batch_hold_ms: int = Field(1000, alias="SENDER_BATCH_HOLD_MS", ge=0, le=60_000)
+    # flight holds join it once answered (0: only SENDER_BATCH_WAIT_MS). See shared.send.batching.batch_due.
+    batch_hold_ms: int = Field(budgets.SENDER_BATCH_HOLD_MS, alias="SENDER_BATCH_HOLD_MS", ge=0, le=60_000)
 
     def access_tokens(self) -> dict[str, SecretStr]:
         """Pixel code -> token."""

@@ -55,6 +55,10 @@ class Outcome:
     details: dict[str, Any] = field(default_factory=dict)
     severity: str | None = None  # else by kind (shared.infra.log.outcome)
 
+    def __post_init__(self) -> None:
+        # A kind outside the enumeration fails where it is made, in tests, not silently in the dashboards.
+        object.__setattr__(self, "kind", Kind(self.kind))
+
     @property
     def retry(self) -> bool:
         """Whether the caller should deliver it again (the sender answers 503)."""

@@ -1,8 +1,30 @@
-"""TikTok standard event names and the deterministic event_id scheme."""
+"""TikTok standard event names, the deterministic event_id scheme, and when an event may have happened."""
 
 from __future__ import annotations
 
+import datetime as dt
 import re
+
+# --- the event-time window, one home for every receiver -------------------------------------------
+# TikTok's default click attribution window: an older event attributes nothing (and the
+# ORDER_/COLLECT_MAX_EVENT_AGE_DAYS defaults).
+ATTRIBUTION_WINDOW = dt.timedelta(days=7)
+EARLIEST_EVENT_TIME = 1_420_070_400  # 2015-01-01: TikTok refuses older events
+# How far ahead of our clock a timestamp may run and still be believed: an order's come from the
+# platform's servers (time zones written wrong, skew), a browser's from a device clock.
+ORDER_CLOCK_AHEAD_SECONDS = 86_400
+BROWSER_CLOCK_AHEAD_SECONDS = 600
+
+
+def plausible_order_time(seconds: int, now: int) -> bool:
+    """Whether an order's own timestamp can be its event_time (else the caller uses the time of receipt)."""
+    return EARLIEST_EVENT_TIME <= seconds <= now + ORDER_CLOCK_AHEAD_SECONDS
+
+
+def within_browser_window(seconds: int, received: int, max_age_seconds: int) -> bool:
+    """Whether a page's timestamp lies in the window collect believes (else it is sent at the time of receipt)."""
+    return received - max_age_seconds <= seconds <= received + BROWSER_CLOCK_AHEAD_SECONDS
+
 
 # Current standard events (TikTok renamed Purchase and Lead on 2025-05-01).
 STANDARD_EVENTS: frozenset[str] = frozenset(

@@ -1,6 +1,8 @@
 """Normalization and SHA-256 hashing of TikTok advanced-matching fields.
 
-The rules follow ../shared/reference/tiktok-events-api.md. Every public
+The rules follow TikTok's Events API 2.0 advanced-matching rules as TikTok's
+own server-side GTM template (github.com/tiktok/gtm-template-eapi) and
+Segment's tiktok-conversions destination apply them. Every public
 function returns ``None`` for a value that is empty or unusable: an empty value
 is dropped, never hashed (sha256("") in a payload is always a bug).
 """
@@ -30,6 +32,14 @@ def is_sha256_hex(value: str) -> bool:
 
 def sha256_hex(normalized: str) -> str:
     return hashlib.sha256(normalized.encode("utf-8")).hexdigest()
+
+
+def customer_key(customer_id: str) -> str:
+    """What a click context records of the store customer it belongs to: collect writes it, a redaction finds it.
+
+    A digest, not the id, so a context does not name the customer outright.
+    """
+    return sha256_hex(customer_id)
 
 
 def _hash_or_pass(value: str | None, normalize) -> str | None:

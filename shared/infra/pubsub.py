@@ -18,11 +18,12 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
+from shared import budgets
 from shared.domain.models import Envelope
 from shared.infra import log
 from shared.infra.metrics import COUNTERS
 
-PUBLISH_TIMEOUT_SECONDS = 10.0
+PUBLISH_TIMEOUT_SECONDS = budgets.PUBLISH_RPC_SECONDS
 MAX_MESSAGES_PER_RPC = 1000  # Pub/Sub's limit per Publish request
 MAX_BYTES_PER_RPC = 9_000_000  # under the 10 MB request limit, with room for attributes
 

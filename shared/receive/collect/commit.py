@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from typing import Any
 
+from shared import budgets
 from shared.infra.deadline import DependencyUnavailable
 from shared.infra.store import MAX_BATCH_WRITES, ContextWrite
 from shared.receive.collect.plan import Plan
@@ -24,8 +25,8 @@ from shared.receive.collect.plan import Plan
 # What an instance remembers of the contexts it wrote (see KnownContexts): shorter than any CLICK_TTL_DAYS,
 # long enough for a browsing session; about 200 bytes an entry.
 KNOWN_CONTEXTS_MAX = 20_000
-KNOWN_CONTEXTS_SECONDS = 30 * 60
-PUBLISH_WAIT_SECONDS = 10.0
+KNOWN_CONTEXTS_SECONDS = budgets.KNOWN_CONTEXTS_SECONDS
+PUBLISH_WAIT_SECONDS = budgets.COLLECT_PUBLISH_SECONDS
 
 
 class Unavailable(Exception):

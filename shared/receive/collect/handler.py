@@ -31,6 +31,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
+from shared import budgets
 from shared.config import CollectSettings, PixelConfig, Tenants
 from shared.domain.consent import ConsentDecision, decide
 from shared.infra import log
@@ -65,7 +66,7 @@ PREFLIGHT_MAX_AGE_SECONDS = 7200
 # Requests of one instance committed together at most (their contexts in <= 500-document batches).
 COMMIT_MAX_REQUESTS = 100
 # A page waits on its beacon's answer no longer than this for Firestore, and for Pub/Sub.
-STORE_TIMEOUT_SECONDS = 5.0
+STORE_TIMEOUT_SECONDS = budgets.COLLECT_STORE_SECONDS
 
 
 class Runtime:

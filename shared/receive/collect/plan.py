@@ -8,7 +8,6 @@ the page's within a window, else the time of receipt.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import re
@@ -18,6 +17,8 @@ from typing import Any
 
 from shared.config import PixelConfig
 from shared.domain.consent import ConsentDecision, ConsentSnapshot
+from shared.domain.events import ATTRIBUTION_WINDOW, BROWSER_CLOCK_AHEAD_SECONDS, within_browser_window
+from shared.domain.hashing import customer_key
 from shared.domain.identity import RawIdentity, build_user
 from shared.domain.models import Envelope, Page, Properties, UserData
 from shared.domain.scrub import scrub_text, scrub_url
@@ -28,8 +29,7 @@ from shared.receive.collect.schema import MAX_NUMBER, CollectBody
 SOURCE = "collect"
 # The page's clock is trusted within these bounds; outside them, the time of receipt is used
 # (COLLECT_MAX_EVENT_AGE_DAYS' default: TikTok's default click attribution window).
-MAX_EVENT_AGE_SECONDS = 7 * 86_400
-MAX_EVENT_AHEAD_SECONDS = 600
+MAX_EVENT_AGE_SECONDS = int(ATTRIBUTION_WINDOW.total_seconds())
 # A millisecond timestamp (Date.now()) is above this; unix seconds stay below it until the year 5138.
 _MILLISECONDS_FLOOR = 100_000_000_000
 # Order events (``<platform>:<shop>:order:...``) belong to the order webhooks; see docs/collect.md.
@@ -43,13 +43,7 @@ def _event_time(value: int | float | None, received: int, max_age: int = MAX_EVE
     if not math.isfinite(value) or value > MAX_NUMBER:
         return None
     seconds = int(value / 1000) if value >= _MILLISECONDS_FLOOR else int(value)
-    if seconds < received - max_age or seconds > received + MAX_EVENT_AHEAD_SECONDS:
-        return None
-    return seconds
-
-
-def _sha256(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
+    return seconds if within_browser_window(seconds, received, max_age) else None
 
 
 @dataclass(frozen=True)
@@ -188,7 +182,7 @@ def build_plan(
         "user_agent": user.user_agent,
         "locale": user.locale,
         "user": hashed or None,
-        "customer_key": _sha256(customer_id) if customer_id else None,
+        "customer_key": customer_key(customer_id) if customer_id else None,
     }
     envelopes: list[Envelope] = []
     skipped: list[dict[str, str]] = []
@@ -209,7 +203,7 @@ def build_plan(
             skipped.append({"event_id": event.event_id, "reason": f"personal data not forwarded: {', '.join(dropped)}"})
         event_time = _event_time(event.event_time, received, max_event_age)
         if event_time is None:
-            days, minutes = max_event_age // 86_400, MAX_EVENT_AHEAD_SECONDS // 60
+            days, minutes = max_event_age // 86_400, BROWSER_CLOCK_AHEAD_SECONDS // 60
             window = f"{days} days back (COLLECT_MAX_EVENT_AGE_DAYS) to {minutes} minutes ahead"
             retimed.append({"event_id": event.event_id, "reason": f"event_time outside {window}: time of receipt used"})
         envelopes.append(

@@ -1,0 +1,60 @@
+"""Every time budget of the pipeline, in one table, because they depend on each other.
+
+A budget set alone looks harmless; against its neighbours it can lose events:
+a webhook that answers after the platform gave up is retried (or, for
+WooCommerce, lost), a claim lease shorter than a send lets a second attempt
+send the same event, a wait longer than the function's timeout is cut by the
+platform. ``tests/infra/test_budgets.py`` checks each dependency below against
+the others and against Terraform's function timeouts, so changing one number
+fails a test that names the one it now contradicts.
+
+Settings that operators may tune (``CLAIM_LEASE_SECONDS``, ``TIKTOK_TIMEOUT_SECONDS``,
+the ``SENDER_BATCH_*`` waits) keep their defaults here and their bounds in
+:mod:`shared.config`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+# --- what the platforms allow (../shared/reference/webhooks.md) ---------------------------------
+SHOPIFY_ANSWER_SECONDS = 5.0  # Shopify gives up on a delivery after 5 s and retries it
+WOOCOMMERCE_ANSWER_SECONDS = 60.0  # WooCommerce waits 60 s, once: it never retries
+TIKTOK_DEDUP = dt.timedelta(hours=48)  # TikTok merges the same pixel + event + event_id within 48 h
+
+# --- receivers ---------------------------------------------------------------------------------
+# Shopify: every Firestore and Pub/Sub call of one delivery shares this, so the answer beats Shopify's 5 s.
+SHOPIFY_IO_SECONDS = 4.0
+# WooCommerce: Firestore calls, then the publish; each bounded (a delivery is never retried, so it parks).
+WOOCOMMERCE_FIRESTORE_SECONDS = 5.0
+WOOCOMMERCE_PUBLISH_SECONDS = 10.0
+# Collect: a browser waits for its group commit's Firestore write, then for the publish.
+COLLECT_STORE_SECONDS = 5.0
+COLLECT_PUBLISH_SECONDS = 10.0
+# The publisher's own RPC deadline (the bounded waits above cut it shorter where they must).
+PUBLISH_RPC_SECONDS = 10.0
+
+# --- the sender ----------------------------------------------------------------------------------
+TIKTOK_TIMEOUT_SECONDS = 10.0  # one Events API request (TIKTOK_TIMEOUT_SECONDS)
+CLAIM_LEASE_SECONDS = 60  # an attempt holds an event this long before another may take it over
+SENDER_FIRESTORE_SECONDS = 15.0  # one bulk claim or finalize RPC (inside the lease, with the requests)
+BISECTION_REQUESTS = 4  # the most TikTok requests one batch makes in sequence when TikTok refuses part of it
+SENDER_BATCH_WAIT_MS = 50  # a batch waits this long for more events...
+SENDER_BATCH_IDLE_MS = 15  # ...or less when nobody joined for this long...
+SENDER_BATCH_HOLD_MS = 1000  # ...or longer, up to this, while the events a batch in flight holds come back
+
+# --- what is remembered, and for how long ----------------------------------------------------------
+ORDER_RECORD_TTL = dt.timedelta(days=8)  # outcome, cancellation and refund records (order_events)
+CLAIM_TTL = dt.timedelta(days=8)  # the sender's claims: an order event's only claim (CLAIM_TTL_HOURS)
+MAX_ORDER_AGE = dt.timedelta(days=7)  # the oldest order body a webhook accepts (SHOPIFY_MAX_ORDER_AGE_DAYS' maximum)
+RECENT_SENT_SECONDS = 15 * 60  # a sender instance remembers the browser events it sent this long
+KNOWN_CONTEXTS_SECONDS = 30 * 60  # a collect instance remembers the contexts it wrote this long
+
+
+def sender_result_wait(tiktok_timeout_seconds: float, batch_hold_ms: float = SENDER_BATCH_HOLD_MS) -> float:
+    """The longest one push waits for its batch: gathered, claimed, every request of a bisection, finalized.
+
+    Past it the push answers 503 itself (Pub/Sub redelivers), before the
+    function's timeout would cut it without an answer.
+    """
+    return batch_hold_ms / 1000 + 2 * SENDER_FIRESTORE_SECONDS + BISECTION_REQUESTS * tiktok_timeout_seconds
