@@ -6,7 +6,7 @@ not changed (the snippet says ``unchanged``, as it does once it has sent that
 context in this tab). Every request goes through the real collect function
 (functions-framework's test client, in this process) to the Firestore and
 Pub/Sub emulators; the events it published are pulled from the topic and
-handled by the sender's real :class:`shared.delivery.Processor` against the
+handled by the sender's real :class:`shared.send.process.Processor` against the
 sandbox TikTok API, in batches as the sender would. Firestore operations are
 the functions' own counters (shared.infra.metrics), so this is what they would be
 billed for, not an estimate.
@@ -99,10 +99,11 @@ def run(sessions: int = 40, concurrency: int = 8, before_issue_14: bool = False)
         from google.cloud import pubsub_v1
 
         from sandbox.app import create_app
-        from shared.delivery import ClaimStore, Processor
         from shared.domain.models import Envelope
         from shared.infra.metrics import COUNTERS, Counters
         from shared.infra.store import Store, make_client
+        from shared.send.claims import ClaimStore
+        from shared.send.process import Processor
         from shared.tiktok.api import TikTokClient
 
         publisher = pubsub_v1.PublisherClient()

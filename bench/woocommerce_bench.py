@@ -3,13 +3,13 @@
 Starts a private stack on free ports (the pieces ``make run`` uses) and sends
 signed ``order.updated`` deliveries of distinct paid orders whose checkout
 snippet recorded consent (``_tt_consent``) and a click id, so each request
-takes the full path: HMAC, mapping, click-context read, order claim, Pub/Sub
-publish. Printed:
+takes the full path: HMAC, mapping, click-context read, Pub/Sub publish (the
+receiver claims nothing: the sender's claim on the event_id dedups). Printed:
 
 - response time of the webhook, one delivery at a time (WooCommerce waits up
   to 60 s and never retries): p50, p99, max;
-- the same deliveries again (the order claim says "duplicate": what later
-  ``order.updated`` deliveries of a paid order cost);
+- the same deliveries again (answered ``published`` again, the sender answers the
+  copy "duplicate": what later ``order.updated`` deliveries of a paid order cost);
 - ``concurrency`` parallel senders: p50, p99, deliveries per second;
 - webhook-to-sandbox latency (delivery sent -> TikTok event received by the
   sandbox, through Pub/Sub push and the sender), for both phases.
@@ -144,7 +144,7 @@ def run(sequential: int = 100, concurrent: int = 400, concurrency: int = 16, war
         send_all(url, [Delivery(template, next(ids)) for _ in range(warmup)], 4)
         one_by_one = [Delivery(template, next(ids)) for _ in range(sequential)]
         first = send_all(url, one_by_one, 1)
-        again = send_all(url, one_by_one, 1)  # every one a duplicate now
+        again = send_all(url, one_by_one, 1)  # published again; the sender drops each copy as a duplicate
         loaded = [Delivery(template, next(ids)) for _ in range(concurrent)]
         with procstat.Meter(stack.processes["woocommerce_webhook"].pid, url) as meter:
             busy = send_all(url, loaded, concurrency)
@@ -177,7 +177,7 @@ def print_report(results: dict[str, Any]) -> None:
     print("\nWooCommerce webhook through the local stack")
     rows = [
         ("response, one at a time", results["sequential"]),
-        ("response, duplicate delivery", results["sequential_duplicates"]),
+        ("response, same order again", results["sequential_duplicates"]),
         (f"response, {results['concurrent']['concurrency']} in parallel", results["concurrent"]),
         ("webhook -> sandbox, one at a time", results["webhook_to_sandbox"]),
         ("webhook -> sandbox, under load", results["webhook_to_sandbox_under_load"]),

@@ -38,7 +38,10 @@ PUBLISH_RPC_SECONDS = 10.0
 TIKTOK_TIMEOUT_SECONDS = 10.0  # one Events API request (TIKTOK_TIMEOUT_SECONDS)
 CLAIM_LEASE_SECONDS = 60  # an attempt holds an event this long before another may take it over
 SENDER_FIRESTORE_SECONDS = 15.0  # one bulk claim or finalize RPC (inside the lease, with the requests)
-BISECTION_REQUESTS = 4  # the most TikTok requests one batch makes in sequence when TikTok refuses part of it
+# The TikTok requests in sequence a claim's lease is sized for: a refused request, its good events resent
+# and two bad ones alone. A batch that needs more (many bad events TikTok does not name) can outlive its
+# lease; a redelivery may then resend events TikTok accepted, which TikTok merges within 48 h.
+BISECTION_REQUESTS = 4
 SENDER_BATCH_WAIT_MS = 50  # a batch waits this long for more events...
 SENDER_BATCH_IDLE_MS = 15  # ...or less when nobody joined for this long...
 SENDER_BATCH_HOLD_MS = 1000  # ...or longer, up to this, while the events a batch in flight holds come back

@@ -4,7 +4,7 @@
 # log lines) and Pub/Sub's and Cloud Run's own metrics. README "Is it working?"
 # says how to read each chart.
 #
-# What the metrics below assume of the sender's log lines (shared/delivery.py;
+# What the metrics below assume of the sender's log lines (shared/send/process.py;
 # tests/infra/test_dashboard.py ties them to the code):
 # - one `outcome` line per event; a delivered one has outcome "sent", `source`
 #   (shopify, woocommerce, collect), and `match_keys`: the NAMES of the match keys

@@ -39,7 +39,7 @@ locals {
       outcome_regex  = "error_unavailable"
       function_regex = ".*"
       threshold      = 20
-      documentation  = "More than 20 collect requests in 5 minutes were answered 503 (`error_unavailable`) because Firestore or Pub/Sub failed or was slow. Browsers retry; check the Firestore and Pub/Sub status and the functions' error logs (Shopify's 503s are logged there at ERROR, \"processing failed; Shopify will retry\", without an outcome)."
+      documentation  = "More than 20 requests in 5 minutes were answered 503 (`error_unavailable`: collect, Shopify over HTTPS or Pub/Sub) because Firestore or Pub/Sub failed or was slow. Browsers and Shopify retry; check the Firestore and Pub/Sub status and the functions' error logs."
     }
   }
 }

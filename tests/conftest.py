@@ -1,5 +1,12 @@
 """Test fixtures: the real emulators, isolated per test, and the whole local stack.
 
+The tests are in tiers, one folder each, so a reader sees what each needs:
+``unit`` (pure logic, in-memory stand-ins), ``emulator`` (the Firestore and
+Pub/Sub emulators), ``stack`` (every function and the sandbox as processes),
+``browser`` (a real Chromium), ``infra`` (Terraform and bundles, offline),
+``reliability`` (faults and kills against the stack). A test that asks for a
+heavier tier's fixtures than its folder says is refused at collection.
+
 - ``emulators`` (session): the Firestore and Pub/Sub emulators of the Google
   Cloud CLI on free ports, started once per test process and stopped after.
 - ``store`` (per test): a :class:`shared.infra.store.Store` whose collections carry
@@ -248,7 +255,7 @@ class Downstream:
     Receivers no longer deduplicate order events: the sender's claim on the
     deterministic event_id does (shared.receive.orders). A receiver test that proves
     "one Purchase" therefore pushes every message its receiver published
-    through a :class:`shared.delivery.Processor` (claims in the test's own
+    through a :class:`shared.send.process.Processor` (claims in the test's own
     Firestore collections, the TikTok sandbox in a thread), each message as
     its own push and all of them at once, as Pub/Sub does, and counts what
     TikTok received.
@@ -257,8 +264,9 @@ class Downstream:
     def __init__(self, store: Any) -> None:
         import datetime as dt
 
-        from shared.delivery import ClaimStore, Counters
-        from tests.test_tiktok_api import RecordingSandbox
+        from shared.infra.metrics import Counters
+        from shared.send.claims import ClaimStore
+        from tests.unit.test_tiktok_api import RecordingSandbox
 
         self.sandbox = RecordingSandbox()
         self.claims = ClaimStore(store, dt.timedelta(seconds=60), dt.timedelta(days=8), dt.timedelta(days=30),
@@ -273,9 +281,10 @@ class Downstream:
         """
         from concurrent.futures import ThreadPoolExecutor
 
-        from shared.delivery import Processor, decode_message
+        from shared.send.decode import decode_message
+        from shared.send.process import Processor
         from shared.tiktok.api import TikTokClient
-        from tests.test_tiktok_api import TOKEN
+        from tests.unit.test_tiktok_api import TOKEN
 
         envelopes = [decode_message({"data": base64.b64encode(m.data).decode()}) for m in messages]
         tokens = {e.pixel_code: TOKEN for e in envelopes}
@@ -310,3 +319,23 @@ def downstream(store: Any) -> Iterator[Downstream]:
     running = Downstream(store)
     yield running
     running.close()
+
+
+_EMULATOR_FIXTURES = {"emulators", "store", "topic", "firestore_client", "pubsub_clients", "downstream",
+                      "event_publisher", "collection_prefix"}  # fmt: skip
+_STACK_FIXTURES = {"stack", "own_stack", "stack_store", "publish", "faults"}
+_TIER_FORBIDS = {"unit": _EMULATOR_FIXTURES | _STACK_FIXTURES, "emulator": _STACK_FIXTURES}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Keep the tiers honest: a unit test needs no emulator, an emulator test no running stack."""
+    tests = ROOT / "tests"
+    for item in items:
+        parts = Path(item.path).relative_to(tests).parts if Path(item.path).is_relative_to(tests) else ()
+        forbidden = _TIER_FORBIDS.get(parts[0], set()) if len(parts) > 1 else set()
+        defined = getattr(item, "_fixtureinfo", None)
+        # Only this file's fixtures count: a unit test may name its in-memory stand-in ``store``.
+        used = {name for name in forbidden & set(getattr(item, "fixturenames", ()))
+                if defined is None or defined.name2fixturedefs[name][-1].func.__module__ == __name__}  # fmt: skip
+        if used:
+            raise pytest.UsageError(f"{item.nodeid} is in tests/{parts[0]} but uses {sorted(used)}: move it a tier up")

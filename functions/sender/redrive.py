@@ -41,7 +41,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shared.config import ConfigError, ReceiverSettings, SenderSettings
-from shared.delivery import DUPLICATE, SENT, ClaimStore, Sender, envelope_ids, redrive_via_pubsub
+from shared.outcome import Kind
+from shared.send import ClaimStore, Sender, envelope_ids, redrive_via_pubsub
 
 DEAD_LETTER_SUFFIX = "-dead-letter"  # as Terraform and scripts/localstack.py name it
 # Pub/Sub's own attribute on a dead-lettered message: how many pushes it got.
@@ -291,7 +292,7 @@ def main(
         print(f"skipped {record['id']}: {record.get('kind')} records can not be re-driven", file=sys.stderr)
     if args.direct:
         for record_id, outcome in sender.redrive_direct(records):
-            failed += outcome.kind not in (SENT, DUPLICATE)
+            failed += outcome.kind not in (Kind.SENT, Kind.DUPLICATE)
             print(f"{outcome.kind:9} {record_id} {outcome.reason}")
     elif records:
         if publisher is None:

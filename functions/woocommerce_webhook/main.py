@@ -1,4 +1,4 @@
-"""WooCommerce webhooks -> TikTok Purchase events: a thin adapter over :mod:`shared.woocommerce`.
+"""WooCommerce webhooks -> TikTok Purchase events: a thin adapter over :mod:`shared.receive.woocommerce`.
 
 GET /metrics serves the instance counters when EXPOSE_METRICS is set (see shared.infra.metrics); any other
 GET is the health check; POST is a webhook delivery or the setup
@@ -8,33 +8,23 @@ ping. Settings and clients are made once per instance, on first use (see
 
 from __future__ import annotations
 
-import threading
-
 import functions_framework
 
-from shared import woocommerce
+from shared.config import ConfigError
 from shared.domain.untrusted import BodyTooLarge, read_body
 from shared.infra import log
-from shared.infra.http import refusal
+from shared.infra.http import Reply, refusal
+from shared.infra.instance import PerInstance
 from shared.infra.metrics import metrics_reply
+from shared.receive import woocommerce as domain
 
-_runtime: woocommerce.Runtime | None = None
-_lock = threading.Lock()
+_runtime = PerInstance(domain.Runtime.from_env)
+reset = _runtime.reset  # tests change the environment between apps
 
 
-def runtime() -> woocommerce.Runtime:
+def runtime() -> domain.Runtime:
     """This instance's settings and clients (tests reset them with :func:`reset`)."""
-    global _runtime
-    if _runtime is None:
-        with _lock:
-            if _runtime is None:
-                _runtime = woocommerce.Runtime.from_env()
-    return _runtime
-
-
-def reset() -> None:
-    global _runtime
-    _runtime = None
+    return _runtime.get()
 
 
 @functions_framework.http
@@ -46,8 +36,14 @@ def woocommerce_webhook(request):
         return {"error": "method not allowed", "reason": "webhooks are POST requests"}, 405, {"Allow": "GET, POST"}
     try:
         # Read before authentication but never past the limit: a chunked body has no Content-Length to check.
-        body = read_body(request.stream.read, woocommerce.MAX_BODY_BYTES, request.content_length)
+        body = read_body(request.stream.read, domain.MAX_BODY_BYTES, request.content_length)
     except BodyTooLarge as exc:
         return refusal({"error": "too large", "reason": exc.reason}, 413)
-    reply = woocommerce.handle(request.headers, body, runtime)
-    return reply.body, reply.status
+    try:
+        reply = domain.handle(request.headers, body, runtime)
+    except ConfigError as exc:
+        log.error("woocommerce_webhook is misconfigured", reason=str(exc))
+        reply = Reply(503, {"error": "misconfigured", "reason": "the webhook's settings are invalid; see its logs"})
+    if reply.outcome:
+        reply.outcome.log()
+    return reply.response()

@@ -21,9 +21,10 @@ import argparse
 import json
 import sys
 
-from shared import woocommerce
 from shared.config import ConfigError
 from shared.infra import localenv
+from shared.outcome import Kind
+from shared.receive import woocommerce
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,8 +56,8 @@ def main(argv: list[str] | None = None) -> int:
             error = f"{type(exc).__name__}: {str(exc)[:300]}"
             print(json.dumps({"outcome": "failed", "event_id": woocommerce.record_event_id(record), "error": error}))
             continue
-        woocommerce.log_outcome(outcome, replayed=True)
-        failed += outcome.kind == woocommerce.PARKED
+        outcome.log(replayed=True)
+        failed += outcome.kind == Kind.PARKED
     print(json.dumps({"records": len(records), "failed": failed}))
     return 1 if failed else 0
 

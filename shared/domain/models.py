@@ -1,8 +1,8 @@
-"""The event envelope carried on Pub/Sub, and the TikTok Events API 2.0 models.
+"""The event envelope carried on Pub/Sub: what every receiver builds and the sender sends.
 
 Receivers (collect, shopify_webhook, woocommerce_webhook) build an
 :class:`Envelope`; the sender groups envelopes and turns them into one
-Events API request body with :func:`envelopes_to_request`.
+Events API request body (:mod:`shared.tiktok.request`).
 
 The envelope only ever holds hashed identifiers (validated here), so raw PII
 can not reach Pub/Sub even by mistake.
@@ -11,8 +11,7 @@ can not reach Pub/Sub even by mistake.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import (
     AfterValidator,
@@ -27,8 +26,6 @@ from shared.domain.events import canonical_event_name
 from shared.domain.hashing import is_sha256_hex
 
 ENVELOPE_SCHEMA_VERSION = 1
-EVENT_SOURCE = "web"
-PARTNER_NAME = "tiktok-eapi-gcp"
 
 
 def _must_be_hash(value: str) -> str:
@@ -150,88 +147,3 @@ class Envelope(BaseModel):
 
     def to_json_bytes(self) -> bytes:
         return self.model_dump_json(exclude_none=True).encode()
-
-
-class ApiEvent(BaseModel):
-    """One item of ``data[]`` in an Events API 2.0 request."""
-
-    event: str
-    event_time: int
-    event_id: str
-    user: dict[str, Any]
-    properties: dict[str, Any] = Field(default_factory=dict)
-    page: dict[str, Any] | None = None
-    limited_data_use: bool = False
-
-
-class TrackRequest(BaseModel):
-    """The body of ``POST /open_api/v1.3/event/track/``."""
-
-    event_source: Literal["web"] = EVENT_SOURCE
-    event_source_id: str
-    test_event_code: str | None = None
-    partner_name: str | None = PARTNER_NAME
-    data: list[ApiEvent] = Field(min_length=1, max_length=1000)
-
-
-class TrackResponse(BaseModel):
-    """TikTok answers HTTP 200 with a ``code`` in the body, errors included."""
-
-    model_config = ConfigDict(extra="allow")
-
-    code: int
-    message: str = ""
-    request_id: str | None = None
-    data: Any = None
-
-
-def _compact(mapping: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in mapping.items() if v not in (None, [], {}, "")}
-
-
-def envelope_to_api_event(envelope: Envelope) -> ApiEvent:
-    user = _compact(envelope.user.model_dump(exclude_none=True))
-    properties = envelope.properties.model_dump(exclude_none=True)
-    properties["contents"] = [_compact(c) for c in properties.get("contents", [])]
-    page = _compact(envelope.page.model_dump(exclude_none=True)) if envelope.page else None
-    return ApiEvent(
-        event=envelope.event,
-        event_time=envelope.event_time,
-        event_id=envelope.event_id,
-        user=user,
-        properties=_compact(properties),
-        page=page or None,
-        limited_data_use=envelope.limited_data_use,
-    )
-
-
-class MixedBatchError(ValueError):
-    pass
-
-
-def envelopes_to_request(envelopes: Sequence[Envelope]) -> dict[str, Any]:
-    """The Events API 2.0 body for envelopes that share one pixel and one test code."""
-    if not envelopes:
-        raise ValueError("at least one envelope is needed")
-    keys = {e.batch_key() for e in envelopes}
-    if len(keys) != 1:
-        # Test events must never ride with production events, nor pixels mix.
-        raise MixedBatchError(f"envelopes for {len(keys)} different (pixel, test code) pairs")
-    pixel_code, test_event_code = keys.pop()
-    request = TrackRequest(
-        event_source_id=pixel_code,
-        test_event_code=test_event_code,
-        data=[envelope_to_api_event(e) for e in envelopes],
-    )
-    return request.model_dump(exclude_none=True)
-
-
-def group_for_requests(envelopes: Iterable[Envelope], max_events: int = 1000) -> list[list[Envelope]]:
-    """Split envelopes into request-sized groups that never mix pixels or test codes."""
-    groups: dict[tuple[str, str | None], list[list[Envelope]]] = {}
-    for envelope in envelopes:
-        chunks = groups.setdefault(envelope.batch_key(), [[]])
-        if len(chunks[-1]) >= max_events:
-            chunks.append([])
-        chunks[-1].append(envelope)
-    return [chunk for chunks in groups.values() for chunk in chunks if chunk]

@@ -213,3 +213,30 @@ def ascii_int(value: Any, *, max_digits: int = 19) -> int | None:
         if text and len(text) <= max_digits and text.isascii() and text.isdigit():
             return int(text)
     return None
+
+
+# Amounts: plain ASCII decimals below a trillion. float() alone would take "1_0",
+# Arabic-Indic digits and "1e400", Decimal() takes the first two as well, and a
+# 310-digit integer makes float() raise OverflowError.
+_DECIMAL = re.compile(r"[0-9]{1,12}(?:\.[0-9]{1,12})?")
+_MAX_AMOUNT = 1e12
+
+
+def money(value: Any) -> float | None:
+    """A non-negative amount of money below a trillion from a platform's string ("29.35") or JSON number.
+
+    The one decision on money for every receiver: an amount is checked as the
+    text the platform sent (never parsed by a permissive float() or Decimal()),
+    then carried as a float, since TikTok's ``value`` is a JSON number. Where
+    amounts are added up for a record (a Shopify order's refunds), the caller
+    adds the checked texts as ``Decimal``, so no cent is lost to binary floats.
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return float(value) if 0 <= value < _MAX_AMOUNT else None
+    if isinstance(value, float):
+        return value if math.isfinite(value) and 0 <= value < _MAX_AMOUNT else None
+    if isinstance(value, str) and _DECIMAL.fullmatch(text := value.strip()):
+        return float(text)
+    return None

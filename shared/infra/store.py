@@ -12,7 +12,7 @@ by a day. Collections (each prefixed by ``FIRESTORE_COLLECTION_PREFIX``):
   skipped) and the records of cancellations and refunds.
 - ``event_claims``: the sender's per-event claims (for an order event, the
   order's only claim, and a cancellation's tombstone on its Purchase), and
-  the records of browser events sent without one (see shared.delivery).
+  the records of browser events sent without one (see shared.send.claims).
 - ``dead_events``: events TikTok refused for good, kept for re-driving.
 
 Document ids are readable keys (``|``-joined); a key that would be too long or
@@ -24,9 +24,10 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from shared.infra.metrics import COUNTERS
+from shared.infra.metrics import COUNTERS, Counters
 
 CLICK_CONTEXTS = "click_contexts"
 WEBHOOK_DELIVERIES = "webhook_deliveries"
@@ -39,6 +40,59 @@ MAX_BATCH_WRITES = 500  # Firestore's limit on writes in one commit
 
 # (pixel code, join keys, context, time to live): one request's click context.
 ContextWrite = tuple[str, Sequence[tuple[str, str]], dict[str, Any], dt.timedelta]
+
+OK, ALREADY_EXISTS = 0, 6  # google.rpc.Code of one write in a bulk write (Store.bulk); -1: the RPC itself failed
+
+
+# --- independent writes for Store.bulk: each succeeds or fails alone -------------
+
+
+@dataclass(frozen=True)
+class Create:
+    """Create the document; ALREADY_EXISTS if it is there."""
+
+    collection: str
+    key: Sequence[object]
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Update:
+    """Replace the fields of an existing document, only if nobody wrote it since ``if_update_time``."""
+
+    collection: str
+    key: Sequence[object]
+    data: dict[str, Any]
+    if_update_time: Any = None
+
+
+@dataclass(frozen=True)
+class Merge:
+    """Set the fields, creating the document if needed (``set(merge=True)``)."""
+
+    collection: str
+    key: Sequence[object]
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Delete:
+    """Delete the document; with ``if_update_time``, only if nobody wrote it since (else no-op: not ours)."""
+
+    collection: str
+    key: Sequence[object]
+    if_update_time: Any = None
+
+
+BulkOp = Create | Update | Merge | Delete
+
+
+@dataclass(frozen=True)
+class Found:
+    """One document read by :meth:`Store.get_many`: its fields (None: no such document) and when it was written."""
+
+    data: dict[str, Any] | None
+    update_time: Any = None
 
 
 def utcnow() -> dt.datetime:
@@ -132,6 +186,107 @@ class Store:
         snapshot = self.collection(collection).document(doc_id(*key)).get()
         data = snapshot.to_dict() if snapshot.exists else None
         return None if is_expired(data) else data
+
+    # --- bulk writes and reads (the sender's claims and dead records) ------
+    # Counted into the caller's ``counters`` (the sender counts per instance, tests per case).
+
+    def bulk(
+        self, ops: Sequence[BulkOp], *, counters: Counters = COUNTERS, timeout: float | None = None
+    ) -> list[tuple[int, Any]]:
+        """Apply independent writes (BatchWrite: each succeeds or fails alone); (code, update_time) each.
+
+        ``code`` is a google.rpc.Code (:data:`OK`, :data:`ALREADY_EXISTS`, ...);
+        ``update_time`` is the write's, when it succeeded. A failed RPC raises.
+        """
+        from google.cloud.firestore_v1.bulk_batch import BulkWriteBatch
+
+        results: list[tuple[int, Any]] = []
+        for start in range(0, len(ops), MAX_BATCH_WRITES):
+            batch = BulkWriteBatch(self.client)
+            for op in ops[start : start + MAX_BATCH_WRITES]:
+                ref = self.collection(op.collection).document(doc_id(*op.key))
+                if isinstance(op, Create):
+                    batch.create(ref, op.data)
+                elif isinstance(op, Update):
+                    batch.update(ref, op.data, option=self.write_option_for(op.if_update_time))
+                elif isinstance(op, Merge):
+                    batch.set(ref, op.data, merge=True)
+                else:
+                    batch.delete(ref, option=self.write_option_for(op.if_update_time))
+                counters.add("firestore.deletes" if isinstance(op, Delete) else "firestore.writes")
+            counters.add("firestore.rpcs")
+            response = batch.commit(timeout=self._timeout(timeout))
+            for status, result in zip(response.status, response.write_results, strict=True):
+                results.append((status.code, result.update_time if status.code == OK else None))
+        return results
+
+    def get_many(
+        self,
+        collection: str,
+        keys: Sequence[Sequence[object]],
+        *,
+        counters: Counters = COUNTERS,
+        timeout: float | None = None,
+    ) -> list[Found]:
+        """The documents of ``keys`` in one RPC, in order (expired ones too: the caller may take them over)."""
+        refs = [self.collection(collection).document(doc_id(*key)) for key in keys]
+        counters.add("firestore.rpcs")
+        counters.add("firestore.reads", len(refs))
+        snaps = {snap.reference.path: snap for snap in self.client.get_all(refs, timeout=self._timeout(timeout))}
+        found = []
+        for ref in refs:
+            snap = snaps.get(ref.path)
+            exists = snap is not None and snap.exists
+            found.append(Found(snap.to_dict() if exists else None, snap.update_time if exists else None))
+        return found
+
+    def put(
+        self,
+        collection: str,
+        key: Sequence[object],
+        data: dict[str, Any],
+        *,
+        counters: Counters = COUNTERS,
+        timeout: float | None = None,
+    ) -> str:
+        """Write the whole document (replacing any); its id."""
+        document = doc_id(*key)
+        counters.add("firestore.rpcs")
+        counters.add("firestore.writes")
+        self.collection(collection).document(document).set(data, timeout=self._timeout(timeout))
+        return document
+
+    def live_documents(self, collection: str, where: tuple[str, Any] | None = None) -> list[tuple[str, dict[str, Any]]]:
+        """(id, fields) of every live document of ``collection``, or of those whose field equals a value.
+
+        Not counted: an operator's listing (re-drive), not a function's work.
+        """
+        from google.cloud.firestore_v1.base_query import FieldFilter
+
+        query = self.collection(collection)
+        if where is not None:
+            query = query.where(filter=FieldFilter(where[0], "==", where[1]))
+        now = utcnow()
+        documents = ((snap.id, snap.to_dict()) for snap in query.stream())
+        return [(id_, data) for id_, data in documents if not is_expired(data, now)]
+
+    def update_by_id(self, collection: str, document: str, fields: dict[str, Any]) -> None:
+        """Update fields of the document with this id (one listed by :meth:`live_documents`). Not counted."""
+        self.collection(collection).document(document).update(fields)
+
+    def write_option_for(self, update_time: Any) -> Any:
+        """The precondition "nobody wrote it since ``update_time``" (None: no precondition)."""
+        return None if update_time is None else self.client.write_option(last_update_time=update_time)
+
+    @staticmethod
+    def increment(amount: int = 1) -> Any:
+        """A field value that adds ``amount`` to the stored number (0 when missing) as it is written."""
+        from google.cloud.firestore_v1.transforms import Increment
+
+        return Increment(amount)
+
+    def _timeout(self, timeout: float | None) -> float | None:
+        return self.timeout if timeout is None else timeout
 
     # --- click contexts --------------------------------------------------
 

@@ -1,7 +1,7 @@
 """What both order webhooks do once an order is mapped: join, gate, dedupe, publish.
 
 Shopify and WooCommerce each turn their payload into an :class:`OrderEvent`
-(pure mapping, in ``shared/shopify.py`` and ``shared/woocommerce.py``); this
+(pure mapping, in ``shared/receive/shopify/`` and ``shared/receive/woocommerce/``); this
 module does the rest the same way for both:
 
 1. find the click context the collect endpoint stored under the order's join
@@ -12,7 +12,7 @@ module does the rest the same way for both:
 
 There is no claim here. The order event's id is deterministic
 (:func:`shared.domain.events.order_event_id`), and the sender claims every order
-event_id before it sends it (``event_claims``, :mod:`shared.delivery`), so
+event_id before it sends it (``event_claims``, :mod:`shared.send.claims`), so
 that one claim is the order's: ``orders/create`` and ``orders/paid``, retries
 and concurrent duplicates each publish, and the sender sends the first and
 answers the others "duplicate". A crash anywhere before the publish leaves
@@ -22,7 +22,7 @@ was not sent yet never is. One document per delivered order event, written
 twice (claimed, then sent), instead of a receiver claim written twice more.
 
 An order event withheld for consent (here) or skipped by a shop's rules (test,
-POS, draft: ``shared.shopify``) leaves an outcome record instead
+POS, draft: ``shared.receive.shopify``) leaves an outcome record instead
 (:func:`record_outcome`), so the report (``shared.report``) can count it. It is
 keyed apart from the claim: a later delivery, after the shopper's grant, still
 publishes.
@@ -32,27 +32,29 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
+from shared import budgets
 from shared.config import ConsentPolicy, PixelConfig
 from shared.domain.consent import ConsentSnapshot, decide
-from shared.domain.events import order_event_id
+from shared.domain.events import ATTRIBUTION_WINDOW, order_event_id
 from shared.domain.identity import RawIdentity, build_user, valid_ip
 from shared.domain.models import Envelope, Page, Properties, UserData
 from shared.infra import log
 from shared.infra.store import EVENT_CLAIMS, ORDER_EVENTS
-from shared.outcome import Outcome
+from shared.outcome import Kind, Outcome
 
-# Longer than Shopify's retry window (4 h), its day-late deliveries and
-# TikTok's 48 h dedup window: a replay inside it never makes a second event.
-ORDER_EVENT_TTL = dt.timedelta(days=8)
+# Outcome, cancellation and refund records (and a cancellation's tombstone): longer than
+# Shopify's retry window, its day-late deliveries and TikTok's 48 h (shared.budgets).
+ORDER_EVENT_TTL = budgets.ORDER_RECORD_TTL
 
 # The Purchase's claim in event_claims says "cancelled" once a cancellation took it first.
 CANCELLED = "cancelled"
 OUTCOME_RECORD = "outcome"  # first part of the key of an outcome record: ("outcome", event_id)
 # ORDER_MAX_EVENT_AGE_DAYS' default: TikTok's default click attribution window.
-MAX_EVENT_AGE = dt.timedelta(days=7)
+MAX_EVENT_AGE = ATTRIBUTION_WINDOW
 
 # Join-key kinds, shared with the collect endpoint (what it stores under).
 JOIN_SHOPIFY_CART = "shopify_cart_token"
@@ -84,7 +86,26 @@ class OrderEvent:
         return order_event_id(self.platform, self.shop, self.order_id, self.event)
 
 
+@runtime_checkable
+class OrderStore(Protocol):
+    """The store as the order flow uses it, and no more: a click context to read, a one-time claim, a read.
+
+    :class:`shared.infra.store.Store` is the real one (Firestore); ``tests/unit/memory.py``
+    is the in-memory stand-in the unit tests use, held to the same behaviour by
+    ``tests/emulator/test_memory_store_contract.py``.
+    """
+
+    def find_click_context(self, pixel_code: str, join_keys: Iterable[tuple[str, str]]) -> dict[str, Any] | None: ...
+
+    def claim_once(self, collection: str, key: Sequence[object], ttl: dt.timedelta, **fields: Any) -> bool: ...
+
+    def get(self, collection: str, key: Sequence[object]) -> dict[str, Any] | None: ...
+
+
+@runtime_checkable
 class Publisher(Protocol):
+    """Puts envelopes on the events topic (:class:`shared.infra.pubsub.EventPublisher`); the message ids."""
+
     def publish(self, envelopes: list[Envelope]) -> list[str]: ...
 
 
@@ -112,13 +133,15 @@ def build_envelope(
     context: dict[str, Any] | None,
     policy: ConsentPolicy,
     default_region: str | None,
+    *,
+    received_at: int,
 ) -> tuple[Envelope | None, Outcome | None]:
-    """Pure: the envelope to publish, or the outcome that says why there is none."""
+    """Pure: the envelope to publish, or the outcome that says why there is none (``received_at``: our clock)."""
     snapshot = ConsentSnapshot.model_validate(context["consent"]) if context and context.get("consent") else None
     decision = decide(snapshot, policy)
     if not decision.send:
         return None, Outcome(
-            "withheld_consent",
+            Kind.WITHHELD_CONSENT,
             f"consent {decision.reason}",
             order.event_id,
             {"consent": decision.reason, "click_context": bool(context)},
@@ -139,7 +162,7 @@ def build_envelope(
         limited_data_use=decision.limited_data_use,
         consent=decision.reason,
         test_event_code=pixel.test_event_code,
-        received_at=int(time.time()),
+        received_at=received_at,
     )
     return envelope, None
 
@@ -149,14 +172,15 @@ def process_order_event(
     *,
     pixel: PixelConfig,
     policy: ConsentPolicy,
-    store: Any,
+    store: OrderStore,
     publisher: Publisher,
     default_region: str | None = None,
     max_event_age: dt.timedelta = MAX_EVENT_AGE,
+    now: Callable[[], float] = time.time,
 ) -> Outcome:
     """Join, gate, publish. Raises if reading the context or publishing fails (nothing was written)."""
     context = store.find_click_context(pixel.pixel_code, order.join_keys) if order.join_keys else None
-    envelope, outcome = build_envelope(order, pixel, context, policy, default_region)
+    envelope, outcome = build_envelope(order, pixel, context, policy, default_region, received_at=int(now()))
     if envelope is None:
         record_outcome(store, outcome, consent=outcome.details.get("consent"))  # type: ignore[arg-type]
         return outcome  # type: ignore[return-value]
@@ -165,10 +189,10 @@ def process_order_event(
     for flag, message in weak_points(envelope, max_event_age).items():
         log.warning(message, event_id=envelope.event_id, order_id=order.order_id, platform=order.platform)
         details[flag] = True
-    return Outcome("published", f"{envelope.event} published", envelope.event_id, details)
+    return Outcome(Kind.PUBLISHED, f"{envelope.event} published", envelope.event_id, details)
 
 
-def block_purchase(store: Any, pixel_code: str, event_id: str, **fields: Any) -> bool:
+def block_purchase(store: OrderStore, pixel_code: str, event_id: str, **fields: Any) -> bool:
     """Take the Purchase's sender claim as a cancellation tombstone; whether the Purchase is blocked.
 
     True when the tombstone is written now or was by an earlier delivery of the
@@ -200,7 +224,7 @@ def weak_points(envelope: Envelope, max_event_age: dt.timedelta = MAX_EVENT_AGE)
     return problems
 
 
-def record_outcome(store: Any, outcome: Outcome, **fields: Any) -> None:
+def record_outcome(store: OrderStore, outcome: Outcome, **fields: Any) -> None:
     """Remember why an order event was not published (first answer wins); never fails the delivery."""
     if not outcome.event_id:
         return

@@ -1,1 +1,1 @@
-"""TikTok's Events API 2.0: the request format, the client, and what each answer means (``api``)."""
+"""TikTok's Events API 2.0: the request body (``request``), the client and what each answer means (``api``)."""

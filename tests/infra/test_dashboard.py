@@ -17,8 +17,9 @@ from typing import Any
 
 import pytest
 
-from shared import delivery
 from shared.domain import match_keys
+from shared.outcome import Kind
+from shared.send import process
 from tests.infra.hcl import Expr, Terraform
 from tests.infra.test_monitoring import service_names
 
@@ -176,12 +177,12 @@ def test_the_match_key_metrics_follow_the_code(tf: Terraform) -> None:
     metrics = log_metrics(tf)
     for key in charted:
         (metric,) = [m for m in metrics.values() if m["filter"].endswith(f'jsonPayload.match_keys:"{key}"')]
-        assert f'jsonPayload.outcome="{delivery.SENT}"' in metric["filter"]
+        assert f'jsonPayload.outcome="{Kind.SENT}"' in metric["filter"]
         assert metric["label_extractors"]["source"] == "EXTRACT(jsonPayload.source)"
 
 
 def test_the_sender_logs_the_fields_the_metrics_extract() -> None:
-    source = (Path(delivery.__file__)).read_text()
+    source = (Path(process.__file__)).read_text()
     # The "tiktok answered" line: INFO (so it is written at the deployed LOG_LEVEL), with ms, events and verdict.
     line = re.search(r'log\.(\w+)\(\s*"tiktok answered",(.*?)\n\s*\)', source, re.DOTALL)
     assert line and line[1] == "info", "the TikTok request line must stay at INFO for the dashboard"

@@ -13,7 +13,7 @@ from __future__ import annotations
 import ast
 import re
 
-from shared import woocommerce
+from shared.outcome import Kind, Outcome
 from tests.infra.conftest import ROOT
 from tests.infra.hcl import Terraform, squash
 
@@ -148,8 +148,8 @@ def test_the_silence_alert_watches_each_sites_deliveries_for_the_quiet_period(tf
 
 
 def test_woocommerce_logs_the_site_the_metric_extracts(capsys) -> None:
-    woocommerce.log_outcome(woocommerce.Outcome("published", "Purchase published"), site="woo.example")
+    Outcome(Kind.PUBLISHED, "Purchase published").log(site="woo.example")
     line = capsys.readouterr().out
     assert '"site": "woo.example"' in line and '"outcome": "published"' in line
-    source = (ROOT / "shared" / "woocommerce.py").read_text()
+    source = (ROOT / "shared" / "receive" / "woocommerce" / "handler.py").read_text()
     assert 'fields["site"] = site.site' in source, "the site label must be the configured site, set after the HMAC"

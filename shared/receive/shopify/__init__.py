@@ -1,0 +1,27 @@
+"""Shopify webhooks: authenticate, route by topic, map to an order event, act once.
+
+One module per step of a delivery, in the order a delivery takes them:
+
+- ``delivery``: the ``X-Shopify-*`` headers, the topics and limits, :func:`find_shop` (the shop, or why not);
+- ``mapping``: pure mapping of the untrusted JSON (ids, money, click ids, identity, properties);
+- ``plan``: pure: topic + body -> an action or a final outcome, and the checks a signed body still needs;
+- ``execute``: the action carried out within the delivery's deadline, and the instance's :class:`Runtime`;
+- ``handler``: an HTTPS request or verified delivery to its :class:`~shared.infra.http.Reply`;
+- ``pubsub``: the same deliveries pushed by Google Cloud Pub/Sub (authenticated by IAM).
+
+No delivery id is claimed: every effect is idempotent on its own natural key
+(the sender's claim on the order event's deterministic event_id, see
+:mod:`shared.receive.orders`; the record claims of cancellations and refunds;
+deletions and acknowledgements repeat harmlessly), so a redelivery,
+concurrent or after a timeout or crash at any step, completes the work or
+repeats it harmlessly. A permanent claim taken before the work would instead
+outlive a failed attempt and swallow Shopify's retry of an order never published.
+
+Only what ``functions/shopify_webhook/main.py`` uses is re-exported here.
+"""
+
+from shared.receive.shopify.execute import Runtime
+from shared.receive.shopify.handler import receive
+from shared.receive.shopify.pubsub import receive_push
+
+__all__ = ["Runtime", "receive", "receive_push"]

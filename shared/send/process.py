@@ -1,0 +1,314 @@
+"""One batch of distinct events, start to finish: token check, claim, send (bisecting refusals), finalize.
+
+Separate from the batching (which decides which invocations share a batch)
+and from Firestore (:mod:`shared.send.claims`): this is where each event's
+outcome is decided, from its claim and TikTok's answer, and the one place
+the sender talks to TikTok.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from shared import budgets
+from shared.domain import match_keys
+from shared.domain.models import Envelope
+from shared.infra import log
+from shared.infra.metrics import COUNTERS, Counters, delivered_counts
+from shared.outcome import Kind, Outcome
+from shared.send.claims import STATE_CANCELLED, STATE_SENT, UNCLAIMED, Claim, ClaimKey, ClaimStore, FinalizeReport
+from shared.send.dead import KIND_MISSING_TOKEN, KIND_REJECTED, KIND_UNSENDABLE, DeadRecord
+from shared.tiktok.api import ApiResult, TikTokClient
+from shared.tiktok.request import envelopes_to_request, group_for_requests
+
+# Sources whose events are sent without a claim unless SENDER_CLAIM_BROWSER_EVENTS (see Processor.claims_first).
+UNCLAIMED_SOURCES = frozenset({"collect"})
+RECENT_SECONDS = budgets.RECENT_SENT_SECONDS  # how long an instance remembers the unclaimed events it sent
+RECENT_MAX = 50_000  # about 150 bytes each
+
+
+def event_details(envelope: Envelope) -> dict[str, Any]:
+    """The fields every outcome line of an event carries."""
+    return {"pixel_code": envelope.pixel_code, "event": envelope.event, "source": envelope.source}
+
+
+def deliver(
+    envelopes: Sequence[Envelope], send: Callable[[list[Envelope]], ApiResult], max_events: int = 1000
+) -> dict[ClaimKey, ApiResult]:
+    """Send envelopes (unique keys) in as few requests as allowed; the final answer for each event.
+
+    Requests never mix pixels or test codes. When TikTok refuses a request
+    because of some of its events, the events it names in
+    ``data.failed_events`` are retried alone and the others together; without
+    that hint the request is bisected. Either way each bad event ends up
+    refused on its own (its own code and message), and the others delivered.
+    Refusals of the whole request (token, permission) are never split.
+    """
+    results: dict[ClaimKey, ApiResult] = {}
+
+    def attempt(group: list[Envelope]) -> None:
+        result = send(group)
+        if result.verdict != "reject" or len(group) == 1 or result.request_level:
+            for envelope in group:
+                results[envelope.claim_key()] = result
+            return
+        suspects = [group[i] for i in result.failed_indexes if i < len(group)]
+        if suspects and len(suspects) < len(group):
+            suspect_keys = {s.claim_key() for s in suspects}
+            attempt([e for e in group if e.claim_key() not in suspect_keys])
+            for suspect in suspects:
+                attempt([suspect])
+        elif suspects:
+            for envelope in group:
+                attempt([envelope])
+        else:
+            middle = len(group) // 2
+            attempt(group[:middle])
+            attempt(group[middle:])
+
+    for group in group_for_requests(envelopes, max_events):
+        attempt(group)
+    return results
+
+
+class Processor:
+    """Handles one batch of distinct events: token check, claim, send, finalize."""
+
+    def __init__(
+        self,
+        claims: ClaimStore,
+        client: TikTokClient,
+        tokens: Mapping[str, str],
+        max_events: int = 1000,
+        counters: Counters = COUNTERS,
+        claim_browser_events: bool = False,
+    ) -> None:
+        self.claims = claims
+        self.client = client
+        self.tokens = dict(tokens)
+        self.max_events = max_events
+        self.counters = counters
+        self.claim_browser_events = claim_browser_events
+        # Unclaimed events this instance sent lately: a retried request or a redelivery that comes back
+        # here is answered from memory; one that reaches another instance is TikTok's to merge.
+        self._recent: OrderedDict[ClaimKey, float] = OrderedDict()
+        self._recent_lock = threading.Lock()
+
+    def _sent_lately(self, key: ClaimKey) -> bool:
+        oldest = time.monotonic() - RECENT_SECONDS
+        with self._recent_lock:
+            sent_at = self._recent.get(key)
+            return sent_at is not None and sent_at >= oldest
+
+    def _remember_sent(self, keys: Iterable[ClaimKey]) -> None:
+        now = time.monotonic()
+        with self._recent_lock:
+            for key in keys:
+                self._recent[key] = now
+                self._recent.move_to_end(key)
+            while len(self._recent) > RECENT_MAX:
+                self._recent.popitem(last=False)
+
+    def claims_first(self, envelope: Envelope) -> bool:
+        """Whether ``envelope`` is claimed before it is sent (else only recorded once TikTok accepted it).
+
+        Order events and re-drives always are: an order event is sent once or
+        never (a cancellation's tombstone, a re-drive long after TikTok's 48 h
+        window). A browser event's only duplicate is a redelivery of its own
+        message, minutes later, which TikTok merges on its event_id.
+        """
+        return envelope.source not in UNCLAIMED_SOURCES or self.claim_browser_events
+
+    def _send(self, group: list[Envelope]) -> ApiResult:
+        try:
+            body = envelopes_to_request(group)
+        except ValueError as exc:  # pydantic's ValidationError included; its text may quote values
+            self.counters.add("tiktok.unsendable")
+            return ApiResult("reject", None, f"could not build the Events API request ({type(exc).__name__})",
+                             local=True)  # fmt: skip
+        started = time.monotonic()
+        result = self.client.track(body, self.tokens[group[0].pixel_code])
+        self.counters.add("tiktok.requests")
+        self.counters.add("tiktok.events", len(group))
+        self.counters.add(f"tiktok.{result.verdict}")
+        # INFO, one line per TikTok request (not per event): the dashboard's latency and batch-size metrics read it.
+        log.info(
+            "tiktok answered",
+            verdict=result.verdict,
+            code=result.code,
+            http_status=result.http_status,
+            request_id=result.request_id,
+            events=len(group),
+            pixel_code=group[0].pixel_code,
+            test=bool(group[0].test_event_code),
+            ms=round((time.monotonic() - started) * 1000, 1),
+        )
+        if result.ok and result.code != 0:
+            log.warning("TikTok accepted part of a request", code=result.code, tiktok_message=result.message,
+                        request_id=result.request_id, events=len(group))  # fmt: skip
+        return result
+
+    def process(self, items: Sequence[tuple[Envelope, str | None]]) -> list[Outcome]:
+        """The outcome of each (envelope, message id), in order. Never raises for one event's trouble."""
+        self.counters.add("batches")
+        self.counters.add("batch.events", len(items))
+        outcomes: dict[ClaimKey, Outcome] = {}
+        first: dict[ClaimKey, tuple[Envelope, str | None]] = {}
+        for envelope, message_id in items:
+            first.setdefault(envelope.claim_key(), (envelope, message_id))
+
+        dead: list[tuple[DeadRecord, Claim | None]] = []
+        with_token = []
+        for envelope, message_id in first.values():
+            if envelope.pixel_code in self.tokens:
+                with_token.append((envelope, message_id))
+            else:
+                reason = (
+                    f"no access token for pixel {envelope.pixel_code}: add it to TIKTOK_ACCESS_TOKEN "
+                    "(a JSON object keyed by pixel code for several pixels), then re-drive"
+                )
+                dead.append((DeadRecord(envelope, KIND_MISSING_TOKEN, reason, message_id=message_id), None))
+
+        claims = self._claim(with_token, outcomes)
+        to_send: list[Envelope] = []
+        message_ids = {e.claim_key(): m for e, m in first.values()}
+        undead: list[Envelope] = []
+        for envelope, _ in with_token:
+            key = envelope.claim_key()
+            claim = claims.get(key)
+            if claim is None:
+                continue
+            if claim.state in ("claimed", UNCLAIMED):
+                to_send.append(envelope)
+            elif claim.state == STATE_SENT:
+                outcomes[key] = Outcome(Kind.DUPLICATE, "already sent", envelope.event_id,
+                                        {"request_id": claim.request_id})  # fmt: skip
+                if envelope.source == "redrive":
+                    undead.append(envelope)
+            elif claim.state == STATE_CANCELLED:
+                outcomes[key] = Outcome(Kind.SKIPPED, "order cancelled before its Purchase was sent", envelope.event_id,
+                                        {"rule": "cancelled"})  # fmt: skip
+                if envelope.source == "redrive":
+                    undead.append(envelope)
+            else:
+                outcomes[key] = Outcome(Kind.RETRY, f"event claimed by another attempt ({claim.detail})",
+                                        envelope.event_id)  # fmt: skip
+
+        try:
+            results = deliver(to_send, self._send, self.max_events) if to_send else {}
+        except Exception as exc:  # a bug or an unexpected client error: give the claims back, retry later
+            log.error("sending failed unexpectedly", error=type(exc).__name__, detail=str(exc)[:300])
+            failure = ApiResult("retry", None, f"sender error ({type(exc).__name__})")
+            results = {e.claim_key(): failure for e in to_send}
+        sent: list[tuple[Envelope, ApiResult]] = []
+        released: list[tuple[Envelope, Claim]] = []
+        for envelope in to_send:
+            key = envelope.claim_key()
+            result = results[key]
+            if result.ok:
+                sent.append((envelope, result))
+                if envelope.source == "redrive":
+                    undead.append(envelope)
+            elif result.verdict == "retry":
+                released.append((envelope, claims[key]))
+            elif result.local:
+                record = DeadRecord(envelope, KIND_UNSENDABLE, f"not sent: {result.message}",
+                                    message_id=message_ids[key])  # fmt: skip
+                dead.append((record, claims[key]))
+            else:
+                record = DeadRecord(envelope, KIND_REJECTED, f"TikTok refused the event: {result.describe()}",
+                                    result.code, result.message, result.request_id, message_ids[key])  # fmt: skip
+                dead.append((record, claims[key]))
+
+        unclaimed = {e.claim_key(): message_ids[e.claim_key()] for e, _ in sent
+                     if claims[e.claim_key()].state == UNCLAIMED}  # fmt: skip
+        report = self.claims.finalize(sent, released, dead, undead, unclaimed)
+        self._remember_sent(key for key in unclaimed if key not in report.sent_unmarked)
+        self._finalized(outcomes, report, claims, results, sent, released, dead, unclaimed)
+        return _answers(items, outcomes)
+
+    def _claim(
+        self, with_token: list[tuple[Envelope, str | None]], outcomes: dict[ClaimKey, Outcome]
+    ) -> dict[ClaimKey, Claim]:
+        """Each event's claim (unclaimed browser events too); an outcome already for those that have none."""
+        to_claim = [(e, m) for e, m in with_token if self.claims_first(e)]
+        try:
+            claims = self.claims.claim(to_claim) if to_claim else {}
+        except Exception as exc:
+            log.error("could not claim events", error=type(exc).__name__, detail=str(exc)[:300])
+            claims = {}
+            for envelope, _ in to_claim:
+                outcomes[envelope.claim_key()] = Outcome(
+                    Kind.RETRY, f"Firestore unavailable for claims ({type(exc).__name__})", envelope.event_id
+                )
+        for envelope, _ in with_token:
+            if self.claims_first(envelope):
+                continue
+            key = envelope.claim_key()
+            if self._sent_lately(key):
+                outcomes[key] = Outcome(Kind.DUPLICATE, "sent by this instance moments ago", envelope.event_id)
+            else:
+                claims[key] = Claim(UNCLAIMED)
+        return claims
+
+    def _finalized(
+        self,
+        outcomes: dict[ClaimKey, Outcome],
+        report: FinalizeReport,
+        claims: Mapping[ClaimKey, Claim],
+        results: Mapping[ClaimKey, ApiResult],
+        sent: Sequence[tuple[Envelope, ApiResult]],
+        released: Sequence[tuple[Envelope, Claim]],
+        dead: Sequence[tuple[DeadRecord, Claim | None]],
+        unclaimed: Mapping[ClaimKey, str | None],
+    ) -> None:
+        """The outcomes of the events the final bulk write was about (and the counters of those delivered)."""
+        for envelope, result in sent:
+            key = envelope.claim_key()
+            keys = match_keys.present(envelope.user)
+            coverage = match_keys.score(keys)
+            counts = delivered_counts(envelope.pixel_code, envelope.source, envelope.event, keys, coverage)
+            self.counters.add_many(counts)
+            details = {"request_id": result.request_id, "code": result.code, "attempts": claims[key].attempts,
+                       "match_keys": list(keys), "match_score": coverage}  # fmt: skip
+            if key in report.sent_unmarked and key in unclaimed:
+                # Its record is the only trace that it went out: the redelivery sends it again (TikTok
+                # merges the copy on its event_id) and records it.
+                reason = "sent, but its record could not be written; the redelivery records it"
+                outcomes[key] = Outcome(Kind.RETRY, reason, envelope.event_id, details)
+                continue
+            if key in report.sent_unmarked:
+                details["claim_marked"] = False
+            outcomes[key] = Outcome(Kind.SENT, f"{envelope.event} sent", envelope.event_id, details)
+        for envelope, _ in released:
+            result = results[envelope.claim_key()]
+            outcomes[envelope.claim_key()] = Outcome(
+                Kind.RETRY, f"TikTok transient error: {result.describe()}", envelope.event_id, {"code": result.code}
+            )
+        for record, _ in dead:
+            key = record.envelope.claim_key()
+            if key in report.dead_unrecorded:
+                outcomes[key] = Outcome(Kind.RETRY, "could not record the dead event; will retry",
+                                        record.envelope.event_id)  # fmt: skip
+            else:
+                details = {"dead_kind": record.kind, "code": record.code, "request_id": record.request_id}
+                outcomes[key] = Outcome(Kind.DEAD, record.reason, record.envelope.event_id, details)
+
+
+def _answers(items: Sequence[tuple[Envelope, str | None]], outcomes: Mapping[ClaimKey, Outcome]) -> list[Outcome]:
+    """One outcome per item, in order: a second copy of an event in the batch is its duplicate."""
+    answers = []
+    answered: set[ClaimKey] = set()
+    for envelope, _ in items:
+        outcome = outcomes[envelope.claim_key()]
+        if envelope.claim_key() in answered and not outcome.retry:
+            outcome = Outcome(Kind.DUPLICATE, f"copy of an event in the same batch ({outcome.kind})",
+                              envelope.event_id)  # fmt: skip
+        answered.add(envelope.claim_key())
+        answers.append(Outcome(outcome.kind, outcome.reason, outcome.event_id,
+                               {**event_details(envelope), **outcome.details}))  # fmt: skip
+    return answers

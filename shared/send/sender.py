@@ -1,0 +1,131 @@
+"""The sender as a whole: what one instance holds, one push to its reply, and re-driving dead events.
+
+Separate because it is the wiring: :class:`Sender` puts the claims, the
+TikTok client, the processor and the dispatcher together from the settings;
+:func:`handle_push` turns one message's outcome into the function's answer
+(2xx acknowledges, 503 asks Pub/Sub to redeliver).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from shared import budgets
+from shared.domain.models import Envelope
+from shared.infra import log
+from shared.infra.http import Reply
+from shared.infra.metrics import COUNTERS, Counters
+from shared.infra.store import Store, make_client
+from shared.outcome import Kind, Outcome
+from shared.send.batching import Dispatcher
+from shared.send.claims import ClaimStore
+from shared.send.decode import MalformedMessage, PushRefused, decode_message
+from shared.send.process import Processor
+from shared.tiktok.api import TikTokClient
+
+
+class Sender:
+    """What one sender instance holds: claims, the TikTok client and the dispatcher."""
+
+    def __init__(
+        self,
+        claims: ClaimStore,
+        client: TikTokClient,
+        tokens: Mapping[str, str],
+        max_events: int,
+        wait_ms: int,
+        result_timeout: float,
+        counters: Counters = COUNTERS,
+        idle_ms: int = 0,
+        hold_ms: int = 0,
+    ) -> None:
+        self.claims = claims
+        self.client = client
+        self.counters = counters
+        self.processor = Processor(claims, client, tokens, max_events, counters)
+        self.dispatcher = Dispatcher(self.processor.process, max_events, wait_ms, result_timeout, counters, idle_ms,
+                                     hold_ms)  # fmt: skip
+
+    @classmethod
+    def from_settings(cls, settings: Any, firestore_client: Any = None, transport: Any = None) -> Sender:
+        """Build from :class:`shared.config.SenderSettings`; clients are created here, once."""
+        client = firestore_client or make_client(settings.project, settings.firestore_database)
+        claims = ClaimStore(
+            Store(client, settings.collection_prefix),
+            lease=dt.timedelta(seconds=settings.claim_lease_seconds),
+            claim_ttl=dt.timedelta(hours=settings.claim_ttl_hours),
+            dead_ttl=dt.timedelta(days=settings.dead_ttl_days),
+        )
+        tokens = {pixel: secret.get_secret_value() for pixel, secret in settings.access_tokens().items()}
+        api = TikTokClient(settings.api_url, settings.timeout_seconds, transport=transport)
+        # Longer than any batch can take; a waiter that gives up only causes a harmless redelivery.
+        result_timeout = budgets.sender_result_wait(settings.timeout_seconds, settings.batch_hold_ms)
+        result_timeout += (settings.batch_wait_ms + settings.batch_hold_ms) / 1000  # and the gathering before it
+        sender = cls(claims, api, tokens, settings.batch_max_events, settings.batch_wait_ms, result_timeout,
+                     idle_ms=settings.batch_idle_ms, hold_ms=settings.batch_hold_ms)  # fmt: skip
+        sender.processor.claim_browser_events = settings.claim_browser_events
+        return sender
+
+    def handle_message(self, message: Any, message_id: str | None) -> Outcome:
+        """One Pub/Sub message to its outcome; never raises."""
+        self.counters.add("messages")
+        try:
+            envelope = decode_message(message)
+        except MalformedMessage as exc:
+            data = message.get("data") if isinstance(message, Mapping) else None
+            try:
+                record_id = self.claims.record_malformed(message_id, exc, data)
+            except Exception as error:  # Firestore trouble: Pub/Sub brings the message back
+                log.error("could not record a malformed message", error=type(error).__name__)
+                outcome = Outcome(Kind.RETRY, f"could not record a malformed message ({type(error).__name__})")
+            else:
+                outcome = Outcome(Kind.DEAD_MALFORMED, exc.reason, exc.ids.get("event_id"),
+                                  {"dead_record": record_id})  # fmt: skip
+        else:
+            outcome = self.dispatcher.submit(envelope, message_id)
+        self.counters.add(f"outcome.{outcome.kind}")
+        return outcome
+
+    def redrive_direct(self, records: Sequence[Mapping[str, Any]]) -> list[tuple[str, Outcome]]:
+        """Send dead records' envelopes now, in one batch; the dead record goes once delivered."""
+        items = []
+        for record in records:
+            envelope = Envelope.model_validate_json(record["envelope"]).model_copy(update={"source": "redrive"})
+            items.append((envelope, record.get("message_id")))
+        if not items:
+            return []
+        outcomes = self.processor.process(items)
+        return [(record["id"], outcome) for record, outcome in zip(records, outcomes, strict=True)]
+
+
+def handle_push(sender: Sender, message: Any, message_id: str | None) -> Reply:
+    """One push's answer: 200 with the outcome (acknowledged), or 503 so that Pub/Sub redelivers it."""
+    outcome = sender.handle_message(message, message_id)
+    logged = dataclasses.replace(outcome, details={**outcome.details, "message_id": message_id})
+    if outcome.retry:
+        # Any non-2xx makes Pub/Sub redeliver; an HTTP error (not a crash) logs no traceback.
+        reason = f"retry later: {outcome.reason} (event_id {outcome.event_id})"
+        return Reply(503, {"error": "retry later", "reason": reason}, outcome=logged)
+    return Reply(200, {"outcome": outcome.kind}, outcome=logged)
+
+
+def push_refused(exc: PushRefused) -> Reply:
+    """The answer to a body that is not a Pub/Sub push: 4xx with the reason, nothing recorded."""
+    outcome = Outcome(Kind.REFUSED, exc.reason, details={"status": exc.status})
+    return Reply(exc.status, {"error": "not a Pub/Sub push", "reason": exc.reason}, outcome=outcome)
+
+
+def redrive_via_pubsub(
+    claims: ClaimStore, records: Sequence[Mapping[str, Any]], publisher: Any
+) -> list[tuple[str, str]]:
+    """Republish dead records' envelopes (source ``redrive``) and mark them; (record id, message id) each."""
+    done = []
+    for record in records:
+        envelope = Envelope.model_validate_json(record["envelope"]).model_copy(update={"source": "redrive"})
+        (message_id,) = publisher.publish([envelope])
+        claims.mark_redriven(record["id"], "pubsub", message_id)
+        done.append((record["id"], message_id))
+    return done
