@@ -32,6 +32,7 @@ from pydantic import (
 
 from shared import budgets
 from shared.domain.events import shop_key
+from shared.domain.untrusted import describe_validation
 
 ConsentPolicy = Literal["opt-in", "opt-out"]
 DEFAULT_API_URL = "https://business-api.tiktok.com/open_api/v1.3/event/track/"
@@ -166,15 +167,7 @@ class _EnvSettings(BaseModel):
         try:
             return cls.model_validate(values)
         except ValidationError as exc:
-            raise ConfigError(_describe(exc)) from None
-
-
-def _describe(exc: ValidationError) -> str:
-    problems = []
-    for error in exc.errors(include_input=False):
-        where = ".".join(str(part) for part in error["loc"]) or "configuration"
-        problems.append(f"{where}: {error['msg']}")
-    return "invalid configuration: " + "; ".join(problems)
+            raise ConfigError(describe_validation(exc, "configuration")) from None
 
 
 def _attach_secrets(
@@ -248,7 +241,9 @@ class TenantSettings(_EnvSettings):
         try:
             return Tenants.model_validate(document)
         except ValidationError as exc:
-            raise ConfigError(_describe(exc).replace("invalid configuration", "PIPELINE_TENANTS")) from None
+            raise ConfigError(
+                describe_validation(exc, "configuration").replace("invalid configuration", "PIPELINE_TENANTS")
+            ) from None
 
 
 class ReceiverSettings(TenantSettings):

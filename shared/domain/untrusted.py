@@ -24,6 +24,8 @@ import re
 from collections.abc import Callable
 from typing import Any, Literal
 
+from pydantic import ValidationError
+
 # Real payloads nest a handful of levels (an order's line items' tax lines' ...);
 # Python's own recursion limit (1000) is what deeper input would hit later.
 MAX_DEPTH = 32
@@ -240,3 +242,20 @@ def money(value: Any) -> float | None:
     if isinstance(value, str) and _DECIMAL.fullmatch(text := value.strip()):
         return float(text)
     return None
+
+
+def validation_problems(exc: ValidationError, limit: int | None = None) -> list[tuple[tuple[Any, ...], str]]:
+    """(location, message) of each error of a pydantic validation, never the input that failed.
+
+    The one way every receiver, the sender and the settings read a validation
+    error: pydantic's default ``str(exc)`` and ``errors()`` quote the input,
+    which may be a shopper's data or a secret.
+    """
+    errors = exc.errors(include_input=False, include_url=False, include_context=False)
+    return [(tuple(error["loc"]), error["msg"]) for error in errors[:limit]]
+
+
+def describe_validation(exc: ValidationError, what: str) -> str:
+    """One line naming every failing field of ``what``: ``invalid what: a.b: problem; c: problem``."""
+    problems = validation_problems(exc)
+    return f"invalid {what}: " + "; ".join(f"{'.'.join(map(str, loc)) or what}: {msg}" for loc, msg in problems)

@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from shared.domain.models import Envelope
-from shared.domain.untrusted import BodyTooLarge, UnsafeInput, clean_text, parse_json, read_body
+from shared.domain.untrusted import BodyTooLarge, UnsafeInput, clean_text, describe_validation, parse_json, read_body
 
 # Pub/Sub's largest message (10 MB) base64-encoded, plus its attributes: no push is larger.
 MAX_PUSH_BYTES = 14 * 1024 * 1024
@@ -64,14 +64,6 @@ def read_push(read: Callable[[int], bytes], declared_length: int | None) -> tupl
     return message, message_id
 
 
-def _describe_validation(exc: ValidationError) -> str:
-    problems = []
-    for error in exc.errors(include_input=False, include_url=False, include_context=False):
-        where = ".".join(str(part) for part in error["loc"]) or "envelope"
-        problems.append(f"{where}: {error['msg']}")
-    return "invalid envelope: " + "; ".join(problems)
-
-
 def _safe_ids(document: Any) -> dict[str, str]:
     """Routing ids of a broken envelope (never personal data), to help find its origin."""
     if not isinstance(document, dict):
@@ -113,4 +105,4 @@ def decode_message(message: Any) -> Envelope:
     try:
         return Envelope.model_validate(document)
     except ValidationError as exc:
-        raise MalformedMessage(_describe_validation(exc)[:1500], _safe_ids(document)) from None
+        raise MalformedMessage(describe_validation(exc, "envelope")[:1500], _safe_ids(document)) from None

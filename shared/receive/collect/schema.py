@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, 
 from shared.domain.consent import ConsentSnapshot
 from shared.domain.events import UnknownEventName, canonical_event_name
 from shared.domain.models import Properties
-from shared.domain.untrusted import UnsafeInput, parse_json
+from shared.domain.untrusted import UnsafeInput, parse_json, validation_problems
 from shared.receive.collect.request import Refused
 from shared.receive.orders import (
     JOIN_CUSTOMER,
@@ -264,10 +264,10 @@ def _field_path(loc: Iterable[Any]) -> str:
 def describe_validation(exc: ValidationError, limit: int = 10) -> list[dict[str, str]]:
     """Field path and problem for each error; the input values are never echoed."""
     problems = []
-    for error in exc.errors(include_input=False, include_url=False, include_context=False)[:limit]:
+    for where, message in validation_problems(exc, limit):
         # A union's errors carry the tried type in their path (e.g. "str", "ConsentInput"); drop those.
-        loc = [p for p in error["loc"] if not (isinstance(p, str) and (p[:1].isupper() or p in _TYPE_NAMES))]
-        message = error["msg"].removeprefix("Value error, ")
+        loc = [p for p in where if not (isinstance(p, str) and (p[:1].isupper() or p in _TYPE_NAMES))]
+        message = message.removeprefix("Value error, ")
         problems.append({"field": _field_path(loc), "problem": message})
     return problems
 

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from shared.config import ShopifyShopConfig
 from shared.domain.events import order_event_id, shop_key
 from shared.domain.models import Properties
-from shared.domain.untrusted import UnsafeInput, money, parse_json
+from shared.domain.untrusted import UnsafeInput, money, parse_json, validation_problems
 from shared.outcome import Kind, Outcome
 from shared.receive.orders import JOIN_CUSTOMER, OrderEvent
 from shared.receive.shopify.delivery import (
@@ -386,5 +386,5 @@ def plan(
 def _describe(exc: Exception) -> str:
     """The failing fields of a validation error, else the error's type (messages may quote shopper data)."""
     if isinstance(exc, ValidationError):
-        return "invalid " + ", ".join(".".join(str(p) for p in e["loc"]) for e in exc.errors(include_input=False))
+        return "invalid " + ", ".join(".".join(map(str, loc)) for loc, _ in validation_problems(exc))
     return type(exc).__name__
