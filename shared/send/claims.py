@@ -2,8 +2,9 @@
 
 Separate because it is the only Firestore logic of the sender: which state a
 claim is in, when one may be taken over, what finalizing a batch writes. The
-writes themselves go through :class:`shared.infra.store.Store` (bulk writes,
-batched reads, the TTL rule); the dead records they end are :mod:`shared.send.dead`.
+writes themselves go through :class:`ClaimDocuments` (the real one is
+:class:`shared.infra.store.Store`: bulk writes, batched reads, the TTL rule); the
+dead records they end are :mod:`shared.send.dead`.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from shared import budgets
 from shared.domain import match_keys
@@ -27,8 +28,8 @@ from shared.infra.store import (
     BulkOp,
     Create,
     Delete,
+    Found,
     Merge,
-    Store,
     Update,
     is_expired,
     utcnow,
@@ -46,6 +47,47 @@ STATE_CANCELLED = "cancelled"  # a cancellation's tombstone: the Purchase is nev
 UNCLAIMED = "unclaimed"  # a Claim's state for an event sent without one (recorded once TikTok accepted it)
 
 FIRESTORE_TIMEOUT_SECONDS = budgets.SENDER_FIRESTORE_SECONDS
+
+
+@runtime_checkable
+class ClaimDocuments(Protocol):
+    """The store as the sender's claims use it, and no more: bulk writes, batched reads, dead records' listing.
+
+    :class:`shared.infra.store.Store` is the real one (Firestore); ``tests/unit/memory.py``
+    is the in-memory stand-in the unit tests use, held to the same status codes,
+    preconditions and expiry rule by ``tests/emulator/test_memory_store_contract.py``.
+    """
+
+    def bulk(
+        self, ops: Sequence[BulkOp], *, counters: Counters = ..., timeout: float | None = ...
+    ) -> list[tuple[int, Any]]: ...
+
+    def get_many(
+        self,
+        collection: str,
+        keys: Sequence[Sequence[object]],
+        *,
+        counters: Counters = ...,
+        timeout: float | None = ...,
+    ) -> list[Found]: ...
+
+    def put(
+        self,
+        collection: str,
+        key: Sequence[object],
+        data: dict[str, Any],
+        *,
+        counters: Counters = ...,
+        timeout: float | None = ...,
+    ) -> str: ...
+
+    def live_documents(
+        self, collection: str, where: tuple[str, Any] | None = None
+    ) -> list[tuple[str, dict[str, Any]]]: ...
+
+    def update_by_id(self, collection: str, document: str, fields: dict[str, Any]) -> None: ...
+
+    def increment(self, amount: int = 1) -> Any: ...
 
 
 @dataclass
@@ -86,7 +128,7 @@ class ClaimStore:
 
     def __init__(
         self,
-        store: Store,
+        store: ClaimDocuments,
         lease: dt.timedelta,
         claim_ttl: dt.timedelta,
         dead_ttl: dt.timedelta,

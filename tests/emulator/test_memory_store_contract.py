@@ -1,9 +1,10 @@
 """The in-memory stand-in (tests/unit/memory.py) against the real Store on the Firestore emulator.
 
 One set of checks, run against both, for every method of
-:class:`shared.receive.orders.OrderStore`: what the unit tests of the order
-flow assume of the stand-in is then what Firestore does, and a change to
-either that the other does not follow fails here.
+:class:`shared.receive.orders.OrderStore` and :class:`shared.send.claims.ClaimDocuments`:
+what the unit tests of the order flow and of the sender's claims assume of the
+stand-in is then what Firestore does, and a change to either that the other
+does not follow fails here.
 """
 
 from __future__ import annotations
@@ -14,10 +15,26 @@ import uuid
 from typing import Any
 
 import pytest
+from google.api_core.exceptions import NotFound
 
-from shared.infra.store import EVENT_CLAIMS, ORDER_EVENTS
+from shared.infra.metrics import Counters
+from shared.infra.store import (
+    ALREADY_EXISTS,
+    DEAD_EVENTS,
+    EVENT_CLAIMS,
+    OK,
+    ORDER_EVENTS,
+    TTL_FIELD,
+    Create,
+    Delete,
+    Merge,
+    Update,
+    doc_id,
+    utcnow,
+)
 from shared.receive.orders import OrderStore
-from tests.unit.memory import MemoryStore
+from shared.send.claims import ClaimDocuments
+from tests.unit.memory import FAILED_PRECONDITION, NOT_FOUND, MemoryStore
 
 PIXEL = "CCONTRACT"
 DAY = dt.timedelta(days=1)
@@ -126,3 +143,104 @@ def test_find_click_context_skips_an_expired_context(any_store: Any) -> None:
     # A later write under the key renews it (collect's next page view).
     any_store.put_click_context(PIXEL, [("shopify_cart_token", cart)], {"ttp": "renewed"}, DAY)
     assert any_store.find_click_context(PIXEL, both)["ttp"] == "renewed"
+
+
+# --- the sender's claims (shared.send.claims.ClaimDocuments) ------------------------------------
+
+
+def test_both_are_claim_documents(any_store: Any) -> None:
+    assert isinstance(any_store, ClaimDocuments)
+
+
+def test_a_bulk_create_fails_alone_on_an_existing_document_expired_or_not(any_store: Any) -> None:
+    live, expired, new = key(), key(), key()
+    any_store.put(EVENT_CLAIMS, live, {"n": 1})
+    any_store.put(EVENT_CLAIMS, expired, {"n": 1, TTL_FIELD: utcnow() - DAY})  # TTL has not deleted it yet
+    counters = Counters()
+    ops = [Create(EVENT_CLAIMS, k, {"n": 2}) for k in (live, new, expired)]
+    results = any_store.bulk(ops, counters=counters, timeout=15)
+    assert [code for code, _ in results] == [ALREADY_EXISTS, OK, ALREADY_EXISTS]
+    assert results[0][1] is None and results[1][1] is not None and results[2][1] is None
+    assert [f.data["n"] for f in any_store.get_many(EVENT_CLAIMS, [live, new, expired])] == [1, 2, 1]
+    assert counters.snapshot() == {"firestore.rpcs": 1, "firestore.writes": 3}
+
+
+def test_get_many_keeps_the_order_and_returns_expired_documents_and_none_for_missing_ones(any_store: Any) -> None:
+    expired, missing, live = key(), key(), key()
+    any_store.put(EVENT_CLAIMS, expired, {"state": "sent", TTL_FIELD: utcnow() - DAY})
+    any_store.put(EVENT_CLAIMS, live, {"state": "sending"})
+    counters = Counters()
+    found = any_store.get_many(EVENT_CLAIMS, [live, missing, expired], counters=counters)
+    assert [f.data and f.data["state"] for f in found] == ["sending", None, "sent"]
+    assert found[1].update_time is None and found[0].update_time and found[2].update_time
+    assert counters.snapshot() == {"firestore.rpcs": 1, "firestore.reads": 3}
+    assert any_store.get(EVENT_CLAIMS, expired) is None  # a plain read treats it as gone
+
+
+def test_an_update_holds_only_while_nobody_wrote_since_and_needs_the_document(any_store: Any) -> None:
+    k = key()
+    ((_, created),) = any_store.bulk([Create(EVENT_CLAIMS, k, {"state": "sending", "m": {"a": 1}, "keep": 1})])
+    assert any_store.get_many(EVENT_CLAIMS, [k])[0].update_time == created  # the write's time is the read's
+    ((code, updated),) = any_store.bulk([Update(EVENT_CLAIMS, k, {"state": "sent", "m": {"b": 2}}, created)])
+    assert code == OK and updated != created
+    doc = any_store.get_many(EVENT_CLAIMS, [k])[0].data
+    assert doc == {"state": "sent", "m": {"b": 2}, "keep": 1}  # its fields replaced, maps whole, others kept
+    stale = any_store.bulk([Update(EVENT_CLAIMS, k, {"state": "late"}, created)])
+    assert stale == [(FAILED_PRECONDITION, None)]
+    gone = key()
+    results = any_store.bulk([Update(EVENT_CLAIMS, gone, {"x": 1}), Update(EVENT_CLAIMS, key(), {"x": 1}, created)])
+    assert results == [(NOT_FOUND, None), (FAILED_PRECONDITION, None)]
+    assert any_store.get_many(EVENT_CLAIMS, [k, gone])[0].data["state"] == "sent"
+    assert any_store.get_many(EVENT_CLAIMS, [gone])[0].data is None
+
+
+def test_a_delete_with_a_precondition_deletes_only_the_version_it_names(any_store: Any) -> None:
+    k = key()
+    ((_, first),) = any_store.bulk([Create(EVENT_CLAIMS, k, {"who": "first"})])
+    ((_, second),) = any_store.bulk([Merge(EVENT_CLAIMS, k, {"who": "second"})])
+    counters = Counters()
+    results = any_store.bulk([Delete(EVENT_CLAIMS, k, first), Delete(EVENT_CLAIMS, key(), first)], counters=counters)
+    assert results == [(FAILED_PRECONDITION, None), (FAILED_PRECONDITION, None)]
+    assert counters.snapshot() == {"firestore.rpcs": 1, "firestore.deletes": 2}
+    assert any_store.get_many(EVENT_CLAIMS, [k])[0].data == {"who": "second"}
+    assert any_store.bulk([Delete(EVENT_CLAIMS, k, second), Delete(EVENT_CLAIMS, key())]) == [(OK, None), (OK, None)]
+    assert any_store.get_many(EVENT_CLAIMS, [k])[0].data is None
+
+
+def test_merge_merges_maps_and_increment_counts_from_nothing_or_a_non_number(any_store: Any) -> None:
+    k, text = key(), key()
+    times = [any_store.bulk([Merge(DEAD_EVENTS, k, {"n": any_store.increment(1), "m": {"a": 1}})])[0][1]]
+    times.append(any_store.bulk([Merge(DEAD_EVENTS, k, {"n": any_store.increment(2), "m": {"b": 2}})])[0][1])
+    assert any_store.get_many(DEAD_EVENTS, [k])[0].data == {"n": 3, "m": {"a": 1, "b": 2}}
+    any_store.bulk([Merge(DEAD_EVENTS, text, {"n": "three"})])
+    times.append(any_store.bulk([Merge(DEAD_EVENTS, text, {"n": any_store.increment(1)})])[0][1])
+    assert any_store.get_many(DEAD_EVENTS, [text])[0].data == {"n": 1}
+    assert times == sorted(times) and len(set(times)) == 3  # a new update time on every write
+
+
+def test_one_document_twice_in_one_bulk_write_is_refused_whole(any_store: Any) -> None:
+    k, other = key(), key()
+    with pytest.raises(Exception, match="more than once"):
+        any_store.bulk([Create(EVENT_CLAIMS, other, {}), Merge(EVENT_CLAIMS, k, {}), Delete(EVENT_CLAIMS, k)])
+    assert any_store.get_many(EVENT_CLAIMS, [other])[0].data is None
+
+
+def test_put_replaces_and_live_documents_lists_the_live_ones_by_field(any_store: Any) -> None:
+    event = uuid.uuid4().hex
+    created = key()
+    any_store.bulk([Create(DEAD_EVENTS, created, {"event_id": event, "old": True})])
+    first = any_store.put(DEAD_EVENTS, created, {"event_id": event, "state": "dead"})
+    expired = any_store.put(DEAD_EVENTS, key(), {"event_id": event, TTL_FIELD: utcnow() - DAY})
+    slashed = key("c/d")
+    second = any_store.put(DEAD_EVENTS, slashed, {"event_id": event, TTL_FIELD: utcnow() + DAY})
+    any_store.put(DEAD_EVENTS, key(), {"event_id": "other"})
+    listed = dict(any_store.live_documents(DEAD_EVENTS, ("event_id", event)))
+    assert set(listed) == {first, second} and expired not in listed and second == doc_id(*slashed)
+    assert listed[first] == {"event_id": event, "state": "dead"}  # put replaced the created fields
+    assert {first, second} <= {id_ for id_, _ in any_store.live_documents(DEAD_EVENTS)}
+    any_store.update_by_id(DEAD_EVENTS, first, {"state": "redriven"})
+    assert dict(any_store.live_documents(DEAD_EVENTS, ("state", "redriven"))) == {
+        first: {"event_id": event, "state": "redriven"}
+    }
+    with pytest.raises(NotFound):
+        any_store.update_by_id(DEAD_EVENTS, "missing-" + uuid.uuid4().hex, {"state": "redriven"})

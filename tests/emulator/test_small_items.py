@@ -33,13 +33,13 @@ from shared.receive.shopify.delivery import Delivery as ShopifyDelivery
 from shared.receive.shopify.execute import Runtime as ShopifyRuntime
 from shared.receive.shopify.handler import handle as handle_shopify
 from shared.receive.woocommerce import mapping as woo_mapping
-from tests.unit import test_collect as tc
 from tests.emulator.test_shopify_mapping import documented_order as shopify_order
 from tests.emulator.test_shopify_mapping import plan as shopify_plan
 from tests.emulator.test_shopify_mapping import shop_config
 from tests.emulator.test_woocommerce import documented_order as woo_order
 from tests.emulator.test_woocommerce_webhook import SITE, SITE_URL, Webhook, make_app, new_order, woo_env
 from tests.helpers import ROOT, shopify_signature
+from tests.unit import test_collect as tc
 
 NOW = 1_790_000_000
 DAY = 86_400
