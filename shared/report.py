@@ -117,6 +117,10 @@ class _Event:
         if isinstance(when, dt.datetime) and (self.first_seen is None or when < self.first_seen):
             self.first_seen = when
 
+    def skip(self, rule: str) -> None:
+        self.facts.add(SKIPPED)
+        self.rule = rule
+
     @property
     def outcome(self) -> str:
         return next(name for name in _PRECEDENCE if name in self.facts)
@@ -137,42 +141,34 @@ def classify(
 ) -> dict[str, _Event]:
     """Every event_id the records name, with what they say of it."""
     events: dict[str, _Event] = defaultdict(_Event)
-    for record in order_records:
-        event_id = record.get("event_id")
-        if not isinstance(event_id, str):
-            continue  # refund and cancellation records of their own: no event of ours
-        event = events[event_id]
-        event.seen(record.get("created_at"))
+
+    def named(records: Iterable[Mapping[str, Any]], time_field: str) -> Iterator[tuple[Mapping[str, Any], _Event]]:
+        """Each record that names an event (refund and cancellation records name none), with that event."""
+        for record in records:
+            event_id = record.get("event_id")
+            if isinstance(event_id, str):
+                event = events[event_id]
+                event.seen(record.get(time_field))
+                event.source = event.source or record.get("source")
+                yield record, event
+
+    for record, event in named(order_records, "created_at"):
         if record.get("outcome") in (WITHHELD, SKIPPED):
             event.facts.add(record["outcome"])
             event.rule = event.rule or record.get("rule")
         elif record.get("blocked_by") == BLOCKED_BY_CANCELLATION and not record.get("state"):
-            event.facts.add(SKIPPED)
-            event.rule = CANCELLED_RULE
+            event.skip(CANCELLED_RULE)
         else:  # a claim: publishing or published, so the sender has it or will
             event.facts.add(PENDING)
-    for claim in claims:
-        event_id = claim.get("event_id")
-        if not isinstance(event_id, str):
-            continue
-        event = events[event_id]
-        event.seen(claim.get("created_at"))
-        event.source = event.source or claim.get("source")
+    for claim, event in named(claims, "created_at"):
         if claim.get("state") == "sent":
             event.facts.add(SENT)
             event.keys = tuple(k for k in claim.get("match_keys") or () if k in match_keys.KEYS)
         elif claim.get("state") == CANCELLED_RULE:  # a cancellation's tombstone on the Purchase (shared.receive.orders)
-            event.facts.add(SKIPPED)
-            event.rule = CANCELLED_RULE
+            event.skip(CANCELLED_RULE)
         else:
             event.facts.add(PENDING)
-    for record in dead:
-        event_id = record.get("event_id")
-        if not isinstance(event_id, str):
-            continue
-        event = events[event_id]
-        event.seen(record.get("dead_at"))
-        event.source = event.source or record.get("source")
+    for record, event in named(dead, "dead_at"):
         if record.get("state") == "dead":
             event.facts.add(DEAD)
             event.code = record.get("code")
