@@ -19,7 +19,7 @@ from flask import Request, jsonify
 
 from shared.config import ConfigError, SenderSettings
 from shared.infra import log
-from shared.infra.http import Reply, refusal
+from shared.infra.http import refusal
 from shared.infra.instance import PerInstance
 from shared.infra.metrics import COUNTERS
 from shared.send import PushRefused, Sender, handle_push, push_refused, read_push
@@ -51,12 +51,6 @@ def _get(request: Request):
     return jsonify(status="ok")
 
 
-def _answer(reply: Reply):
-    if reply.outcome:
-        reply.outcome.log()
-    return reply.response()
-
-
 @functions_framework.http
 @log.traced
 def sender(request: Request):
@@ -69,7 +63,7 @@ def sender(request: Request):
     try:
         message, message_id = read_push(request.stream.read, request.content_length)
     except PushRefused as exc:
-        return _answer(push_refused(exc))
+        return push_refused(exc).answer()
     log.bind(message_id=message_id)  # every later line of this message, down to TikTok's request id
     attributes = message.get("attributes") if isinstance(message, dict) else None
     log.continue_trace(attributes.get("traceparent") if isinstance(attributes, dict) else None)
@@ -78,4 +72,4 @@ def sender(request: Request):
     except ConfigError as exc:  # names the variable; messages wait in Pub/Sub until it is fixed
         log.error("sender misconfigured", reason=str(exc), message_id=message_id)
         return refusal({"error": "sender misconfigured", "reason": f"sender misconfigured: {exc}"}, 503)
-    return _answer(handle_push(instance, message, message_id))
+    return handle_push(instance, message, message_id).answer()

@@ -18,7 +18,6 @@ import functions_framework
 
 from shared.config import ConfigError
 from shared.infra import log
-from shared.infra.http import Reply
 from shared.infra.instance import PerInstance
 from shared.infra.metrics import metrics_reply
 from shared.receive import shopify
@@ -52,13 +51,6 @@ def _configured(name: str) -> shopify.Runtime | None:
 _MISCONFIGURED = {"error": "misconfigured", "reason": "the webhook's settings are invalid; see its logs"}, 503
 
 
-def _answer(reply: Reply):
-    """The request's one outcome line, then its answer (a 4xx or 5xx leaves an unread body unread)."""
-    if reply.outcome:
-        reply.outcome.log()
-    return reply.response()
-
-
 @functions_framework.http
 @log.traced
 def shopify_webhook(request):
@@ -67,7 +59,7 @@ def shopify_webhook(request):
     current = _configured("shopify_webhook")
     if current is None:
         return _MISCONFIGURED
-    return _answer(shopify.receive(request.headers, request.stream.read, request.content_length, current))
+    return shopify.receive(request.headers, request.stream.read, request.content_length, current).answer()
 
 
 @functions_framework.http
@@ -79,4 +71,4 @@ def shopify_pubsub(request):
     current = _configured("shopify_pubsub")
     if current is None:  # messages wait in Pub/Sub until the settings are fixed
         return _MISCONFIGURED
-    return _answer(shopify.receive_push(request.stream.read, request.content_length, current))
+    return shopify.receive_push(request.stream.read, request.content_length, current).answer()

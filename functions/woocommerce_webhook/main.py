@@ -44,6 +44,4 @@ def woocommerce_webhook(request):
     except ConfigError as exc:
         log.error("woocommerce_webhook is misconfigured", reason=str(exc))
         reply = Reply(503, {"error": "misconfigured", "reason": "the webhook's settings are invalid; see its logs"})
-    if reply.outcome:
-        reply.outcome.log()
-    return reply.response()
+    return reply.answer()

@@ -44,6 +44,12 @@ class Reply:
     headers: Mapping[str, str] = field(default_factory=dict)
     outcome: Outcome | None = None
 
+    def answer(self, **fields: Any) -> Any:
+        """The entry point's last step: the request's one outcome line (with ``fields``), then :meth:`response`."""
+        if self.outcome is not None:
+            self.outcome.log(**fields)
+        return self.response()
+
     def response(self) -> Any:
         """Flask's answer; a 4xx or 5xx leaves whatever of the request body is unread unread."""
         if self.status >= 400:
