@@ -174,6 +174,20 @@ def traced(function: _Function) -> _Function:
     return entry  # type: ignore[return-value]
 
 
+# Characters json.dumps(ensure_ascii=False) writes raw but a log viewer acts on: DEL and C1 controls,
+# zero-width and bidi marks and overrides (U+202E shows a line reversed), the line and paragraph
+# separators (U+2028/9 split one entry into two in some viewers), BOM and interlinear annotations,
+# and lone surrogates (which stdout could not even encode). C0 controls are escaped by json already.
+_UNSAFE_IN_LOGS = re.compile("[\u007f-\u009f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb\ud800-\udfff]")
+
+
+def _escape_unsafe(line: str) -> str:
+    """The JSON line with every character above escaped as ``\\uXXXX``: the same JSON, one safe line."""
+    if not _UNSAFE_IN_LOGS.search(line):
+        return line
+    return _UNSAFE_IN_LOGS.sub(lambda m: f"\\u{ord(m.group()):04x}", line)
+
+
 def log(severity: str, message: str, **fields: Any) -> None:
     severity = severity.upper()
     if _LEVELS.get(severity, 20) < _threshold:
@@ -184,7 +198,7 @@ def log(severity: str, message: str, **fields: Any) -> None:
         if key.lower() in _PII_FIELDS or key in record:
             continue
         record[key] = _scrub(value)
-    line = json.dumps(record, default=str, ensure_ascii=False)
+    line = _escape_unsafe(json.dumps(record, default=str, ensure_ascii=False))
     with _lock:
         sys.stdout.write(line + "\n")
         sys.stdout.flush()

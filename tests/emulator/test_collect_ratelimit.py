@@ -55,12 +55,13 @@ def test_memory_is_bounded_by_evicting_the_least_recently_seen_client():
     assert buckets.take("10.0.0.1").allowed  # evicted long ago: it starts afresh
 
 
-def test_an_ipv6_client_is_one_bucket_per_64_and_unknown_clients_are_not_limited():
+def test_an_ipv6_client_is_one_bucket_per_64_and_clients_without_an_address_share_one_limited_bucket():
     assert client_key("2001:db8:1:2:aaaa::1") == client_key("2001:db8:1:2:bbbb::9") == "2001:db8:1:2::/64"
     assert client_key("::ffff:203.0.113.7") == "203.0.113.7"
     buckets = TokenBuckets(per_minute=60, burst=1, clock=Clock())
     assert buckets.take("2001:db8:1:2::1").allowed and not buckets.take("2001:db8:1:2::2").allowed
-    assert all(buckets.take(None).allowed for _ in range(10))
+    assert buckets.take(None).allowed and not buckets.take(None).allowed and not buckets.take("").allowed
+    assert buckets.take("203.0.113.1").allowed  # an addressed client is not held back by them
 
 
 def test_the_defaults_are_documented_settings():
@@ -82,3 +83,18 @@ def test_over_the_limit_collect_answers_429_with_retry_after_and_stores_nothing(
     # Another client is not held back by the first one's flood.
     other = collect.post(request_body(f"cart-{uuid.uuid4().hex}"), headers={"X-Forwarded-For": "198.51.100.9"})
     assert other.status_code == 200
+
+
+def test_a_forwarded_for_that_names_no_address_is_limited_under_the_connections_own(make_collect):  # noqa: F811
+    """``X-Forwarded-For: unknown`` (or garbage) must not buy an unlimited bucket."""
+    collect = make_collect(COLLECT_RATE_LIMIT_PER_MINUTE="1", COLLECT_RATE_LIMIT_BURST="3")
+    for forged in ("unknown", "not-an-address", ", ,"):
+        answers = [collect.post(request_body(f"cart-{uuid.uuid4().hex}"), headers={"X-Forwarded-For": forged})
+                   for _ in range(2)]  # fmt: skip
+        if forged == "unknown":
+            assert [a.status_code for a in answers] == [200, 200]
+    # Six requests from one connection whatever header they carried: the burst of 3 is long spent.
+    answers = [collect.post(request_body(f"cart-{uuid.uuid4().hex}"), headers={"X-Forwarded-For": "unknown"})
+               for _ in range(2)]  # fmt: skip
+    assert [a.status_code for a in answers] == [429, 429]
+    assert answers[0].headers["X-Collect-Outcome"] == "rejected_rate_limit"

@@ -40,3 +40,38 @@ def test_bound_fields_are_scrubbed_like_any_other(capsys):
         log.info("x")
     record = json.loads(capsys.readouterr().out)
     assert "email" not in record and record["note"] == "from [email]"
+
+
+SPOOFING = {
+    "line separator": "\u2028",
+    "paragraph separator": "\u2029",
+    "right-to-left override": "\u202e",
+    "left-to-right isolate": "\u2066",
+    "zero-width space": "\u200b",
+    "next line (C1)": "\x85",
+    "C1 control": "\x9b",
+    "delete": "\x7f",
+    "byte order mark": "\ufeff",
+    "newline (C0)": "\n",
+    "carriage return (C0)": "\r",
+}
+
+
+def test_characters_that_split_or_reorder_a_line_in_a_viewer_come_out_escaped(capsys):
+    """One entry must display as one line, in order: a forged second entry cannot ride in a field."""
+    for name, character in SPOOFING.items():
+        text = f"order 1{character}{{\"severity\": \"ERROR\"}}"
+        log.info(f"message {text}", field=text, **{f"key{character}": "v"})
+        out = capsys.readouterr().out
+        assert out.endswith("\n") and out.count("\n") == 1, name
+        line = out[:-1]
+        assert character not in line, f"{name} written raw"
+        assert f"\\u{ord(character):04x}" in line or repr(character)[1:-1] in line, name
+        record = json.loads(line)  # still the same JSON: the escape decodes back to the character
+        assert record["field"] == text and record["message"] == f"message {text}", name
+
+
+def test_ordinary_non_ascii_text_is_written_as_it_is(capsys):
+    log.info("Zoë's order in Köln, 東京", shop="Zürich")
+    line = capsys.readouterr().out
+    assert "Zoë's order in Köln, 東京" in line and "Zürich" in line

@@ -225,8 +225,10 @@ def _rate_limited(request: HttpRequest, runtime: Runtime) -> Reply | None:
     """429 when this client address has used up its bucket on this instance (COLLECT_RATE_LIMIT_*)."""
     if not runtime.rate_limit.enabled:
         return None
+    # An X-Forwarded-For that names no address ("unknown", garbage) must not buy an unlimited bucket:
+    # such a client is limited under the connection's own address (the front end's, when deployed).
     address = client_ip(request.headers.get("x-forwarded-for"), request.remote_addr, runtime.trusted_hops)
-    verdict = runtime.rate_limit.take(address)
+    verdict = runtime.rate_limit.take(address or request.remote_addr)
     if verdict.allowed:
         return None
     COUNTERS.add("collect.rate_limited")

@@ -20,6 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 MAX_CLIENTS = 10_000
+# The one bucket of requests whose client has no address at all: shared, so limited, never free.
+UNKNOWN_CLIENT = "(no address)"
 
 
 @dataclass(frozen=True)
@@ -67,9 +69,9 @@ class TokenBuckets:
         return len(self._buckets)
 
     def take(self, address: str | None) -> Verdict:
-        if not self.enabled or not address:
+        if not self.enabled:
             return Verdict(True)
-        key = client_key(address)
+        key = client_key(address) if address else UNKNOWN_CLIENT
         with self._lock:
             now = self._clock()
             tokens, at = self._buckets.pop(key, (self.burst, now))
