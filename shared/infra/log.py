@@ -178,7 +178,9 @@ def traced(function: _Function) -> _Function:
 # zero-width and bidi marks and overrides (U+202E shows a line reversed), the line and paragraph
 # separators (U+2028/9 split one entry into two in some viewers), BOM and interlinear annotations,
 # and lone surrogates (which stdout could not even encode). C0 controls are escaped by json already.
-_UNSAFE_IN_LOGS = re.compile("[\u007f-\u009f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb\ud800-\udfff]")
+_UNSAFE_IN_LOGS = re.compile(
+    "[\u007f-\u009f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb\ud800-\udfff]"
+)
 
 
 def _escape_unsafe(line: str) -> str:
