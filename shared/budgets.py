@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+from shared.domain.events import ATTRIBUTION_WINDOW, ORDER_CLOCK_AHEAD_SECONDS
+
 # --- what the platforms allow (../shared/reference/webhooks.md) ---------------------------------
 SHOPIFY_ANSWER_SECONDS = 5.0  # Shopify gives up on a delivery after 5 s and retries it
 WOOCOMMERCE_ANSWER_SECONDS = 60.0  # WooCommerce waits 60 s, once: it never retries
@@ -48,7 +50,27 @@ SENDER_BATCH_HOLD_MS = 1000  # ...or longer, up to this, while the events a batc
 
 # --- what is remembered, and for how long ----------------------------------------------------------
 ORDER_RECORD_TTL = dt.timedelta(days=8)  # outcome, cancellation and refund records (order_events)
-CLAIM_TTL = dt.timedelta(days=8)  # the sender's claims: an order event's only claim (CLAIM_TTL_HOURS)
+# What an order event's claim must outlive beyond its window: the minutes between the sender's window check and
+# its claim write, and instances' clocks; a day is ample and keeps the hours whole.
+CLAIM_MARGIN = dt.timedelta(days=1)
+
+
+def order_claim_ttl(max_event_age: dt.timedelta) -> dt.timedelta:
+    """How long the sender's claim on an order event must live so that the order is sent once in its life.
+
+    Why: the sender sends an order event at time r only if r - event_time <= max_event_age
+    (``shared.domain.events.order_window_refusal``, against its own clock), so every copy that can
+    still be sent arrives by event_time + max_event_age. The first copy was claimed at some s with
+    event_time <= s + ORDER_CLOCK_AHEAD_SECONDS (a later event_time is refused too), so
+    event_time + max_event_age <= s + max_event_age + ORDER_CLOCK_AHEAD_SECONDS. A claim that lives
+    max_event_age + ORDER_CLOCK_AHEAD_SECONDS (plus CLAIM_MARGIN) from s is still there for every copy
+    that passes the window, and every copy after it is refused by the window: no second Purchase, ever.
+    """
+    return max_event_age + dt.timedelta(seconds=ORDER_CLOCK_AHEAD_SECONDS) + CLAIM_MARGIN
+
+
+# The sender's claims: an order event's only claim (CLAIM_TTL_HOURS' default), for the default window (9 days).
+CLAIM_TTL = order_claim_ttl(ATTRIBUTION_WINDOW)
 MAX_ORDER_AGE = dt.timedelta(days=7)  # the oldest order body a webhook accepts (SHOPIFY_MAX_ORDER_AGE_DAYS' maximum)
 RECENT_SENT_SECONDS = 15 * 60  # a sender instance remembers the browser events it sent this long
 KNOWN_CONTEXTS_SECONDS = 30 * 60  # a collect instance remembers the contexts it wrote this long

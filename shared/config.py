@@ -15,6 +15,7 @@ value for the default tenant or a JSON object keyed by pixel, shop or site.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 from collections.abc import Callable, Mapping
@@ -31,13 +32,22 @@ from pydantic import (
 )
 
 from shared import budgets
-from shared.domain.events import shop_key
+from shared.domain.events import ORDER_CLOCK_AHEAD_SECONDS, shop_key
 from shared.domain.untrusted import describe_validation
 
 ConsentPolicy = Literal["opt-in", "opt-out"]
+# What Global Privacy Control (Sec-GPC: 1) means for a pixel: limited_data_use, or a denial.
+GpcMode = Literal["limited", "deny"]
 DEFAULT_API_URL = "https://business-api.tiktok.com/open_api/v1.3/event/track/"
+# The newest stable Shopify API version in shared/data/shopify_api_versions.json (a unit test keeps them equal).
+DEFAULT_SHOPIFY_API_VERSION = "2026-10"
 
 _CLAIM_TTL_HOURS = int(budgets.CLAIM_TTL.total_seconds() // 3600)
+
+
+def order_claim_ttl_hours(max_event_age_days: int) -> int:
+    """CLAIM_TTL_HOURS' least value for an ORDER_MAX_EVENT_AGE_DAYS (``shared.budgets.order_claim_ttl``)."""
+    return int(budgets.order_claim_ttl(dt.timedelta(days=max_event_age_days)).total_seconds() // 3600)
 
 
 class ConfigError(ValueError):
@@ -57,6 +67,8 @@ class PixelConfig(BaseModel):
 
     pixel_code: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
     consent_policy: ConsentPolicy = "opt-in"
+    # Global Privacy Control: "limited" sends with limited_data_use, "deny" withholds (docs/collect.md, Consent).
+    gpc: GpcMode = "limited"
     # Origins (scheme://host[:port]) whose pages may call collect for this pixel.
     allowed_origins: list[str] = Field(default_factory=list)
     # Public keys that admit requests without an Origin header (Shopify's pixel
@@ -64,11 +76,25 @@ class PixelConfig(BaseModel):
     collect_keys: list[str] = Field(default_factory=list)
     click_ttl_days: Annotated[int, Field(ge=1, le=28)] = 7
     test_event_code: str | None = None
+    # Purchase-type events (Purchase, CompletePayment, PlaceAnOrder) from collect: refused unless a site
+    # without order webhooks takes them, then each worth at most browser_purchase_max_value (in the
+    # events' own currency). See docs/collect.md, "Purchases from the browser".
+    browser_purchases: bool = False
+    browser_purchase_max_value: Annotated[float, Field(gt=0, le=1e15)] | None = None
     # Secrets the store's server signs customer ids with (HMAC-SHA256), newest first; from
     # COLLECT_SIGNING_SECRET, never from PIPELINE_TENANTS. See docs/collect.md, "Signed customer ids".
     signing_secrets: list[SecretStr] = Field(default_factory=list, exclude=True)
 
     _split = field_validator("allowed_origins", "collect_keys", mode="before")(_split_list)
+
+    @model_validator(mode="after")
+    def _purchases_bounded(self) -> Self:
+        if self.browser_purchases and self.browser_purchase_max_value is None:
+            raise ValueError(
+                "browser_purchases is true without browser_purchase_max_value. Fix: set browser_purchase_max_value "
+                "to the largest order value a browser may report (e.g. 500), or remove browser_purchases"
+            )
+        return self
 
 
 class ShopifyShopConfig(BaseModel):
@@ -218,6 +244,7 @@ class TenantSettings(_EnvSettings):
 
     pixel_code: str | None = Field(None, alias="TIKTOK_PIXEL_CODE")
     consent_policy: ConsentPolicy = Field("opt-in", alias="CONSENT_POLICY")
+    consent_gpc: GpcMode = Field("limited", alias="CONSENT_GPC")
     tenants_json: str | None = Field(None, alias="PIPELINE_TENANTS")
     default_phone_region: str = Field("US", alias="DEFAULT_PHONE_REGION", pattern=r"^[A-Z]{2}$")
     # Events Manager's Test Events code for the default pixel: while set, every
@@ -232,7 +259,7 @@ class TenantSettings(_EnvSettings):
                 raise ConfigError(f"PIPELINE_TENANTS: not valid JSON ({exc.msg})") from None
         if not self.pixel_code:
             raise ConfigError("TIKTOK_PIXEL_CODE is not set (or set PIPELINE_TENANTS)")
-        pixel = {"pixel_code": self.pixel_code, "consent_policy": self.consent_policy}
+        pixel = {"pixel_code": self.pixel_code, "consent_policy": self.consent_policy, "gpc": self.consent_gpc}
         if self.test_event_code:
             pixel["test_event_code"] = self.test_event_code
         return {"pixels": {self.pixel_code: pixel}}
@@ -253,8 +280,8 @@ class ReceiverSettings(TenantSettings):
 class OrderReceiverSettings(ReceiverSettings):
     """What both order webhooks read beyond the tenants."""
 
-    # An order event older than this still goes out (a late payment is still a sale), with a
-    # warning: TikTok attributes nothing past the advertiser's click window (7 days by default, up to 28).
+    # An order event paid further back than this is never sent (skipped, rule outside_window): TikTok
+    # attributes nothing past the advertiser's click window (7 days by default, up to 28). The sender reads it too.
     max_event_age_days: int = Field(7, alias="ORDER_MAX_EVENT_AGE_DAYS", ge=1, le=28)
 
 
@@ -281,14 +308,24 @@ class CollectSettings(ReceiverSettings):
     # What signs customer ids (customer_id_signature): one value, comma-separated for rotation,
     # or JSON {pixel_code: [secrets]}.
     signing_secret: SecretStr | None = Field(None, alias="COLLECT_SIGNING_SECRET")
+    # The default pixel's browser_purchases and browser_purchase_max_value (PIPELINE_TENANTS sets them per pixel).
+    browser_purchases: bool = Field(False, alias="COLLECT_BROWSER_PURCHASES")
+    browser_purchase_max_value: float | None = Field(None, alias="COLLECT_BROWSER_PURCHASE_MAX_VALUE", gt=0, le=1e15)
 
     def tenants(self) -> Tenants:
         document = self._base_tenants()
         if not self.tenants_json:
+            if self.browser_purchases and self.browser_purchase_max_value is None:
+                raise ConfigError(
+                    "COLLECT_BROWSER_PURCHASE_MAX_VALUE is not set while COLLECT_BROWSER_PURCHASES is true. Fix: set "
+                    "it to the largest order value a browser may report (e.g. 500), or unset COLLECT_BROWSER_PURCHASES"
+                )
             pixel = document["pixels"][self.pixel_code]
             pixel["allowed_origins"] = _split_list(self.allowed_origins or "")
             pixel["collect_keys"] = _split_list(self.collect_keys or "")
             pixel["click_ttl_days"] = self.click_ttl_days
+            pixel["browser_purchases"] = self.browser_purchases
+            pixel["browser_purchase_max_value"] = self.browser_purchase_max_value
         tenants = self._validated(document)
         _attach_secrets("COLLECT_SIGNING_SECRET", self.signing_secret, self.pixel_code, tenants.pixel, "pixel",
                         attribute="signing_secrets")  # fmt: skip
@@ -311,6 +348,10 @@ class ShopifySettings(OrderReceiverSettings):
     # Read before the signature check, so it bounds what anyone can make an instance hold.
     # Shopify documents no cap; it says order bodies can exceed a megabyte.
     max_body_bytes: int = Field(4_194_304, alias="SHOPIFY_MAX_BODY_BYTES", ge=65_536, le=16_777_216)
+    # The version the webhook subscriptions were registered with (Terraform's shopify_api_version): checked
+    # against Shopify's support window at start and against each delivery's X-Shopify-API-Version.
+    api_version: str = Field(DEFAULT_SHOPIFY_API_VERSION, alias="SHOPIFY_API_VERSION",
+                             pattern=r"^20[0-9]{2}-(01|04|07|10)$")  # fmt: skip
 
     def tenants(self) -> Tenants:
         document = self._base_tenants()
@@ -357,11 +398,14 @@ class SenderSettings(_EnvSettings):
     access_token: SecretStr | None = Field(None, alias="TIKTOK_ACCESS_TOKEN")
     api_url: str = Field(DEFAULT_API_URL, alias="TIKTOK_API_URL", pattern=r"^https?://")
     timeout_seconds: float = Field(budgets.TIKTOK_TIMEOUT_SECONDS, alias="TIKTOK_TIMEOUT_SECONDS", gt=0, le=120)
-    # Longer than every redelivery window: Pub/Sub retention (7 days max),
+    # Longer than every redelivery window: Pub/Sub retention (7 days max, so at least 8 days),
     # Shopify's day-late deliveries and TikTok's own 48 h dedup window.
-    # An order event's only claim: it must outlive the oldest order body a receiver accepts
-    # (SHOPIFY_MAX_ORDER_AGE_DAYS, at most 7) by a day, or a replay of it would send again.
-    claim_ttl_hours: int = Field(_CLAIM_TTL_HOURS, alias="CLAIM_TTL_HOURS", ge=_CLAIM_TTL_HOURS, le=24 * 60)
+    # An order event's only claim: it must outlive the order window (ORDER_MAX_EVENT_AGE_DAYS, the clock
+    # allowance and a day: budgets.order_claim_ttl says why), or a redelivery after it expired would send
+    # again. Unset, it follows ORDER_MAX_EVENT_AGE_DAYS; set shorter, the sender refuses to start.
+    claim_ttl_hours: int = Field(_CLAIM_TTL_HOURS, alias="CLAIM_TTL_HOURS", ge=8 * 24, le=24 * 60)
+    # The order window the sender enforces, as the webhooks do: an order event older than this is skipped.
+    max_event_age_days: int = Field(7, alias="ORDER_MAX_EVENT_AGE_DAYS", ge=1, le=28)
     claim_lease_seconds: int = Field(budgets.CLAIM_LEASE_SECONDS, alias="CLAIM_LEASE_SECONDS", ge=5, le=3600)
     dead_ttl_days: int = Field(30, alias="DEAD_EVENT_TTL_DAYS", ge=1, le=365)
     # Claim browser events before sending them too (two writes each instead of one; see docs/collect.md).
@@ -374,11 +418,36 @@ class SenderSettings(_EnvSettings):
     # flight holds join it once answered (0: only SENDER_BATCH_WAIT_MS). See shared.send.batching.batch_due.
     batch_hold_ms: int = Field(budgets.SENDER_BATCH_HOLD_MS, alias="SENDER_BATCH_HOLD_MS", ge=0, le=60_000)
 
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Self:
+        return super().from_env(environ).with_order_claim_ttl()
+
+    def with_order_claim_ttl(self) -> Self:
+        """These settings with a claim that outlives the order window; ConfigError when CLAIM_TTL_HOURS is shorter."""
+        needed = order_claim_ttl_hours(self.max_event_age_days)
+        if "claim_ttl_hours" not in self.model_fields_set:
+            return self.model_copy(update={"claim_ttl_hours": max(self.claim_ttl_hours, needed)})
+        if self.claim_ttl_hours < needed:
+            ahead, margin = ORDER_CLOCK_AHEAD_SECONDS // 3600, int(budgets.CLAIM_MARGIN.total_seconds() // 3600)
+            raise ConfigError(
+                f"CLAIM_TTL_HOURS ({self.claim_ttl_hours}) is shorter than ORDER_MAX_EVENT_AGE_DAYS "
+                f"({self.max_event_age_days}) x 24 + {ahead} h of clock allowance + {margin} h of margin = {needed} h: "
+                "a paid order redelivered after its claim expired would be sent again. Fix: set CLAIM_TTL_HOURS to at "
+                f"least {needed} (or unset it), or lower ORDER_MAX_EVENT_AGE_DAYS"
+            )
+        return self
+
     def access_tokens(self) -> dict[str, SecretStr]:
         """Pixel code -> token."""
         raw = self.access_token.get_secret_value() if self.access_token else None
         tokens = _secret_map(raw, self.pixel_code, "TIKTOK_ACCESS_TOKEN")
-        return {pixel: secrets[0] for pixel, secrets in tokens.items() if secrets}
+        found = {pixel: secrets[0] for pixel, secrets in tokens.items() if secrets}
+        if raw and self.pixel_code and self.pixel_code not in found:
+            # A map without the default pixel: every one of its events would be dead-lettered.
+            named = ", ".join(sorted(found)) or "no pixel"
+            raise ConfigError(f"TIKTOK_ACCESS_TOKEN: has no token for pixel {self.pixel_code} (TIKTOK_PIXEL_CODE); "
+                              f"its JSON map names {named}")  # fmt: skip
+        return found
 
 
 FUNCTION_SETTINGS: dict[str, type[_EnvSettings]] = {

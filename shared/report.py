@@ -303,7 +303,8 @@ def render(report: Mapping[str, Any]) -> str:
             lines.append("  " + f"{day:<12}" + "".join(f"{values['outcomes'][name]:>10}" for _, name in _COLUMNS))
         if entry["skipped_by_rule"]:
             rules = ", ".join(f"{rule} {count}" for rule, count in entry["skipped_by_rule"].items())
-            lines.append(f"  skipped by rule: {rules} (cancelled = cancelled before sending)")
+            lines.append(f"  skipped by rule: {rules} (cancelled = cancelled before sending, "
+                         "outside_window = paid before ORDER_MAX_EVENT_AGE_DAYS)")  # fmt: skip
         if entry["dead_by_code"]:
             codes = ", ".join(f"{code} x{count}" for code, count in entry["dead_by_code"].items())
             lines.append(f"  dead by TikTok code: {codes} (make redrive ARGS=--list)")

@@ -7,7 +7,12 @@ locals {
   firestore_ttl_field   = "expire_at"
 }
 
+# Created here unless var.create_firestore_database is false: then the project's existing database
+# named var.firestore_database is used as it is (Terraform neither creates, changes nor deletes it)
+# and only its TTL policies below are added.
 resource "google_firestore_database" "main" {
+  count = var.create_firestore_database ? 1 : 0
+
   name        = var.firestore_database
   location_id = coalesce(var.firestore_location, var.region)
   type        = "FIRESTORE_NATIVE"
@@ -19,6 +24,17 @@ resource "google_firestore_database" "main" {
   depends_on = [google_project_service.this]
 }
 
+# State written before create_firestore_database existed names the database without an index.
+moved {
+  from = google_firestore_database.main
+  to   = google_firestore_database.main[0]
+}
+
+locals {
+  # The database the functions and the TTL policies use: the one created above, or the existing one.
+  firestore_database = var.create_firestore_database ? google_firestore_database.main[0].name : var.firestore_database
+}
+
 # TTL deletes documents whose expire_at has passed (typically within a day; the
 # code also checks expiry on read). index_config {} drops the automatic
 # single-field indexes on expire_at: nothing queries it, and indexing an
@@ -26,10 +42,12 @@ resource "google_firestore_database" "main" {
 resource "google_firestore_field" "ttl" {
   for_each = toset(local.firestore_collections)
 
-  database   = google_firestore_database.main.name
+  database   = local.firestore_database
   collection = "${var.firestore_collection_prefix}${each.value}"
   field      = local.firestore_ttl_field
 
   index_config {}
   ttl_config {}
+
+  depends_on = [google_project_service.this]
 }

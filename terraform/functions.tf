@@ -100,11 +100,12 @@ locals {
   function_env = {
     collect = {
       GOOGLE_CLOUD_PROJECT        = var.project_id
-      FIRESTORE_DATABASE          = google_firestore_database.main.name
+      FIRESTORE_DATABASE          = local.firestore_database
       FIRESTORE_COLLECTION_PREFIX = var.firestore_collection_prefix
       LOG_LEVEL                   = var.log_level
       TIKTOK_PIXEL_CODE           = var.pixel_code
       CONSENT_POLICY              = var.consent_policy
+      CONSENT_GPC                 = var.consent_gpc
       PIPELINE_TENANTS            = var.pipeline_tenants
       DEFAULT_PHONE_REGION        = var.default_phone_region
       TIKTOK_TEST_EVENT_CODE      = var.tiktok_test_event_code
@@ -112,47 +113,58 @@ locals {
       COLLECT_ALLOWED_ORIGINS     = join(",", var.collect_allowed_origins)
       COLLECT_KEYS                = join(",", var.collect_keys)
       CLICK_TTL_DAYS              = tostring(var.click_ttl_days)
+      # Browser purchases are refused unless the merchant sets the largest value a browser may report.
+      COLLECT_BROWSER_PURCHASES          = var.collect_browser_purchase_max_value != null ? "true" : "false"
+      COLLECT_BROWSER_PURCHASE_MAX_VALUE = var.collect_browser_purchase_max_value != null ? tostring(var.collect_browser_purchase_max_value) : null
       # The load balancer appends `<client>, <its address>` to X-Forwarded-For; an explicit value wins (a CDN in front).
       COLLECT_TRUSTED_PROXY_HOPS = var.collect_trusted_proxy_hops != null ? tostring(var.collect_trusted_proxy_hops) : var.collect_load_balancer ? "1" : null
       THREADS                    = tostring(local.function_runtime.collect.max_instance_request_concurrency)
     }
     shopify_webhook = {
       GOOGLE_CLOUD_PROJECT        = var.project_id
-      FIRESTORE_DATABASE          = google_firestore_database.main.name
+      FIRESTORE_DATABASE          = local.firestore_database
       FIRESTORE_COLLECTION_PREFIX = var.firestore_collection_prefix
       LOG_LEVEL                   = var.log_level
       TIKTOK_PIXEL_CODE           = var.pixel_code
       CONSENT_POLICY              = var.consent_policy
+      CONSENT_GPC                 = var.consent_gpc
       PIPELINE_TENANTS            = var.pipeline_tenants
       DEFAULT_PHONE_REGION        = var.default_phone_region
       TIKTOK_TEST_EVENT_CODE      = var.tiktok_test_event_code
       PUBSUB_TOPIC                = google_pubsub_topic.events.name
       SHOPIFY_SHOP_DOMAIN         = var.shopify_shop_domain
       SHOPIFY_INCLUDE_TEST_ORDERS = tostring(var.include_test_orders)
+      SHOPIFY_API_VERSION         = var.shopify_api_version
+      ORDER_MAX_EVENT_AGE_DAYS    = tostring(var.order_max_event_age_days)
       THREADS                     = tostring(local.function_runtime.shopify_webhook.max_instance_request_concurrency)
     }
     woocommerce_webhook = {
       GOOGLE_CLOUD_PROJECT        = var.project_id
-      FIRESTORE_DATABASE          = google_firestore_database.main.name
+      FIRESTORE_DATABASE          = local.firestore_database
       FIRESTORE_COLLECTION_PREFIX = var.firestore_collection_prefix
       LOG_LEVEL                   = var.log_level
       TIKTOK_PIXEL_CODE           = var.pixel_code
       CONSENT_POLICY              = var.consent_policy
+      CONSENT_GPC                 = var.consent_gpc
       PIPELINE_TENANTS            = var.pipeline_tenants
       DEFAULT_PHONE_REGION        = var.default_phone_region
       TIKTOK_TEST_EVENT_CODE      = var.tiktok_test_event_code
       PUBSUB_TOPIC                = google_pubsub_topic.events.name
       WOOCOMMERCE_SITE_URL        = var.woocommerce_site_url
+      ORDER_MAX_EVENT_AGE_DAYS    = tostring(var.order_max_event_age_days)
       THREADS                     = tostring(local.function_runtime.woocommerce_webhook.max_instance_request_concurrency)
     }
     sender = {
       GOOGLE_CLOUD_PROJECT        = var.project_id
-      FIRESTORE_DATABASE          = google_firestore_database.main.name
+      FIRESTORE_DATABASE          = local.firestore_database
       FIRESTORE_COLLECTION_PREFIX = var.firestore_collection_prefix
       LOG_LEVEL                   = var.log_level
       TIKTOK_PIXEL_CODE           = var.pixel_code
       TIKTOK_API_URL              = var.tiktok_api_url
-      THREADS                     = tostring(local.function_runtime.sender.max_instance_request_concurrency)
+      # The order window the webhooks refuse outside of, enforced by the sender too; CLAIM_TTL_HOURS, unset,
+      # follows it (shared.budgets.order_claim_ttl): an order is sent once in its life.
+      ORDER_MAX_EVENT_AGE_DAYS = tostring(var.order_max_event_age_days)
+      THREADS                  = tostring(local.function_runtime.sender.max_instance_request_concurrency)
     }
   }
 }

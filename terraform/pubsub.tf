@@ -32,8 +32,8 @@ resource "google_pubsub_subscription" "sender_push" {
   # sender's own timeout or Pub/Sub redelivers while the sender still works.
   ack_deadline_seconds = local.function_runtime.sender.timeout_seconds
 
-  # 7 days, Pub/Sub's default; the sender's claims (CLAIM_TTL_HOURS, 8 days by
-  # default) outlive any redelivery of a message.
+  # 7 days, Pub/Sub's default; the sender's claims (CLAIM_TTL_HOURS, 9 days by
+  # default: order_max_event_age_days plus two) outlive any redelivery of a message.
   message_retention_duration = "604800s"
 
   push_config {

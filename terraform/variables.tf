@@ -46,13 +46,19 @@ variable "labels" {
 
 variable "firestore_database" {
   type        = string
-  description = "Firestore database id. \"(default)\" unless the project's default database is used for something else. If the project already has this database, import it first: terraform import google_firestore_database.main projects/PROJECT_ID/databases/NAME."
+  description = "Firestore database id. \"(default)\" unless the project's default database is used for something else (then name a database of its own, e.g. \"tiktok-events\", which Terraform creates beside it). A project that already has this database in Native mode: set create_firestore_database = false (docs/deploy.md, step 3)."
   default     = "(default)"
 
   validation {
     condition     = var.firestore_database == "(default)" || can(regex("^[a-z][a-z0-9-]{2,61}[a-z0-9]$", var.firestore_database))
     error_message = "firestore_database must be \"(default)\" or 4-63 lowercase letters, digits or hyphens, starting with a letter."
   }
+}
+
+variable "create_firestore_database" {
+  type        = bool
+  description = "Create the Firestore database firestore_database. false: the project already has it (gcloud firestore databases list shows it, in FIRESTORE_NATIVE mode), and Terraform uses it as it is, adding only the TTL policies of the pipeline's collections; firestore_location and firestore_delete_protection then do not apply."
+  default     = true
 }
 
 variable "firestore_location" {
@@ -104,6 +110,17 @@ variable "consent_policy" {
   }
 }
 
+variable "consent_gpc" {
+  type        = string
+  description = "What Global Privacy Control (the browser's Sec-GPC: 1, an opt-out of the sale and sharing of data) does for the single-tenant pixel (CONSENT_GPC): limited sends with limited_data_use, deny withholds as a denial. Under pipeline_tenants, each pixel's gpc."
+  default     = "limited"
+
+  validation {
+    condition     = contains(["limited", "deny"], var.consent_gpc)
+    error_message = "consent_gpc must be \"limited\" or \"deny\"."
+  }
+}
+
 variable "pipeline_tenants" {
   type        = string
   description = "Optional JSON document describing several pixels, Shopify shops and WooCommerce sites (PIPELINE_TENANTS; see the README, \"Several pixels and shops\"). When set, it replaces pixel_code, consent_policy, shopify_shop_domain, woocommerce_site_url and the collect settings, and each secret holds a JSON object keyed by pixel, shop or site."
@@ -129,6 +146,25 @@ variable "pipeline_tenants" {
       try(pixel.click_ttl_days, 7) >= 1 && try(pixel.click_ttl_days, 7) <= 28 && floor(try(pixel.click_ttl_days, 7)) == try(pixel.click_ttl_days, 7)
     ])
     error_message = "Each pipeline_tenants pixel's click_ttl_days must be a whole number from 1 to 28."
+  }
+
+  validation {
+    condition = var.pipeline_tenants == null || alltrue([
+      for code, pixel in try(jsondecode(var.pipeline_tenants).pixels, {}) : contains(["limited", "deny"], try(pixel.gpc, "limited"))
+    ])
+    error_message = "Each pipeline_tenants pixel's gpc must be \"limited\" or \"deny\" (or none: limited)."
+  }
+
+  validation {
+    condition = var.pipeline_tenants == null || alltrue([
+      for code, pixel in try(jsondecode(var.pipeline_tenants).pixels, {}) :
+      can(tobool(try(pixel.browser_purchases, false))) && (
+        try(pixel.browser_purchase_max_value, null) == null
+        ? !try(tobool(pixel.browser_purchases), false)
+        : try(tonumber(pixel.browser_purchase_max_value) > 0 && tonumber(pixel.browser_purchase_max_value) <= 1000000000000000, false)
+      )
+    ])
+    error_message = "Each pipeline_tenants pixel's browser_purchases must be true or false, and with true it needs a browser_purchase_max_value above 0 and at most 1e15 (the largest order value a browser may report)."
   }
 
   validation {
@@ -227,6 +263,17 @@ variable "collect_keys" {
   }
 }
 
+variable "collect_browser_purchase_max_value" {
+  type        = number
+  description = "Purchase-type events (Purchase, CompletePayment, PlaceAnOrder) are refused from the browser: orders come from the order webhooks. A site without webhooks sets the largest order value a browser may report (COLLECT_BROWSER_PURCHASES=true with COLLECT_BROWSER_PURCHASE_MAX_VALUE); a purchase over it is skipped. Null: refused. With pipeline_tenants, set browser_purchases and browser_purchase_max_value per pixel there."
+  default     = null
+
+  validation {
+    condition     = var.collect_browser_purchase_max_value == null || try(var.collect_browser_purchase_max_value > 0 && var.collect_browser_purchase_max_value <= 1000000000000000, false)
+    error_message = "collect_browser_purchase_max_value must be above 0 and at most 1e15, in your events' currency (e.g. 500), or null to refuse browser purchases."
+  }
+}
+
 variable "click_ttl_days" {
   type        = number
   description = "Days a click context (ttclid, _ttp) stays joinable to a later order (CLICK_TTL_DAYS); TikTok attributes within 28 days at most."
@@ -235,6 +282,17 @@ variable "click_ttl_days" {
   validation {
     condition     = var.click_ttl_days >= 1 && var.click_ttl_days <= 28 && floor(var.click_ttl_days) == var.click_ttl_days
     error_message = "click_ttl_days must be a whole number from 1 to 28."
+  }
+}
+
+variable "order_max_event_age_days" {
+  type        = number
+  description = "Order window (ORDER_MAX_EVENT_AGE_DAYS, the webhooks and the sender alike): an order event paid further back than this is never sent (skipped, rule outside_window), which is what keeps a paid order to one Purchase for its whole life; TikTok attributes nothing outside its click window (7 days by default, 28 at most). The sender's claims then live this many days plus two."
+  default     = 7
+
+  validation {
+    condition     = var.order_max_event_age_days >= 1 && var.order_max_event_age_days <= 28 && floor(var.order_max_event_age_days) == var.order_max_event_age_days
+    error_message = "order_max_event_age_days must be a whole number from 1 to 28."
   }
 }
 
@@ -490,8 +548,8 @@ variable "alert_notification_channels" {
 
 variable "shopify_webhook_topics" {
   type        = list(string)
-  description = "Shopify webhook topics the registration commands in the outputs subscribe to; must include the shop's purchase topic (orders/paid by default)."
-  default     = ["orders/paid"]
+  description = "Shopify webhook topics the shopify_app_toml and registration outputs subscribe to (the compliance topics customers/data_request, customers/redact and shop/redact are added in shopify_app_toml); must include the shop's purchase topic (orders/paid by default). orders/cancelled keeps a cancelled order's Purchase from going out; refunds/create records refunds."
+  default     = ["orders/create", "orders/paid", "orders/cancelled", "refunds/create"]
 
   validation {
     condition     = length(var.shopify_webhook_topics) > 0 && alltrue([for t in var.shopify_webhook_topics : can(regex("^[a-z_]+/[a-z_]+$", t))])
@@ -501,12 +559,12 @@ variable "shopify_webhook_topics" {
 
 variable "shopify_api_version" {
   type        = string
-  description = "Shopify Admin API version used in the printed registration command (YYYY-MM, a quarterly release). Shopify serves the oldest supported version when an unsupported one is requested."
-  default     = "2025-10"
+  description = "Shopify API version of the webhook subscriptions (YYYY-MM, a quarterly release): the shopify_app_toml and registration outputs use it, and the Shopify function compares it with each delivery's X-Shopify-API-Version (SHOPIFY_API_VERSION). Default: the newest release in shared/data/shopify_api_versions.json; a plan warns (shopify_api_version.tf) once it is past Shopify's 12-month support window, after which Shopify sends the oldest version it still supports."
+  default     = "2026-10"
 
   validation {
     condition     = can(regex("^20[0-9]{2}-(01|04|07|10)$", var.shopify_api_version))
-    error_message = "shopify_api_version must be a quarterly Shopify release such as 2025-10."
+    error_message = "shopify_api_version must be a quarterly Shopify release such as 2026-10."
   }
 }
 

@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from shared.config import ConsentPolicy
+from shared.config import ConsentPolicy, GpcMode
 
 GrantState = Literal["granted", "denied"]
 
@@ -30,6 +30,9 @@ class ConsentSnapshot(BaseModel):
     # Shopify Customer Privacy API.
     marketing_allowed: bool | None = None
     sale_of_data_allowed: bool | None = None
+    # Global Privacy Control: the ``Sec-GPC: 1`` header or ``navigator.globalPrivacyControl``,
+    # an opt-out of the sale and sharing of personal data (see decide).
+    gpc: bool | None = None
 
     def is_empty(self) -> bool:
         return all(v is None for v in self.model_dump().values())
@@ -57,27 +60,38 @@ class ConsentDecision:
     limited_data_use: bool
     # "granted", "policy_opt_out", "denied", "no_consent" (opt-in without a grant)
     reason: str
+    # The browser's Global Privacy Control signal took part: limited_data_use, or the denial (gpc "deny").
+    gpc: bool = False
 
     def describe(self) -> str:
         """The decision as logs and answers state it: a sale-of-data opt-out is no plain grant."""
+        if not self.send and self.gpc:
+            return f"{self.reason} (Global Privacy Control, the pixel's gpc setting is deny)"
         if self.limited_data_use:
-            return f"{self.reason}, with limited_data_use (sale or sharing of data opted out)"
+            signal = "Global Privacy Control" if self.gpc else "sale or sharing of data opted out"
+            return f"{self.reason}, with limited_data_use ({signal})"
         return self.reason
 
 
-def decide(snapshot: ConsentSnapshot | None, policy: ConsentPolicy) -> ConsentDecision:
+def decide(snapshot: ConsentSnapshot | None, policy: ConsentPolicy, gpc: GpcMode = "limited") -> ConsentDecision:
     """Opt-in sends only on an explicit grant; opt-out sends unless denied.
 
     A sale-of-data opt-out (Shopify ``saleOfDataAllowed: false``, or
     ``ad_personalization: denied``) still sends, flagged ``limited_data_use``.
+    So does Global Privacy Control (``snapshot.gpc``) under the pixel's
+    default ``gpc`` mode ``"limited"``, whatever the policy and even after a
+    grant; under ``"deny"`` it is a denial.
     """
+    signalled = snapshot is not None and snapshot.gpc is True
+    if signalled and gpc == "deny":
+        return ConsentDecision(False, False, "denied", gpc=True)
     limited = snapshot is not None and (
-        snapshot.sale_of_data_allowed is False or snapshot.ad_personalization == "denied"
+        snapshot.sale_of_data_allowed is False or snapshot.ad_personalization == "denied" or signalled
     )
     if snapshot is not None and snapshot.explicitly_denied():
         return ConsentDecision(False, False, "denied")
     if snapshot is not None and snapshot.explicitly_granted():
-        return ConsentDecision(True, limited, "granted")
+        return ConsentDecision(True, limited, "granted", gpc=signalled)
     if policy == "opt-out":
-        return ConsentDecision(True, limited, "policy_opt_out")
+        return ConsentDecision(True, limited, "policy_opt_out", gpc=signalled)
     return ConsentDecision(False, False, "no_consent")

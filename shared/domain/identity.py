@@ -1,16 +1,19 @@
 """Turn raw shopper identifiers into the hashed :class:`~shared.domain.models.UserData`.
 
 The webhooks and the collect endpoint all go through :func:`build_user`, so a
-raw value is hashed in exactly one place.
+raw value is hashed in exactly one place, and checked there against its shape
+(:mod:`shared.domain.shapes`): a ttclid, ``_ttp``, locale, city, state, zip or
+country that does not have its field's shape is dropped, and the caller learns
+which (``on_drop``) to count it.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
 
-from shared.domain import hashing
+from shared.domain import hashing, shapes
 from shared.domain.models import UserData
 
 
@@ -74,8 +77,25 @@ def valid_ip(value: str | None) -> str | None:
     return str(checked)
 
 
-def build_user(raw: RawIdentity, default_region: str | None = None) -> UserData:
-    """Hash and normalize; drop whatever is empty or unusable."""
+def checked(raw: RawIdentity) -> tuple[RawIdentity, list[str]]:
+    """``raw`` with every shaped field that does not have its shape emptied, and those fields' names."""
+    kept: dict[str, str | None] = {}
+    dropped: list[str] = []
+    for name, shape in shapes.SHAPES.items():
+        value = getattr(raw, name)
+        kept[name] = shape(value)
+        if kept[name] is None and _clean(value, 1) is not None:
+            dropped.append(name)
+    return replace(raw, **kept), dropped
+
+
+def build_user(
+    raw: RawIdentity, default_region: str | None = None, *, on_drop: Callable[[str], None] | None = None
+) -> UserData:
+    """Hash and normalize; drop whatever is empty, unusable or not of its shape (``on_drop`` hears each such field)."""
+    raw, dropped = checked(raw)
+    for name in dropped if on_drop else ():
+        on_drop(name)  # type: ignore[misc]
     phones = []
     for phone, country in raw.phones:
         regions: Iterable[str | None] = (country, raw.country, default_region)

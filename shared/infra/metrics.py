@@ -11,6 +11,8 @@ The sender also counts what it delivered, by pixel, source and event
 ``match_key.<key>.<pixel>.<source>.<event>`` per match key present
 (:mod:`shared.domain.match_keys`) and ``match_score.<pixel>.<source>.<event>``, the
 sum of the events' coverage scores (divide by ``delivered`` for the mean).
+The receivers count ``identity.dropped.<field>``: a ttclid, ``_ttp``, locale,
+city, state, zip or country dropped for not having its shape (:func:`count_dropped`).
 
 The receivers are public endpoints, so they serve the counters only when
 ``EXPOSE_METRICS`` is true (the local stack and the benchmarks set it); the
@@ -56,6 +58,11 @@ def delivered_counts(pixel_code: str, source: str, event: str, keys: Iterable[st
     counts = {f"delivered.{labels}": 1, f"match_score.{labels}": score}
     counts.update((f"match_key.{key}.{labels}", 1) for key in keys)
     return counts
+
+
+def count_dropped(field: str) -> None:
+    """One identifier a receiver dropped for not having its field's shape (shared.domain.shapes)."""
+    COUNTERS.add(f"identity.dropped.{field}")
 
 
 def exposed(environ=os.environ) -> bool:

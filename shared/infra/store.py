@@ -32,6 +32,9 @@ from shared.infra.metrics import COUNTERS, Counters
 CLICK_CONTEXTS = "click_contexts"
 WEBHOOK_DELIVERIES = "webhook_deliveries"
 ORDER_EVENTS = "order_events"
+# First part of the key of an order event's outcome record in ORDER_EVENTS: ("outcome", event_id), written by the
+# webhooks (withheld, skipped) and by the sender (an order event outside its window), first answer wins.
+OUTCOME_RECORD = "outcome"
 EVENT_CLAIMS = "event_claims"
 DEAD_EVENTS = "dead_events"
 COLLECTIONS = (CLICK_CONTEXTS, WEBHOOK_DELIVERIES, ORDER_EVENTS, EVENT_CLAIMS, DEAD_EVENTS)
@@ -325,6 +328,27 @@ class Store:
             _count(writes=len(documents))
             batch.commit(timeout=self.timeout)
         return len(documents)
+
+    def replace_click_contexts(
+        self, pixel_code: str, join_keys: Sequence[tuple[str, str]], context: dict[str, Any], ttl: dt.timedelta
+    ) -> int:
+        """Write ``context`` as the whole document under every join key, replacing what was there (one batch).
+
+        A denial is stored so: nothing of an earlier context (its click ids, identifiers) survives it.
+        """
+        now = utcnow()
+        if len(join_keys) > MAX_BATCH_WRITES:
+            raise ValueError(f"{len(join_keys)} documents in one batch; Firestore takes {MAX_BATCH_WRITES}")
+        if not join_keys:
+            return 0
+        batch = self.client.batch()
+        collection = self.collection(CLICK_CONTEXTS)
+        for kind, value in join_keys:
+            data = {**context, "pixel_code": pixel_code, "join_kind": kind, "updated_at": now, TTL_FIELD: now + ttl}
+            batch.set(collection.document(doc_id(pixel_code, kind, value)), data)  # no merge: replaces
+        _count(writes=len(join_keys))
+        batch.commit(timeout=self.timeout)
+        return len(join_keys)
 
     def find_click_context(self, pixel_code: str, join_keys: Iterable[tuple[str, str]]) -> dict[str, Any] | None:
         """The first live context among ``join_keys`` (in the caller's order of preference).

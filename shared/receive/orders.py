@@ -21,8 +21,10 @@ tombstone under the same key (:func:`block_purchase`), so a Purchase that
 was not sent yet never is. One document per delivered order event, written
 twice (claimed, then sent), instead of a receiver claim written twice more.
 
-An order event withheld for consent (here) or skipped by a shop's rules (test,
-POS, draft: ``shared.receive.shopify``) leaves an outcome record instead
+An order event withheld for consent (here), outside its window (here, rule
+``outside_window``: paid more than ORDER_MAX_EVENT_AGE_DAYS ago; the sender
+enforces the same window, so an order is sent once in its life) or skipped by
+a shop's rules (test, POS, draft: ``shared.receive.shopify``) leaves an outcome record instead
 (:func:`record_outcome`), so the report (``shared.report``) can count it. It is
 keyed apart from the claim: a later delivery, after the shopper's grant, still
 publishes.
@@ -38,21 +40,26 @@ from typing import Any, Protocol, runtime_checkable
 
 from shared import budgets
 from shared.config import ConsentPolicy, PixelConfig
+from shared.domain import shapes
 from shared.domain.consent import ConsentSnapshot, decide
-from shared.domain.events import ATTRIBUTION_WINDOW, order_event_id
+from shared.domain.events import ATTRIBUTION_WINDOW, OUTSIDE_WINDOW, order_event_id, order_window_refusal
 from shared.domain.identity import RawIdentity, build_user, valid_ip
 from shared.domain.models import Envelope, Page, Properties, UserData
 from shared.infra import log
-from shared.infra.store import EVENT_CLAIMS, ORDER_EVENTS
+from shared.infra.metrics import count_dropped
+from shared.infra.store import EVENT_CLAIMS, ORDER_EVENTS, OUTCOME_RECORD
 from shared.outcome import Kind, Outcome
 
 # Outcome, cancellation and refund records (and a cancellation's tombstone): longer than
 # Shopify's retry window, its day-late deliveries and TikTok's 48 h (shared.budgets).
 ORDER_EVENT_TTL = budgets.ORDER_RECORD_TTL
 
+# A cancellation's tombstone stands in for the Purchase's claim, so it must outlive the Purchase's window
+# like a claim does (shared.budgets.order_claim_ttl), under the longest ORDER_MAX_EVENT_AGE_DAYS allowed
+# (28): tombstones are rare, and the webhook that writes one need not know the sender's setting.
+TOMBSTONE_TTL = budgets.order_claim_ttl(dt.timedelta(days=28))
 # The Purchase's claim in event_claims says "cancelled" once a cancellation took it first.
 CANCELLED = "cancelled"
-OUTCOME_RECORD = "outcome"  # first part of the key of an outcome record: ("outcome", event_id)
 # ORDER_MAX_EVENT_AGE_DAYS' default: TikTok's default click attribution window.
 MAX_EVENT_AGE = ATTRIBUTION_WINDOW
 
@@ -110,7 +117,14 @@ class Publisher(Protocol):
 
 
 def _merge_context(user: UserData, context: dict[str, Any] | None) -> UserData:
-    """Fill what the order lacks from the stored click context (already hashed there)."""
+    """Fill what the order lacks from the stored click context (already hashed there).
+
+    The browser's signals (click ids, ip, user agent, locale) fill a field the
+    order leaves empty. Its hashed email, phone and external_id are only the
+    page's word: each kind is taken only when the verified order carries none of
+    that kind, never beside the order's own, so a shopper cannot pin their order
+    to someone else's TikTok identity (docs/collect.md, "What is forwarded").
+    """
     if not context:
         return user
     updates: dict[str, Any] = {}
@@ -119,11 +133,14 @@ def _merge_context(user: UserData, context: dict[str, Any] | None) -> UserData:
             updates[name] = context[name]
     if "ip" in updates:  # a context stored before private addresses were dropped may hold one
         updates["ip"] = valid_ip(updates["ip"])
+    for name in ("ttclid", "ttp", "locale"):  # and one stored before shapes were checked, anything
+        if name in updates:
+            updates[name] = shapes.SHAPES[name](updates[name])
     hashed = context.get("user") or {}
     for name in ("email", "phone", "external_id"):
-        extra = [h for h in hashed.get(name, []) if h not in getattr(user, name)]
-        if extra:
-            updates[name] = (getattr(user, name) + extra)[:10]
+        theirs = list(dict.fromkeys(h for h in hashed.get(name) or [] if h))
+        if theirs and not getattr(user, name):
+            updates[name] = theirs[:10]
     return user.model_copy(update=updates) if updates else user
 
 
@@ -138,7 +155,7 @@ def build_envelope(
 ) -> tuple[Envelope | None, Outcome | None]:
     """Pure: the envelope to publish, or the outcome that says why there is none (``received_at``: our clock)."""
     snapshot = ConsentSnapshot.model_validate(context["consent"]) if context and context.get("consent") else None
-    decision = decide(snapshot, policy)
+    decision = decide(snapshot, policy, pixel.gpc)
     if not decision.send:
         return None, Outcome(
             Kind.WITHHELD_CONSENT,
@@ -146,7 +163,7 @@ def build_envelope(
             order.event_id,
             {"consent": decision.reason, "click_context": bool(context)},
         )
-    user = _merge_context(build_user(order.identity, default_region), context)
+    user = _merge_context(build_user(order.identity, default_region, on_drop=count_dropped), context)
     page_url = order.page_url or (context or {}).get("page_url")
     envelope = Envelope(
         source=order.platform,  # type: ignore[arg-type]
@@ -178,7 +195,18 @@ def process_order_event(
     max_event_age: dt.timedelta = MAX_EVENT_AGE,
     now: Callable[[], float] = time.time,
 ) -> Outcome:
-    """Join, gate, publish. Raises if reading the context or publishing fails (nothing was written)."""
+    """Window, join, gate, publish. Raises if reading the context or publishing fails (nothing was written).
+
+    An order event whose event_time lies outside its window (older than ``max_event_age``, or further
+    ahead than a platform's clock may be) is answered ``skipped`` (rule ``outside_window``), recorded
+    and never published: the platform must not retry it, and the sender, which enforces the same
+    window, would never send it.
+    """
+    refusal = order_window_refusal(order.event_time, int(now()), max_event_age)
+    if refusal is not None:
+        outcome = Outcome(Kind.SKIPPED, refusal, order.event_id, {"rule": OUTSIDE_WINDOW})
+        record_outcome(store, outcome, rule=OUTSIDE_WINDOW)
+        return outcome
     context = store.find_click_context(pixel.pixel_code, order.join_keys) if order.join_keys else None
     envelope, outcome = build_envelope(order, pixel, context, policy, default_region, received_at=int(now()))
     if envelope is None:
@@ -186,7 +214,7 @@ def process_order_event(
         return outcome  # type: ignore[return-value]
     publisher.publish([envelope])
     details = {"click": envelope.user.has_click(), "limited_data_use": envelope.limited_data_use}
-    for flag, message in weak_points(envelope, max_event_age).items():
+    for flag, message in weak_points(envelope).items():
         log.warning(message, event_id=envelope.event_id, order_id=order.order_id, platform=order.platform)
         details[flag] = True
     return Outcome(Kind.PUBLISHED, f"{envelope.event} published", envelope.event_id, details)
@@ -201,24 +229,19 @@ def block_purchase(store: OrderStore, pixel_code: str, event_id: str, **fields: 
     """
     key = (pixel_code, "Purchase", event_id)
     fields = {"pixel_code": pixel_code, "event": "Purchase", "event_id": event_id, "state": CANCELLED, **fields}
-    if store.claim_once(EVENT_CLAIMS, key, ORDER_EVENT_TTL, **fields):
+    if store.claim_once(EVENT_CLAIMS, key, TOMBSTONE_TTL, **fields):
         return True
     return (store.get(EVENT_CLAIMS, key) or {}).get("state") == CANCELLED
 
 
-def weak_points(envelope: Envelope, max_event_age: dt.timedelta = MAX_EVENT_AGE) -> dict[str, str]:
+def weak_points(envelope: Envelope) -> dict[str, str]:
     """Pure: what TikTok cannot use in an order event that goes out all the same, by flag name.
 
-    Neither is refused: a sale paid late or without a total is still a sale to
-    count, but whoever reads the logs should learn why it attributes nothing.
+    Not refused: a sale without a total is still a sale to count, but whoever
+    reads the logs should learn why it counts no revenue. (An order event
+    outside its window is refused instead: :func:`process_order_event`.)
     """
     problems: dict[str, str] = {}
-    age = envelope.received_at - envelope.event_time
-    if age > max_event_age.total_seconds():
-        problems["outside_attribution_window"] = (
-            f"order event_time is {age // 86_400} days old, past ORDER_MAX_EVENT_AGE_DAYS ({max_event_age.days}): "
-            "TikTok attributes nothing outside the attribution window"
-        )
     if envelope.event == "Purchase" and (envelope.properties.value is None or envelope.properties.currency is None):
         problems["no_value"] = "Purchase without value or currency: TikTok cannot count its revenue"
     return problems

@@ -24,6 +24,8 @@ from shared.infra.store import (
     DEAD_EVENTS,
     EVENT_CLAIMS,
     OK,
+    ORDER_EVENTS,
+    OUTCOME_RECORD,
     TTL_FIELD,
     BulkOp,
     Create,
@@ -34,6 +36,7 @@ from shared.infra.store import (
     is_expired,
     utcnow,
 )
+from shared.outcome import Kind
 from shared.send.dead import DeadRecord, dead_document, malformed_record
 from shared.send.decode import MalformedMessage
 from shared.tiktok.api import ApiResult
@@ -217,11 +220,15 @@ class ClaimStore:
         dead: Sequence[tuple[DeadRecord, Claim | None]] = (),
         undead: Sequence[Envelope] = (),
         unclaimed: Mapping[ClaimKey, str | None] | None = None,
+        skipped: Sequence[tuple[Envelope, str]] = (),
     ) -> FinalizeReport:
         """One bulk write: mark sent, release, record dead (dropping their claims), delete re-driven dead records.
 
         ``unclaimed`` names the sent events that had no claim (browser events), with
-        their message ids: each gets its whole record, written once, here.
+        their message ids: each gets its whole record, written once, here. ``skipped``
+        names the order events never to send (with the rule why): each gets the outcome
+        record the webhooks write (``order_events``, ``("outcome", event_id)``, first
+        answer wins), so the report counts it skipped; it has no claim.
         """
         now = utcnow()
         unclaimed = unclaimed or {}
@@ -250,6 +257,12 @@ class ClaimStore:
         for envelope in undead:
             ops.append(Delete(DEAD_EVENTS, envelope.claim_key()))
             roles.append(("undead", envelope.claim_key()))
+        for envelope, rule in skipped:
+            record = {"event_id": envelope.event_id, "outcome": Kind.SKIPPED.value, "rule": rule,
+                      "source": envelope.source, "created_at": now,
+                      TTL_FIELD: now + budgets.ORDER_RECORD_TTL}  # fmt: skip
+            ops.append(Create(ORDER_EVENTS, (OUTCOME_RECORD, envelope.event_id), record))
+            roles.append(("skipped", envelope.claim_key()))
         report = FinalizeReport()
         if not ops:
             return report
@@ -260,6 +273,7 @@ class ClaimStore:
             results = [(-1, None)] * len(ops)
         # A failed release or dead-record deletion needs nothing more: the claim's lease runs
         # out (or it was no longer ours), and a stale dead record is re-driven as a duplicate.
+        # A skipped event's record that exists already (the webhook wrote it) or failed only costs the report.
         for (role, key), (code, _) in zip(roles, results, strict=True):
             if code != OK and role == "sent":
                 report.sent_unmarked.add(key)

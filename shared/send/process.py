@@ -8,6 +8,7 @@ the sender talks to TikTok.
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 import time
 from collections import OrderedDict
@@ -16,6 +17,7 @@ from typing import Any
 
 from shared import budgets
 from shared.domain import match_keys
+from shared.domain.events import ATTRIBUTION_WINDOW, OUTSIDE_WINDOW, is_order_event_id, order_window_refusal
 from shared.domain.models import Envelope
 from shared.infra import log
 from shared.infra.metrics import COUNTERS, Counters, delivered_counts
@@ -27,6 +29,7 @@ from shared.tiktok.request import envelopes_to_request, group_for_requests
 
 # Sources whose events are sent without a claim unless SENDER_CLAIM_BROWSER_EVENTS (see Processor.claims_first).
 UNCLAIMED_SOURCES = frozenset({"collect"})
+ORDER_SOURCES = frozenset({"shopify", "woocommerce"})  # and re-driven or manual events with an order's event_id
 RECENT_SECONDS = budgets.RECENT_SENT_SECONDS  # how long an instance remembers the unclaimed events it sent
 RECENT_MAX = 50_000  # about 150 bytes each
 
@@ -86,6 +89,8 @@ class Processor:
         max_events: int = 1000,
         counters: Counters = COUNTERS,
         claim_browser_events: bool = False,
+        max_order_age: dt.timedelta = ATTRIBUTION_WINDOW,
+        now: Callable[[], float] = time.time,
     ) -> None:
         self.claims = claims
         self.client = client
@@ -93,6 +98,8 @@ class Processor:
         self.max_events = max_events
         self.counters = counters
         self.claim_browser_events = claim_browser_events
+        self.max_order_age = max_order_age  # ORDER_MAX_EVENT_AGE_DAYS, as the webhooks read it
+        self.now = now
         # Unclaimed events this instance sent lately: a retried request or a redelivery that comes back
         # here is answered from memory; one that reaches another instance is TikTok's to merge.
         self._recent: OrderedDict[ClaimKey, float] = OrderedDict()
@@ -122,6 +129,18 @@ class Processor:
         message, minutes later, which TikTok merges on its event_id.
         """
         return envelope.source not in UNCLAIMED_SOURCES or self.claim_browser_events
+
+    def outside_window(self, envelope: Envelope, now: int) -> str | None:
+        """Why an order event is never sent now (its event_time outside the order window), else None.
+
+        The sender is the one way to TikTok (both webhooks, Shopify over Pub/Sub, replays, re-drives),
+        so this is where an order is kept to once in its life: a copy that comes after the claim on
+        its event_id expired is outside the window by then (``shared.budgets.order_claim_ttl``).
+        Browser events have their own window at collect.
+        """
+        if envelope.source not in ORDER_SOURCES and not is_order_event_id(envelope.event_id):
+            return None
+        return order_window_refusal(envelope.event_time, now, self.max_order_age)
 
     def _send(self, group: list[Envelope]) -> ApiResult:
         try:
@@ -163,8 +182,19 @@ class Processor:
 
         dead: list[tuple[DeadRecord, Claim | None]] = []
         with_token = []
+        skipped: list[tuple[Envelope, str]] = []
+        undead: list[Envelope] = []
+        now = int(self.now())
         for envelope, message_id in first.values():
-            if envelope.pixel_code in self.tokens:
+            refusal = self.outside_window(envelope, now)
+            if refusal is not None:  # before its claim: nothing written but its outcome record
+                outcomes[envelope.claim_key()] = Outcome(Kind.SKIPPED, refusal, envelope.event_id,
+                                                         {"rule": OUTSIDE_WINDOW})  # fmt: skip
+                skipped.append((envelope, OUTSIDE_WINDOW))
+                self.counters.add(f"skipped.{OUTSIDE_WINDOW}")
+                if envelope.source == "redrive":
+                    undead.append(envelope)
+            elif envelope.pixel_code in self.tokens:
                 with_token.append((envelope, message_id))
             else:
                 reason = (
@@ -176,7 +206,6 @@ class Processor:
         claims = self._claim(with_token, outcomes)
         to_send: list[Envelope] = []
         message_ids = {e.claim_key(): m for e, m in first.values()}
-        undead: list[Envelope] = []
         for envelope, _ in with_token:
             key = envelope.claim_key()
             claim = claims.get(key)
@@ -226,7 +255,7 @@ class Processor:
 
         unclaimed = {e.claim_key(): message_ids[e.claim_key()] for e, _ in sent
                      if claims[e.claim_key()].state == UNCLAIMED}  # fmt: skip
-        report = self.claims.finalize(sent, released, dead, undead, unclaimed)
+        report = self.claims.finalize(sent, released, dead, undead, unclaimed, skipped)
         self._remember_sent(key for key in unclaimed if key not in report.sent_unmarked)
         self._finalized(outcomes, report, claims, results, sent, released, dead, unclaimed)
         return _answers(items, outcomes)

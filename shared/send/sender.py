@@ -67,6 +67,7 @@ class Sender:
         sender = cls(claims, api, tokens, settings.batch_max_events, settings.batch_wait_ms, result_timeout,
                      idle_ms=settings.batch_idle_ms, hold_ms=settings.batch_hold_ms)  # fmt: skip
         sender.processor.claim_browser_events = settings.claim_browser_events
+        sender.processor.max_order_age = dt.timedelta(days=settings.max_event_age_days)
         return sender
 
     def handle_message(self, message: Any, message_id: str | None) -> Outcome:

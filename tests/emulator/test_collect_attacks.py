@@ -199,7 +199,11 @@ def test_the_shopper_can_still_withdraw_their_own_consent(collect):
     keys = {"shopify_checkout_token": checkout, **signed}
     assert shopper_post(collect, consent=GRANT, ttclid="E.C.P.mine", join_keys=keys).status_code == 200
     assert shopper_post(collect, consent=DENY, ttclid=None, join_keys=keys).status_code == 204
-    assert collect.store.find_click_context(PIXEL, [(JOIN_CUSTOMER, victim), (JOIN_SHOPIFY_CHECKOUT, checkout)]) is None
+    # The withdrawal replaces the context under both keys with the "no" alone: no click id, no identifier.
+    for key in ((JOIN_CUSTOMER, victim), (JOIN_SHOPIFY_CHECKOUT, checkout)):
+        stored = collect.store.find_click_context(PIXEL, [key])
+        assert set(stored) == {"consent", "pixel_code", "join_kind", "updated_at", "expire_at"}
+        assert stored["consent"]["marketing_allowed"] is False
     outcome, published = webhook(collect, order("shopify", shopify_id(), [(JOIN_CUSTOMER, victim)]))
     assert outcome.kind == "withheld_consent" and published == []
 

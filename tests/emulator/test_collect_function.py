@@ -20,7 +20,7 @@ from typing import Any
 import functions_framework
 import pytest
 
-from shared.domain.consent import ConsentSnapshot
+from shared.domain.consent import ConsentSnapshot, decide
 from shared.infra.store import CLICK_CONTEXTS, COLLECTIONS, TTL_FIELD
 from shared.receive.collect.keys import sign_customer_id
 from shared.receive.orders import JOIN_CUSTOMER, JOIN_SHOPIFY_CART, JOIN_SHOPIFY_CHECKOUT
@@ -242,11 +242,7 @@ def test_a_failed_publish_answers_503_and_the_retry_succeeds(make_collect, topic
 # --- no consent: nothing stored, nothing published ----------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "consent",
-    [None, False, {"ad_storage": "denied"}, {"ad_storage": "granted", "ad_user_data": "denied"},
-     {"marketingAllowed": False, "saleOfDataAllowed": True}, {"analytics_storage": "granted"}],
-)  # fmt: skip
+@pytest.mark.parametrize("consent", [None, {"ad_storage": "granted"}, {"analytics_storage": "granted"}])
 def test_without_consent_the_answer_is_204_and_nothing_is_stored_or_published(collect, consent):
     response = collect.post(request_body(f"cart-{uuid.uuid4().hex}", consent=consent))
     assert (response.status_code, response.get_data()) == (204, b"")
@@ -254,12 +250,40 @@ def test_without_consent_the_answer_is_204_and_nothing_is_stored_or_published(co
     assert collect.no_trace()
 
 
-def test_a_denial_after_a_grant_deletes_the_stored_click_context(collect):
+DENIAL_ONLY = {"consent", "pixel_code", "join_kind", "updated_at", "expire_at"}
+
+
+@pytest.mark.parametrize(
+    "consent",
+    [False, {"ad_storage": "denied"}, {"ad_storage": "granted", "ad_user_data": "denied"},
+     {"marketingAllowed": False, "saleOfDataAllowed": True}],
+)  # fmt: skip
+def test_an_explicit_denial_is_204_publishes_nothing_and_stores_the_denial_alone(collect, consent):
+    token = f"cart-{uuid.uuid4().hex}"
+    response = collect.post(request_body(token, consent=consent))
+    assert (response.status_code, response.get_data()) == (204, b"")
+    assert response.headers["X-Collect-Outcome"] == "withheld_consent"
+    assert response.headers["X-Collect-Consent"] == "denied"
+    [context] = collect.contexts().values()
+    assert set(context) == DENIAL_ONLY and context["join_kind"] == JOIN_SHOPIFY_CART
+    assert decide(ConsentSnapshot.model_validate(context["consent"]), "opt-out").reason == "denied"
+    assert collect.nothing_published()
+
+
+def test_a_denial_after_a_grant_replaces_the_stored_click_context_with_the_denial_alone(collect):
     token = f"cart-{uuid.uuid4().hex}"
     assert collect.post(request_body(token)).status_code == 200
     assert len(collect.published()) == 1 and len(collect.contexts()) == 1
     assert collect.post(request_body(token, consent={"ad_storage": "denied"})).status_code == 204
-    assert collect.no_trace()
+    [context] = collect.contexts().values()
+    # Nothing of the grant's context is left: no click ids, address, user agent, page, identifiers.
+    assert set(context) == DENIAL_ONLY and context["consent"]["ad_storage"] == "denied"
+    assert collect.nothing_published()
+    # A grant after it writes the whole answer again: no field of the denial survives the merge.
+    assert collect.post(request_body(token)).status_code == 200
+    [context] = collect.contexts().values()
+    assert context["consent"] == {**ConsentSnapshot().model_dump(), **request_body(token)["consent"]}
+    assert decide(ConsentSnapshot.model_validate(context["consent"]), "opt-in").reason == "granted"
 
 
 # --- bad input: a clear 4xx and no trace -------------------------------------------------------------

@@ -76,7 +76,23 @@ def test_a_grant_after_a_denial_is_written_again_though_the_page_says_unchanged(
     cart = uuid.uuid4().hex
     session_post(collect, cart, unchanged=False)
     assert session_post(collect, cart, unchanged=True, consent=DENY).status_code == 204
-    assert stored(collect, cart) is None
+    denial = stored(collect, cart)  # the denial alone replaced the grant's context
+    assert "ttclid" not in denial and "user" not in denial and denial["consent"]["marketing_allowed"] is False
+    assert session_post(collect, cart, unchanged=True).get_json()["click_context"] == 1
+    assert stored(collect, cart)["consent"]["marketing_allowed"] is True
+
+
+def test_a_denial_repeated_on_each_page_is_written_once_and_the_grant_after_it_again(make_collect):  # noqa: F811
+    collect = make_collect()
+    cart = uuid.uuid4().hex
+    assert session_post(collect, cart, unchanged=False, consent=DENY).status_code == 204
+    first = stored(collect, cart)["updated_at"]
+    for _ in range(3):  # the next pages: the same denial, which this instance already wrote
+        assert session_post(collect, cart, unchanged=True, consent=DENY).status_code == 204
+    assert stored(collect, cart)["updated_at"] == first
+    # Without the page's hint the denial is written again (it may have been replaced elsewhere since).
+    assert session_post(collect, cart, unchanged=False, consent=DENY).status_code == 204
+    assert stored(collect, cart)["updated_at"] > first
     assert session_post(collect, cart, unchanged=True).get_json()["click_context"] == 1
     assert stored(collect, cart)["consent"]["marketing_allowed"] is True
 

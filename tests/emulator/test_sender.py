@@ -170,6 +170,8 @@ def test_golden_purchase_request(make_sender: Callable, sandbox: RecordingSandbo
         },
         consent="granted",
     )
+    # The sample order was paid on 2023-10-20: the sender checks its order window on that day's clock.
+    sender.module.runtime().processor.now = lambda: 1697783008 + 60
     assert sender.push_envelope(envelope) == 200
     (received,) = sandbox.received
     assert received["headers"]["Access-Token"] == TOKEN

@@ -119,9 +119,20 @@ def test_an_order_body_replayed_after_eight_days_is_refused_with_its_age_logged(
 
 
 def test_an_order_paid_days_after_it_was_created_is_fresh_by_its_updated_at(webhook):
-    order = new_order(created_at=recent(10 * DAY), processed_at=recent(10 * DAY), updated_at=recent(30))
+    order = new_order(created_at=recent(10 * DAY), processed_at=recent(3 * DAY), updated_at=recent(30))
     webhook.grant(JOIN_SHOPIFY_CHECKOUT, order["checkout_token"])
     assert webhook.post(order).get_json()["outcome"] == "published"
+
+
+def test_a_fresh_body_whose_purchase_is_older_than_the_order_window_is_skipped_not_rejected(webhook):
+    # The body passes SHOPIFY_MAX_ORDER_AGE_DAYS by its updated_at, but the Purchase's event_time
+    # (processed_at) is 10 days back: outside ORDER_MAX_EVENT_AGE_DAYS, never sent (sent once in its life).
+    order = new_order(created_at=recent(10 * DAY), processed_at=recent(10 * DAY), updated_at=recent(30))
+    webhook.grant(JOIN_SHOPIFY_CHECKOUT, order["checkout_token"])
+    response = webhook.post(order)
+    assert (response.status_code, response.get_json()["outcome"]) == (200, "skipped")
+    assert "ORDER_MAX_EVENT_AGE_DAYS" in response.get_json()["reason"]
+    assert webhook.nothing_published()
 
 
 def test_the_max_age_is_a_setting(webhook, monkeypatch):

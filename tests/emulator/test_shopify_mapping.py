@@ -144,13 +144,14 @@ def test_documented_order_maps_to_the_purchase_properties_tiktok_expects():
         "value": 404.95,
         "currency": "USD",
         "content_type": "product",
-        # variant_id (the default content_id) is null on every line: no content_id rather than a mixed-up one.
+        # variant_id (the default content_id) is null on every line: the product's id stands in where there is
+        # one; the two custom lines (a protection plan, a case) have neither and carry no content_id.
         "contents": [
-            {"content_name": "Aviator sunglasses", "price": 89.99, "quantity": 1},
+            {"content_id": "788032119674292900", "content_name": "Aviator sunglasses", "price": 89.99, "quantity": 1},
             {"content_name": "Lens Protection Plan (2 Year)", "price": 19.99, "quantity": 1},
             {"content_name": "Premium Leather Case", "price": 24.99, "quantity": 1},
-            {"content_name": "Mid-century lounger", "price": 159.99, "quantity": 1},
-            {"content_name": "Coffee table", "price": 119.99, "quantity": 1},
+            {"content_id": "788032119674292900", "content_name": "Mid-century lounger", "price": 159.99, "quantity": 1},
+            {"content_id": "788032119674292900", "content_name": "Coffee table", "price": 119.99, "quantity": 1},
         ],
         "num_items": 5,
         "order_id": str(TRUE_ORDER_ID),
@@ -209,7 +210,7 @@ def test_identity_comes_from_order_customer_billing_and_shipping():
         customer_locale="en-GB",
     )
     order["billing_address"].update(country_code="GB", phone="020 7946 0958", zip="sw1a 1aa", city="London",
-                                    province_code="ENG", first_name="Steve")  # fmt: skip
+                                    province_code="ENG", first_name="Stephen")  # fmt: skip
     order["shipping_address"].update(country_code="DE", phone="030 1234567")
     order["customer"].update(phone="+86 138 0013 8000")
     user = build_user(plan(order).order.identity, "US")
@@ -217,18 +218,51 @@ def test_identity_comes_from_order_customer_billing_and_shipping():
     # Local numbers parsed with their own address's country; China's without the country code.
     assert user.phone == [sha("+442079460958"), sha("13800138000"), sha("+49301234567")]
     assert user.external_id == [sha(str(TRUE_CUSTOMER_ID))]
-    assert (user.first_name, user.last_name) == (sha("john"), sha("smith"))  # the customer's own names first
+    # The billing address's person, names and location alike; not the customer account's names (John Smith).
+    assert (user.first_name, user.last_name) == (sha("stephen"), sha("shipper"))
     assert (user.zip_code, user.city, user.state, user.country) == (sha("sw1a1aa"), "london", "eng", "gb")
     assert (user.ip, user.user_agent, user.locale) == ("203.0.113.24", "Mozilla/5.0 (test)", "en-GB")
 
 
+def test_names_and_location_come_from_one_address_billing_then_shipping():
+    order = documented_order()
+    order["billing_address"].update(first_name="Bea", last_name="Payer", zip="10115", city="Berlin",
+                                    province_code="BE", country_code="DE")  # fmt: skip
+    order["shipping_address"].update(first_name="Sam", last_name="Getter", zip="75001", city="Paris",
+                                     province_code=None, country_code="FR")  # fmt: skip
+    user = build_user(plan(order).order.identity, "US")
+    assert (user.first_name, user.last_name, user.zip_code, user.city, user.state, user.country) == (
+        sha("bea"), sha("payer"), sha("10115"), "berlin", "be", "de")  # fmt: skip
+
+    del order["billing_address"]  # no billing address: the shipping address's person, whole
+    user = build_user(plan(order).order.identity, "US")
+    assert (user.first_name, user.last_name, user.zip_code, user.city, user.country) == (
+        sha("sam"), sha("getter"), sha("75001"), "paris", "fr")  # fmt: skip
+
+    order["shipping_address"].update(first_name=None, last_name=None)  # an address without a name: the customer's
+    user = build_user(plan(order).order.identity, "US")
+    assert (user.first_name, user.last_name, user.city) == (sha("john"), sha("smith"), "paris")
+
+
+def test_content_id_falls_back_from_a_null_variant_to_its_product_only():
+    order = documented_order()
+    first, custom = order["line_items"][0], order["line_items"][1]
+    assert first["variant_id"] is None and custom["variant_id"] is None and custom["product_id"] is None
+    first["variant_id"] = 4242
+    ids = [c.get("content_id") for c in plan(order).order.properties["contents"]]
+    assert ids[:2] == ["4242", None]  # a variant wins; a line with neither has no content_id, never another's
+    assert ids[3] == "788032119674292900"
+    skus = [c.get("content_id") for c in plan(order, shop=shop_config(content_id="sku")).order.properties["contents"]]
+    assert skus[:2] == ["SKU2006-001", "LENS-PROTECT-2YR"]
+
+
 def test_unicode_names_are_hashed_in_their_own_script():
     order = documented_order()
-    order["customer"].update(first_name=" José María ", last_name="Müller-Lüdenscheidt")
+    order["billing_address"].update(first_name=" José María ", last_name="Müller-Lüdenscheidt")
     user = build_user(plan(order).order.identity)
     assert user.first_name == sha("josémaría")
     assert user.last_name == sha("müllerlüdenscheidt")
-    order["customer"].update(first_name="山田", last_name="太郎")
+    order["billing_address"].update(first_name="山田", last_name="太郎")
     user = build_user(plan(order).order.identity)
     assert (user.first_name, user.last_name) == (sha("山田"), sha("太郎"))
 

@@ -174,14 +174,9 @@ def _envelope(event_time: int, **properties: Any) -> Envelope:
     )
 
 
-def test_an_order_event_outside_the_attribution_window_is_flagged_not_refused():
-    assert orders.weak_points(_envelope(NOW - 6 * DAY, value=5.0, currency="USD")) == {}
-    flags = orders.weak_points(_envelope(NOW - 8 * DAY, value=5.0, currency="USD"))
-    assert (
-        list(flags) == ["outside_attribution_window"]
-        and "ORDER_MAX_EVENT_AGE_DAYS (7)" in flags["outside_attribution_window"]
-    )
-    assert orders.weak_points(_envelope(NOW - 8 * DAY, value=5.0, currency="USD"), dt.timedelta(days=28)) == {}
+def test_an_order_event_outside_the_attribution_window_is_no_longer_a_weak_point_but_a_refusal():
+    # Sent once in its life: the window refuses it before an envelope exists (orders.process_order_event).
+    assert orders.weak_points(_envelope(NOW - 8 * DAY, value=5.0, currency="USD")) == {}
 
 
 # --- (c) a Purchase without value or currency -----------------------------------------------------------
@@ -223,15 +218,18 @@ def test_a_woocommerce_purchase_without_total_and_currency_is_published_with_a_w
         assert raw not in out
 
 
-def test_a_woocommerce_order_paid_long_ago_is_published_with_a_window_warning(woo, capsys):
+def test_a_woocommerce_order_paid_long_ago_is_skipped_recorded_and_not_published(woo, store, capsys):
     long_ago = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=10)).replace(tzinfo=None, microsecond=0)
     order = new_order(date_paid_gmt=long_ago.isoformat(), date_created_gmt=long_ago.isoformat())
     woo.grant(order)
     capsys.readouterr()
-    assert woo.post(order, "order.created").get_json()["outcome"] == "published"
-    assert woo.exactly_one_published()["event_time"] == int(long_ago.replace(tzinfo=dt.timezone.utc).timestamp())
-    [warning] = [w for w in _warnings(capsys.readouterr().out) if "ORDER_MAX_EVENT_AGE_DAYS" in w["message"]]
-    assert warning["order_id"] == str(order["id"])
+    answer = woo.post(order, "order.created")
+    assert answer.status_code == 200 and answer.get_json()["outcome"] == "skipped"
+    assert "ORDER_MAX_EVENT_AGE_DAYS (7)" in answer.get_json()["reason"]
+    woo.nothing_published()
+    event_id = f"woocommerce:{SITE}:order:{order['id']}:Purchase"
+    record = store.get(orders.ORDER_EVENTS, (orders.OUTCOME_RECORD, event_id))
+    assert record is not None and (record["outcome"], record["rule"]) == ("skipped", "outside_window")
 
 
 def test_order_max_event_age_days_widens_the_window(monkeypatch, emulators, topic, store, collection_prefix, capsys):

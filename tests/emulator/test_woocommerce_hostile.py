@@ -188,10 +188,10 @@ def test_an_order_whose_identity_can_not_be_hashed_is_parked_without_it_and_repl
     real_build_user = identity.build_user
     broken = [True]
 
-    def failing(raw: Any, region: Any) -> Any:
+    def failing(raw: Any, region: Any, **kwargs: Any) -> Any:
         if broken[0] and raw.emails:
             raise UnicodeEncodeError("utf-8", "x", 0, 1, "surrogates not allowed")
-        return real_build_user(raw, region)
+        return real_build_user(raw, region, **kwargs)
 
     # Both the flow and the first parking attempt hash the identity; both fail the same way.
     monkeypatch.setattr("shared.receive.orders.build_user", failing)

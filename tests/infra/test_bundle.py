@@ -202,9 +202,11 @@ SAMPLE_ENV = {
     "PUBSUB_TOPIC": "tiktok-events",
     "COLLECT_ALLOWED_ORIGINS": "https://shop.example.test",
     "CLICK_TTL_DAYS": "7",
+    "COLLECT_BROWSER_PURCHASES": "false",  # true only with collect_browser_purchase_max_value
     "COLLECT_TRUSTED_PROXY_HOPS": "1",  # set only behind the load balancer (collect_load_balancer)
     "SHOPIFY_SHOP_DOMAIN": "bundle-test.myshopify.com",
     "SHOPIFY_INCLUDE_TEST_ORDERS": "false",  # include_test_orders
+    "SHOPIFY_API_VERSION": "2026-10",  # shopify_api_version
     "WOOCOMMERCE_SITE_URL": "https://woo.example.test",
     "TIKTOK_API_URL": "https://business-api.tiktok.com/open_api/v1.3/event/track/",
     "TIKTOK_ACCESS_TOKEN": "bundle-test-token",
@@ -213,7 +215,8 @@ SAMPLE_ENV = {
     "COLLECT_SIGNING_SECRET": "bundle-test-secret",
 }
 # Set by Terraform only when the operator asks for them (null or empty by default).
-OPTIONAL_ENV = {"PIPELINE_TENANTS", "TIKTOK_TEST_EVENT_CODE", "COLLECT_KEYS", "FIRESTORE_COLLECTION_PREFIX"}
+OPTIONAL_ENV = {"PIPELINE_TENANTS", "TIKTOK_TEST_EVENT_CODE", "COLLECT_KEYS", "FIRESTORE_COLLECTION_PREFIX",
+                "COLLECT_BROWSER_PURCHASE_MAX_VALUE"}  # fmt: skip
 
 # Runs inside the bundle with the fresh venv: loads main.py exactly as the
 # runtime does (functions_framework.create_app with the Terraform entry point).

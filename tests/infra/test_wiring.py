@@ -32,7 +32,7 @@ FRAMEWORK_ENV = {"THREADS"}
 # Values that only the deployment knows: its project and the resources it creates.
 INFRA_OWNED = {
     "GOOGLE_CLOUD_PROJECT": "var.project_id",
-    "FIRESTORE_DATABASE": "google_firestore_database.main.name",
+    "FIRESTORE_DATABASE": "local.firestore_database",
     "FIRESTORE_COLLECTION_PREFIX": "var.firestore_collection_prefix",
     "PUBSUB_TOPIC": "google_pubsub_topic.events.name",
     "TIKTOK_API_URL": "var.tiktok_api_url",
@@ -285,6 +285,20 @@ def test_sender_claims_outlive_every_redelivery(tf: Terraform) -> None:
     assert seconds < claim_hours * 3600, "a message could be redelivered after the sender forgot it was sent"
 
 
+def test_the_sender_enforces_the_order_window_the_webhooks_read_from_the_same_variable(tf: Terraform) -> None:
+    # An order is sent once in its life only if the sender refuses outside the same window the webhooks
+    # do, and its claim (CLAIM_TTL_HOURS, left to follow it) outlives that window.
+    readers = {name for name in FUNCTIONS if "ORDER_MAX_EVENT_AGE_DAYS" in FUNCTION_SETTINGS[name].env_names()}
+    assert readers == {"shopify_webhook", "woocommerce_webhook", "sender"}
+    for name in readers:
+        assert ref(plain_env(tf, name)["ORDER_MAX_EVENT_AGE_DAYS"]) == "tostring(var.order_max_event_age_days)", name
+    assert "CLAIM_TTL_HOURS" not in plain_env(tf, "sender"), "set, it would not follow the window"
+    variable = tf.variables["order_max_event_age_days"]
+    assert variable["default"] == SenderSettings.model_fields["max_event_age_days"].default
+    condition = squash(variable["validation"][0]["condition"])
+    assert "var.order_max_event_age_days>=1" in condition and "var.order_max_event_age_days<=28" in condition
+
+
 def test_receivers_publish_to_the_topic_the_subscription_reads(tf: Terraform) -> None:
     for name in FUNCTIONS:
         if "PUBSUB_TOPIC" in FUNCTION_SETTINGS[name].env_names():
@@ -310,13 +324,29 @@ def test_every_collection_has_a_ttl_policy_on_the_ttl_field(tf: Terraform) -> No
     assert set(instances) == set(store.COLLECTIONS)
     assert ref(field["field"]) == "local.firestore_ttl_field"
     assert field["collection"] == "${var.firestore_collection_prefix}${each.value}"
-    assert ref(field["database"]) == "google_firestore_database.main.name"
+    assert ref(field["database"]) == "local.firestore_database"
     assert field.get("ttl_config") == [{}], "ttl_config {} turns the TTL policy on"
 
 
 def test_firestore_is_a_native_mode_database(tf: Terraform) -> None:
     database = tf.resource("google_firestore_database", "main")
     assert database["type"] == "FIRESTORE_NATIVE"
+
+
+def test_the_database_the_functions_use_is_the_one_created_or_the_existing_one(tf: Terraform) -> None:
+    database = tf.resource("google_firestore_database", "main")
+    assert squash(database["count"]) == squash("var.create_firestore_database ? 1 : 0")
+    assert ref(database["name"]) == "var.firestore_database"
+    assert squash(tf.locals["firestore_database"]) == squash(
+        "var.create_firestore_database ? google_firestore_database.main[0].name : var.firestore_database"
+    ), "with the database created here, everything must depend on it; without, use the existing one by its id"
+    assert tf.variables["create_firestore_database"]["default"] is True
+    # State from before the flag names the database without an index: moved, never destroyed and recreated.
+    assert re.search(
+        r"moved\s*\{\s*from\s*=\s*google_firestore_database\.main\s+to\s*=\s*google_firestore_database\.main\[0\]",
+        tf.raw["firestore.tf"],
+    )
+    assert database["deletion_policy"] == "ABANDON", "turning the flag off must forget the database, not delete it"
 
 
 # --------------------------------------------------------------------------

@@ -65,7 +65,10 @@ def test_without_consent_nothing_reaches_tiktok_or_firestore(stack, stack_store)
     assert post(stack, document(stack, f"cart-{uuid.uuid4().hex}", barrier)).status_code == 200
     wait_for_sandbox_events(stack.url("sandbox"), 1, event_id=barrier)
     assert sandbox_events(stack.url("sandbox"), event_id=withheld) == []
-    assert stack_store.find_click_context(stack.settings["TIKTOK_PIXEL_CODE"], [(JOIN_SHOPIFY_CART, token)]) is None
+    # The denial alone is remembered (for the order webhooks): none of the request's click or page data.
+    stored = stack_store.find_click_context(stack.settings["TIKTOK_PIXEL_CODE"], [(JOIN_SHOPIFY_CART, token)])
+    assert set(stored) == {"consent", "pixel_code", "join_kind", "updated_at", "expire_at"}
+    assert stored["consent"]["ad_storage"] == "denied"
 
 
 def test_a_chunked_body_over_the_limit_is_refused_on_the_bytes_read(stack):

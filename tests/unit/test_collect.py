@@ -57,6 +57,7 @@ class Recorder:
     def __init__(self) -> None:
         self.contexts: list[tuple] = []
         self.released: list[tuple] = []
+        self.replaced: list[tuple] = []
         self.published: list = []
 
     def put_click_contexts(self, writes):
@@ -66,6 +67,10 @@ class Recorder:
 
     def release(self, collection, key):
         self.released.append((collection, tuple(key)))
+
+    def replace_click_contexts(self, pixel_code, join_keys, context, ttl):
+        self.replaced.append((pixel_code, list(join_keys), context, ttl))
+        return len(join_keys)
 
     def publish_async(self, envelopes, traceparents=None):
         from concurrent.futures import Future
@@ -369,13 +374,13 @@ def test_envelopes_carry_the_pages_event_id_and_the_hashed_user():
         context={"ttclid": "E.C.P.click", "page_url": "https://shop.example/p", "user": {"email": "a@b.example"}},
         events=[
             {"event": "AddToCart", "event_id": "evt-1", "properties": {"currency": "EUR", "value": 12.5}},
-            {"event": "CompletePayment", "event_id": "evt-2", "page": {"url": "https://shop.example/thanks"}},
+            {"event": "SubmitForm", "event_id": "evt-2", "page": {"url": "https://shop.example/thanks"}},
         ],
     )
     envelopes = plan_for(document).envelopes
     assert [(e.event, e.event_id, e.source) for e in envelopes] == [
         ("AddToCart", "evt-1", "collect"),
-        ("Purchase", "evt-2", "collect"),  # legacy name mapped
+        ("Lead", "evt-2", "collect"),  # legacy name mapped (a browser Purchase: test_collect_purchases.py)
     ]
     first = envelopes[0]
     assert first.user.email == [hashlib.sha256(b"a@b.example").hexdigest()]
@@ -447,12 +452,58 @@ def test_without_a_grant_under_opt_in_nothing_is_stored_or_published(consent):
     assert recorder.contexts == recorder.published == recorder.released == []
 
 
-def test_an_explicit_denial_deletes_what_an_earlier_grant_stored_and_stores_nothing():
+def test_an_explicit_denial_replaces_the_context_with_the_denial_alone_and_publishes_nothing():
     recorder = Recorder()
-    reply = handle(post(body(consent={"marketingAllowed": False})), runtime(recorder))
+    reply = handle(post(body(consent={"marketingAllowed": False})), runtime(recorder, click_ttl_days=14))
     assert reply.status == 204 and reply.headers["X-Collect-Consent"] == "denied"
-    assert recorder.released == [("click_contexts", (PIXEL, JOIN_SHOPIFY_CART, CART))]
-    assert recorder.contexts == recorder.published == []
+    [(pixel, keys, context, ttl)] = recorder.replaced
+    assert (pixel, keys, ttl.days) == (PIXEL, [(JOIN_SHOPIFY_CART, CART)], 14)
+    # The answer alone: no ttclid, ttp, ip, user agent, URL or identifier of the request is kept.
+    assert list(context) == ["consent"] and context["consent"]["marketing_allowed"] is False
+    assert decide(ConsentSnapshot.model_validate(context["consent"]), "opt-out").reason == "denied"
+    assert recorder.contexts == recorder.published == recorder.released == []
+
+
+def test_a_denial_repeated_by_the_page_is_written_once_per_instance_and_a_later_grant_again():
+    recorder = Recorder()
+    collect = runtime(recorder)
+    denial = body(consent={"granted": False}, events=[])
+    for _ in range(3):
+        unchanged = {**denial, "context": {**denial["context"], "unchanged": True}}
+        assert handle(post(unchanged), collect).status == 204
+    assert len(recorder.replaced) == 1  # the first is written (this instance had not), the repeats are not
+    grant = body(consent={"granted": True}, events=[])
+    grant["context"]["unchanged"] = True  # even a (wrong) unchanged hint cannot skip the grant after a denial
+    assert handle(post(grant), collect).status == 200
+    assert len(recorder.contexts) == 1 and recorder.contexts[0][2]["consent"]["granted"] is True
+
+
+def test_a_denial_under_unproven_keys_stores_nothing():
+    recorder = Recorder()
+    guessed = body(consent={"granted": False}, context={"join_keys": {"customer_id": "7", "woocommerce_session": "1"}})
+    reply = handle(post(guessed), runtime(recorder))
+    assert reply.status == 204 and "customer_id" in reply.headers["X-Collect-Ignored"]
+    assert recorder.replaced == recorder.contexts == recorder.released == []
+
+
+@pytest.mark.parametrize("policy", ["opt-in", "opt-out"])
+def test_sec_gpc_flags_the_events_limited_data_use_and_is_stored_with_the_context(policy):
+    recorder = Recorder()
+    consent = {"granted": True} if policy == "opt-in" else None
+    reply = handle(post(body(consent=consent), headers={"Sec-GPC": "1"}), runtime(recorder, consent_policy=policy))
+    assert reply.status == 200 and reply.body["limited_data_use"] is True
+    assert recorder.published[0].limited_data_use is True
+    assert recorder.contexts[0][2]["consent"]["gpc"] is True
+
+
+def test_sec_gpc_under_a_pixel_set_to_deny_is_a_stored_denial():
+    recorder = Recorder()
+    reply = handle(post(body(), headers={"Sec-GPC": "1"}), runtime(recorder, consent_policy="opt-out", gpc="deny"))
+    assert reply.status == 204 and reply.headers["X-Collect-Consent"] == "denied"
+    assert recorder.published == recorder.contexts == []
+    [(_, _, context, _)] = recorder.replaced
+    assert context == {"consent": {**ConsentSnapshot().model_dump(), "ad_storage": "granted",
+                                   "ad_user_data": "granted", "gpc": True}}  # fmt: skip
 
 
 def test_opt_out_policy_sends_without_a_consent_signal():
@@ -501,8 +552,15 @@ def test_preflight_answers_allowed_origins_only():
 def test_a_keyed_request_from_shopifys_sandbox_is_admitted_with_origin_null():
     recorder = Recorder()
     reply = handle(post(body(key=KEY), headers={"Origin": "null"}), runtime(recorder))
-    assert reply.status == 200 and "Access-Control-Allow-Origin" not in reply.headers
+    # Its answer is readable by the sandbox (the opaque origin "null", never "*"), which retries a non-2xx.
+    assert reply.status == 200 and reply.headers["Access-Control-Allow-Origin"] == "null"
+    assert "Access-Control-Allow-Credentials" not in reply.headers
     assert len(recorder.published) == 1
+
+
+def test_a_null_origin_request_with_a_wrong_key_gets_no_readable_answer():
+    reply = handle(post(body(key="wrong-key"), headers={"Origin": "null"}), runtime())
+    assert reply.status == 403 and "Access-Control-Allow-Origin" not in reply.headers
 
 
 def test_other_methods_are_refused():

@@ -89,3 +89,30 @@ def test_secrets_never_appear_in_reprs():
 def test_every_function_declares_its_secrets_among_what_it_reads():
     for settings_class in FUNCTION_SETTINGS.values():
         assert settings_class.env_names() >= settings_class.SECRET_ENV
+
+
+def test_gpc_is_limited_by_default_and_set_per_pixel_or_by_consent_gpc():
+    from shared.config import CollectSettings
+
+    assert CollectSettings.from_env({"TIKTOK_PIXEL_CODE": "A"}).tenants().pixel("A").gpc == "limited"
+    denying = CollectSettings.from_env({"TIKTOK_PIXEL_CODE": "A", "CONSENT_GPC": "deny"})
+    assert denying.tenants().pixel("A").gpc == "deny"
+    tenants = '{"pixels": {"A": {"pixel_code": "A", "gpc": "deny"}, "B": {"pixel_code": "B"}}}'
+    parsed = CollectSettings.from_env({"PIPELINE_TENANTS": tenants}).tenants()
+    assert (parsed.pixel("A").gpc, parsed.pixel("B").gpc) == ("deny", "limited")
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"TIKTOK_PIXEL_CODE": "A", "CONSENT_GPC": "maybe"}, "CONSENT_GPC: Input should be 'limited' or 'deny'"),
+        ({"PIPELINE_TENANTS": '{"pixels": {"A": {"pixel_code": "A", "gpc": "no"}}}'},
+         "PIPELINE_TENANTS: pixels.A.gpc: Input should be 'limited' or 'deny'"),
+    ],
+)  # fmt: skip
+def test_a_bad_gpc_setting_is_one_line_naming_the_variable(env, message):
+    from shared.config import CollectSettings, ConfigError
+
+    with pytest.raises(ConfigError) as raised:
+        CollectSettings.from_env(env).tenants()
+    assert message in str(raised.value) and "\n" not in str(raised.value)

@@ -34,3 +34,44 @@ from shared.domain.consent import ConsentSnapshot, decide
 def test_decision(snapshot, policy, send, limited, reason):
     decision = decide(None if snapshot is None else ConsentSnapshot(**snapshot), policy)
     assert (decision.send, decision.limited_data_use, decision.reason) == (send, limited, reason)
+
+
+# --- Global Privacy Control: an opt-out of sale and sharing, "limited" by default, "deny" where the pixel says --
+
+
+@pytest.mark.parametrize(
+    ("snapshot", "policy", "gpc", "send", "limited", "reason"),
+    [
+        ({"gpc": True}, "opt-out", "limited", True, True, "policy_opt_out"),
+        ({"gpc": True}, "opt-in", "limited", False, False, "no_consent"),
+        ({"gpc": True, "granted": True}, "opt-in", "limited", True, True, "granted"),
+        ({"gpc": True, "granted": True}, "opt-out", "limited", True, True, "granted"),
+        ({"gpc": True, "granted": False}, "opt-out", "limited", False, False, "denied"),
+        ({"gpc": True}, "opt-out", "deny", False, False, "denied"),
+        ({"gpc": True, "granted": True}, "opt-in", "deny", False, False, "denied"),
+        ({"gpc": True, "marketing_allowed": True}, "opt-out", "deny", False, False, "denied"),
+        ({"gpc": False}, "opt-out", "deny", True, False, "policy_opt_out"),
+        ({"granted": True}, "opt-in", "deny", True, False, "granted"),
+        (None, "opt-out", "deny", True, False, "policy_opt_out"),
+    ],
+)
+def test_gpc_decision(snapshot, policy, gpc, send, limited, reason):
+    decision = decide(None if snapshot is None else ConsentSnapshot(**snapshot), policy, gpc)
+    assert (decision.send, decision.limited_data_use, decision.reason) == (send, limited, reason)
+
+
+def test_the_default_gpc_mode_is_limited_and_the_decision_says_gpc_was_why():
+    decision = decide(ConsentSnapshot(gpc=True), "opt-out")
+    assert decision.limited_data_use and "Global Privacy Control" in decision.describe()
+    denied = decide(ConsentSnapshot(gpc=True), "opt-out", "deny")
+    assert not denied.send and "Global Privacy Control" in denied.describe()
+    assert "Global Privacy Control" not in decide(ConsentSnapshot(sale_of_data_allowed=False), "opt-out").describe()
+
+
+def test_a_stored_denial_alone_withholds_under_either_policy_and_a_grant_merged_over_it_sends():
+    denial = ConsentSnapshot(granted=False).model_dump()
+    for policy in ("opt-in", "opt-out"):
+        assert decide(ConsentSnapshot.model_validate(denial), policy).reason == "denied"
+    # A grant's merge writes every key (Nones included): nothing of the denial survives.
+    granted = {**denial, **ConsentSnapshot(marketing_allowed=True).model_dump()}
+    assert decide(ConsentSnapshot.model_validate(granted), "opt-in").reason == "granted"

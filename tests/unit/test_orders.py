@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from shared.config import ConsentPolicy, PixelConfig
+from shared.domain.events import ORDER_CLOCK_AHEAD_SECONDS
 from shared.domain.hashing import hash_email, sha256_hex
 from shared.domain.identity import RawIdentity
 from shared.infra.store import EVENT_CLAIMS, ORDER_EVENTS
@@ -171,16 +172,42 @@ def test_the_first_join_key_with_a_live_context_wins(store: MemoryStore, publish
     assert publisher.envelopes[0].user.ttclid == "E.C.P.customer"
 
 
-def test_hashed_identifiers_from_the_context_are_merged_up_to_ten(
+def test_the_browsers_email_never_stands_beside_the_orders_own(store: MemoryStore, publisher: MemoryPublisher) -> None:
+    """Issue 23: a shopper must not pin their verified order to someone else's TikTok identity."""
+    victim = sha256_hex("victim@example.com")
+    seed(store, consent=GRANTED, user={"email": [victim], "external_id": [sha256_hex("42")]})
+    run(make_order(), store, publisher)  # the order carries buyer@example.com
+    user = publisher.envelopes[0].user
+    assert user.email == [hash_email("buyer@example.com")]
+    # A kind the order carries none of is taken from the context.
+    assert user.external_id == [sha256_hex("42")] and user.phone == []
+
+
+def test_the_browsers_phone_fills_an_order_without_one(store: MemoryStore, publisher: MemoryPublisher) -> None:
+    phone = sha256_hex("+12133734253")
+    seed(store, consent=GRANTED, user={"phone": [phone], "email": [sha256_hex("other@example.com")]})
+    run(make_order(identity=RawIdentity(emails=["buyer@example.com"], external_ids=["7"])), store, publisher)
+    user = publisher.envelopes[0].user
+    assert user.phone == [phone]
+    assert user.email == [hash_email("buyer@example.com")] and user.external_id == [sha256_hex("7")]
+
+
+def test_hashed_identifiers_from_the_context_fill_an_empty_kind_up_to_ten(
     store: MemoryStore, publisher: MemoryPublisher
 ) -> None:
-    own = hash_email("buyer@example.com")
-    stored = [own] + [sha256_hex(f"other{i}@example.com") for i in range(12)]
-    seed(store, consent=GRANTED, user={"email": stored, "external_id": [sha256_hex("42")]})
-    run(make_order(), store, publisher)
+    stored = [sha256_hex(f"other{i}@example.com") for i in range(12)]
+    seed(store, consent=GRANTED, user={"email": stored + stored[:2]})
+    run(make_order(identity=RawIdentity()), store, publisher)
+    assert publisher.envelopes[0].user.email == stored[:10]  # no repeat, at most 10
+
+
+def test_a_click_id_of_the_wrong_shape_from_an_old_context_is_dropped(
+    store: MemoryStore, publisher: MemoryPublisher
+) -> None:
+    seed(store, consent=GRANTED, ttclid="jo@example.com", ttp="+1 213 373 4253", locale="not a locale")
+    run(make_order(identity=RawIdentity()), store, publisher)
     user = publisher.envelopes[0].user
-    assert user.email == stored[:10]  # the order's own first, no repeat, then the context's, at most 10
-    assert user.external_id == [sha256_hex("42")] and user.phone == []
+    assert (user.ttclid, user.ttp, user.locale) == (None, None, None)
 
 
 @pytest.mark.parametrize(("stored", "expected"), [("192.168.0.1", None), ("10.1.2.3", None),
@@ -207,17 +234,28 @@ def _warnings(out: str) -> list[dict[str, Any]]:
     return [line for line in lines if line.get("severity") == "WARNING"]
 
 
-def test_an_order_outside_the_attribution_window_is_published_and_flagged(
+def test_an_order_outside_the_attribution_window_is_skipped_recorded_and_never_published(
     store: MemoryStore, publisher: MemoryPublisher, capsys: pytest.CaptureFixture[str]
 ) -> None:
     seed(store, consent=GRANTED)
     old = NOW - int(MAX_EVENT_AGE.total_seconds()) - 86_400
     outcome = run(make_order(event_time=old), store, publisher)
-    assert outcome.kind == "published" and outcome.details["outside_attribution_window"] is True
-    assert "no_value" not in outcome.details and len(publisher.envelopes) == 1
-    (warning,) = _warnings(capsys.readouterr().out)
-    assert "8 days old" in warning["message"] and warning["event_id"] == outcome.event_id
-    assert warning["order_id"] == "1001" and warning["platform"] == "shopify"
+    assert outcome.kind == "skipped" and outcome.details == {"rule": "outside_window"}
+    assert "8.0 days old, past ORDER_MAX_EVENT_AGE_DAYS (7)" in outcome.reason
+    assert publisher.envelopes == [] and "find_click_context" not in store.calls  # refused before any read
+    record = store.get(ORDER_EVENTS, (OUTCOME_RECORD, outcome.event_id))
+    assert record is not None and (record["outcome"], record["rule"]) == ("skipped", "outside_window")
+    assert _warnings(capsys.readouterr().out) == []  # an outcome, not a warning: the entry point logs it once
+
+
+def test_an_order_further_ahead_than_a_platforms_clock_may_be_is_skipped(
+    store: MemoryStore, publisher: MemoryPublisher
+) -> None:
+    seed(store, consent=GRANTED)
+    ahead = run(make_order(event_time=NOW + ORDER_CLOCK_AHEAD_SECONDS + 60), store, publisher)
+    assert ahead.kind == "skipped" and ahead.details["rule"] == "outside_window" and "ahead" in ahead.reason
+    assert publisher.envelopes == []
+    assert run(make_order(event_time=NOW + ORDER_CLOCK_AHEAD_SECONDS), store, publisher).kind == "published"
 
 
 def test_the_window_follows_the_injected_clock_and_max_event_age(
@@ -225,8 +263,14 @@ def test_the_window_follows_the_injected_clock_and_max_event_age(
 ) -> None:
     seed(store, consent=GRANTED)
     order = make_order(event_time=NOW - 3 * 86_400)
-    assert "outside_attribution_window" not in run(order, store, publisher).details
-    assert run(order, store, publisher, max_event_age=dt.timedelta(days=2)).details["outside_attribution_window"]
+    assert run(order, store, publisher).kind == "published"
+    assert run(order, store, publisher, max_event_age=dt.timedelta(days=2)).kind == "skipped"
+    assert len(publisher.envelopes) == 1
+
+
+def test_a_cancellation_is_not_subject_to_the_window(store: MemoryStore) -> None:
+    # An old order's cancellation still blocks its Purchase: block_purchase knows no event_time.
+    assert block_purchase(store, PIXEL.pixel_code, make_order(event_time=NOW - 90 * 86_400).event_id)
 
 
 @pytest.mark.parametrize("properties", [{}, {"value": 5.0}, {"currency": "USD"}])
@@ -236,7 +280,6 @@ def test_a_purchase_without_value_or_currency_is_published_and_flagged(
     seed(store, consent=GRANTED)
     outcome = run(make_order(properties=properties), store, publisher)
     assert outcome.kind == "published" and outcome.details["no_value"] is True
-    assert "outside_attribution_window" not in outcome.details
 
 
 def test_another_event_without_value_is_not_flagged(store: MemoryStore, publisher: MemoryPublisher) -> None:

@@ -13,8 +13,10 @@ A request goes through these steps, each of which can end it (see docs/collect.m
    (Shopify's pixel sandbox) only with one of its collect keys (:mod:`.admission`);
 7. validation (pydantic): a 400 that names the field (:mod:`.schema`);
 8. join keys: only those the request proves it holds (:mod:`.keys`);
-9. consent: :func:`shared.domain.consent.decide` with the pixel's policy; without
-   consent the answer is 204 and nothing is stored or published;
+9. consent: :func:`shared.domain.consent.decide` with the pixel's policy and GPC mode
+   (``Sec-GPC: 1`` counts as the page's ``consent.gpc``); without consent the answer
+   is 204 and nothing is published; an explicit denial is stored, alone, under the
+   proven join keys, replacing any earlier context (:func:`denial_context`);
 10. the click context is stored under those join keys and the events are
     published as envelopes carrying the page's event ids, with URLs and free
     text scrubbed of personal data (:mod:`.plan`); a plan that would not
@@ -27,13 +29,14 @@ and never logged, echoed or published.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
 from shared import budgets
 from shared.config import CollectSettings, PixelConfig, Tenants
-from shared.domain.consent import ConsentDecision, decide
+from shared.domain.consent import ConsentDecision, ConsentSnapshot, decide
 from shared.infra import log
 from shared.infra.coalesce import GroupCommit
 from shared.infra.deadline import BoundedProxy, Deadline
@@ -59,8 +62,10 @@ from shared.receive.collect.keys import BoundKeys
 from shared.receive.collect.plan import MAX_EVENT_AGE_SECONDS, Plan, bound_keys, build_plan, unserialisable
 from shared.receive.collect.ratelimit import TokenBuckets
 from shared.receive.collect.request import HttpRequest, Refused
-from shared.receive.collect.schema import parse_body
+from shared.receive.collect.schema import CollectBody, ConsentInput, parse_body
 
+# What a page may read of an answer: why a 204 stored nothing, and when to retry a 429 or 503.
+EXPOSED_HEADERS = "X-Collect-Outcome, X-Collect-Consent, X-Collect-Ignored, Retry-After"
 # Browsers cache a preflight for at most 2 h (Chromium's cap), so longer is pointless.
 PREFLIGHT_MAX_AGE_SECONDS = 7200
 # Requests of one instance committed together at most (their contexts in <= 500-document batches).
@@ -183,7 +188,7 @@ def cors_headers(origin: str | None, runtime: Runtime) -> dict[str, str]:
     if origin is not None and origin in runtime.origins:
         headers["Access-Control-Allow-Origin"] = origin
         # Lets a page (the demo, a developer's console) read why a 204 stored nothing.
-        headers["Access-Control-Expose-Headers"] = "X-Collect-Outcome, X-Collect-Consent, X-Collect-Ignored"
+        headers["Access-Control-Expose-Headers"] = EXPOSED_HEADERS
     return headers
 
 
@@ -217,6 +222,10 @@ def handle(request: HttpRequest, runtime: Runtime) -> Reply:
         headers = {"Allow": "POST, OPTIONS"} if refused.status == 405 else {}
         reply = _reply(refused.status, Kind.REJECTED, refused.reason, body, headers)
     assert reply.outcome is not None  # every reply of this module says what happened
+    if (request.header("origin") or "").strip().lower() == "null" and reply.status != 403:
+        # Shopify's pixel sandbox (an opaque origin) reads whether its keyed request got a 2xx, to retry it.
+        # Never "*"; no credentials are allowed, and the answer holds nothing the request did not send.
+        cors = {**cors, "Access-Control-Allow-Origin": "null", "Access-Control-Expose-Headers": EXPOSED_HEADERS}
     headers = {**cors, **reply.headers, "X-Collect-Outcome": reply.outcome.kind}
     return Reply(reply.status, reply.body, headers, reply.outcome)
 
@@ -261,10 +270,11 @@ def _collect(request: HttpRequest, runtime: Runtime, origin: str | None, method:
     pixel = admit(body, origin, runtime.tenants, runtime.origins_by_pixel)
     if is_preview_page(body.context.page_url):
         return _reply(204, Kind.DROPPED_PREVIEW, "theme preview traffic is not collected")
+    body = with_gpc_header(body, request.header("sec-gpc"))
     bound = bound_keys(body, pixel)
-    decision = decide(body.consent_snapshot(), runtime.tenants.policy_for(pixel.pixel_code))
+    decision = decide(body.consent_snapshot(), runtime.tenants.policy_for(pixel.pixel_code), pixel.gpc)
     if not decision.send:
-        return _withhold(bound, pixel, decision, runtime)
+        return _withhold(bound, pixel, decision, runtime, body.consent_snapshot(), unchanged=body.context.unchanged)
     plan = build_plan(
         body,
         pixel,
@@ -286,26 +296,63 @@ def _ignored_header(bound: BoundKeys) -> dict[str, str]:
     return {"X-Collect-Ignored": ", ".join(i.field for i in bound.ignored)} if bound.ignored else {}
 
 
-def _withhold(bound: BoundKeys, pixel: PixelConfig, decision: ConsentDecision, runtime: Runtime) -> Reply:
-    """No consent: nothing is stored or published. An explicit denial also deletes what an earlier grant stored.
+def with_gpc_header(body: CollectBody, sec_gpc: str | None) -> CollectBody:
+    """Pure: ``Sec-GPC: 1`` (the browser's Global Privacy Control) counts as the page's ``consent.gpc: true``."""
+    if (sec_gpc or "").strip() != "1" or (body.consent is not None and body.consent.gpc):
+        return body
+    consent = (body.consent or ConsentInput()).model_copy(update={"gpc": True})
+    return body.model_copy(update={"consent": consent})
 
-    Only under the keys this request proves it holds: a denial posted with someone
-    else's (guessable) key must not delete their context.
+
+def denial_context(snapshot: ConsentSnapshot | None) -> dict[str, Any]:
+    """Pure: what a denial stores: the consent answer alone (its time is the document's ``updated_at``).
+
+    No click id, cookie, address, user agent, URL or identifier: a denial keeps
+    nothing of the shopper but their "no". Every consent key is written (Nones
+    included), so a later grant's merge replaces the whole answer.
     """
-    from shared.infra.store import CLICK_CONTEXTS
+    return {"consent": (snapshot or ConsentSnapshot(granted=False)).model_dump()}
 
-    withdrawn = decision.reason == "denied" and bool(bound.pairs)
-    if withdrawn:
-        runtime.known_contexts.forget(pixel.pixel_code, bound.pairs)  # a later grant must be written again
-        try:
-            for kind, value in bound.pairs:
-                runtime.store.release(CLICK_CONTEXTS, (pixel.pixel_code, kind, value))
-        except Exception as exc:  # any client failure: the page may retry
-            return _unavailable("firestore", exc)
+
+def _withhold(
+    bound: BoundKeys,
+    pixel: PixelConfig,
+    decision: ConsentDecision,
+    runtime: Runtime,
+    snapshot: ConsentSnapshot | None = None,
+    *,
+    unchanged: bool = False,
+) -> Reply:
+    """No consent: nothing is published. An explicit denial is remembered: stored, alone, under the proven keys.
+
+    The denial replaces whatever an earlier grant stored there (its click ids and
+    identifiers are gone), and the order webhooks read it and withhold under
+    either policy (docs/collect.md, Consent). Only under the keys this request
+    proves it holds: a denial posted with someone else's (guessable) key must
+    not touch their context. A page repeating a denial its instance already
+    wrote (``unchanged``) costs no write, as with grants (:class:`KnownContexts`);
+    and because a denial is remembered there, a later grant is written again.
+    """
+    denied = decision.reason == "denied" and bool(bound.pairs)
+    skipped_write = False
+    if denied:
+        context = denial_context(snapshot)
+        digest = context_digest(context)
+        skipped_write = unchanged and runtime.known_contexts.known(pixel.pixel_code, bound.pairs, digest)
+        if not skipped_write:
+            runtime.known_contexts.forget(pixel.pixel_code, bound.pairs)  # until the denial is surely written
+            ttl = dt.timedelta(days=pixel.click_ttl_days)
+            try:
+                store = BoundedProxy(runtime.store, "firestore", Deadline(STORE_TIMEOUT_SECONDS))
+                store.replace_click_contexts(pixel.pixel_code, bound.pairs, context, ttl)
+            except Exception as exc:  # any client failure: the page may retry
+                return _unavailable("firestore", exc)
+            runtime.known_contexts.remember(pixel.pixel_code, bound.pairs, digest)
     reason = f"consent {decision.describe()}: nothing stored or sent"
-    if withdrawn:
+    if denied:
         keys = len(bound.pairs)
-        reason = f"consent {decision.describe()}: nothing sent; the click context under its {keys} join keys deleted"
+        stored = "already stored" if skipped_write else "stored, replacing any earlier context,"
+        reason = f"consent {decision.describe()}: nothing sent; the denial alone {stored} under its {keys} join keys"
     headers = {"X-Collect-Consent": decision.reason, **_ignored_header(bound)}
     return _reply(204, Kind.WITHHELD_CONSENT, reason, None, headers)
 
@@ -332,6 +379,8 @@ def _execute(plan: Plan, runtime: Runtime, unchanged: bool = False) -> Reply:
         return _unavailable(exc.what, exc.cause)
     if plan.join_keys and not skipped_write:
         runtime.known_contexts.remember(pixel_code, plan.join_keys, digest)
+    if plan.skipped_counts:  # purchases and order events refused (collect.skipped.purchase, ...order_event)
+        COUNTERS.add_many({f"collect.skipped.{kind}": count for kind, count in plan.skipped_counts.items()})
     body: dict[str, Any] = {
         "outcome": "accepted",
         "published": [e.event_id for e in plan.envelopes],

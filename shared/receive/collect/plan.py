@@ -1,9 +1,10 @@
 """What an admitted, consented request leads to, as a :class:`Plan`: pure, no I/O.
 
-Identifiers are hashed once (:func:`shared.domain.identity.build_user`); URLs and free
-text are scrubbed of personal data and custom properties whose names say they
-hold it are dropped (docs/collect.md, "What is forwarded"); an event's time is
-the page's within a window, else the time of receipt.
+Identifiers are hashed once (:func:`shared.domain.identity.build_user`); URLs and the free
+text TikTok uses are scrubbed of personal data, and free text it does not use is
+dropped (docs/collect.md, "What is forwarded"); order events and, unless the pixel
+takes them, purchases are left to the order webhooks; an event's time is the page's
+within a window, else the time of receipt.
 """
 
 from __future__ import annotations
@@ -17,12 +18,19 @@ from typing import Any
 
 from shared.config import PixelConfig
 from shared.domain.consent import ConsentDecision, ConsentSnapshot
-from shared.domain.events import ATTRIBUTION_WINDOW, BROWSER_CLOCK_AHEAD_SECONDS, within_browser_window
+from shared.domain.events import (
+    ATTRIBUTION_WINDOW,
+    BROWSER_CLOCK_AHEAD_SECONDS,
+    PURCHASE_EVENTS,
+    is_order_event_id,
+    within_browser_window,
+)
 from shared.domain.hashing import customer_key
 from shared.domain.identity import RawIdentity, build_user
 from shared.domain.models import Envelope, Page, Properties, UserData
-from shared.domain.scrub import scrub_text, scrub_url
+from shared.domain.scrub import looks_like_pii, scrub_text, scrub_url
 from shared.infra import log
+from shared.infra.metrics import count_dropped
 from shared.receive.collect.keys import BoundKeys, bind
 from shared.receive.collect.schema import MAX_NUMBER, CollectBody
 
@@ -32,8 +40,13 @@ SOURCE = "collect"
 MAX_EVENT_AGE_SECONDS = int(ATTRIBUTION_WINDOW.total_seconds())
 # A millisecond timestamp (Date.now()) is above this; unix seconds stay below it until the year 5138.
 _MILLISECONDS_FLOOR = 100_000_000_000
-# Order events (``<platform>:<shop>:order:...``) belong to the order webhooks; see docs/collect.md.
-_ORDER_EVENT_ID = re.compile(r"^(shopify|woocommerce):[^:]+:order:")
+# Order events (``<platform>:<shop>:order:...``, or any id that reads as one) belong to the order
+# webhooks, and so do purchases unless the pixel takes them from the browser; see docs/collect.md.
+ORDER_EVENT_REASON = "order events are sent by the order webhook"
+PURCHASE_REASON = (
+    "purchase events come from the order webhooks; set browser_purchases and browser_purchase_max_value "
+    "for this pixel (COLLECT_BROWSER_PURCHASES, COLLECT_BROWSER_PURCHASE_MAX_VALUE) to allow them"
+)
 
 
 def _event_time(value: int | float | None, received: int, max_age: int = MAX_EVENT_AGE_SECONDS) -> int | None:
@@ -56,12 +69,19 @@ class Plan:
     envelopes: list[Envelope]
     skipped: list[dict[str, str]]
     decision: ConsentDecision
-    # Join keys left out, with why (shared.receive.collect.keys): echoed in the answer, never their values.
+    # Join keys (shared.receive.collect.keys) and context identifiers not of their shape left out, with
+    # why: echoed in the answer, never their values.
     ignored: list[dict[str, str]] = field(default_factory=list)
     # Events published at the time of receipt because their event_time lay outside the window, with why.
     retimed: list[dict[str, str]] = field(default_factory=list)
     # The request's trace, taken on its own thread: a group commit publishes on another request's.
     traceparent: str | None = field(default_factory=log.outgoing_traceparent)
+    # Events left out by kind ("purchase", "order_event"): the handler counts them (collect.skipped.<kind>).
+    skipped_counts: dict[str, int] = field(default_factory=dict)
+
+
+# What a context field dropped by build_user should have been (never its value: the answer does not echo).
+_SHAPE_NAMES = {"ttclid": "a TikTok click id", "ttp": "a _ttp cookie value", "locale": "a language tag such as en-US"}
 
 
 def bound_keys(body: CollectBody, pixel: PixelConfig) -> BoundKeys:
@@ -86,9 +106,13 @@ _PERSON_WORDS = frozenset({
     "shipping", "contact", "recipient", "sender", "account", "member", "client", "person", "shopper",
 })  # fmt: skip
 _NAME_WORDS = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+")
-# Standard properties that are free text; ids, codes and numbers are left as they are.
-_FREE_TEXT = ("query", "description")
+# Standard free text TikTok uses: forwarded with email- and phone-shaped runs redacted. Ids, codes and
+# numbers are left as they are.
+_FREE_TEXT = ("query",)
 _CONTENT_TEXT = ("content_name", "content_category", "brand")
+# Standard free text not taken from a browser: prose a page fills as it likes, where a name or a
+# street address (which no pattern finds) would pass. Orders' descriptions come from the webhooks.
+_BROWSER_PROSE = ("description",)
 
 
 def is_personal_name(name: str) -> bool:
@@ -100,25 +124,29 @@ def is_personal_name(name: str) -> bool:
     return "name" in words and (words == ["name"] or any(w in _PERSON_WORDS for w in words))
 
 
-def _scrubbed_value(value: Any) -> Any:
-    if isinstance(value, str):
-        return scrub_text(value)
-    if isinstance(value, list):
-        return [_scrubbed_value(item) for item in value]
-    if isinstance(value, dict):
-        return {k: _scrubbed_value(v) for k, v in value.items() if not is_personal_name(k) and scrub_text(k) == k}
-    return value
+def _personal_custom(name: str, value: Any) -> bool:
+    """A custom property whose name says it holds personal data, or a number written like a phone."""
+    if is_personal_name(name):
+        return True
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and looks_like_pii(str(value))
 
 
-def scrub_properties(properties: Properties) -> tuple[Properties, list[str]]:
-    """Properties safe to forward, and the custom property names dropped for saying they hold personal data."""
+def scrub_properties(properties: Properties) -> tuple[Properties, list[str], list[str]]:
+    """Properties safe to forward; the custom ones dropped as personal data; the free text dropped.
+
+    Custom properties are forwarded only as numbers and booleans (TikTok does not use custom text, and
+    text, lists and objects may hold anything); ``query`` and the contents' names are scrubbed;
+    ``description`` is not forwarded (see ``_BROWSER_PROSE``).
+    """
     data = properties.model_dump()
-    extra = set(properties.model_extra or {})
-    dropped = sorted(name for name in extra if is_personal_name(name))
-    for name in dropped:
-        del data[name]
-    for name in extra - set(dropped):
-        data[name] = _scrubbed_value(data[name])
+    extra = properties.model_extra or {}
+    personal = sorted(name for name, value in extra.items() if _personal_custom(name, value))
+    text = sorted(
+        [name for name, value in extra.items() if name not in personal and isinstance(value, (str, list, dict))]
+        + [name for name in _BROWSER_PROSE if data.get(name) is not None]
+    )
+    for name in personal + text:
+        data.pop(name, None)
     for name in _FREE_TEXT:
         if isinstance(data.get(name), str):
             data[name] = scrub_text(data[name])
@@ -126,7 +154,20 @@ def scrub_properties(properties: Properties) -> tuple[Properties, list[str]]:
         for name in _CONTENT_TEXT:
             if isinstance(content.get(name), str):
                 content[name] = scrub_text(content[name])
-    return Properties.model_validate(data), dropped
+    return Properties.model_validate(data), personal, text
+
+
+def _purchase_refusal(properties: Properties, pixel: PixelConfig) -> str | None:
+    """Why a purchase-type event from the browser is not sent, or None when this pixel takes it."""
+    if not pixel.browser_purchases:
+        return PURCHASE_REASON
+    limit = pixel.browser_purchase_max_value or 0.0
+    amounts = [] if properties.value is None else [properties.value]
+    if properties.contents:  # what TikTok could read as the value when `value` is absent or small
+        amounts.append(sum((c.price or 0.0) * (1 if c.quantity is None else c.quantity) for c in properties.contents))
+    if any(not math.isfinite(amount) or not 0 <= amount <= limit for amount in amounts):
+        return f"purchase value (or contents' price x quantity) outside 0 to browser_purchase_max_value ({limit:g})"
+    return None
 
 
 def _safe_url(url: str | None) -> str | None:
@@ -152,6 +193,7 @@ def build_plan(
     bound = bound_keys(body, pixel) if bound is None else bound
     context_in = body.context
     locale = context_in.locale or (accept_language or "").split(",", 1)[0].split(";", 1)[0].strip() or None
+    dropped_identifiers: list[str] = []  # not of their shape (shared.domain.shapes): counted, named in the answer
     user: UserData = build_user(
         RawIdentity(
             emails=list(context_in.user.email),
@@ -164,6 +206,7 @@ def build_plan(
             locale=locale,
         ),
         default_region,
+        on_drop=dropped_identifiers.append,
     )
     join_keys = bound.pairs
     hashed = {name: getattr(user, name) for name in ("email", "phone", "external_id") if getattr(user, name)}
@@ -187,10 +230,16 @@ def build_plan(
     envelopes: list[Envelope] = []
     skipped: list[dict[str, str]] = []
     retimed: list[dict[str, str]] = []
+    skipped_counts: dict[str, int] = {}
     seen: set[tuple[str, str]] = set()
     for event in body.events:
-        if _ORDER_EVENT_ID.match(event.event_id):
-            skipped.append({"event_id": event.event_id, "reason": "order events are sent by the order webhook"})
+        refusal = ("order_event", ORDER_EVENT_REASON) if is_order_event_id(event.event_id) else None
+        if refusal is None and event.event in PURCHASE_EVENTS:
+            why = _purchase_refusal(event.properties, pixel)
+            refusal = ("purchase", why) if why else None
+        if refusal is not None:
+            skipped.append({"event_id": event.event_id, "reason": refusal[1]})
+            skipped_counts[refusal[0]] = skipped_counts.get(refusal[0], 0) + 1
             continue
         if (event.event, event.event_id) in seen:
             skipped.append({"event_id": event.event_id, "reason": "repeated in this request"})
@@ -198,9 +247,11 @@ def build_plan(
         seen.add((event.event, event.event_id))
         page_url = (_safe_url(event.page.url) if event.page else None) or context_url
         referrer = (_safe_url(event.page.referrer) if event.page else None) or context_referrer
-        properties, dropped = scrub_properties(event.properties)
+        properties, dropped, text = scrub_properties(event.properties)
         if dropped:
             skipped.append({"event_id": event.event_id, "reason": f"personal data not forwarded: {', '.join(dropped)}"})
+        if text:
+            skipped.append({"event_id": event.event_id, "reason": f"free text not forwarded: {', '.join(text)}"})
         event_time = _event_time(event.event_time, received, max_event_age)
         if event_time is None:
             days, minutes = max_event_age // 86_400, BROWSER_CLOCK_AHEAD_SECONDS // 60
@@ -223,7 +274,12 @@ def build_plan(
             )
         )
     ignored = [i.as_dict() for i in bound.ignored]
-    return Plan(pixel, join_keys, context, envelopes, skipped, decision, ignored, retimed)
+    for name in dropped_identifiers:
+        count_dropped(name)
+        where = "Accept-Language" if name == "locale" and not context_in.locale else f"context.{name}"
+        ignored.append({"field": where, "reason": f"not {_SHAPE_NAMES[name]}: dropped, not forwarded"})
+    return Plan(pixel, join_keys, context, envelopes, skipped, decision, ignored, retimed,
+                skipped_counts=skipped_counts)  # fmt: skip
 
 
 def unserialisable(plan: Plan) -> str | None:

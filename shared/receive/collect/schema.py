@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from collections.abc import Iterable
 from typing import Annotated, Any, Literal
 
@@ -27,7 +28,10 @@ from shared.receive.orders import (
 
 # Numbers in properties: past this no price, quantity or value is real, and TikTok's doubles lose digits.
 MAX_NUMBER = 1e15
-_CONTROL_CHARACTER = re.compile(r"[\x00-\x1f]")
+# What an event id never holds: controls (C0, DEL, C1), format characters (zero-width, soft hyphen, BOM,
+# bidi overrides), lone surrogates and line or paragraph separators. No page's id has them; they would
+# hide a look-alike of an order id and show a different id in logs and in Events Manager.
+_UNPRINTABLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
 _SAFE_KEY = re.compile(r"^[A-Za-z0-9_]{1,40}$")
 # Steps pydantic adds to an error's path inside unions and validators: not field names.
 _TYPE_NAMES = frozenset({"str", "int", "float", "bool", "function-after", "function-before", "constrained-str"})
@@ -64,6 +68,8 @@ class ConsentInput(BaseModel):
     sale_of_data_allowed: StrictBool | None = Field(None, alias="saleOfDataAllowed")
     analytics_processing_allowed: StrictBool | None = Field(None, alias="analyticsProcessingAllowed")
     preferences_processing_allowed: StrictBool | None = Field(None, alias="preferencesProcessingAllowed")
+    # Global Privacy Control as the page reads it (navigator.globalPrivacyControl); the Sec-GPC header counts too.
+    gpc: StrictBool | None = None
 
     def snapshot(self) -> ConsentSnapshot:
         return ConsentSnapshot(
@@ -73,6 +79,7 @@ class ConsentInput(BaseModel):
             ad_personalization=self.ad_personalization,
             marketing_allowed=self.marketing_allowed,
             sale_of_data_allowed=self.sale_of_data_allowed,
+            gpc=self.gpc,
         )
 
 
@@ -201,8 +208,8 @@ class EventInput(BaseModel):
     @field_validator("event_id")
     @classmethod
     def _printable(cls, value: str) -> str:
-        if not value.strip() or _CONTROL_CHARACTER.search(value):
-            raise ValueError("must be printable text (the id given to ttq.track)")
+        if not value.strip() or any(unicodedata.category(c) in _UNPRINTABLE_CATEGORIES for c in value):
+            raise ValueError("must be printable text without invisible characters (the id given to ttq.track)")
         return value.strip()
 
     @field_validator("properties")

@@ -12,7 +12,7 @@ import datetime as dt
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from shared.config import ShopifySettings, ShopifyShopConfig, Tenants
+from shared.config import DEFAULT_SHOPIFY_API_VERSION, ShopifySettings, ShopifyShopConfig, Tenants
 from shared.domain.events import order_event_id
 from shared.domain.hashing import customer_key
 from shared.infra import log
@@ -22,6 +22,7 @@ from shared.infra.pubsub import publisher_from_settings
 from shared.infra.store import CLICK_CONTEXTS, EVENT_CLAIMS, ORDER_EVENTS, WEBHOOK_DELIVERIES, store_from_settings
 from shared.outcome import Kind, Outcome
 from shared.receive.orders import MAX_EVENT_AGE, ORDER_EVENT_TTL, block_purchase, process_order_event
+from shared.receive.shopify.api_version import VersionWatch, check_support
 from shared.receive.shopify.delivery import IO_SECONDS, MAX_BODY_BYTES, MAX_ORDER_AGE, PLATFORM
 from shared.receive.shopify.plan import Action, RecordOrderChange, RedactCustomer, SendEvent
 
@@ -143,8 +144,11 @@ class Runtime:
         max_order_age: dt.timedelta = MAX_ORDER_AGE,
         max_body_bytes: int = MAX_BODY_BYTES,
         max_event_age: dt.timedelta = MAX_EVENT_AGE,
+        api_version: str = DEFAULT_SHOPIFY_API_VERSION,
     ) -> None:
         self.tenants = tenants
+        # The configured Shopify API version, and the different ones deliveries carried (logged once each).
+        self.api_versions = VersionWatch(api_version)
         self.default_region = default_region
         self.io_seconds = io_seconds
         self.max_order_age = max_order_age
@@ -154,10 +158,15 @@ class Runtime:
         self._publisher = PerInstance(_first_use(publisher, publisher_factory, "publisher"))
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Runtime:
-        """Raises :class:`shared.config.ConfigError` naming the variable that is wrong."""
+    def from_env(cls, environ: Mapping[str, str] | None = None, today: dt.date | None = None) -> Runtime:
+        """Raises :class:`shared.config.ConfigError` naming the variable that is wrong.
+
+        Warns once when the configured Shopify API version is past its support window on ``today``
+        (the date at run time unless given).
+        """
         settings = ShopifySettings.from_env(environ)
         log.set_level(settings.log_level)
+        check_support(settings.api_version, today or dt.datetime.now(dt.UTC).date())
 
         return cls(
             settings.tenants(),
@@ -167,6 +176,7 @@ class Runtime:
             max_order_age=dt.timedelta(days=settings.max_order_age_days),
             max_body_bytes=settings.max_body_bytes,
             max_event_age=dt.timedelta(days=settings.max_event_age_days),
+            api_version=settings.api_version,
         )
 
     @property

@@ -69,6 +69,7 @@ def handle_verified(
     privacy webhooks behave the same whichever way Shopify sent the body.
     """
     fields = {**delivery.log_fields(), **log_fields}
+    runtime.api_versions.observe(delivery.api_version)  # only authenticated deliveries: nobody else can fill the log
     payload = parse_payload(body)
     if isinstance(payload, Outcome):
         action: Action = payload

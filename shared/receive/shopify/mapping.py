@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from shared.config import ShopifyShopConfig
+from shared.domain import shapes
 from shared.domain.events import plausible_order_time
 from shared.domain.identity import RawIdentity, valid_ip
-from shared.domain.scrub import looks_like_pii, scrub_url
+from shared.domain.scrub import scrub_text, scrub_url
 from shared.domain.untrusted import money
 from shared.receive.orders import JOIN_CUSTOMER, JOIN_SHOPIFY_CART, JOIN_SHOPIFY_CHECKOUT
 
@@ -32,7 +34,6 @@ _CURRENCY_ANY_CASE = re.compile(r"^[A-Za-z]{3}$")
 _COUNTRY = re.compile(r"^[A-Za-z]{2}$")
 _PROVINCE = re.compile(r"^[A-Za-z0-9]{1,3}$")
 _LOCALE = re.compile(r"^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})*$")
-_CLICK_ID = re.compile(r"^[\x21-\x7e]{1,500}$")  # printable ASCII, no spaces
 _DIGITS = re.compile(r"^[0-9]{1,30}$")
 _MAX_CONTENTS = 500
 
@@ -162,21 +163,26 @@ def _attributes(value: Any) -> dict[str, str]:
     return {str(name).strip().lower(): text for name, raw in pairs if name and (text := as_text(raw, 600))}
 
 
-def _click_id(value: str | None) -> str | None:
-    # Note attributes are free text a storefront script (or a shopper) wrote: an email or
-    # phone number there is no click id and must not travel as one, unhashed.
-    return value if value and _CLICK_ID.match(value) and not looks_like_pii(value) else None
+def _first_shaped(candidates: list[str | None], shape: Callable[[object], str | None]) -> str | None:
+    """The first candidate of its shape; else the first there is, which build_user drops and counts.
+
+    Note attributes and the landing URL are free text a storefront script (or a shopper)
+    wrote: an email or phone number there is no click id and never travels as one.
+    """
+    present = [c for c in candidates if c]
+    return next((c for c in present if shape(c)), present[0] if present else None)
 
 
 def click_ids(payload: dict[str, Any]) -> tuple[str | None, str | None]:
     """(ttclid, ttp) from the order itself: note attributes first, then the landing page's query."""
     attributes = _attributes(payload.get("note_attributes"))
-    ttclid = next((c for name in _TTCLID_ATTRIBUTES if (c := _click_id(attributes.get(name)))), None)
-    ttp = next((c for name in _TTP_ATTRIBUTES if (c := _click_id(attributes.get(name)))), None)
-    if not ttclid:
-        landing = as_text(payload.get("landing_site")) or ""
-        query = parse_qs(urlsplit(landing).query)
-        ttclid = next((c for value in query.get("ttclid", []) if (c := _click_id(value.strip()))), None)
+    landing = as_text(payload.get("landing_site")) or ""
+    try:
+        from_landing = [value.strip() for value in parse_qs(urlsplit(landing).query).get("ttclid", [])]
+    except ValueError:  # an unparseable landing URL has no click id
+        from_landing = []
+    ttclid = _first_shaped([*(attributes.get(name) for name in _TTCLID_ATTRIBUTES), *from_landing], shapes.ttclid)
+    ttp = _first_shaped([attributes.get(name) for name in _TTP_ATTRIBUTES], shapes.ttp)
     return ttclid, ttp
 
 
@@ -203,8 +209,10 @@ def identity(payload: dict[str, Any], customer: dict[str, Any] | None = None) ->
     shipping = as_obj(payload.get("shipping_address"))
     default = as_obj(customer.get("default_address"))
     addresses = [a for a in (billing, shipping, default) if a]
-    # Location fields come from one address (the first there is), never mixed.
+    # A person's names and location come from one address (billing, else shipping, else the customer's
+    # default), never mixed: the customer's names only when that address carries none.
     address = addresses[0] if addresses else {}
+    named = address if any(as_text(address.get(k), 256) for k in ("first_name", "last_name")) else customer
     order_country = _country(billing.get("country_code")) or _country(shipping.get("country_code"))
     ttclid, ttp = click_ids(payload)
     client = as_obj(payload.get("client_details"))
@@ -219,8 +227,8 @@ def identity(payload: dict[str, Any], customer: dict[str, Any] | None = None) ->
                 (as_text(customer.get("phone"), 64), order_country or _country(default.get("country_code"))),
                 *[(as_text(a.get("phone"), 64), _country(a.get("country_code"))) for a in addresses]],
         external_ids=[as_id(customer.get("id"))],
-        first_name=first(customer.get("first_name"), *(a.get("first_name") for a in addresses)),
-        last_name=first(customer.get("last_name"), *(a.get("last_name") for a in addresses)),
+        first_name=first(named.get("first_name")),
+        last_name=first(named.get("last_name")),
         zip_code=_zip(address.get("zip")),
         city=as_text(address.get("city"), 100),
         state=_matching(address.get("province_code"), _PROVINCE),
@@ -233,6 +241,14 @@ def identity(payload: dict[str, Any], customer: dict[str, Any] | None = None) ->
     )  # fmt: skip
 
 
+def _content_id(item: dict[str, Any], choice: str) -> str | None:
+    """The line's id as the shop chose it; a variant id falls back to the product's (custom lines have neither)."""
+    chosen = as_text(item.get(choice), 256)
+    if chosen is None and choice == "variant_id":
+        return as_text(item.get("product_id"), 256)
+    return chosen
+
+
 def properties(payload: dict[str, Any], shop: ShopifyShopConfig, order_id: str | None) -> dict[str, Any]:
     """TikTok properties of an order or checkout: value, currency, contents, ids."""
     value, currency = _amount_and_currency(payload, "total_price", "currency", shop.currency)
@@ -240,8 +256,9 @@ def properties(payload: dict[str, Any], shop: ShopifyShopConfig, order_id: str |
     for item in as_dicts(payload.get("line_items"))[:_MAX_CONTENTS]:
         price, _ = _amount_and_currency(item, "price", "currency", shop.currency)
         content = {
-            "content_id": as_text(item.get(shop.content_id), 256),
-            "content_name": as_text(item.get("title"), 512),
+            "content_id": _content_id(item, shop.content_id),
+            # A custom item's title is typed by a person: scrubbed like every free text forwarded.
+            "content_name": scrub_text(title) if (title := as_text(item.get("title"), 512)) else None,
             "price": price,
             "quantity": _int(item.get("quantity")),
             "brand": as_text(item.get("vendor"), 256),

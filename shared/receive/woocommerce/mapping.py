@@ -17,10 +17,11 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from shared.config import WooCommerceSiteConfig
+from shared.domain import shapes
 from shared.domain.consent import ConsentSnapshot
 from shared.domain.events import plausible_order_time
 from shared.domain.identity import RawIdentity
-from shared.domain.scrub import looks_like_pii, scrub_text
+from shared.domain.scrub import scrub_text
 from shared.domain.untrusted import ascii_int, clean_text, money
 from shared.receive.orders import JOIN_CUSTOMER, JOIN_WOO_ORDER_KEY, JOIN_WOO_SESSION, OrderEvent
 
@@ -41,7 +42,6 @@ META_CONSENT = "_tt_consent"
 # carry what a shopper typed and is never logged or forwarded.
 META_WC_SESSION_ENTRY = "_wc_order_attribution_session_entry"
 META_WC_USER_AGENT = "_wc_order_attribution_user_agent"
-_CLICK_ID = re.compile(r"[\x21-\x7e]{1,500}")  # printable ASCII, no spaces
 _MAX_URL = 65_536
 
 # Ids are 64-bit at most; a line of a million units is beyond any real order.
@@ -116,26 +116,35 @@ def meta_value(order: Mapping[str, Any], key: str, limit: int = 500) -> str | No
     return None
 
 
-def landing_ttclid(order: Mapping[str, Any]) -> str | None:
-    """The ``ttclid`` of the landing URL WooCommerce's attribution recorded, and nothing else of that URL."""
+def _landing_ttclids(order: Mapping[str, Any]) -> list[str]:
+    """The ``ttclid`` values of the landing URL WooCommerce's attribution recorded, and nothing else of that URL."""
     # Whole: landing URLs with many utm_* parameters are long, and a cut ttclid would be a wrong one.
     url = meta_value(order, META_WC_SESSION_ENTRY, limit=_MAX_URL)
     if not url:
-        return None
+        return []
     try:
         values = parse_qs(urlsplit(url).query).get("ttclid", [])
     except ValueError:
-        return None
-    return next((v for raw in values if _CLICK_ID.fullmatch(v := raw.strip()) and not looks_like_pii(v)), None)
+        return []
+    return [value for raw in values if (value := raw.strip())]
+
+
+def landing_ttclid(order: Mapping[str, Any]) -> str | None:
+    """The landing URL's ``ttclid`` when it has a click id's shape (:func:`shared.domain.shapes.ttclid`)."""
+    return next((value for value in _landing_ttclids(order) if shapes.ttclid(value)), None)
 
 
 def click_id(order: Mapping[str, Any]) -> str | None:
     """The order's ttclid: our snippet's ``_ttclid`` meta, else WooCommerce's attribution landing URL.
 
-    A click context the collect endpoint stored fills it only when both are
-    empty (shared.receive.orders), so the order's own record of the click wins.
+    Both are free text anyone with the order could have written (an email reached
+    TikTok as a ttclid once): the first of them that has a click id's shape wins;
+    when neither has, the first value there is, which build_user drops and counts.
+    A click context the collect endpoint stored fills it only when the order has
+    none (shared.receive.orders), so the order's own record of the click wins.
     """
-    return meta_value(order, META_TTCLID) or landing_ttclid(order)
+    present = [value for value in (meta_value(order, META_TTCLID), *_landing_ttclids(order)) if value]
+    return next((value for value in present if shapes.ttclid(value)), present[0] if present else None)
 
 
 def checkout_consent(order: Mapping[str, Any]) -> ConsentSnapshot | None:
@@ -261,8 +270,12 @@ def map_order(order: Mapping[str, Any], site: WooCommerceSiteConfig, now: float 
 def with_checkout_consent(context: dict[str, Any] | None, consent: ConsentSnapshot | None) -> dict[str, Any] | None:
     """The click context as the consent decision should see it: the checkout's answer replaces the stored one.
 
-    The checkout happens after the click, so its answer is the shopper's latest.
+    The checkout happens after the click, so its answer is the shopper's latest. Global Privacy
+    Control is the browser's standing signal, not a banner answer: a stored one is kept.
     """
     if consent is None:
         return context
-    return {**(context or {}), "consent": consent.model_dump(exclude_none=True)}
+    answer = consent.model_dump(exclude_none=True)
+    if ((context or {}).get("consent") or {}).get("gpc") is True:
+        answer["gpc"] = True
+    return {**(context or {}), "consent": answer}
