@@ -51,8 +51,9 @@ replay: $(STAMP)
 	$(BIN)/python -m functions.woocommerce_webhook.replay $(ARGS)
 
 ## A first event: consent through collect, a signed Shopify and WooCommerce order, what the sandbox got.
+## ARGS="--cart TOKEN": only the Shopify order for the cart the demo shop page granted consent for.
 demo: $(STAMP)
-	$(BIN)/python scripts/demo.py
+	$(BIN)/python scripts/demo.py $(ARGS)
 
 ## What happened to orders and events per source and day, from Firestore: make report ARGS="--since 7d --json"
 ## Against the running `make run` stack with nothing exported; else GOOGLE_CLOUD_PROJECT and gcloud credentials.

@@ -1,6 +1,7 @@
 """Serve the sandbox: ``python -m sandbox --host 127.0.0.1 --port 8090 --token TOKEN [--pixel CODE ...]``.
 
-``--port`` and ``--token`` default to ``SANDBOX_PORT`` and ``TIKTOK_ACCESS_TOKEN``. A token that is
+``--port`` and ``--token`` default to ``SANDBOX_PORT`` and ``TIKTOK_ACCESS_TOKEN``; ``make run`` passes the
+token in the environment only, since a command line is visible to every user in ``ps``. A token that is
 a JSON object ``{"<pixel code>": "<token>"}`` is a token per pixel, each valid for its own pixel only.
 Without ``--pixel`` any pixel code is accepted. Logs are JSON lines on stdout. A browser opening
 ``/`` gets the event inspector (what was received, live); other clients get ``{"status": "ok"}``.
@@ -29,7 +30,11 @@ def parse_args(argv: Sequence[str] | None = None, environ: Mapping[str, str] | N
     parser = argparse.ArgumentParser(prog="python -m sandbox", description="Local TikTok Events API sandbox.")
     parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=None, help=f"port (default $SANDBOX_PORT or {DEFAULT_PORT})")
-    parser.add_argument("--token", default=None, help="the Access-Token to accept (default $TIKTOK_ACCESS_TOKEN)")
+    parser.add_argument(
+        "--token",
+        default=None,
+        help="the Access-Token to accept (default $TIKTOK_ACCESS_TOKEN, which unlike this option is not shown by ps)",
+    )
     parser.add_argument(
         "--pixel",
         action="append",

@@ -11,6 +11,10 @@ Against the stack ``make run`` started (found through ``.run/stack.json``):
    withheld, and the answer says why.
 
 Then it waits for the sandbox to receive the events and prints where to look.
+
+``make demo ARGS="--cart TOKEN"`` only places the Shopify order for a cart whose consent
+was granted elsewhere: the demo shop page's Accept (the URL is in `make run`'s banner)
+grants it for a fresh cart token and shows this command with it.
 The sample orders are the platforms' documented examples (tests/fixtures) with
 fresh ids, tokens and times. Exit status: 0 when every step went as the
 settings say it should, 1 otherwise, 2 when no local stack is running.
@@ -18,6 +22,7 @@ settings say it should, 1 otherwise, 2 when no local stack is running.
 
 from __future__ import annotations
 
+import argparse
 import base64
 import copy
 import datetime as dt
@@ -200,47 +205,59 @@ WITHHELD_EXPLAINED = {
 }
 
 
-def demo(env: dict[str, str], urls: dict[str, str], out: Any = sys.stdout) -> int:
+def demo(env: dict[str, str], urls: dict[str, str], out: Any = sys.stdout, cart: str | None = None) -> int:
+    """The three steps; with ``cart`` (granted by the demo page) only the Shopify order joining it."""
     to = target(env, urls)
     ok = True
 
     def say(text: str = "") -> None:
         print(text, file=out, flush=True)
 
-    cart_token, ttclid = uuid.uuid4().hex, f"E.C.P.demo-{uuid.uuid4().hex[:12]}"
+    cart_token, ttclid = cart or uuid.uuid4().hex, f"E.C.P.demo-{uuid.uuid4().hex[:12]}"
     shopify = shopify_order(cart_token)
     woo = woocommerce_order()
+    woo_answer: dict[str, Any] = {}
     with httpx.Client(timeout=15) as http:
-        say(f"1. consent grant through collect for Shopify cart {cart_token} (pixel {to.pixel})")
-        granted = send_consent(http, to, cart_token, ttclid)
-        outcome = granted.headers.get("X-Collect-Outcome")
-        say(f"   -> {granted.status_code} {outcome}: {granted.text.strip() or '(no body)'}")
-        ok &= outcome == "accepted"
+        if cart is None:
+            say(f"1. consent grant through collect for Shopify cart {cart_token} (pixel {to.pixel})")
+            granted = send_consent(http, to, cart_token, ttclid)
+            outcome = granted.headers.get("X-Collect-Outcome")
+            say(f"   -> {granted.status_code} {outcome}: {granted.text.strip() or '(no body)'}")
+            ok &= outcome == "accepted"
+        else:
+            say(f"1. consent for Shopify cart {cart_token}: granted on the demo page (not sent again here)")
 
-        say(f"2. Shopify orders/paid for order {shopify['id']} (shop {to.shop}), signed with the local secret")
+        say(f"2. Shopify orders/paid for order {shopify['id']} (shop {to.shop}, cart {cart_token}), signed with "
+            "the local secret")  # fmt: skip
         answer = _answer(send_shopify(http, to, shopify))
         say(f"   -> {json.dumps(answer)}")
         ok &= answer.get("outcome") == "published"
+        if cart is not None and answer.get("outcome") == "withheld_consent":
+            say("   withheld: collect holds no grant for that cart token; press Accept on the demo page first "
+                "and copy the cart token it shows")  # fmt: skip
 
-        say(f"3. WooCommerce order.updated for order {woo['id']} (site {to.site}), no consent given for it")
-        woo_answer = _answer(send_woocommerce(http, to, woo))
-        say(f"   -> {json.dumps(woo_answer)}")
-        if woo_answer.get("outcome") == "withheld_consent":
-            reason = str(woo_answer.get("reason"))
-            say(f"   withheld ({reason}): {WITHHELD_EXPLAINED.get(reason, 'see the function log')}")
-        else:
-            ok &= woo_answer.get("outcome") == "published"
+        if cart is None:
+            say(f"3. WooCommerce order.updated for order {woo['id']} (site {to.site}), no consent given for it")
+            woo_answer = _answer(send_woocommerce(http, to, woo))
+            say(f"   -> {json.dumps(woo_answer)}")
+            if woo_answer.get("outcome") == "withheld_consent":
+                reason = str(woo_answer.get("reason"))
+                say(f"   withheld ({reason}): {WITHHELD_EXPLAINED.get(reason, 'see the function log')}")
+            else:
+                ok &= woo_answer.get("outcome") == "published"
 
         sandbox = to.urls["sandbox"]
         shop_event = f"shopify:{shop_key(to.shop)}:order:{shopify['id']}:Purchase"
         say(f"4. waiting for the sandbox (TikTok's stand-in) to receive {shop_event}")
-        received = wait_for_event(http, sandbox, shop_event)
-        if received is None:
+        received = wait_for_event(http, sandbox, shop_event) if answer.get("outcome") == "published" else None
+        if received is None and answer.get("outcome") != "published":
+            say("   nothing to wait for: the order was not published")
+        elif received is None:
             say(f"   not received within {WAIT_SECONDS:.0f} s: see .run/sender.log and {sandbox}/sandbox/requests")
             ok = False
         else:
             user, properties = received.get("user", {}), received.get("properties", {})
-            clicked = "with" if user.get("ttclid") == ttclid else "WITHOUT"
+            clicked = "with" if user.get("ttclid") and (cart or user.get("ttclid") == ttclid) else "WITHOUT"
             say(
                 f"   received: {received['event']} for pixel {received['event_source_id']}, value "
                 f"{properties.get('value')} {properties.get('currency')}, {clicked} the click id, "
@@ -256,13 +273,17 @@ def demo(env: dict[str, str], urls: dict[str, str], out: Any = sys.stdout) -> in
     return 0 if ok else 1
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="make demo", description=__doc__.splitlines()[0])
+    parser.add_argument("--cart", metavar="TOKEN", help="only place the Shopify order for this cart token "
+                        "(its consent granted by the demo shop page)")  # fmt: skip
+    args = parser.parse_args(argv)
     record = localenv.read_stack(localenv.stack_file())
     if record is None:
         print(f"demo: no local stack is running ({localenv.stack_file()} is missing): start `make run` first, "
               "then run `make demo` in another terminal", file=sys.stderr)  # fmt: skip
         return 2
-    return demo(record["env"], record["urls"])  # what the stack runs with, not what this shell exports
+    return demo(record["env"], record["urls"], cart=args.cart)  # what the stack runs with, not what this shell exports
 
 
 if __name__ == "__main__":

@@ -16,8 +16,12 @@ before a thread takes it, so slow or half-sent requests cannot hold the threads.
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import errno
+import fcntl
+import functools
+import http.server
 import json
 import os
 import random
@@ -30,19 +34,24 @@ import threading
 import time
 import urllib.request
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-RUN_DIR = ROOT / ".run"
 
 if str(ROOT) not in sys.path:  # run as a script: scripts/ is on the path, the project is not
     sys.path.insert(0, str(ROOT))
 
 from shared.infra import localenv  # noqa: E402
+
+# Logs, the stack's record (stack.json) and its lock: .run/ of the checkout; LOCAL_RUN_DIR moves them
+# (a second stack with its own folder and ports, or a test's stack, leaves the first one's files alone).
+RUN_DIR = localenv.run_dir()
+LOCK_NAME = "stack.lock"
+DEMO_PAGE = ROOT / "snippets" / "demo" / "index.html"
 
 FUNCTIONS = ("collect", "shopify_webhook", "shopify_pubsub", "woocommerce_webhook", "sender")
 # Entry points served from another function's folder: shopify_pubsub is the push target of the
@@ -59,6 +68,8 @@ DEFAULT_PORTS = {
     "sandbox": ("SANDBOX_PORT", 8090),
     "pubsub": ("PUBSUB_EMULATOR_PORT", 8085),
     "firestore": ("FIRESTORE_EMULATOR_PORT", 8086),
+    # The demo shop page (snippets/), served by `make run` itself; collect allows its origin.
+    "demo": ("DEMO_PAGE_PORT", 8000),
 }
 
 # Development defaults: printed at start, overridden by the same variables.
@@ -99,6 +110,59 @@ def port_is_open(port: int, host: str = "127.0.0.1") -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
+def port_holders(port: int) -> list[int] | None:
+    """The processes listening on TCP ``port`` ([]: none this user can see; None: the system does not say)."""
+    inodes, readable = set(), False
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        readable = True
+        for line in lines:
+            fields = line.split()
+            if len(fields) > 9 and fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
+                inodes.add(f"socket:[{fields[9]}]")
+    if not readable:
+        return _ss_holders(port)
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if any(os.readlink(fd) in inodes for fd in (entry / "fd").iterdir()):
+                pids.append(int(entry.name))
+        except OSError:
+            continue
+    return sorted(pids) or _ss_holders(port) or []
+
+
+def _ss_holders(port: int) -> list[int] | None:
+    """``ss -ltnp``'s answer (where /proc says nothing), or None without ss."""
+    try:
+        result = subprocess.run(["ss", "-H", "-ltnp", f"sport = :{port}"], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return sorted({int(pid) for pid in re.findall(r"pid=(\d+)", result.stdout)}) if result.returncode == 0 else None
+
+
+def busy_ports(ports: Mapping[str, int]) -> str | None:
+    """One line naming the ports in use, the processes holding them and the command that frees them; or None."""
+    busy = {name: port for name, port in ports.items() if port_is_open(port)}
+    if not busy:
+        return None
+    parts, pids = [], []
+    for name, port in busy.items():
+        holders = port_holders(port)
+        pids += [pid for pid in holders or () if pid not in pids]
+        held = f"pid {', '.join(map(str, holders))}" if holders else "a process this user cannot see"
+        parts.append(f"{name} {port} ({held})")
+    variables = ", ".join(DEFAULT_PORTS[name][0] for name in busy if name in DEFAULT_PORTS)
+    other = f", or choose other ports ({variables})" if variables else ""
+    free = f"free them with: kill {' '.join(map(str, pids))}" if pids else "find the holder with: sudo ss -ltnp"
+    return f"ports already in use: {', '.join(parts)}; {free}{other}"
+
+
 def _ephemeral_floor() -> int:
     try:
         return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
@@ -128,12 +192,17 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_http(url: str, timeout: float = 60.0, process: subprocess.Popen | None = None) -> None:
+def wait_http(
+    url: str, timeout: float = 60.0, process: subprocess.Popen | None = None, until: threading.Event | None = None
+) -> None:
+    """Wait until ``url`` answers; RuntimeError if ``process`` exits or ``until`` is set first."""
     deadline = time.monotonic() + timeout
     last: Exception | None = None
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
             raise RuntimeError(f"process for {url} exited with {process.returncode}")
+        if until is not None and until.is_set():
+            raise RuntimeError(f"stopped waiting for {url}")
         try:
             with urllib.request.urlopen(url, timeout=2):  # noqa: S310 (loopback only)
                 return
@@ -145,33 +214,150 @@ def wait_http(url: str, timeout: float = 60.0, process: subprocess.Popen | None 
     raise TimeoutError(f"{url} did not answer within {timeout:.0f}s ({last})")
 
 
+# ---------------------------------------------------------------------------
+# Processes: each in its own group, all remembered, stopped whatever happens meanwhile
+# ---------------------------------------------------------------------------
+
+STOP_GRACE_SECONDS = 10.0  # after SIGTERM; then SIGKILL, and at most KILL_WAIT_SECONDS more
+KILL_WAIT_SECONDS = 5.0
+
+
+class _Interrupts:
+    """SIGINT and SIGTERM of `run`: the first stops the stack; any later one is noted, never cutting the cleanup.
+
+    A Ctrl-C pressed twice, or `timeout` and make both sending SIGTERM, used to raise a second
+    KeyboardInterrupt inside the cleanup and leave functions holding their ports.
+    """
+
+    def __init__(self) -> None:
+        self.received: list[int] = []
+        self.stopping = False  # the cleanup began: nothing interrupts it any more
+        self._deferring = 0
+        self._pending = False
+
+    def install(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum: int, _frame: Any) -> None:
+        self.received.append(signum)
+        if self.stopping or len(self.received) > 1:
+            # os.write, not print: the interrupted code may be in the middle of a print to the same stream.
+            with contextlib.suppress(OSError):
+                os.write(2, f"{signal.Signals(signum).name} again: already stopping, finishing the cleanup\n".encode())
+            return
+        if self._deferring:
+            self._pending = True
+            return
+        raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def deferred(self) -> Iterator[None]:
+        """In the main thread: an interrupt waits until the block is done (a process started is also remembered)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        self._deferring += 1
+        try:
+            yield
+        finally:
+            self._deferring -= 1
+        if not self._deferring and self._pending and not self.stopping:
+            self._pending = False
+            raise KeyboardInterrupt
+
+
+INTERRUPTS = _Interrupts()
+# Every process group started here, by its leader's pid: the last sweep and the atexit safety net stop
+# what the supervisor lost track of (a process started just as Ctrl-C came, a restart during shutdown).
+_STARTED: dict[int, subprocess.Popen] = {}
+_STARTED_LOCK = threading.Lock()
+
+
+def _stat(pid: int) -> tuple[str, int, int] | None:
+    """(state, process group, start time) of a process, from /proc; None once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return fields[0], int(fields[2]), int(fields[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _group_members(groups: Iterable[int]) -> dict[int, list[int]]:
+    """The live (not zombie) processes of each group; a group without any is left out."""
+    wanted = set(groups)
+    members: dict[int, list[int]] = {}
+    if not wanted:
+        return members
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (stat := _stat(int(entry.name))) and stat[1] in wanted and stat[0] != "Z":
+            members.setdefault(stat[1], []).append(int(entry.name))
+    return members
+
+
+def _still_ours(process: subprocess.Popen) -> bool:
+    """Whether ``process``'s group id still names the group it started (its pid was not reused)."""
+    if process.returncode is None:
+        return True  # not reaped: the pid cannot have been reused
+    stat = _stat(process.pid)
+    return stat is None or stat[2] == getattr(process, "started_at", None)
+
+
+def stop_processes(processes: Iterable[subprocess.Popen], grace: float = STOP_GRACE_SECONDS) -> list[int]:
+    """Stop each process's whole group, all at once: SIGTERM, SIGKILL after ``grace`` s; pids that survived."""
+    processes = [p for p in processes if p is not None]
+    for process in processes:
+        process.poll()
+    groups = {p.pid: p for p in processes if _still_ours(p)}
+    alive = _group_members(groups)
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, KILL_WAIT_SECONDS)):
+        for group in alive:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(group, sig)
+        deadline = time.monotonic() + wait
+        while alive and time.monotonic() < deadline:
+            time.sleep(0.05)
+            for group in alive:
+                groups[group].poll()  # reap the leader, or it stays a zombie in its group
+            alive = _group_members(alive)
+        if not alive:
+            break
+    with _STARTED_LOCK:
+        for process in processes:
+            if process.poll() is not None and not _group_members([process.pid]):
+                _STARTED.pop(process.pid, None)
+    return sorted(pid for members in alive.values() for pid in members)
+
+
+def stop_process(process: subprocess.Popen, timeout: float = STOP_GRACE_SECONDS) -> None:
+    stop_processes([process], grace=timeout)
+
+
+def stop_everything_started() -> list[int]:
+    """Stop every group this process started and did not see end (idempotent); the pids that survived."""
+    with _STARTED_LOCK:
+        processes = list(_STARTED.values())
+    return stop_processes(processes)
+
+
 def _start(
     args: list[str], env: Mapping[str, str], log_name: str, cpus: frozenset[int] | None = None
 ) -> subprocess.Popen:
     """Start ``args`` in its own session, logging to .run/; ``cpus`` pins it and its children (benchmarks)."""
-    RUN_DIR.mkdir(exist_ok=True)
+    RUN_DIR.mkdir(parents=True, exist_ok=True)
     log = open(RUN_DIR / f"{log_name}.log", "ab")  # noqa: SIM115 (lives as long as the process)
     pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
-    # Own session: the emulators fork Java children that outlive their parent;
-    # signalling the whole group is the only reliable way to stop them.
-    return subprocess.Popen(
-        args, env=dict(env), stdout=log, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=pin
-    )
-
-
-def stop_process(process: subprocess.Popen, timeout: float = 10.0) -> None:
-    if process.poll() is not None:
-        return
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            process.wait(timeout=timeout)
-            return
-        except subprocess.TimeoutExpired:
-            continue
+    # Own session: the emulators fork Java children that outlive their parent and gunicorn its
+    # workers; signalling the whole group is the only reliable way to stop them.
+    with INTERRUPTS.deferred(), _STARTED_LOCK:
+        process = subprocess.Popen(
+            args, env=dict(env), stdout=log, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=pin
+        )
+        stat = _stat(process.pid)
+        process.started_at = stat[2] if stat else None  # type: ignore[attr-defined]
+        _STARTED[process.pid] = process
+    log.close()  # the child has its own copy
+    return process
 
 
 def restore_environ(saved: Mapping[str, str | None]) -> None:
@@ -479,15 +665,19 @@ class Supervisor:
                 service.retired = True
 
     def stop(self) -> None:
-        """Stop every process and forget it (the supervisor can start a new set afterwards)."""
+        """Stop every process and forget it (the supervisor can start a new set afterwards); idempotent.
+
+        All groups at once and bounded (SIGTERM, then SIGKILL), without waiting for a watcher that is
+        restarting a service: a process it starts meanwhile sees the stop and is stopped by the watcher.
+        """
         stopping, self._stopping = self._stopping, threading.Event()
         stopping.set()
-        for service in self.services.values():
-            with service.lock:
-                if service.process is not None:
-                    stop_process(service.process)
+        services = list(self.services.values())
+        stop_processes(service.process for service in services)
+        deadline = time.monotonic() + 5
         for thread in self._threads:
-            thread.join(timeout=5)
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        stop_processes(service.process for service in services)  # what a watcher started before it saw the stop
         self._threads.clear()
         self.services.clear()
 
@@ -565,8 +755,11 @@ class Supervisor:
             return False
         service.process = service.launch()
         try:
-            wait_http(service.health_url, timeout=90, process=service.process)
+            wait_http(service.health_url, timeout=90, process=service.process, until=stopping)
         except (RuntimeError, TimeoutError) as exc:
+            if stopping.is_set():
+                _kill_group(service.process)
+                return False
             self.report(f"{service.name} did not come back: {exc}")
             _kill_group(service.process)
             return True  # the next loop sees the exit and counts it
@@ -630,9 +823,9 @@ class Emulators:
         return process
 
     def start(self) -> None:
-        for port in self.ports.values():
-            if port_is_open(port):
-                raise RuntimeError(f"port {port} is already in use: stop what holds it or choose another port")
+        busy = busy_ports({f"{which} emulator": port for which, port in self.ports.items()})
+        if busy:
+            raise RuntimeError(busy)
         self.processes.clear()
         for index, which in enumerate(self.ports):
             if self.supervisor is None:
@@ -752,15 +945,18 @@ class Stack:
 
     def command(self, name: str) -> list[str]:
         if name == "sandbox":
-            return [self.python, "-m", "sandbox", "--host", "127.0.0.1", "--port", str(self.ports["sandbox"]),
-                    "--token", self.settings.get("TIKTOK_ACCESS_TOKEN") or DEV_SETTINGS["TIKTOK_ACCESS_TOKEN"],
-                    ]  # fmt: skip
+            # Its token (map) comes in TIKTOK_ACCESS_TOKEN, in its environment: a command line is visible in `ps`.
+            return [self.python, "-m", "sandbox", "--host", "127.0.0.1", "--port", str(self.ports["sandbox"])]
         return [self.python, str(Path(__file__).resolve()), "serve", "--target", name,
                 "--source", str(ROOT / "functions" / FUNCTION_FOLDERS.get(name, name) / "main.py"),
                 "--host", "127.0.0.1", "--port", str(self.ports[name])]  # fmt: skip
 
     def _launch(self, name: str) -> subprocess.Popen:
-        env = {**os.environ, **self.settings, "PYTHONPATH": str(ROOT)} if name == "sandbox" else self.function_env(name)
+        if name == "sandbox":
+            env = {**os.environ, **self.settings, "PYTHONPATH": str(ROOT)}
+            env["TIKTOK_ACCESS_TOKEN"] = self.settings.get("TIKTOK_ACCESS_TOKEN") or DEV_SETTINGS["TIKTOK_ACCESS_TOKEN"]
+        else:
+            env = self.function_env(name)
         return _start(self.command(name), env, name)
 
     def health_url(self, name: str) -> str:
@@ -768,9 +964,9 @@ class Stack:
 
     def start(self) -> None:
         names = ("sandbox", *FUNCTIONS)
-        busy = [f"{n}:{self.ports[n]}" for n in names if port_is_open(self.ports[n])]
+        busy = busy_ports({name: self.ports[name] for name in names})
         if busy:
-            raise RuntimeError(f"ports already in use: {', '.join(busy)}")
+            raise RuntimeError(busy)
         for name in names:
             self.supervisor.add(
                 Supervised(
@@ -867,6 +1063,9 @@ def dev_settings(environ: Mapping[str, str] = os.environ) -> dict[str, str]:
     for key in ("TIKTOK_API_URL", "PIPELINE_TENANTS", "TIKTOK_TEST_EVENT_CODE", "LOG_LEVEL"):
         if environ.get(key):
             settings[key] = environ[key]
+    demo = port_of("demo", environ)
+    if settings.get("COLLECT_ALLOWED_ORIGINS") == DEV_SETTINGS["COLLECT_ALLOWED_ORIGINS"] and demo != 8000:
+        settings["COLLECT_ALLOWED_ORIGINS"] = f"http://127.0.0.1:{demo},http://localhost:{demo}"  # the demo page's
     return settings
 
 
@@ -877,9 +1076,11 @@ def dev_settings(environ: Mapping[str, str] = os.environ) -> dict[str, str]:
 # What to do about a bad value, by variable; any other gets SETTING_FIX_DEFAULT.
 SETTING_FIXES = {
     "CONSENT_POLICY": "set opt-in (nothing is sent without the shopper's grant) or opt-out (sent unless denied)",
+    "CONSENT_GPC": "set limited (Global Privacy Control sends with limited_data_use) or deny (it withholds)",
     "PIPELINE_TENANTS": "give a JSON object with pixels, shopify_shops and woocommerce_sites "
     "(README, 'Several pixels and shops'), or unset it for one pixel, shop and site",
-    "TIKTOK_ACCESS_TOKEN": 'give one token, or a JSON object {"<pixel code>": "<token>"} naming configured pixels',
+    "TIKTOK_ACCESS_TOKEN": 'give one token, or a JSON object {"<pixel code>": "<token>"} with a token for every '
+    "configured pixel (TIKTOK_PIXEL_CODE, or each of PIPELINE_TENANTS' pixels)",
     "SHOPIFY_WEBHOOK_SECRET": 'give one secret (comma-separated to rotate), or JSON {"<shop>.myshopify.com": '
     '["<secret>"]} for every shop in PIPELINE_TENANTS',
     "WOOCOMMERCE_WEBHOOK_SECRET": 'give one secret, or JSON {"<site host>": "<secret>"} for every site in '
@@ -942,9 +1143,24 @@ def _parsed_settings(environ: Mapping[str, str]) -> tuple[dict[str, Any], dict[s
     return parsed, problems
 
 
+def _pixels_without_token(parsed: Mapping[str, Any]) -> list[str]:
+    """The pixels the receivers serve that the sender has no token for (each of their events would die)."""
+    tenants, tokens = parsed.get("collect"), parsed.get("sender")
+    if tenants is None or tokens is None:
+        return []  # a problem of its own was already named
+    return sorted(code for code in tenants.pixels if code not in tokens)
+
+
 def check_settings(environ: Mapping[str, str]) -> list[str]:
     """One line per bad variable: its name, the value's problem and the fix (empty: every function starts)."""
-    _, problems = _parsed_settings(environ)
+    parsed, problems = _parsed_settings(environ)
+    if missing := _pixels_without_token(parsed):
+        named = sorted(parsed["sender"])
+        problems.setdefault(
+            "TIKTOK_ACCESS_TOKEN",
+            f"has no token for pixel {', '.join(missing)} (its JSON map names {', '.join(named) or 'no pixel'}); "
+            "every event of that pixel would be dead-lettered",
+        )
     return [
         f"{variable}: {problem}. Fix: {SETTING_FIXES.get(variable, SETTING_FIX_DEFAULT)}."
         for variable, problem in problems.items()
@@ -974,10 +1190,36 @@ def tenants_in_force(environ: Mapping[str, str]) -> list[str]:
     return lines
 
 
+def demo_page_url(demo_port: int, collect_url: str, pixel: str | None = None) -> str:
+    """The demo shop page as `make run` serves it, pointed at this stack's collect, with a click id."""
+    from urllib.parse import urlencode
+
+    query = {"endpoint": collect_url.rstrip("/") + "/", "ttclid": "E.C.P.demo-click", "transport": "fetch"}
+    if pixel and pixel != DEV_SETTINGS["TIKTOK_PIXEL_CODE"]:
+        query["pixel"] = pixel
+    return f"http://127.0.0.1:{demo_port}/demo/index.html?{urlencode(query, safe=':/')}"
+
+
+class _QuietFiles(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the stdlib's name)
+        pass
+
+
+def serve_demo_page(port: int) -> http.server.ThreadingHTTPServer:
+    """Serve snippets/ (the demo page and collect.js) on loopback ``port``, from a thread of this process."""
+    handler = functools.partial(_QuietFiles, directory=str(DEMO_PAGE.parent.parent))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="demo-page", daemon=True).start()
+    return server
+
+
 def _print_banner(
     stack: Stack, emulators: Emulators, topology: dict[str, str], seconds: float, shopify_topic: str
 ) -> None:
     secret_like = {"TIKTOK_ACCESS_TOKEN", "SHOPIFY_WEBHOOK_SECRET", "WOOCOMMERCE_WEBHOOK_SECRET"}
+    collect = stack.function_env("collect")
+    demo_pixel = None if collect.get("PIPELINE_TENANTS") else collect.get("TIKTOK_PIXEL_CODE")
     lines = [
         f"TikTok Events API pipeline running locally (up in {seconds:.1f}s). Ctrl-C stops everything.",
         "",
@@ -990,11 +1232,15 @@ def _print_banner(
         f" JSON: /sandbox/events; API: {stack.api_url})",
         f"  Pub/Sub emulator     127.0.0.1:{emulators.pubsub_port}   topic {topology['topic']}",
         f"  Firestore emulator   127.0.0.1:{emulators.firestore_port}",
+        f"  demo shop page       http://127.0.0.1:{stack.ports['demo']}/demo/index.html   (served from snippets/)",
         f"  logs                 {RUN_DIR}/",
         "  counters             GET <function URL>/metrics (Firestore and Pub/Sub operations, outcomes)",
         f"  local commands       make redrive, make demo and the replay read {localenv.stack_file()}",
         "",
-        "First event: run `make demo` in another terminal. What TikTok received:",
+        "First event: run `make demo` in another terminal. Or be the shopper: open the demo shop page, press Accept,",
+        "then place the order it shows (`make demo ARGS=--cart <its cart token>`):",
+        f"  {demo_page_url(stack.ports['demo'], stack.url('collect'), demo_pixel)}",
+        "What TikTok received:",
         f"  curl -s {stack.url('sandbox')}/sandbox/events",
         "What was withheld and why (outcome withheld_consent, reason no_consent or denied):",
         f"  grep withheld {RUN_DIR}/shopify_webhook.log {RUN_DIR}/woocommerce_webhook.log {RUN_DIR}/collect.log",
@@ -1032,6 +1278,63 @@ def _record_stack(stack: Stack, emulators: Emulators) -> Path | None:
     return path
 
 
+def _lock_holder(fd: int) -> int | None:
+    with contextlib.suppress(OSError, ValueError):
+        return int(os.pread(fd, 32, 0).decode().strip() or 0) or None
+    return None
+
+
+def _claim_stack() -> tuple[int | None, str | None]:
+    """This stack's lock on its record (held while it lives), or the one line saying which stack holds it.
+
+    Checked before anything is written or started: a second `make run` in the same checkout used to
+    empty the first one's logs before noticing it.
+    """
+    record_path = localenv.stack_file()
+    record_path.parent.mkdir(parents=True, exist_ok=True)
+    lock = record_path.with_name(record_path.name + ".lock")
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = _lock_holder(fd)
+        os.close(fd)
+    else:
+        record = localenv.read_stack(record_path)  # a live stack of an older version, which took no lock
+        if record is None or record.get("pid") == os.getpid():
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            return fd, None
+        holder = record["pid"]
+        os.close(fd)
+    who = f"pid {holder}" if holder else "another process"
+    stop = f"Ctrl-C in its terminal, or `kill {holder}`" if holder else f"see `fuser {lock}`"
+    return None, (
+        f"another `make run` ({who}) is running from this checkout ({record_path}); nothing was started and its "
+        f"files are untouched: stop it first ({stop}), or give this one its own folder and ports "
+        "(LOCAL_RUN_DIR=<folder> COLLECT_PORT=... SANDBOX_PORT=...)"
+    )
+
+
+def _share_logs(fresh: bool) -> int:
+    """A shared lock on the log folder, held while this stack writes there; ``fresh`` empties it first if alone.
+
+    Stacks that tests start write beside `make run`'s logs (each with its own record): a log folder
+    another live stack writes to is never emptied under it.
+    """
+    RUN_DIR.mkdir(parents=True, exist_ok=True)
+    fd = os.open(RUN_DIR / "logs.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    if fresh:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            console(f"logs not emptied: another stack writes to {RUN_DIR}/ (new lines are appended)")
+        else:
+            _truncate_logs()
+    fcntl.flock(fd, fcntl.LOCK_SH)  # from exclusive, or fresh: shared with other stacks' writers
+    return fd
+
+
 def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     settings = dev_settings()
@@ -1042,14 +1345,25 @@ def run(args: argparse.Namespace) -> int:
         for line in problems:
             print(f"  {line}", file=sys.stderr)
         return 2
+    lock, held = _claim_stack()
+    if held:
+        print(held, file=sys.stderr)
+        return 2
     ports = {name: port_of(name) for name in DEFAULT_PORTS}
+    busy = busy_ports(ports)
+    if busy:
+        os.close(lock)
+        print(f"{busy}; nothing was started", file=sys.stderr)
+        return 2
+    atexit.register(stop_everything_started)  # the safety net: whatever ends this process, nothing stays behind
     supervisor = Supervisor()
     emulators = Emulators(settings["GOOGLE_CLOUD_PROJECT"], ports["pubsub"], ports["firestore"], supervisor=supervisor)
     stack = Stack(settings=settings, ports=ports, supervisor=supervisor)
     recorded: Path | None = None
-    if getattr(args, "fresh_logs", False):
-        _truncate_logs()
+    demo_page: http.server.ThreadingHTTPServer | None = None
+    logs = _share_logs(fresh=getattr(args, "fresh_logs", False))
     try:
+        demo_page = serve_demo_page(ports["demo"])
         emulators.start()
         os.environ.update(emulators.env)
         make_topology = partial(
@@ -1077,14 +1391,39 @@ def run(args: argparse.Namespace) -> int:
         return 1
     except KeyboardInterrupt:
         return 0
+    except (OSError, RuntimeError, TimeoutError) as exc:  # a port taken meanwhile, a process that never answered
+        console(f"could not start: {exc} (logs in {RUN_DIR}/)")
+        return 1
     finally:
-        if recorded is not None:
-            with contextlib.suppress(OSError):
-                recorded.unlink()
-        supervisor.stop()
-        stack.stop()
-        emulators.stop()
-        print("stopped.", flush=True)
+        INTERRUPTS.stopping = True  # from here on, Ctrl-C and SIGTERM are noted, never raised
+        _shut_down(supervisor, stack, emulators, recorded, demo_page)
+        os.close(logs)
+        os.close(lock)
+
+
+def _shut_down(
+    supervisor: Supervisor,
+    stack: Stack,
+    emulators: Emulators,
+    recorded: Path | None,
+    demo_page: http.server.ThreadingHTTPServer | None,
+) -> None:
+    """Stop everything `run` started, each step whatever the one before did; say what survived, if anything."""
+    if recorded is not None:
+        with contextlib.suppress(OSError):
+            recorded.unlink()
+    steps: list[Callable[[], Any]] = [supervisor.stop, stack.stop, emulators.stop]
+    if demo_page is not None:
+        steps.append(demo_page.server_close)
+    for step in steps:
+        try:
+            step()
+        except Exception as exc:  # noqa: BLE001 (the sweep below still stops what this step left)
+            console(f"while stopping: {exc!r}")
+    survivors = stop_everything_started()
+    if survivors:
+        console(f"could not stop pid {', '.join(map(str, survivors))}: `kill -9 {' '.join(map(str, survivors))}`")
+    print("stopped.", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1114,7 +1453,7 @@ def main(argv: list[str] | None = None) -> int:
             shown = "no answer within 10 s" if seconds is None else f"{seconds * 1000:.1f} ms"
             print(f"{args.connections} half-sent {'bodies' if body else 'headers'}: a normal request took {shown}")
         return 0
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    INTERRUPTS.install()  # SIGTERM stops the stack as Ctrl-C does; a second one of either never cuts the cleanup
     return run(args)
 
 

@@ -1,13 +1,15 @@
 """Where local commands find the running stack, and what they say in production when nothing is set up.
 
 ``make run`` writes the environment its functions got (emulator addresses,
-project, topic, pixel, token...) to ``.run/stack.json`` (``LOCAL_STACK_FILE``
-overrides the path) while it runs. A command (``make redrive``, the WooCommerce
-replay) calls :func:`prepare` first: when the emulator variables are unset and a
-live stack wrote that file, the command gets the stack's variables (what the
-caller exported still wins). Otherwise it is talking to Google Cloud, and a
-missing project or missing credentials end it with one line that says what to
-set, instead of a client library's traceback.
+project, topic, pixel, token...) to ``.run/stack.json`` at the top of the checkout
+(``LOCAL_STACK_FILE`` overrides the path; ``LOCAL_RUN_DIR`` moves the whole run
+folder: logs, this file and the lock that keeps a second ``make run`` out) while it
+runs. A command (``make redrive``, the WooCommerce replay) calls :func:`prepare`
+first: when the emulator variables are unset and a live stack wrote that file,
+the command gets the stack's variables (what the caller exported still wins).
+Otherwise it is talking to Google Cloud, and a missing project or missing
+credentials end it with one line that says what to set, instead of a client
+library's traceback.
 """
 
 from __future__ import annotations
@@ -19,16 +21,23 @@ from collections.abc import Mapping, MutableMapping, Sequence
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent  # the checkout (shared/infra/ is two levels down)
 STACK_FILE_VARIABLE = "LOCAL_STACK_FILE"
+RUN_DIR_VARIABLE = "LOCAL_RUN_DIR"
 EMULATOR_VARIABLES = ("PUBSUB_EMULATOR_HOST", "FIRESTORE_EMULATOR_HOST")
 
 
+def run_dir(environ: Mapping[str, str] = os.environ) -> Path:
+    """The folder of a local stack's logs, record and lock: ``.run/`` of the checkout unless LOCAL_RUN_DIR says."""
+    return Path(environ.get(RUN_DIR_VARIABLE) or ROOT / ".run")
+
+
 def stack_file(environ: Mapping[str, str] = os.environ) -> Path:
-    return Path(environ.get(STACK_FILE_VARIABLE) or ROOT / ".run" / "stack.json")
+    return Path(environ.get(STACK_FILE_VARIABLE) or run_dir(environ) / "stack.json")
 
 
-def _alive(pid: Any) -> bool:
+def alive(pid: Any) -> bool:
+    """Whether a process with this id exists (one of another user counts)."""
     if not isinstance(pid, int) or pid <= 0:
         return False
     try:
@@ -46,7 +55,7 @@ def read_stack(path: Path) -> dict[str, Any] | None:
         record = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    if not isinstance(record, dict) or not isinstance(record.get("env"), dict) or not _alive(record.get("pid")):
+    if not isinstance(record, dict) or not isinstance(record.get("env"), dict) or not alive(record.get("pid")):
         return None  # a stack killed with SIGKILL leaves its file behind: ignore it
     return record
 

@@ -64,9 +64,10 @@ class Output(threading.Thread):
         return "".join(self.lines)
 
 
-def test_run_starts_everything_restarts_what_dies_and_ctrl_c_stops_everything():
+def test_run_starts_everything_restarts_what_dies_and_ctrl_c_stops_everything(tmp_path):
     ports = {name: localstack.free_port() for name in localstack.DEFAULT_PORTS}
     env = {**os.environ, **{variable: str(ports[name]) for name, (variable, _) in localstack.DEFAULT_PORTS.items()}}
+    env["LOCAL_STACK_FILE"] = str(tmp_path / "stack.json")  # a developer's own `make run` holds .run/stack.json
     env["TIKTOK_PIXEL_CODE"] = "CSMOKETEST01"
     process = subprocess.Popen(
         [sys.executable, str(ROOT / "scripts" / "localstack.py"), "run"],
