@@ -44,6 +44,7 @@ import httpx  # noqa: E402
 import localstack  # noqa: E402
 
 from bench import procstat  # noqa: E402
+from shared.config import DEFAULT_SHOPIFY_API_VERSION  # noqa: E402
 from shared.receive.orders import JOIN_SHOPIFY_CHECKOUT  # noqa: E402
 
 SHOP = localstack.DEV_SETTINGS["SHOPIFY_SHOP_DOMAIN"]
@@ -83,7 +84,7 @@ def _delivery(template: dict[str, Any], number: int) -> tuple[str, bytes, dict[s
         "Content-Type": "application/json",
         "X-Shopify-Topic": "orders/paid",
         "X-Shopify-Shop-Domain": SHOP,
-        "X-Shopify-API-Version": "2026-04",
+        "X-Shopify-API-Version": DEFAULT_SHOPIFY_API_VERSION,
         "X-Shopify-Webhook-Id": str(uuid.uuid4()),
         "X-Shopify-Hmac-Sha256": _signature(body),
     }

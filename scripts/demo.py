@@ -43,6 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from shared.config import DEFAULT_SHOPIFY_API_VERSION  # noqa: E402
 from shared.domain.events import shop_key  # noqa: E402
 from shared.infra import localenv  # noqa: E402
 
@@ -160,7 +161,7 @@ def send_shopify(http: httpx.Client, to: Target, order: dict[str, Any]) -> httpx
     signature = base64.b64encode(hmac.new(to.shop_secret.encode(), raw, hashlib.sha256).digest()).decode()
     headers = {
         "Content-Type": "application/json", "X-Shopify-Topic": "orders/paid", "X-Shopify-Shop-Domain": to.shop,
-        "X-Shopify-API-Version": "2026-04", "X-Shopify-Webhook-Id": str(uuid.uuid4()),
+        "X-Shopify-API-Version": DEFAULT_SHOPIFY_API_VERSION, "X-Shopify-Webhook-Id": str(uuid.uuid4()),
         "X-Shopify-Hmac-Sha256": signature,
     }  # fmt: skip
     return http.post(to.urls["shopify_webhook"] + "/", content=raw, headers=headers)

@@ -5,7 +5,7 @@
  *   window.ttCollectConfig = {
  *     endpoint: 'https://REGION-PROJECT.cloudfunctions.net/collect',
  *     pixelCode: 'C4ABC...',
- *     consent: 'manual' | 'gtag' | 'shopify' | function () { return true | false | {...} | null },
+ *     consent: 'manual' | 'gtag' | 'shopify' | 'wp_consent_api' | function () { return true | false | {...} | null },
  *     platform: 'shopify' | 'woocommerce' | undefined,
  *     // A logged-in shopper: the id and its HMAC-SHA256 under COLLECT_SIGNING_SECRET, both rendered
  *     // by the store's server (docs/collect.md, "Signed customer ids"). Unsigned, the id joins nothing.
@@ -23,6 +23,12 @@
   var THIRTY_DAYS = 30 * 24 * 3600;
   var MAX_EVENTS = config.maxEvents || 20;
   var SENT_CONTEXT = 'tt_collect_context'; // sessionStorage: the context this tab last sent (see markUnchanged)
+  var PENDING = 'tt_collect_pending'; // localStorage: requests that got no 2xx, sent again on the next page
+  var RETRY_DELAYS = [1000, 3000]; // then stop on this page; the next page tries once more
+  var PENDING_MAX = 10;
+  var PENDING_SECONDS = 24 * 3600;
+  var CONSENT_WAIT = 3000; // how long the next page waits for its consent answer before resending
+  var wpAnswer = null; // the WP Consent API's last change event for 'marketing': 'allow' | 'deny'
   var queued = (window.ttCollect && window.ttCollect.q) || []; // calls made before this file loaded
   var events = [];
   var timer = null;
@@ -91,6 +97,22 @@
     return {marketingAllowed: !!privacy.marketingAllowed(), saleOfDataAllowed: !!privacy.saleOfDataAllowed()};
   }
 
+  function wpConsentState() {
+    // WP Consent API (WordPress): wp_has_consent('marketing') is true or false, false also before any answer; the
+    // change event and the plugin's cookie (wp_consent_marketing) tell an explicit "deny" from "not answered yet".
+    if (typeof window.wp_has_consent !== 'function') return null;
+    var prefix = (window.consent_api && window.consent_api.cookie_prefix) || 'wp_consent';
+    var answer = wpAnswer || readCookie(prefix + '_marketing');
+    var allowed;
+    try {
+      allowed = !!window.wp_has_consent('marketing');
+    } catch (e) {
+      return null;
+    }
+    if (allowed) return {granted: true};
+    return answer === 'deny' ? {granted: false} : null;
+  }
+
   function currentConsent() {
     if (manualConsent !== null) return manualConsent;
     var source = config.consent || 'manual';
@@ -104,7 +126,16 @@
     }
     if (source === 'gtag') return consentModeState();
     if (source === 'shopify') return shopifyState();
+    if (source === 'wp_consent_api') return wpConsentState();
     return null;
+  }
+
+  function withGpc(consent) {
+    // Global Privacy Control: the browser's opt-out of the sale and sharing of data, forwarded as consent.gpc.
+    if (navigator.globalPrivacyControl !== true) return consent;
+    if (consent === null) return {gpc: true};
+    if (consent === true || consent === false) return {granted: consent, gpc: true};
+    return Object.assign({}, consent, {gpc: true});
   }
 
   function storageAllowed() {
@@ -228,7 +259,7 @@
       },
       events: batch,
     };
-    var consent = currentConsent();
+    var consent = withGpc(currentConsent());
     if (consent !== null) body.consent = consent;
     if (config.key) body.key = config.key;
     if (config.user) body.context.user = typeof config.user === 'function' ? config.user() : config.user;
@@ -261,18 +292,182 @@
         if (navigator.sendBeacon(config.endpoint, body)) return report({transport: 'beacon', events: count});
       } catch (e) { /* fall through to fetch */ }
     }
+    post(body, count, 0);
+  }
+
+  // --- a request that got no 2xx is sent again: 1 s, 3 s later, then on the next page (fetch only) ---
+  // Its events go again only with it (never acknowledged); the endpoint, the sender and TikTok deduplicate
+  // on event_id. A request whose consent is no longer the page's is dropped, never resent over a newer answer.
+  // Each entry remembers the page that kept it: that page's own timers retry it, and only a later page (or
+  // another tab) resends it, so a flush on the same page (an event, a consent change, pagehide) never sends
+  // it a second time while its retry is due or already on its way.
+
+  var pageId = randomId();
+
+  function retryable(status) {
+    return status === 0 || status === 408 || status === 429 || status >= 500;
+  }
+
+  function retryAfter(value) {
+    // Retry-After: delay-seconds or an HTTP-date (RFC 9110); anything else is no hint.
+    if (!value) return 0;
+    if (/^\s*\d+\s*$/.test(value)) return parseInt(value, 10) * 1000;
+    var at = Date.parse(value);
+    return isFinite(at) ? Math.max(0, at - Date.now()) : 0;
+  }
+
+  function post(body, count, attempt) {
     fetch(config.endpoint, {
       method: 'POST', body: body, keepalive: true, credentials: 'omit', headers: {'Content-Type': 'text/plain'},
     }).then(
-      function (r) { report({transport: 'fetch', status: r.status, events: count}); },
-      function () { report({transport: 'fetch', status: 0, events: count}); }
+      function (r) {
+        report({transport: 'fetch', status: r.status, events: count, attempt: attempt});
+        if (!retryable(r.status)) return settle(body);
+        retryLater(body, count, attempt, retryAfter(r.headers.get('Retry-After')));
+      },
+      function () {
+        report({transport: 'fetch', status: 0, events: count, attempt: attempt});
+        retryLater(body, count, attempt, 0);
+      }
     );
+  }
+
+  function retryLater(body, count, attempt, after) {
+    var again = resendable(body);
+    if (attempt === 0) {
+      try { window.sessionStorage.removeItem(SENT_CONTEXT); } catch (e) { /* later requests carry it anyway */ }
+    }
+    var stored = keep(body, again);
+    if (attempt >= RETRY_DELAYS.length) return; // the next page tries again
+    setTimeout(function () {
+      // Settled meanwhile (by another tab's resend) or dropped; without storage, this page's retries go anyway.
+      if (stored && !pendingList().some(function (p) { return p.b === again; })) return;
+      if (!sameConsent(again)) return settle(again);
+      post(again, count, attempt + 1);
+    }, Math.min(Math.max(RETRY_DELAYS[attempt], after), 60000));
+  }
+
+  function resendable(body) {
+    // A resent context is written whatever the page said the first time: drop its "unchanged" hint.
+    try {
+      var parsed = JSON.parse(body);
+      if (parsed.context) delete parsed.context.unchanged;
+      return JSON.stringify(parsed);
+    } catch (e) {
+      return body;
+    }
+  }
+
+  function canonical(value) {
+    // JSON with object keys sorted: the same answer compares equal whatever order its source wrote it in.
+    if (value === undefined || value === null) return 'null';
+    if (Array.isArray(value)) return '[' + value.map(canonical).join(',') + ']';
+    if (typeof value === 'object') {
+      return '{' + Object.keys(value).sort().filter(function (k) { return value[k] !== undefined; })
+        .map(function (k) { return JSON.stringify(k) + ':' + canonical(value[k]); }).join(',') + '}';
+    }
+    return JSON.stringify(value);
+  }
+
+  function sameConsent(body) {
+    // The answer the request carried (absent: none) against the page's now. null and false stay apart: a
+    // request sent before any answer is not resent over a later "no".
+    try {
+      return canonical(JSON.parse(body).consent) === canonical(withGpc(currentConsent()));
+    } catch (e) {
+      return false;
+    }
+  }
+
+  function pendingList() {
+    try {
+      var list = JSON.parse(window.localStorage.getItem(PENDING) || '[]');
+      return Array.isArray(list) ? list.filter(function (p) { return p && typeof p.b === 'string'; }) : [];
+    } catch (e) {
+      return [];
+    }
+  }
+
+  function savePending(list) {
+    // True when stored; false when storage is blocked or full (private mode): retries on this page only.
+    try {
+      if (list.length) window.localStorage.setItem(PENDING, JSON.stringify(list.slice(-PENDING_MAX)));
+      else window.localStorage.removeItem(PENDING);
+      return true;
+    } catch (e) {
+      return false;
+    }
+  }
+
+  function keep(body, again) {
+    // One entry per request, owned by this page; it keeps the time of its first failure, so the 24 h
+    // limit holds however many pages tried it since.
+    var oldest = Date.now() - PENDING_SECONDS * 1000;
+    var first = Date.now();
+    var list = pendingList().filter(function (p) {
+      if (p.b !== body && p.b !== again) return p.t >= oldest;
+      if (p.t < first) first = p.t;
+      return false;
+    });
+    list.push({b: again, t: first, p: pageId});
+    return savePending(list);
+  }
+
+  function settle(body) {
+    var again = resendable(body);
+    var list = pendingList();
+    var left = list.filter(function (p) { return p.b !== body && p.b !== again; });
+    if (left.length !== list.length) savePending(left);
+  }
+
+  function consentTold() {
+    // Whether the page has told the shopper's answer yet. Consent Mode's 'default' (usually all denied) is
+    // not one: a consent platform pushes its stored answer as an 'update', possibly after this file starts.
+    if (manualConsent !== null) return true;
+    if (config.consent === 'gtag') {
+      var layer = window[config.dataLayerName || 'dataLayer'] || [];
+      for (var i = 0; i < layer.length; i++) {
+        if (layer[i] && layer[i][0] === 'consent' && layer[i][1] === 'update') return true;
+      }
+      return false;
+    }
+    return currentConsent() !== null;
+  }
+
+  var resent = false;
+  var leaving = false; // pagehide: the page's own requests still go (keepalive), no earlier page's
+  var waited = false;
+  var waiting = null;
+  function resendPending() {
+    // What an earlier page could not deliver, once per page, if the shopper's consent is still what it said.
+    // This page's own entries are left to its timers (then to the next page). Not while the page unloads: the
+    // answer would never be read, and the next page would send it again.
+    if (resent || leaving || disabled || !started) return;
+    var list = pendingList().filter(function (p) { return p.p !== pageId; });
+    if (!list.length) return;
+    var told = consentTold();
+    if (!told && !waited) {
+      // Not told yet: a banner or consent platform usually tells its stored answer just after this file starts,
+      // and a "no" given since must win. A page that tells nothing (no banner) resends what still matches then.
+      if (!waiting) waiting = setTimeout(function () { waited = true; resendPending(); }, CONSENT_WAIT);
+      return;
+    }
+    resent = true;
+    var oldest = Date.now() - PENDING_SECONDS * 1000;
+    list.forEach(function (p) {
+      if (!(p.t >= oldest)) return settle(p.b);
+      if (!sameConsent(p.b)) return told ? settle(p.b) : undefined; // untold: kept for a page that tells
+      var count = 0;
+      try { count = (JSON.parse(p.b).events || []).length; } catch (e) { /* counted as none */ }
+      post(p.b, count, RETRY_DELAYS.length);
+    });
   }
 
   function flush() {
     timer = null;
     if (disabled || !started) return;
     applyStorage();
+    resendPending();
     while (events.length) {
       var batch = events.splice(0, MAX_EVENTS);
       send(payload(batch), batch.length);
@@ -302,6 +497,7 @@
   function sync() {
     // The click context alone (no events): for the order webhooks to join on later.
     if (disabled || !started) return;
+    resendPending();
     applyStorage().then(function () {
       if (Object.keys(joinKeys).length) send(payload([]), 0);
     });
@@ -323,13 +519,29 @@
     if (clickId() || readCookie('_ttp')) sync();
     else applyStorage();
     if (events.length) schedule();
+    resendPending();
+    if (config.consent === 'wp_consent_api') {
+      // WP Consent API: document event with detail {marketing: 'allow' | 'deny', ...} when the banner changes it.
+      document.addEventListener('wp_listen_for_consent_change', function (event) {
+        var detail = (event && event.detail) || {};
+        if (detail.marketing !== 'allow' && detail.marketing !== 'deny') return;
+        wpAnswer = detail.marketing;
+        sync();
+      });
+    }
     if (config.consent === 'shopify') {
       document.addEventListener('visitorConsentCollected', function () { sync(); });
       if (window.Shopify && window.Shopify.loadFeatures && !shopifyState()) {
         window.Shopify.loadFeatures([{name: 'consent-tracking-api', version: '0.1'}], function () { sync(); });
       }
     }
-    window.addEventListener('pagehide', flush);
+    window.addEventListener('pagehide', function () {
+      leaving = true;
+      flush();
+    });
+    window.addEventListener('pageshow', function (event) {
+      if (event.persisted) leaving = false; // back from the back/forward cache: the same page, alive again
+    });
   }
 
   if (document.prerendering) {

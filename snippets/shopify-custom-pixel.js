@@ -29,7 +29,13 @@ api.customerPrivacy.subscribe('visitorConsentCollected', (event) => {
 });
 
 function consent() {
-  return {marketingAllowed: !!privacy.marketingAllowed, saleOfDataAllowed: !!privacy.saleOfDataAllowed};
+  const answer = {marketingAllowed: !!privacy.marketingAllowed, saleOfDataAllowed: !!privacy.saleOfDataAllowed};
+  // Global Privacy Control (the browser's opt-out of sale and sharing), where the sandbox exposes it.
+  const nav = (init.context && init.context.navigator) || {};
+  if (nav.globalPrivacyControl === true || (self.navigator && self.navigator.globalPrivacyControl === true)) {
+    answer.gpc = true;
+  }
+  return answer;
 }
 
 function lastSegment(id) {
@@ -114,11 +120,155 @@ async function send(event, joinKeys, user, events) {
     events: events,
   };
   await markUnchanged(body);
-  // text/plain and no-cors: no preflight; the answer is not needed (the endpoint logs its outcome).
-  await fetch(COLLECT.endpoint, {
-    method: 'POST', mode: 'no-cors', keepalive: true, credentials: 'omit',
-    headers: {'Content-Type': 'text/plain'}, body: JSON.stringify(body),
+  await resendPending();
+  await post(JSON.stringify(body), 0);
+}
+
+// --- a request that got no 2xx is sent again: 1 s, 3 s later, then when the pixel next loads ---
+// Its events go again only with it (never acknowledged); collect, the sender and TikTok deduplicate on
+// event_id. A request whose consent is no longer the shopper's is dropped, never resent over a newer answer.
+// Each entry remembers the pixel load that kept it: that load's timers retry it, only a later load resends it.
+const PENDING = 'tt_collect_pending';
+const RETRY_DELAYS = [1000, 3000];
+const PENDING_MAX = 10;
+const PENDING_MS = 24 * 3600 * 1000;
+const LOAD_ID = `${Date.now().toString(36)}.${Math.random().toString(36).slice(2)}`;
+let resent = false;
+
+function retryable(status) {
+  return status === 0 || status === 408 || status === 429 || status >= 500;
+}
+
+function retryAfter(value) {
+  // Retry-After: delay-seconds or an HTTP-date (RFC 9110); anything else is no hint.
+  if (!value) return 0;
+  if (/^\s*\d+\s*$/.test(value)) return parseInt(value, 10) * 1000;
+  const at = Date.parse(value);
+  return Number.isFinite(at) ? Math.max(0, at - Date.now()) : 0;
+}
+
+async function post(body, attempt) {
+  let status = 0;
+  let after = 0;
+  try {
+    // text/plain: no preflight. collect answers this keyed request's opaque origin ("null"), so its status is read.
+    const response = await fetch(COLLECT.endpoint, {
+      method: 'POST', mode: 'cors', keepalive: true, credentials: 'omit',
+      headers: {'Content-Type': 'text/plain'}, body: body,
+    });
+    status = response.status;
+    after = retryAfter(response.headers.get('Retry-After'));
+  } catch (e) {
+    status = 0; // a network error, or an answer the sandbox may not read
+  }
+  if (!retryable(status)) return settle(body);
+  const again = resendable(body);
+  if (attempt === 0) {
+    try { await browser.sessionStorage.removeItem('tt_collect_context'); } catch (e) { /* carried anyway */ }
+  }
+  const stored = await keep(body, again);
+  if (attempt >= RETRY_DELAYS.length) return; // the next page tries again
+  await new Promise((resolve) => setTimeout(resolve, Math.min(Math.max(RETRY_DELAYS[attempt], after), 60000)));
+  // Settled meanwhile (another load resent it) or dropped; without storage, this load's retries go anyway.
+  if (stored && !(await pendingList()).some((p) => p.b === again)) return;
+  if (!sameConsent(again)) return settle(again);
+  return post(again, attempt + 1);
+}
+
+function resendable(body) {
+  // A resent context is written whatever the first attempt said: drop its "unchanged" hint.
+  try {
+    const parsed = JSON.parse(body);
+    if (parsed.context) delete parsed.context.unchanged;
+    return JSON.stringify(parsed);
+  } catch (e) {
+    return body;
+  }
+}
+
+function canonical(value) {
+  // JSON with object keys sorted: the same answer compares equal whatever order it was written in.
+  if (value === undefined || value === null) return 'null';
+  if (Array.isArray(value)) return `[${value.map(canonical).join(',')}]`;
+  if (typeof value === 'object') {
+    return `{${Object.keys(value).sort().filter((k) => value[k] !== undefined)
+      .map((k) => `${JSON.stringify(k)}:${canonical(value[k])}`).join(',')}}`;
+  }
+  return JSON.stringify(value);
+}
+
+function sameConsent(body) {
+  try {
+    return canonical(JSON.parse(body).consent) === canonical(consent());
+  } catch (e) {
+    return false;
+  }
+}
+
+// browser.localStorage is asynchronous: each read-modify-write of the list runs alone, so two requests
+// failing together cannot overwrite each other's entry.
+let storageTurn = Promise.resolve();
+function exclusively(task) {
+  const run = storageTurn.then(task, task);
+  storageTurn = run.catch(() => {});
+  return run;
+}
+
+async function pendingList() {
+  try {
+    const list = JSON.parse((await browser.localStorage.getItem(PENDING)) || '[]');
+    return Array.isArray(list) ? list.filter((p) => p && typeof p.b === 'string') : [];
+  } catch (e) {
+    return [];
+  }
+}
+
+async function savePending(list) {
+  // True when stored; false when storage is unavailable or full: retries within this load only.
+  try {
+    if (list.length) await browser.localStorage.setItem(PENDING, JSON.stringify(list.slice(-PENDING_MAX)));
+    else await browser.localStorage.removeItem(PENDING);
+    return true;
+  } catch (e) {
+    return false;
+  }
+}
+
+function keep(body, again) {
+  // One entry per request, owned by this load; it keeps the time of its first failure, so the 24 h limit
+  // holds however many loads tried it since.
+  return exclusively(async () => {
+    const oldest = Date.now() - PENDING_MS;
+    let first = Date.now();
+    const list = (await pendingList()).filter((p) => {
+      if (p.b !== body && p.b !== again) return p.t >= oldest;
+      first = Math.min(first, p.t);
+      return false;
+    });
+    list.push({b: again, t: first, p: LOAD_ID});
+    return savePending(list);
   });
+}
+
+function settle(body) {
+  return exclusively(async () => {
+    const again = resendable(body);
+    const list = await pendingList();
+    const left = list.filter((p) => p.b !== body && p.b !== again);
+    if (left.length !== list.length) await savePending(left);
+  });
+}
+
+async function resendPending() {
+  // What an earlier load could not deliver, once per load, if the shopper's consent is still what it said.
+  if (resent) return;
+  resent = true;
+  const oldest = Date.now() - PENDING_MS;
+  for (const p of await pendingList()) {
+    if (p.p === LOAD_ID) continue; // this load's own: its timers retry it
+    if (!(p.t >= oldest) || !sameConsent(p.b)) await settle(p.b);
+    else post(p.b, RETRY_DELAYS.length);
+  }
 }
 
 function money(value) {

@@ -44,6 +44,24 @@ def sent(browser: Any) -> list[dict]:
     return browser.execute_script("return window.sent")
 
 
+# The shape of a real ``_ttp`` (TikTok's pixel's first-party cookie): 27 base62 characters (a KSUID), sometimes
+# with ``.tt.<n>``; collect drops other shapes (shared/domain/shapes.py). The demo page's stand-in writes a random
+# one; a test that follows _ttp to TikTok sets a known value of that shape.
+BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+
+def realistic_ttp(browser: Any) -> str:
+    """Make the page's stand-in pixel write a real-looking ``_ttp`` on the grant; that value."""
+    number = uuid.uuid4().int
+    value = "2" + "".join(BASE62[(number >> (6 * i)) % 62] for i in range(26)) + ".tt.1"
+    browser.execute_script(
+        "var v = arguments[0]; window.ttq.grantConsent = function () {"
+        " if (document.cookie.indexOf('_ttp=') < 0) document.cookie = '_ttp=' + v + '; Path=/; SameSite=Lax'; };",
+        value,
+    )
+    return value
+
+
 def test_with_consent_the_click_is_kept_in_a_cookie_and_add_to_cart_reaches_tiktok_with_the_same_event_id(
     browser, demo_site, demo_collect, stack, stack_store
 ):
@@ -51,8 +69,9 @@ def test_with_consent_the_click_is_kept_in_a_cookie_and_add_to_cart_reaches_tikt
     browser.get(demo_site.page(endpoint=demo_collect, pixel=pixel, platform="woocommerce", ttclid=click_id))
     assert cookie(browser, "ttclid") is None  # nothing is written before consent
 
+    ttp = realistic_ttp(browser)
     click(browser, "grant")
-    assert cookie(browser, "ttclid") == click_id
+    assert cookie(browser, "ttclid") == click_id and cookie(browser, "_ttp") == ttp
     session = cookie(browser, "tt_session")
     assert session and len(session) == 32
     assert cookie(browser, "tt_consent") == "granted"  # what the WooCommerce checkout snippet records
@@ -61,7 +80,7 @@ def test_with_consent_the_click_is_kept_in_a_cookie_and_add_to_cart_reaches_tikt
     [event] = wait_for_sandbox_events(stack.url("sandbox"), 1, event_id=event_id)
     assert event["event"] == "AddToCart" and event["event_source_id"] == pixel
     assert event["user"]["ttclid"] == click_id
-    assert event["user"]["ttp"] == cookie(browser, "_ttp")
+    assert event["user"]["ttp"] == ttp
     assert event["user"]["user_agent"].endswith("Chrome/150.0.0.0 Safari/537.36")
     assert event["properties"]["contents"][0]["content_id"] == "SKU-BLUE-SHIRT"
     assert [s["transport"] for s in sent(browser)] == ["beacon", "beacon"]  # the consent sync, then the event
@@ -78,7 +97,9 @@ def test_with_consent_the_click_is_kept_in_a_cookie_and_add_to_cart_reaches_tikt
     assert event["user"]["ttclid"] == click_id and later != event_id
 
 
-def test_with_consent_denied_nothing_is_stored_or_sent(browser, demo_site, demo_collect, stack, stack_store):
+def test_with_consent_denied_nothing_is_sent_and_only_the_no_is_stored(
+    browser, demo_site, demo_collect, stack, stack_store
+):
     pixel, token = stack.settings["TIKTOK_PIXEL_CODE"], f"cart-{uuid.uuid4().hex}"
     page = demo_site.page(endpoint=demo_collect, pixel=pixel, transport="fetch", cart=token,
                           ttclid=f"E.C.P.{uuid.uuid4().hex}")  # fmt: skip
@@ -90,7 +111,11 @@ def test_with_consent_denied_nothing_is_stored_or_sent(browser, demo_site, demo_
     answers = wait_until(lambda: len(sent(browser)) == 3 and sent(browser))
     assert {s["status"] for s in answers} == {204} and sorted(s["events"] for s in answers) == [0, 0, 1]
     assert cookie(browser, "ttclid") is None and cookie(browser, "_ttp") is None
-    assert stack_store.find_click_context(pixel, [(JOIN_SHOPIFY_CART, token)]) is None
+    # The denial is remembered, alone (docs/collect.md, Consent: "A 'no' is remembered"): its answer and time,
+    # nothing of the shopper: no click id, cookie, URL, user agent or identifier.
+    denied = stack_store.find_click_context(pixel, [(JOIN_SHOPIFY_CART, token)])
+    assert denied["consent"]["granted"] is False
+    assert not {"ttclid", "ttp", "page_url", "ip", "user_agent", "locale", "user", "customer_key"} & set(denied)
 
     # Barrier: the same page, now consenting, sends through the same path; once that arrives, the
     # withheld event would have too.

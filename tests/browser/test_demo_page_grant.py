@@ -14,6 +14,7 @@ import demo
 import httpx
 import pytest
 
+from shared.config import DEFAULT_SHOPIFY_API_VERSION
 from shared.receive.orders import JOIN_SHOPIFY_CART
 from tests.helpers import shopify_signature, wait_for_sandbox_events, wait_until
 
@@ -44,7 +45,8 @@ def test_accept_without_a_cart_grants_for_a_fresh_cart_token_and_an_order_for_it
     raw = json.dumps(order).encode()
     answer = httpx.post(stack.url("shopify_webhook") + "/", content=raw, timeout=15, headers={
         "Content-Type": "application/json", "X-Shopify-Topic": "orders/paid",
-        "X-Shopify-Shop-Domain": stack.settings["SHOPIFY_SHOP_DOMAIN"], "X-Shopify-API-Version": "2026-04",
+        "X-Shopify-Shop-Domain": stack.settings["SHOPIFY_SHOP_DOMAIN"],
+        "X-Shopify-API-Version": DEFAULT_SHOPIFY_API_VERSION,
         "X-Shopify-Webhook-Id": str(uuid.uuid4()),
         "X-Shopify-Hmac-Sha256": shopify_signature(raw, stack.settings["SHOPIFY_WEBHOOK_SECRET"]),
     })  # fmt: skip

@@ -124,15 +124,19 @@ def test_a_consent_withdrawn_in_the_sandbox_stops_storing(browser, demo_site, de
     browser.execute_script("publish('checkout_started', arguments[0])", started(first))
     wait_until(lambda: stack_store.find_click_context(pixel, [(JOIN_SHOPIFY_CHECKOUT, first)]))
     browser.execute_script("changeConsent({marketingAllowed: false, saleOfDataAllowed: false})")
-    # The denial for the first checkout deletes its context: proof the request was processed.
+    # The denial for the first checkout replaces its context with the "no" alone: proof the request was processed.
     browser.execute_script("publish('checkout_started', arguments[0])", started(first))
-    wait_until(lambda: stack_store.find_click_context(pixel, [(JOIN_SHOPIFY_CHECKOUT, first)]) is None)
+    wait_until(lambda: stack_store.find_click_context(pixel, [(JOIN_SHOPIFY_CHECKOUT, first)])["consent"][
+        "marketing_allowed"] is False)  # fmt: skip
+    assert "ttclid" not in stack_store.find_click_context(pixel, [(JOIN_SHOPIFY_CHECKOUT, first)])
     browser.execute_script("publish('checkout_started', arguments[0])", started(second))
     browser.execute_script("changeConsent({marketingAllowed: true, saleOfDataAllowed: true})")
     barrier = f"chk-{uuid.uuid4().hex}"
     browser.execute_script("publish('checkout_started', arguments[0])", started(barrier))
     wait_until(lambda: stack_store.find_click_context(pixel, [(JOIN_SHOPIFY_CHECKOUT, barrier)]))
-    assert stack_store.find_click_context(pixel, [(JOIN_SHOPIFY_CHECKOUT, second)]) is None
+    # The checkout started while withdrawn holds the "no" alone: no grant, no click id.
+    withdrawn = stack_store.find_click_context(pixel, [(JOIN_SHOPIFY_CHECKOUT, second)])
+    assert withdrawn["consent"]["marketing_allowed"] is False and "ttclid" not in withdrawn
 
 
 def test_the_custom_pixel_sends_the_customer_signature_the_theme_left_in_a_cookie(
@@ -161,3 +165,33 @@ def test_the_custom_pixel_sends_the_customer_signature_the_theme_left_in_a_cooki
     context = wait_until(lambda: stack_store.find_click_context(pixel, [(JOIN_CUSTOMER, customer)]))
     assert context["ttclid"] == f"E.C.P.{customer}"
     assert stack_store.find_click_context(pixel, [(JOIN_SHOPIFY_CHECKOUT, token)])["ttclid"] == f"E.C.P.{customer}"
+
+
+def test_without_storage_the_custom_pixel_still_retries_a_503_in_its_load(
+    browser, demo_site, demo_collect, stack, stack_store
+):
+    # This stand-in sandbox has no browser.localStorage (as where storage is unavailable): no next-load resend,
+    # but the load's own retry still goes, once, and the context is stored.
+    from tests.browser.test_collect_retry_browser import FlakyCollect
+
+    pixel, token = stack.settings["TIKTOK_PIXEL_CODE"], f"chk-{uuid.uuid4().hex}"
+    flaky = FlakyCollect(demo_collect)
+    try:
+        flaky.failures = 1
+        init = {
+            "customerPrivacy": {"marketingAllowed": True, "saleOfDataAllowed": True},
+            "data": {"shop": {"myshopifyDomain": SHOP}, "customer": None, "cart": None},
+            "context": {"document": {"location": {"href": f"https://{SHOP}/"}}},
+        }
+        open_sandbox(browser, demo_site, init, flaky.url, pixel, stack.settings["COLLECT_KEYS"].split(",")[0])
+        checkout = {"token": token, "totalPrice": {"amount": 5, "currencyCode": "USD"}}
+        started = {"id": f"sh-{uuid.uuid4()}", "name": "checkout_started", "timestamp": "2026-11-24T10:00:00Z",
+                   "data": {"checkout": checkout}}  # fmt: skip
+        browser.execute_script("publish('checkout_started', arguments[0])", started)
+        context = wait_until(
+            lambda: stack_store.find_click_context(pixel, [(JOIN_SHOPIFY_CHECKOUT, token)]), timeout=15
+        )
+        assert context["consent"]["marketing_allowed"] is True
+        assert len(flaky.received) == 2 and [status for _, status in flaky.forwarded] == [200]
+    finally:
+        flaky.close()

@@ -21,7 +21,7 @@ from typing import Any
 import functions_framework
 import pytest
 
-from shared.config import ShopifySettings
+from shared.config import DEFAULT_SHOPIFY_API_VERSION, ShopifySettings
 from shared.infra.pubsub import EventPublisher, make_publisher_client
 from shared.infra.store import COLLECTIONS, EVENT_CLAIMS, ORDER_EVENTS, Store, make_client
 from shared.receive.orders import JOIN_SHOPIFY_CHECKOUT
@@ -41,7 +41,7 @@ def attributes(topic: str | None = "orders/paid", shop: str | None = SHOP, **ext
     sent = {
         "X-Shopify-Topic": topic,
         "X-Shopify-Shop-Domain": shop,
-        "X-Shopify-API-Version": "2026-04",
+        "X-Shopify-API-Version": DEFAULT_SHOPIFY_API_VERSION,
         "X-Shopify-Webhook-Id": str(uuid.uuid4()),
         "X-Shopify-Event-Id": str(uuid.uuid4()),
         "X-Shopify-Triggered-At": dt.datetime.now(dt.timezone.utc).isoformat().replace("+00:00", "Z"),

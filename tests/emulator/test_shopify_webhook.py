@@ -27,7 +27,7 @@ from typing import Any
 import functions_framework
 import pytest
 
-from shared.config import ShopifySettings
+from shared.config import DEFAULT_SHOPIFY_API_VERSION, ShopifySettings
 from shared.infra.metrics import COUNTERS
 from shared.infra.pubsub import EventPublisher, make_publisher_client
 from shared.infra.store import (
@@ -103,7 +103,7 @@ class Webhook:
             "Content-Type": "application/json",
             "X-Shopify-Topic": topic,
             "X-Shopify-Shop-Domain": SHOP,
-            "X-Shopify-API-Version": "2026-04",
+            "X-Shopify-API-Version": DEFAULT_SHOPIFY_API_VERSION,
             "X-Shopify-Webhook-Id": delivery_id or str(uuid.uuid4()),
             "X-Shopify-Hmac-Sha256": shopify_signature(body, secret),
             **(headers or {}),

@@ -268,11 +268,14 @@ def test_a_plain_grant_is_logged_without_limited_data_use(capsys):
     assert "limited" not in line["message"]
 
 
-def test_a_withdrawal_says_it_deleted_the_stored_context():
+def test_a_withdrawal_says_the_denial_alone_replaced_the_stored_context():
     recorder = tc.Recorder()
     reply = handle(tc.post(tc.body(consent={"marketingAllowed": False})), tc.runtime(recorder))
-    assert reply.status == 204 and recorder.released
-    assert "deleted" in reply.outcome.reason and "nothing stored" not in reply.outcome.reason
+    assert reply.status == 204 and len(recorder.replaced) == 1 and not recorder.contexts
+    [(_pixel, keys, context, _ttl)] = recorder.replaced
+    assert keys and set(context) == {"consent"} and context["consent"]["marketing_allowed"] is False
+    assert "denial alone" in reply.outcome.reason and "replacing" in reply.outcome.reason
+    assert "nothing stored" not in reply.outcome.reason
 
 
 def test_a_withholding_without_keys_to_delete_says_nothing_was_stored():

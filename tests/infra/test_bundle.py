@@ -203,6 +203,8 @@ SAMPLE_ENV = {
     "COLLECT_ALLOWED_ORIGINS": "https://shop.example.test",
     "CLICK_TTL_DAYS": "7",
     "COLLECT_BROWSER_PURCHASES": "false",  # true only with collect_browser_purchase_max_value
+    "CONSENT_GPC": "limited",  # or deny
+    "ORDER_MAX_EVENT_AGE_DAYS": "7",  # order_max_event_age_days
     "COLLECT_TRUSTED_PROXY_HOPS": "1",  # set only behind the load balancer (collect_load_balancer)
     "SHOPIFY_SHOP_DOMAIN": "bundle-test.myshopify.com",
     "SHOPIFY_INCLUDE_TEST_ORDERS": "false",  # include_test_orders

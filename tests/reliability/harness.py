@@ -40,6 +40,8 @@ from typing import Any
 
 import httpx
 
+from shared.config import DEFAULT_SHOPIFY_API_VERSION
+
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures"
 RUN_DIR = ROOT / ".run"
@@ -120,10 +122,15 @@ def collect_document(pixel_code: str, event_id: str, **properties: Any) -> dict[
     }  # fmt: skip
 
 
+LOAD_BALANCER_IP = "203.0.113.250"
+
+
 def collect_headers(client_ip: str | None = None) -> dict[str, str]:
     headers = {"Origin": COLLECT_ORIGIN, "Content-Type": "text/plain;charset=UTF-8", "User-Agent": CHROME}
     if client_ip:
-        headers["X-Forwarded-For"] = client_ip
+        # As the stack's one trusted hop (an external load balancer) delivers it: the shopper, then the
+        # balancer's own forwarding-rule address. A lone entry names no client, and is limited as one.
+        headers["X-Forwarded-For"] = f"{client_ip}, {LOAD_BALANCER_IP}"
     return headers
 
 
@@ -151,7 +158,7 @@ def shopify_headers(body: bytes, settings: dict[str, str], topic: str, webhook_i
         "Content-Type": "application/json",
         "X-Shopify-Topic": topic,
         "X-Shopify-Shop-Domain": settings["SHOPIFY_SHOP_DOMAIN"],
-        "X-Shopify-API-Version": "2026-04",
+        "X-Shopify-API-Version": DEFAULT_SHOPIFY_API_VERSION,
         "X-Shopify-Webhook-Id": webhook_id,
         "X-Shopify-Triggered-At": _iso_now(),
     }

@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from scripts import localstack
+from shared.config import DEFAULT_SHOPIFY_API_VERSION
 from shared.infra.store import ORDER_EVENTS
 from shared.receive.orders import JOIN_SHOPIFY_CHECKOUT
 from tests.emulator.test_shopify_mapping import SHOP
@@ -61,7 +62,7 @@ def publish(publisher, shopify_topic, payload: dict | bytes, topic: str | None =
     attributes = {
         "X-Shopify-Topic": topic,
         "X-Shopify-Shop-Domain": shop,
-        "X-Shopify-API-Version": "2026-04",
+        "X-Shopify-API-Version": DEFAULT_SHOPIFY_API_VERSION,
         "X-Shopify-Webhook-Id": str(uuid.uuid4()),
         "X-Shopify-Event-Id": event_id,
         "X-Shopify-Triggered-At": dt.datetime.now(dt.timezone.utc).isoformat().replace("+00:00", "Z"),

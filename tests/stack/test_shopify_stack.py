@@ -25,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
+from shared.config import DEFAULT_SHOPIFY_API_VERSION
 from shared.infra.store import EVENT_CLAIMS, ORDER_EVENTS, WEBHOOK_DELIVERIES, Store
 from shared.receive.orders import JOIN_SHOPIFY_CART, JOIN_SHOPIFY_CHECKOUT
 from tests.emulator.test_shopify_mapping import SHOP, documented_order
@@ -53,7 +54,7 @@ def deliver(client, stack, payload: dict | bytes, topic: str = "orders/paid", *,
         "Content-Type": "application/json",
         "X-Shopify-Topic": topic,
         "X-Shopify-Shop-Domain": stack.settings["SHOPIFY_SHOP_DOMAIN"],
-        "X-Shopify-API-Version": "2026-04",
+        "X-Shopify-API-Version": DEFAULT_SHOPIFY_API_VERSION,
         "X-Shopify-Webhook-Id": delivery_id or str(uuid.uuid4()),
         "X-Shopify-Hmac-Sha256": shopify_signature(body, secret or stack.settings["SHOPIFY_WEBHOOK_SECRET"]),
     }
