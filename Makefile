@@ -29,13 +29,14 @@ run: $(STAMP)
 	$(BIN)/python scripts/localstack.py run --fresh-logs
 
 ## Every test: unit, emulator-backed, end-to-end through the local stack, browser, infrastructure.
-test: $(STAMP) $(INFRA_STAMP)
+test: $(STAMP) $(INFRA_STAMP) lint
 	scripts/ensure-system-deps.sh
 	CHECKOV_BIN=$(abspath $(INFRA_VENV))/bin/checkov $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 ## Benchmarks (not part of `make test`): bounded load on loopback, prints figures, writes JSON.
 bench: $(STAMP)

@@ -254,7 +254,8 @@ class TenantSettings(_EnvSettings):
     def _base_tenants(self) -> dict[str, Any]:
         if self.tenants_json:
             try:
-                return json.loads(self.tenants_json)
+                tenants: dict[str, Any] = json.loads(self.tenants_json)
+                return tenants
             except json.JSONDecodeError as exc:
                 raise ConfigError(f"PIPELINE_TENANTS: not valid JSON ({exc.msg})") from None
         if not self.pixel_code:

@@ -304,7 +304,7 @@ locals {
                 targetAxis     = "Y1"
                 timeSeriesQuery = {
                   timeSeriesFilter = {
-                    filter      = "metric.type=\"pubsub.googleapis.com/subscription/num_undelivered_messages\" AND resource.type=\"pubsub_subscription\" AND resource.labels.subscription_id=\"${google_pubsub_subscription.sender_push.name}\""
+                    filter      = "metric.type=\"pubsub.googleapis.com/subscription/num_undelivered_messages\" AND resource.type=\"pubsub_subscription\" AND resource.labels.subscription_id=\"${module.events_push.push_subscription_name}\""
                     aggregation = { alignmentPeriod = "60s", perSeriesAligner = "ALIGN_MAX" }
                   }
                 }
@@ -315,7 +315,7 @@ locals {
                 targetAxis     = "Y2"
                 timeSeriesQuery = {
                   timeSeriesFilter = {
-                    filter      = "metric.type=\"pubsub.googleapis.com/subscription/oldest_unacked_message_age\" AND resource.type=\"pubsub_subscription\" AND resource.labels.subscription_id=\"${google_pubsub_subscription.sender_push.name}\""
+                    filter      = "metric.type=\"pubsub.googleapis.com/subscription/oldest_unacked_message_age\" AND resource.type=\"pubsub_subscription\" AND resource.labels.subscription_id=\"${module.events_push.push_subscription_name}\""
                     aggregation = { alignmentPeriod = "60s", perSeriesAligner = "ALIGN_MAX" }
                   }
                 }
@@ -334,7 +334,7 @@ locals {
               legendTemplate = "dead-lettered messages"
               timeSeriesQuery = {
                 timeSeriesFilter = {
-                  filter      = "metric.type=\"pubsub.googleapis.com/subscription/num_undelivered_messages\" AND resource.type=\"pubsub_subscription\" AND resource.labels.subscription_id=\"${google_pubsub_subscription.dead_letter.name}\""
+                  filter      = "metric.type=\"pubsub.googleapis.com/subscription/num_undelivered_messages\" AND resource.type=\"pubsub_subscription\" AND resource.labels.subscription_id=\"${module.events_push.dead_letter_subscription_name}\""
                   aggregation = { alignmentPeriod = "60s", perSeriesAligner = "ALIGN_MAX" }
                 }
               }

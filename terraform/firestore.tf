@@ -1,10 +1,11 @@
 # Firestore (native mode) and one TTL policy per collection.
 
 locals {
-  # Must equal shared.infra.store.COLLECTIONS; every document there carries the TTL field
-  # shared.infra.store.TTL_FIELD (tests/infra checks both).
-  firestore_collections = ["click_contexts", "webhook_deliveries", "order_events", "event_claims", "dead_events"]
-  firestore_ttl_field   = "expire_at"
+  # The collections and the TTL field every document carries, listed once in the shared package's
+  # data (shared.infra.store.COLLECTIONS and TTL_FIELD equal it: tests/infra checks both).
+  firestore_schema      = jsondecode(file("${path.module}/../shared/data/firestore_collections.json"))
+  firestore_collections = local.firestore_schema.collections
+  firestore_ttl_field   = local.firestore_schema.ttl_field
 }
 
 # Created here unless var.create_firestore_database is false: then the project's existing database

@@ -1,41 +1,69 @@
-# The four gen2 functions, their source bundles and their environment.
+# The gen2 functions, their source bundles and their environment.
 
 locals {
   repo_root = "${path.module}/.."
 
-  # One entry per folder under functions/ (the keys of shared.config.FUNCTION_SETTINGS).
-  #   entry_point  the decorated function in main.py
+  # One entry per folder under functions/ (the keys of shared.config.FUNCTION_SETTINGS): its
+  # bundle, runtime identity, environment and secrets.
   #   short_name   used in service account ids (30 characters at most)
   #   public_http  called from the internet (browsers, Shopify, WooCommerce): allUsers may invoke
   #   publishes    publishes envelopes to the events topic
   functions = {
     collect = {
-      entry_point = "collect"
       short_name  = "collect"
       public_http = true
       publishes   = true
     }
     shopify_webhook = {
-      entry_point = "shopify_webhook"
       short_name  = "shopify"
       public_http = true
       publishes   = true
     }
     woocommerce_webhook = {
-      entry_point = "woocommerce_webhook"
       short_name  = "woocommerce"
       public_http = true
       publishes   = true
     }
     sender = {
-      entry_point = "sender"
       short_name  = "sender"
       public_http = false # only our push subscription calls it, with an OIDC token
       publishes   = false
     }
   }
 
-  # Sizing defaults; var.function_settings overrides them attribute by attribute.
+  # Every function deployed (google_cloudfunctions2_function.function), by name; its service
+  # is <name_prefix>-<name with dashes>.
+  #   folder       what it runs: the bundle of functions/<folder>, and that folder's runtime
+  #                identity, environment, secrets and sizing (local.functions, function_env,
+  #                secrets.tf, function_defaults)
+  #   entry_point  the decorated function in the folder's main.py
+  #   enabled      deployed at all
+  #   runtime      sizing that differs from the folder's
+  # shopify_pubsub is the Shopify folder's Pub/Sub entry point (var.shopify_pubsub_enabled),
+  # a function of its own because Cloud Run grants invocation per service: shopify_webhook
+  # must be public for Shopify's HTTPS deliveries, while this one trusts the shop named in
+  # message attributes without an HMAC, so only the push subscription's identity may invoke
+  # it (pubsub.tf), and only from inside Google Cloud (ingress).
+  cloud_functions = {
+    collect             = { folder = "collect", entry_point = "collect", enabled = true }
+    shopify_webhook     = { folder = "shopify_webhook", entry_point = "shopify_webhook", enabled = true }
+    woocommerce_webhook = { folder = "woocommerce_webhook", entry_point = "woocommerce_webhook", enabled = true }
+    sender              = { folder = "sender", entry_point = "sender", enabled = true }
+    shopify_pubsub = {
+      folder      = "shopify_webhook"
+      entry_point = "shopify_pubsub"
+      enabled     = var.shopify_pubsub_enabled
+      description = "TikTok Events API pipeline: Shopify webhooks delivered through Pub/Sub"
+      runtime = {
+        min_instance_count = 0 # Pub/Sub waits out a cold start: nobody is kept waiting
+        # Pub/Sub push from the same project counts as internal traffic.
+        ingress_settings = "ALLOW_INTERNAL_ONLY"
+      }
+    }
+  }
+  deployed_functions = { for name, fn in local.cloud_functions : name => fn if fn.enabled }
+
+  # Sizing defaults of each folder; var.function_settings overrides them attribute by attribute.
   # The sender's concurrency is what lets it coalesce concurrent pushes into one
   # TikTok batch; its timeout is also the push subscription's ack deadline (<= 600 s).
   function_defaults = {
@@ -83,11 +111,13 @@ locals {
   # X-Forwarded-For hop forged.
   lb_ingress = { collect = { for key, value in { ingress_settings = "ALLOW_INTERNAL_AND_GCLB" } : key => value if var.collect_load_balancer } }
 
+  # Sizing of every function in local.cloud_functions (enabled or not, so that references hold).
   function_runtime = {
-    for name, defaults in local.function_defaults : name => merge(
-      defaults,
+    for name, fn in local.cloud_functions : name => merge(
+      local.function_defaults[fn.folder],
       try(local.lb_ingress[name], {}),
-      { for key, value in try(var.function_settings[name], {}) : key => value if value != null },
+      { for key, value in try(var.function_settings[fn.folder], {}) : key => value if value != null },
+      lookup(fn, "runtime", {}),
     )
   }
 
@@ -109,7 +139,7 @@ locals {
       PIPELINE_TENANTS            = var.pipeline_tenants
       DEFAULT_PHONE_REGION        = var.default_phone_region
       TIKTOK_TEST_EVENT_CODE      = var.tiktok_test_event_code
-      PUBSUB_TOPIC                = google_pubsub_topic.events.name
+      PUBSUB_TOPIC                = module.events_push.topic_name
       COLLECT_ALLOWED_ORIGINS     = join(",", var.collect_allowed_origins)
       COLLECT_KEYS                = join(",", var.collect_keys)
       CLICK_TTL_DAYS              = tostring(var.click_ttl_days)
@@ -131,7 +161,7 @@ locals {
       PIPELINE_TENANTS            = var.pipeline_tenants
       DEFAULT_PHONE_REGION        = var.default_phone_region
       TIKTOK_TEST_EVENT_CODE      = var.tiktok_test_event_code
-      PUBSUB_TOPIC                = google_pubsub_topic.events.name
+      PUBSUB_TOPIC                = module.events_push.topic_name
       SHOPIFY_SHOP_DOMAIN         = var.shopify_shop_domain
       SHOPIFY_INCLUDE_TEST_ORDERS = tostring(var.include_test_orders)
       SHOPIFY_API_VERSION         = var.shopify_api_version
@@ -149,7 +179,7 @@ locals {
       PIPELINE_TENANTS            = var.pipeline_tenants
       DEFAULT_PHONE_REGION        = var.default_phone_region
       TIKTOK_TEST_EVENT_CODE      = var.tiktok_test_event_code
-      PUBSUB_TOPIC                = google_pubsub_topic.events.name
+      PUBSUB_TOPIC                = module.events_push.topic_name
       WOOCOMMERCE_SITE_URL        = var.woocommerce_site_url
       ORDER_MAX_EVENT_AGE_DAYS    = tostring(var.order_max_event_age_days)
       THREADS                     = tostring(local.function_runtime.woocommerce_webhook.max_instance_request_concurrency)
@@ -300,11 +330,11 @@ resource "google_artifact_registry_repository" "functions" {
 # ---------------------------------------------------------------------------
 
 resource "google_cloudfunctions2_function" "function" {
-  for_each = local.functions
+  for_each = local.deployed_functions
 
   name        = "${var.name_prefix}-${replace(each.key, "_", "-")}"
   location    = var.region
-  description = "TikTok Events API pipeline: ${each.key}"
+  description = lookup(each.value, "description", "TikTok Events API pipeline: ${each.key}")
 
   build_config {
     runtime           = "python312"
@@ -314,7 +344,7 @@ resource "google_cloudfunctions2_function" "function" {
     source {
       storage_source {
         bucket = google_storage_bucket.sources.name
-        object = google_storage_bucket_object.bundle[each.key].name
+        object = google_storage_bucket_object.bundle[each.value.folder].name
       }
     }
   }
@@ -328,14 +358,14 @@ resource "google_cloudfunctions2_function" "function" {
     max_instance_request_concurrency = local.function_runtime[each.key].max_instance_request_concurrency
     ingress_settings                 = local.function_runtime[each.key].ingress_settings
     all_traffic_on_latest_revision   = true
-    service_account_email            = google_service_account.function[each.key].email
+    service_account_email            = google_service_account.function[each.value.folder].email
 
-    environment_variables = { for key, value in local.function_env[each.key] : key => value if value != null }
+    environment_variables = { for key, value in local.function_env[each.value.folder] : key => value if value != null }
 
     # Resolved when an instance starts: after `gcloud secrets versions add`, new
     # instances see the new value (redeploy or wait for instances to recycle).
     dynamic "secret_environment_variables" {
-      for_each = { for id, secret in local.secrets : secret.env => id if secret.function == each.key }
+      for_each = { for id, secret in local.secrets : secret.env => id if secret.function == each.value.folder }
       content {
         key        = secret_environment_variables.key
         project_id = var.project_id
@@ -377,65 +407,8 @@ resource "google_cloudfunctions2_function" "function" {
   ]
 }
 
-# The Pub/Sub entry point of the Shopify function (var.shopify_pubsub_enabled): the
-# same bundle, identity and environment as shopify_webhook, entry point
-# shopify_pubsub. A function of its own because Cloud Run grants invocation per
-# service: shopify_webhook must be public for Shopify's HTTPS deliveries, while
-# this one trusts the shop named in message attributes without an HMAC, so only
-# the push subscription's identity may invoke it (iam.tf), and only from inside
-# Google Cloud (ingress).
-resource "google_cloudfunctions2_function" "shopify_pubsub" {
-  count = var.shopify_pubsub_enabled ? 1 : 0
-
-  name        = "${var.name_prefix}-shopify-pubsub"
-  location    = var.region
-  description = "TikTok Events API pipeline: Shopify webhooks delivered through Pub/Sub"
-
-  build_config {
-    runtime           = "python312"
-    entry_point       = "shopify_pubsub"
-    service_account   = google_service_account.builder.id
-    docker_repository = google_artifact_registry_repository.functions.id
-    source {
-      storage_source {
-        bucket = google_storage_bucket.sources.name
-        object = google_storage_bucket_object.bundle["shopify_webhook"].name
-      }
-    }
-  }
-
-  service_config {
-    available_memory                 = local.function_runtime.shopify_webhook.available_memory
-    available_cpu                    = local.function_runtime.shopify_webhook.available_cpu
-    timeout_seconds                  = local.function_runtime.shopify_webhook.timeout_seconds
-    min_instance_count               = 0 # Pub/Sub waits out a cold start: nobody is kept waiting
-    max_instance_count               = local.function_runtime.shopify_webhook.max_instance_count
-    max_instance_request_concurrency = local.function_runtime.shopify_webhook.max_instance_request_concurrency
-    # Pub/Sub push from the same project counts as internal traffic.
-    ingress_settings               = "ALLOW_INTERNAL_ONLY"
-    all_traffic_on_latest_revision = true
-    service_account_email          = google_service_account.function["shopify_webhook"].email
-
-    environment_variables = { for key, value in local.function_env.shopify_webhook : key => value if value != null }
-
-    dynamic "secret_environment_variables" {
-      for_each = { for id, secret in local.secrets : secret.env => id if secret.function == "shopify_webhook" }
-      content {
-        key        = secret_environment_variables.key
-        project_id = var.project_id
-        secret     = google_secret_manager_secret.secret[secret_environment_variables.value].secret_id
-        version    = "latest"
-      }
-    }
-  }
-
-  depends_on = [
-    google_project_iam_member.function_firestore,
-    google_pubsub_topic_iam_member.receiver_publisher,
-    google_secret_manager_secret_iam_member.function_secret,
-    google_project_iam_member.builder_logs,
-    google_project_iam_member.builder_sources,
-    google_storage_bucket_iam_member.builder_sources,
-    google_artifact_registry_repository_iam_member.builder_images,
-  ]
+# State written before the Pub/Sub entry point joined local.cloud_functions.
+moved {
+  from = google_cloudfunctions2_function.shopify_pubsub[0]
+  to   = google_cloudfunctions2_function.function["shopify_pubsub"]
 }

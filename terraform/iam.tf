@@ -16,7 +16,8 @@ resource "google_service_account" "function" {
   depends_on = [google_project_service.this]
 }
 
-# Identity in the OIDC token Pub/Sub attaches to pushes to the sender.
+# Identity in the OIDC token Pub/Sub attaches to pushes (to the sender, and to
+# shopify_pubsub when enabled): the only one that may invoke them (pubsub.tf).
 resource "google_service_account" "push" {
   account_id   = "${var.name_prefix}-push"
   display_name = "TikTok pipeline: Pub/Sub push to the sender"
@@ -54,7 +55,7 @@ resource "google_project_iam_member" "function_firestore" {
 resource "google_pubsub_topic_iam_member" "receiver_publisher" {
   for_each = { for name, fn in local.functions : name => fn if fn.publishes }
 
-  topic  = google_pubsub_topic.events.id
+  topic  = module.events_push.topic_id
   role   = "roles/pubsub.publisher"
   member = "serviceAccount:${google_service_account.function[each.key].email}"
 }
@@ -86,31 +87,9 @@ resource "google_cloud_run_service_iam_member" "public_invoker" {
   member   = "allUsers"
 }
 
-# Only our push subscription's identity may invoke the sender.
-resource "google_cloud_run_service_iam_member" "push_invoker" {
-  location = var.region
-  service  = google_cloudfunctions2_function.function["sender"].name
-  role     = "roles/run.invoker"
-  member   = "serviceAccount:${google_service_account.push.email}"
-}
-
-# ---------------------------------------------------------------------------
-# Pub/Sub service agent (dead-lettering)
-# ---------------------------------------------------------------------------
-
-# To move a message to the dead-letter topic, Pub/Sub's service agent must be able
-# to publish there and to acknowledge it on the source subscription.
-resource "google_pubsub_topic_iam_member" "dead_letter_publisher" {
-  topic  = google_pubsub_topic.dead_letter.id
-  role   = "roles/pubsub.publisher"
-  member = "serviceAccount:${local.pubsub_service_agent}"
-}
-
-resource "google_pubsub_subscription_iam_member" "dead_letter_subscriber" {
-  subscription = google_pubsub_subscription.sender_push.id
-  role         = "roles/pubsub.subscriber"
-  member       = "serviceAccount:${local.pubsub_service_agent}"
-}
+# The push identity may invoke the sender and shopify_pubsub, and Pub/Sub's service
+# agent may move dead letters: granted with each push subscription (pubsub.tf,
+# modules/push_pipeline).
 
 # ---------------------------------------------------------------------------
 # Build grants
@@ -165,34 +144,7 @@ resource "google_artifact_registry_repository_iam_member" "builder_images" {
 resource "google_pubsub_topic_iam_member" "shopify_delivery_publisher" {
   count = var.shopify_pubsub_enabled ? 1 : 0
 
-  topic  = google_pubsub_topic.shopify[0].id
+  topic  = module.shopify_push[0].topic_id
   role   = "roles/pubsub.publisher"
   member = "serviceAccount:${local.shopify_delivery_account}"
-}
-
-# Only our push subscription's identity may invoke the Pub/Sub entry point: it
-# trusts the shop named in the message attributes without an HMAC.
-resource "google_cloud_run_service_iam_member" "shopify_push_invoker" {
-  count = var.shopify_pubsub_enabled ? 1 : 0
-
-  location = var.region
-  service  = google_cloudfunctions2_function.shopify_pubsub[0].name
-  role     = "roles/run.invoker"
-  member   = "serviceAccount:${google_service_account.push.email}"
-}
-
-resource "google_pubsub_topic_iam_member" "shopify_dead_letter_publisher" {
-  count = var.shopify_pubsub_enabled ? 1 : 0
-
-  topic  = google_pubsub_topic.shopify_dead_letter[0].id
-  role   = "roles/pubsub.publisher"
-  member = "serviceAccount:${local.pubsub_service_agent}"
-}
-
-resource "google_pubsub_subscription_iam_member" "shopify_dead_letter_subscriber" {
-  count = var.shopify_pubsub_enabled ? 1 : 0
-
-  subscription = google_pubsub_subscription.shopify_push[0].id
-  role         = "roles/pubsub.subscriber"
-  member       = "serviceAccount:${local.pubsub_service_agent}"
 }

@@ -119,9 +119,9 @@ resource "google_monitoring_alert_policy" "dead_letter_backlog" {
   notification_channels = var.alert_notification_channels
 
   conditions {
-    display_name = "Undelivered messages in ${google_pubsub_subscription.dead_letter.name}"
+    display_name = "Undelivered messages in ${module.events_push.dead_letter_subscription_name}"
     condition_threshold {
-      filter          = "resource.type = \"pubsub_subscription\" AND resource.labels.subscription_id = \"${google_pubsub_subscription.dead_letter.name}\" AND metric.type = \"pubsub.googleapis.com/subscription/num_undelivered_messages\""
+      filter          = "resource.type = \"pubsub_subscription\" AND resource.labels.subscription_id = \"${module.events_push.dead_letter_subscription_name}\" AND metric.type = \"pubsub.googleapis.com/subscription/num_undelivered_messages\""
       comparison      = "COMPARISON_GT"
       threshold_value = 0
       duration        = "300s"

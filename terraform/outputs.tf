@@ -32,7 +32,7 @@ output "sender_url" {
 
 output "dead_letter_subscription" {
   description = "Pull subscription holding messages the sender failed to handle max_delivery_attempts times."
-  value       = google_pubsub_subscription.dead_letter.id
+  value       = module.events_push.dead_letter_subscription_id
 }
 
 output "service_accounts" {
@@ -138,7 +138,7 @@ output "collect_public_url" {
 }
 
 locals {
-  shopify_pubsub_uri = var.shopify_pubsub_enabled ? "pubsub://${var.project_id}:${google_pubsub_topic.shopify[0].name}" : null
+  shopify_pubsub_uri = var.shopify_pubsub_enabled ? "pubsub://${var.project_id}:${module.shopify_push[0].topic_name}" : null
 }
 
 output "shopify_pubsub_uri" {

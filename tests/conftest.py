@@ -4,8 +4,8 @@ The tests are in tiers, one folder each, so a reader sees what each needs:
 ``unit`` (pure logic, in-memory stand-ins), ``emulator`` (the Firestore and
 Pub/Sub emulators), ``stack`` (every function and the sandbox as processes),
 ``browser`` (a real Chromium), ``infra`` (Terraform and bundles, offline),
-``reliability`` (faults and kills against the stack). A test that asks for a
-heavier tier's fixtures than its folder says is refused at collection.
+``reliability`` (faults and kills against the stack). A test is refused at collection
+in a folder lighter than the fixtures it uses, and in one heavier (tests/tiers.py).
 
 - ``emulators`` (session): the Firestore and Pub/Sub emulators of the Google
   Cloud CLI on free ports, started once per test process and stopped after.
@@ -37,6 +37,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 import localstack  # noqa: E402
+
+from tests import tiers  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -321,21 +323,52 @@ def downstream(store: Any) -> Iterator[Downstream]:
     running.close()
 
 
-_EMULATOR_FIXTURES = {"emulators", "store", "topic", "firestore_client", "pubsub_clients", "downstream",
-                      "event_publisher", "collection_prefix"}  # fmt: skip
-_STACK_FIXTURES = {"stack", "own_stack", "stack_store", "publish", "faults"}
-_TIER_FORBIDS = {"unit": _EMULATOR_FIXTURES | _STACK_FIXTURES, "emulator": _STACK_FIXTURES}
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        f"{tiers.EXEMPT_MARKER}(reason): the test starts its tier's processes itself (`make run` as a subprocess), "
+        "so it asks for no fixture of its tier; the reason says what it starts",
+    )
+
+
+def _from_a_conftest(fixturedef: Any) -> bool:
+    """A fixture of a conftest.py of tests/ (a test module's own ``store`` may be an in-memory stand-in)."""
+    module = getattr(fixturedef.func, "__module__", "")
+    return module == __name__ or (module.startswith("tests.") and module.endswith(".conftest"))
+
+
+def _tier_fixtures(item: pytest.Item) -> tuple[set[str], bool]:
+    """The tier fixtures in the test's whole fixture closure, and whether it asks for ``emulators`` itself.
+
+    Asking for ``emulators`` in the test or in a fixture of its own module is how a test that
+    starts a stack of its own (``running_stack(emulators, ...)``) says so.
+    """
+    info = getattr(item, "_fixtureinfo", None)
+    closure = set(getattr(item, "fixturenames", ()))
+    tier_names = tiers.EMULATOR_FIXTURES | tiers.STACK_FIXTURES | tiers.BROWSER_FIXTURES
+    if info is None:
+        return closure & tier_names, False
+    uses = {name for name in closure & tier_names
+            if (defs := info.name2fixturedefs.get(name)) and _from_a_conftest(defs[-1])}  # fmt: skip
+    own = [d for name in closure for d in info.name2fixturedefs.get(name, ()) if not _from_a_conftest(d)]
+    asks_itself = "emulators" in info.argnames or any("emulators" in d.argnames for d in own)
+    return uses, asks_itself
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Keep the tiers honest: a unit test needs no emulator, an emulator test no running stack."""
+    """Keep the tiers honest both ways: each test in the lightest folder that gives it what it uses."""
     tests = ROOT / "tests"
+    problems = []
     for item in items:
         parts = Path(item.path).relative_to(tests).parts if Path(item.path).is_relative_to(tests) else ()
-        forbidden = _TIER_FORBIDS.get(parts[0], set()) if len(parts) > 1 else set()
-        defined = getattr(item, "_fixtureinfo", None)
-        # Only this file's fixtures count: a unit test may name its in-memory stand-in ``store``.
-        used = {name for name in forbidden & set(getattr(item, "fixturenames", ()))
-                if defined is None or defined.name2fixturedefs[name][-1].func.__module__ == __name__}  # fmt: skip
-        if used:
-            raise pytest.UsageError(f"{item.nodeid} is in tests/{parts[0]} but uses {sorted(used)}: move it a tier up")
+        if len(parts) < 2:
+            continue
+        exempt = item.get_closest_marker(tiers.EXEMPT_MARKER)
+        if exempt is not None and not (exempt.kwargs.get("reason") or exempt.args):
+            raise pytest.UsageError(f"{item.nodeid}: {tiers.EXEMPT_MARKER} needs a reason (what the test starts)")
+        uses, asks_itself = _tier_fixtures(item)
+        problem = tiers.refusal(item.nodeid, parts[0], uses, starts_a_stack=asks_itself, exempt=exempt is not None)
+        if problem:
+            problems.append(problem)
+    if problems:
+        raise pytest.UsageError("\n".join(problems))

@@ -10,9 +10,12 @@ first use (``PerInstance``).
 from __future__ import annotations
 
 import functions_framework
+from flask import Request
+from flask.typing import ResponseReturnValue
 
 from shared.config import ConfigError
 from shared.infra import log
+from shared.infra.http import headers_of
 from shared.infra.instance import PerInstance
 from shared.infra.metrics import metrics_reply
 from shared.receive import collect as domain
@@ -23,7 +26,7 @@ reset = _runtime.reset  # tests change the environment between apps
 
 @functions_framework.http
 @log.traced
-def collect(request):
+def collect(request: Request) -> ResponseReturnValue:
     if request.method in ("GET", "HEAD"):
         return metrics_reply(request.path) or ({"status": "ok"}, 200)
     try:
@@ -34,7 +37,7 @@ def collect(request):
     incoming = domain.HttpRequest(
         method=request.method,
         # werkzeug's headers look names up case-insensitively, without copying them all per request.
-        headers=request.headers,
+        headers=headers_of(request),
         read=request.stream.read,
         remote_addr=request.remote_addr,
     )

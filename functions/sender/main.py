@@ -15,7 +15,8 @@ parse the body itself, unbounded, before any of this code runs.
 from __future__ import annotations
 
 import functions_framework
-from flask import Request, jsonify
+from flask import Request, Response, jsonify
+from flask.typing import ResponseReturnValue
 
 from shared.config import ConfigError, SenderSettings
 from shared.infra import log
@@ -43,7 +44,7 @@ def runtime() -> Sender:
 reset = _runtime.reset  # tests change the environment between apps
 
 
-def _get(request: Request):
+def _get(request: Request) -> Response:
     if request.path.rstrip("/") == "/metrics":
         sender = _runtime.peek()
         batching = None if sender is None else sender.dispatcher.batching
@@ -53,7 +54,7 @@ def _get(request: Request):
 
 @functions_framework.http
 @log.traced
-def sender(request: Request):
+def sender(request: Request) -> ResponseReturnValue:
     if request.method in ("GET", "HEAD"):
         return _get(request)
     if request.method != "POST":

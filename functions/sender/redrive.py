@@ -38,11 +38,16 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shared.config import ConfigError, ReceiverSettings, SenderSettings
 from shared.outcome import Kind
 from shared.send import ClaimStore, Sender, envelope_ids, redrive_via_pubsub
+
+if TYPE_CHECKING:
+    from google.cloud.pubsub_v1 import PublisherClient, SubscriberClient
+
+    from shared.infra.pubsub import Publisher
 
 DEAD_LETTER_SUFFIX = "-dead-letter"  # as Terraform and scripts/localstack.py name it
 # Pub/Sub's own attribute on a dead-lettered message: how many pushes it got.
@@ -100,7 +105,7 @@ class DeadLetter:
 class DeadLetterQueue:
     """Pull, show, republish and acknowledge the messages of the dead-letter subscription."""
 
-    def __init__(self, subscriber: Any, subscription: str, publisher: Any, topic: str) -> None:
+    def __init__(self, subscriber: SubscriberClient, subscription: str, publisher: PublisherClient, topic: str) -> None:
         self.subscriber = subscriber
         self.subscription = subscription
         self.publisher = publisher  # a PublisherClient: publishes through its generated API, awaited
@@ -108,7 +113,7 @@ class DeadLetterQueue:
 
     @classmethod
     def connect(cls, project: str, topic: str, subscription: str | None) -> DeadLetterQueue:
-        from google.cloud import pubsub_v1
+        import google.cloud.pubsub_v1 as pubsub_v1
 
         from shared.infra.pubsub import make_publisher_client
 
@@ -179,6 +184,7 @@ class DeadLetterQueue:
         attributes = {k: v for k, v in letter.attributes.items() if not k.startswith("CloudPubSubDeadLetter")}
         copy = types.PubsubMessage(data=letter.data, attributes={**attributes, "redriven_from": "dead-letter"})
         response = self.publisher.api.publish(topic=self.topic, messages=[copy], timeout=PUBLISH_TIMEOUT_SECONDS)
+        new_id: str
         (new_id,) = response.message_ids
         self.subscriber.acknowledge(request={"subscription": self.subscription, "ack_ids": [letter.ack_id]})
         return new_id
@@ -256,7 +262,7 @@ def _dead_letter_queue(args: argparse.Namespace, settings: SenderSettings, topic
 def main(
     argv: Sequence[str] | None = None,
     sender: Sender | None = None,
-    publisher: Any = None,
+    publisher: Publisher | None = None,
     dead_letters: DeadLetterQueue | None = None,
 ) -> int:
     args = _parse(argv)

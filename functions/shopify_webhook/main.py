@@ -15,9 +15,12 @@ request's outcome line is logged here, once.
 from __future__ import annotations
 
 import functions_framework
+from flask import Request
+from flask.typing import ResponseReturnValue
 
 from shared.config import ConfigError
 from shared.infra import log
+from shared.infra.http import headers_of
 from shared.infra.instance import PerInstance
 from shared.infra.metrics import metrics_reply
 from shared.receive import shopify
@@ -31,7 +34,7 @@ def runtime() -> shopify.Runtime:
     return _runtime.get()
 
 
-def _not_a_delivery(request):
+def _not_a_delivery(request: Request) -> ResponseReturnValue | None:
     """The reply to anything but a POST (health check, counters, other methods), else None."""
     if request.method == "GET":
         return metrics_reply(request.path) or ({"status": "ok"}, 200)
@@ -53,18 +56,18 @@ _MISCONFIGURED = {"error": "misconfigured", "reason": "the webhook's settings ar
 
 @functions_framework.http
 @log.traced
-def shopify_webhook(request):
+def shopify_webhook(request: Request) -> ResponseReturnValue:
     if (reply := _not_a_delivery(request)) is not None:
         return reply
     current = _configured("shopify_webhook")
     if current is None:
         return _MISCONFIGURED
-    return shopify.receive(request.headers, request.stream.read, request.content_length, current).answer()
+    return shopify.receive(headers_of(request), request.stream.read, request.content_length, current).answer()
 
 
 @functions_framework.http
 @log.traced
-def shopify_pubsub(request):
+def shopify_pubsub(request: Request) -> ResponseReturnValue:
     """A push of the Shopify delivery topic's subscription: 2xx acknowledges, 503 has Pub/Sub redeliver."""
     if (reply := _not_a_delivery(request)) is not None:
         return reply

@@ -9,11 +9,13 @@ ping. Settings and clients are made once per instance, on first use (see
 from __future__ import annotations
 
 import functions_framework
+from flask import Request
+from flask.typing import ResponseReturnValue
 
 from shared.config import ConfigError
 from shared.domain.untrusted import BodyTooLarge, read_body
 from shared.infra import log
-from shared.infra.http import Reply, refusal
+from shared.infra.http import Reply, headers_of, refusal
 from shared.infra.instance import PerInstance
 from shared.infra.metrics import metrics_reply
 from shared.receive import woocommerce as domain
@@ -29,7 +31,7 @@ def runtime() -> domain.Runtime:
 
 @functions_framework.http
 @log.traced
-def woocommerce_webhook(request):
+def woocommerce_webhook(request: Request) -> ResponseReturnValue:
     if request.method == "GET":
         return metrics_reply(request.path) or ({"status": "ok"}, 200)
     if request.method != "POST":
@@ -40,7 +42,7 @@ def woocommerce_webhook(request):
     except BodyTooLarge as exc:
         return refusal({"error": "too large", "reason": exc.reason}, 413)
     try:
-        reply = domain.handle(request.headers, body, runtime)
+        reply = domain.handle(headers_of(request), body, runtime)
     except ConfigError as exc:
         log.error("woocommerce_webhook is misconfigured", reason=str(exc))
         reply = Reply(503, {"error": "misconfigured", "reason": "the webhook's settings are invalid; see its logs"})

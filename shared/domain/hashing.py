@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import phonenumbers
 
@@ -42,7 +42,7 @@ def customer_key(customer_id: str) -> str:
     return sha256_hex(customer_id)
 
 
-def _hash_or_pass(value: str | None, normalize) -> str | None:
+def _hash_or_pass(value: str | None, normalize: Callable[[str], str | None]) -> str | None:
     if value is None:
         return None
     text = str(value).strip()

@@ -9,12 +9,13 @@ which (``on_drop``) to count it.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from shared.domain import hashing, shapes
 from shared.domain.models import UserData
+from shared.domain.shapes import valid_ip
 
 
 @dataclass
@@ -45,41 +46,9 @@ def _clean(value: str | None, limit: int) -> str | None:
     return text[:limit] if text else None
 
 
-# Networks no shopper is reached at from the internet: a proxy's, a LAN's or a carrier NAT's
-# inside address (Shopify's sample orders carry 192.168.0.1), which TikTok could only mismatch.
-# Listed, not Python's is_private, which also covers the documentation ranges (203.0.113.0/24, 2001:db8::/32).
-_INTERNAL_NETWORKS = tuple(
-    ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7")
-)
-
-
-def valid_ip(value: str | None) -> str | None:
-    """A public IPv4/IPv6 address or None: TikTok refuses anything else (placeholders, "unknown").
-
-    "0.0.0.0" and "::" (old Shopify orders' placeholder) are no client's address either, nor are
-    private, loopback, link-local, multicast and reserved addresses (also inside ``::ffff:a.b.c.d``).
-    """
-    text = _clean(value, 64)
-    if text is None:
-        return None
-    try:
-        address = ipaddress.ip_address(text)
-    except ValueError:
-        return None
-    # An IPv4 address written the IPv6 way is judged as IPv4 (::ffff:0:0/96 itself counts as reserved).
-    checked = getattr(address, "ipv4_mapped", None) or address
-    if (
-        checked.is_unspecified or checked.is_loopback or checked.is_link_local or checked.is_multicast
-        or checked.is_reserved or getattr(checked, "is_site_local", False)
-        or any(checked in network for network in _INTERNAL_NETWORKS if network.version == checked.version)
-    ):  # fmt: skip
-        return None
-    return str(checked)
-
-
 def checked(raw: RawIdentity) -> tuple[RawIdentity, list[str]]:
     """``raw`` with every shaped field that does not have its shape emptied, and those fields' names."""
-    kept: dict[str, str | None] = {}
+    kept: dict[str, Any] = {}  # str | None under SHAPES' field names, which replace() can not check
     dropped: list[str] = []
     for name, shape in shapes.SHAPES.items():
         value = getattr(raw, name)

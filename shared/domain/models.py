@@ -11,7 +11,7 @@ can not reach Pub/Sub even by mistake.
 from __future__ import annotations
 
 import time
-from typing import Annotated, Literal
+from typing import Annotated, Final, Literal
 
 from pydantic import (
     AfterValidator,
@@ -24,8 +24,9 @@ from pydantic import (
 
 from shared.domain.events import canonical_event_name
 from shared.domain.hashing import is_sha256_hex
+from shared.domain.shapes import valid_ip
 
-ENVELOPE_SCHEMA_VERSION = 1
+ENVELOPE_SCHEMA_VERSION: Final = 1
 
 
 def _must_be_hash(value: str) -> str:
@@ -66,8 +67,6 @@ class UserData(BaseModel):
     @classmethod
     def _public_ip(cls, value: str | None) -> str | None:
         """Dropped unless public: an envelope published before receivers dropped private addresses may hold one."""
-        from shared.domain.identity import valid_ip  # shared.domain.identity builds UserData: imported here, not above
-
         return valid_ip(value)
 
     def has_click(self) -> bool:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterator
 from urllib.parse import SplitResult, parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
 REDACTED = "[redacted]"
@@ -60,7 +61,7 @@ def _matches(text: str) -> bool:
     return bool(_EMAIL.search(text) or _PHONE.search(text))
 
 
-def _forms(text: str):
+def _forms(text: str) -> Iterator[str]:
     """The canonical form of ``text``, then of each percent-decoding of it that changes it."""
     form = _canonical(text)
     yield form

@@ -13,6 +13,7 @@ URL (usually ``E.C.P.`` and base64url), ``_ttp`` the pixel's first-party cookie
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import unicodedata
 from collections.abc import Callable
@@ -102,6 +103,38 @@ def state(value: object) -> str | None:
     if text and text.isdigit():  # Shopify's numeric province codes ("13" for Tokyo)
         return text if len(text) <= _MAX_STATE_DIGITS else None
     return _place(value, MAX_STATE, _MAX_STATE_DIGITS)
+
+
+# Networks no shopper is reached at from the internet: a proxy's, a LAN's or a carrier NAT's
+# inside address (Shopify's sample orders carry 192.168.0.1), which TikTok could only mismatch.
+# Listed, not Python's is_private, which also covers the documentation ranges (203.0.113.0/24, 2001:db8::/32).
+_INTERNAL_NETWORKS = tuple(
+    ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7")
+)
+
+
+def valid_ip(value: str | None) -> str | None:
+    """A public IPv4/IPv6 address or None: TikTok refuses anything else (placeholders, "unknown").
+
+    "0.0.0.0" and "::" (old Shopify orders' placeholder) are no client's address either, nor are
+    private, loopback, link-local, multicast and reserved addresses (also inside ``::ffff:a.b.c.d``).
+    """
+    text = str(value).strip()[:64] if value is not None else ""
+    if not text:
+        return None
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    # An IPv4 address written the IPv6 way is judged as IPv4 (::ffff:0:0/96 itself counts as reserved).
+    checked = getattr(address, "ipv4_mapped", None) or address
+    if (
+        checked.is_unspecified or checked.is_loopback or checked.is_link_local or checked.is_multicast
+        or checked.is_reserved or getattr(checked, "is_site_local", False)
+        or any(checked in network for network in _INTERNAL_NETWORKS if network.version == checked.version)
+    ):  # fmt: skip
+        return None
+    return str(checked)
 
 
 # Field of RawIdentity -> its validator: what build_user checks and counts.

@@ -13,9 +13,10 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import flask
+from flask.typing import ResponseReturnValue
 
 if TYPE_CHECKING:
     from shared.outcome import Outcome
@@ -31,6 +32,15 @@ def refusal(body: Any, status: int, headers: Mapping[str, str] | None = None) ->
     return response
 
 
+def headers_of(request: flask.Request) -> Mapping[str, str]:
+    """The request's headers as the domain reads them: werkzeug's ``Headers``, case-insensitive.
+
+    It maps str to str but is not declared a ``Mapping``; the object itself is passed, not a copy,
+    so lookups stay case-insensitive and nothing is copied per request.
+    """
+    return cast("Mapping[str, str]", request.headers)
+
+
 @dataclass(frozen=True)
 class Reply:
     """One function's answer to one request: status, JSON body (None: empty), headers, and its outcome.
@@ -44,13 +54,13 @@ class Reply:
     headers: Mapping[str, str] = field(default_factory=dict)
     outcome: Outcome | None = None
 
-    def answer(self, **fields: Any) -> Any:
+    def answer(self, **fields: Any) -> ResponseReturnValue:
         """The entry point's last step: the request's one outcome line (with ``fields``), then :meth:`response`."""
         if self.outcome is not None:
             self.outcome.log(**fields)
         return self.response()
 
-    def response(self) -> Any:
+    def response(self) -> ResponseReturnValue:
         """Flask's answer; a 4xx or 5xx leaves whatever of the request body is unread unread."""
         if self.status >= 400:
             return refusal(self.body, self.status, self.headers)

@@ -25,6 +25,7 @@ import os
 import threading
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 
 class Counters:
@@ -65,12 +66,12 @@ def count_dropped(field: str) -> None:
     COUNTERS.add(f"identity.dropped.{field}")
 
 
-def exposed(environ=os.environ) -> bool:
+def exposed(environ: Mapping[str, str] = os.environ) -> bool:
     """Whether a public receiver serves GET /metrics (``EXPOSE_METRICS``; off unless set)."""
     return environ.get("EXPOSE_METRICS", "").strip().lower() in ("1", "true", "yes")
 
 
-def metrics_reply(path: str) -> tuple[dict, int] | None:
+def metrics_reply(path: str) -> tuple[dict[str, Any], int] | None:
     """The GET /metrics answer of a public receiver, or None when the path is not /metrics."""
     if path.rstrip("/") != "/metrics":
         return None

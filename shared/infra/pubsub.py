@@ -16,25 +16,45 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from shared import budgets
 from shared.domain.models import Envelope
 from shared.infra import log
 from shared.infra.metrics import COUNTERS
 
+if TYPE_CHECKING:
+    from google.cloud.pubsub_v1 import PublisherClient
+
+    from shared.config import ReceiverSettings
+
 PUBLISH_TIMEOUT_SECONDS = budgets.PUBLISH_RPC_SECONDS
 MAX_MESSAGES_PER_RPC = 1000  # Pub/Sub's limit per Publish request
 MAX_BYTES_PER_RPC = 9_000_000  # under the 10 MB request limit, with room for attributes
 
 
-def make_publisher_client(max_latency: float = 0.001):
+@runtime_checkable
+class Publisher(Protocol):
+    """Puts envelopes on the events topic (:class:`EventPublisher`); the message ids."""
+
+    def publish(self, envelopes: list[Envelope]) -> list[str]: ...
+
+
+class AsyncPublisher(Protocol):
+    """Publishes on a helper thread, so the caller can overlap it with a Firestore write (:class:`EventPublisher`)."""
+
+    def publish_async(
+        self, envelopes: Sequence[Envelope], traceparents: Sequence[str | None] | None = None
+    ) -> Future[list[str]]: ...
+
+
+def make_publisher_client(max_latency: float = 0.001) -> PublisherClient:
     """A PublisherClient (honours PUBSUB_EMULATOR_HOST). Import kept local: it is slow.
 
     Its batcher only serves callers that use ``client.publish`` directly (tests,
     tools); :class:`EventPublisher` calls the generated API underneath it.
     """
-    from google.cloud import pubsub_v1
+    import google.cloud.pubsub_v1 as pubsub_v1
 
     return pubsub_v1.PublisherClient(
         batch_settings=pubsub_v1.types.BatchSettings(max_messages=500, max_latency=max_latency)
@@ -42,7 +62,9 @@ def make_publisher_client(max_latency: float = 0.001):
 
 
 class EventPublisher:
-    def __init__(self, client: Any, project: str, topic: str, timeout: float = PUBLISH_TIMEOUT_SECONDS) -> None:
+    def __init__(
+        self, client: PublisherClient, project: str, topic: str, timeout: float = PUBLISH_TIMEOUT_SECONDS
+    ) -> None:
         self.client = client
         self.topic_path = client.topic_path(project, topic)
         self.timeout = timeout
@@ -74,7 +96,9 @@ class EventPublisher:
             ids += list(response.message_ids)
         return ids
 
-    def publish_async(self, envelopes: Sequence[Envelope], traceparents: Sequence[str | None] | None = None) -> Future:
+    def publish_async(
+        self, envelopes: Sequence[Envelope], traceparents: Sequence[str | None] | None = None
+    ) -> Future[list[str]]:
         """:meth:`publish` on a helper thread, so the caller can overlap it with a Firestore write."""
         if self._pool is None:
             with self._lock:
@@ -99,6 +123,6 @@ def _chunks(messages: list[tuple[bytes, dict[str, str]]]) -> Iterator[list[tuple
         yield chunk
 
 
-def publisher_from_settings(settings: Any) -> EventPublisher:
+def publisher_from_settings(settings: ReceiverSettings) -> EventPublisher:
     """The publisher for a receiver's settings (project and PUBSUB_TOPIC)."""
     return EventPublisher(make_publisher_client(), settings.project, settings.pubsub_topic)

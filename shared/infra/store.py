@@ -25,9 +25,16 @@ import datetime as dt
 import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shared.infra.metrics import COUNTERS, Counters
+
+if TYPE_CHECKING:
+    from google.cloud import firestore
+    from google.cloud.firestore_v1.collection import CollectionReference
+    from google.cloud.firestore_v1.query import Query
+
+    from shared.config import ReceiverSettings
 
 CLICK_CONTEXTS = "click_contexts"
 WEBHOOK_DELIVERIES = "webhook_deliveries"
@@ -116,14 +123,14 @@ def is_expired(document: dict[str, Any] | None, now: dt.datetime | None = None) 
     return expire_at is not None and expire_at <= (now or utcnow())
 
 
-def make_client(project: str, database: str = "(default)"):
+def make_client(project: str, database: str = "(default)") -> firestore.Client:
     """A Firestore client (honours FIRESTORE_EMULATOR_HOST). Import kept local: it is slow."""
     from google.cloud import firestore
 
     return firestore.Client(project=project, database=database)
 
 
-def store_from_settings(settings: Any, timeout: float | None = None) -> Store:
+def store_from_settings(settings: ReceiverSettings, timeout: float | None = None) -> Store:
     """The Store a function's settings describe (project, database, collection prefix)."""
     return Store(make_client(settings.project, settings.firestore_database), settings.collection_prefix, timeout)
 
@@ -131,12 +138,12 @@ def store_from_settings(settings: Any, timeout: float | None = None) -> Store:
 class Store:
     """Thin, synchronous wrapper over one Firestore client."""
 
-    def __init__(self, client: Any, prefix: str = "", timeout: float | None = None) -> None:
+    def __init__(self, client: firestore.Client, prefix: str = "", timeout: float | None = None) -> None:
         self.client = client
         self.prefix = prefix
         self.timeout = timeout  # seconds per batched write; None: the client library's default
 
-    def collection(self, name: str):
+    def collection(self, name: str) -> CollectionReference:
         return self.client.collection(self.prefix + name)
 
     # --- one-time claims -------------------------------------------------
@@ -239,8 +246,7 @@ class Store:
         found = []
         for ref in refs:
             snap = snaps.get(ref.path)
-            exists = snap is not None and snap.exists
-            found.append(Found(snap.to_dict() if exists else None, snap.update_time if exists else None))
+            found.append(Found(snap.to_dict(), snap.update_time) if snap is not None and snap.exists else Found(None))
         return found
 
     def put(
@@ -266,12 +272,12 @@ class Store:
         """
         from google.cloud.firestore_v1.base_query import FieldFilter
 
-        query = self.collection(collection)
+        query: CollectionReference | Query = self.collection(collection)
         if where is not None:
             query = query.where(filter=FieldFilter(where[0], "==", where[1]))
         now = utcnow()
         documents = ((snap.id, snap.to_dict()) for snap in query.stream())
-        return [(id_, data) for id_, data in documents if not is_expired(data, now)]
+        return [(id_, data) for id_, data in documents if data is not None and not is_expired(data, now)]
 
     def update_by_id(self, collection: str, document: str, fields: dict[str, Any]) -> None:
         """Update fields of the document with this id (one listed by :meth:`live_documents`). Not counted."""

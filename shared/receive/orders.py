@@ -43,10 +43,11 @@ from shared.config import ConsentPolicy, PixelConfig
 from shared.domain import shapes
 from shared.domain.consent import ConsentSnapshot, decide
 from shared.domain.events import ATTRIBUTION_WINDOW, OUTSIDE_WINDOW, order_event_id, order_window_refusal
-from shared.domain.identity import RawIdentity, build_user, valid_ip
+from shared.domain.identity import RawIdentity, build_user
 from shared.domain.models import Envelope, Page, Properties, UserData
 from shared.infra import log
 from shared.infra.metrics import count_dropped
+from shared.infra.pubsub import Publisher
 from shared.infra.store import EVENT_CLAIMS, ORDER_EVENTS, OUTCOME_RECORD
 from shared.outcome import Kind, Outcome
 
@@ -109,13 +110,6 @@ class OrderStore(Protocol):
     def get(self, collection: str, key: Sequence[object]) -> dict[str, Any] | None: ...
 
 
-@runtime_checkable
-class Publisher(Protocol):
-    """Puts envelopes on the events topic (:class:`shared.infra.pubsub.EventPublisher`); the message ids."""
-
-    def publish(self, envelopes: list[Envelope]) -> list[str]: ...
-
-
 def _merge_context(user: UserData, context: dict[str, Any] | None) -> UserData:
     """Fill what the order lacks from the stored click context (already hashed there).
 
@@ -132,7 +126,7 @@ def _merge_context(user: UserData, context: dict[str, Any] | None) -> UserData:
         if not getattr(user, name) and context.get(name):
             updates[name] = context[name]
     if "ip" in updates:  # a context stored before private addresses were dropped may hold one
-        updates["ip"] = valid_ip(updates["ip"])
+        updates["ip"] = shapes.valid_ip(updates["ip"])
     for name in ("ttclid", "ttp", "locale"):  # and one stored before shapes were checked, anything
         if name in updates:
             updates[name] = shapes.SHAPES[name](updates[name])
@@ -166,7 +160,7 @@ def build_envelope(
     user = _merge_context(build_user(order.identity, default_region, on_drop=count_dropped), context)
     page_url = order.page_url or (context or {}).get("page_url")
     envelope = Envelope(
-        source=order.platform,  # type: ignore[arg-type]
+        source=order.platform,
         pixel_code=pixel.pixel_code,
         event=order.event,
         event_id=order.event_id,
@@ -208,10 +202,11 @@ def process_order_event(
         record_outcome(store, outcome, rule=OUTSIDE_WINDOW)
         return outcome
     context = store.find_click_context(pixel.pixel_code, order.join_keys) if order.join_keys else None
-    envelope, outcome = build_envelope(order, pixel, context, policy, default_region, received_at=int(now()))
+    envelope, withheld = build_envelope(order, pixel, context, policy, default_region, received_at=int(now()))
     if envelope is None:
-        record_outcome(store, outcome, consent=outcome.details.get("consent"))  # type: ignore[arg-type]
-        return outcome  # type: ignore[return-value]
+        assert withheld is not None  # build_envelope gives an envelope or the outcome that says why there is none
+        record_outcome(store, withheld, consent=withheld.details.get("consent"))
+        return withheld
     publisher.publish([envelope])
     details = {"click": envelope.user.has_click(), "limited_data_use": envelope.limited_data_use}
     for flag, message in weak_points(envelope).items():

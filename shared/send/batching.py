@@ -142,9 +142,9 @@ class Dispatcher:
     def _enqueue(self, item: _Item) -> tuple[_Batch, bool]:
         now = time.monotonic()
         if not self.batching:
-            batch = _Batch(now)
-            batch.items.append(item)
-            return batch, True
+            alone = _Batch(now)
+            alone.items.append(item)
+            return alone, True
         lead = False
         batch = self._open
         if batch is None:

@@ -236,7 +236,7 @@ class ClaimStore:
         roles: list[tuple[str, ClaimKey]] = []
         for envelope, result in sent:
             key = envelope.claim_key()
-            data = {"state": STATE_SENT, "request_id": result.request_id, "sent_at": now}
+            data: dict[str, Any] = {"state": STATE_SENT, "request_id": result.request_id, "sent_at": now}
             if key in unclaimed:
                 data = {**self._record(envelope, unclaimed[key], now), "attempts": 1, **data}
             ops.append(Merge(EVENT_CLAIMS, key, data))
@@ -247,12 +247,12 @@ class ClaimStore:
             # Only if it is still ours: never delete the claim of an attempt that took it over.
             ops.append(Delete(EVENT_CLAIMS, envelope.claim_key(), claim.update_time))
             roles.append(("release", envelope.claim_key()))
-        for record, claim in dead:
-            key = record.envelope.claim_key()
-            ops.append(Merge(DEAD_EVENTS, key, dead_document(record, now, self.dead_ttl, self.store.increment(1))))
+        for dead_record, held in dead:
+            key = dead_record.envelope.claim_key()
+            ops.append(Merge(DEAD_EVENTS, key, dead_document(dead_record, now, self.dead_ttl, self.store.increment(1))))
             roles.append(("dead", key))
-            if claim is not None and claim.state != UNCLAIMED:
-                ops.append(Delete(EVENT_CLAIMS, key, claim.update_time))
+            if held is not None and held.state != UNCLAIMED:
+                ops.append(Delete(EVENT_CLAIMS, key, held.update_time))
                 roles.append(("release", key))
         for envelope in undead:
             ops.append(Delete(DEAD_EVENTS, envelope.claim_key()))
@@ -289,7 +289,9 @@ class ClaimStore:
 
     # --- dead records, for re-driving ---
 
-    def dead_records(self, event_ids: Iterable[str] | None = None, include_redriven: bool = False) -> list[dict]:
+    def dead_records(
+        self, event_ids: Iterable[str] | None = None, include_redriven: bool = False
+    ) -> list[dict[str, Any]]:
         """Dead records (newest first), all or those of the given event ids; each with its ``id``."""
         if event_ids is None:
             documents = self.store.live_documents(DEAD_EVENTS)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shared import budgets
 from shared.domain.models import Envelope
@@ -25,6 +25,13 @@ from shared.send.claims import ClaimStore
 from shared.send.decode import MalformedMessage, PushRefused, decode_message
 from shared.send.process import Processor
 from shared.tiktok.api import TikTokClient
+
+if TYPE_CHECKING:
+    import httpx
+    from google.cloud import firestore
+
+    from shared.config import SenderSettings
+    from shared.infra.pubsub import Publisher
 
 
 class Sender:
@@ -50,7 +57,12 @@ class Sender:
                                      hold_ms)  # fmt: skip
 
     @classmethod
-    def from_settings(cls, settings: Any, firestore_client: Any = None, transport: Any = None) -> Sender:
+    def from_settings(
+        cls,
+        settings: SenderSettings,
+        firestore_client: firestore.Client | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> Sender:
         """Build from :class:`shared.config.SenderSettings`; clients are created here, once."""
         client = firestore_client or make_client(settings.project, settings.firestore_database)
         claims = ClaimStore(
@@ -120,7 +132,7 @@ def push_refused(exc: PushRefused) -> Reply:
 
 
 def redrive_via_pubsub(
-    claims: ClaimStore, records: Sequence[Mapping[str, Any]], publisher: Any
+    claims: ClaimStore, records: Sequence[Mapping[str, Any]], publisher: Publisher
 ) -> list[tuple[str, str]]:
     """Republish dead records' envelopes (source ``redrive``) and mark them; (record id, message id) each."""
     done = []

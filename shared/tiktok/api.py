@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 if TYPE_CHECKING:  # httpx is imported when the first client is built
     import httpx
@@ -99,6 +99,14 @@ def _short(text: Any) -> str:
     return str(text)[:MAX_MESSAGE_CHARS]
 
 
+class _Common(TypedDict):
+    """What every answer of :func:`classify` carries."""
+
+    code: int | None
+    request_id: str | None
+    http_status: int
+
+
 def classify(http_status: int, body: bytes | str | dict[str, Any] | None) -> ApiResult:
     """Classify one HTTP answer from the track endpoint (pure)."""
     parsed: Any = body
@@ -113,7 +121,7 @@ def classify(http_status: int, body: bytes | str | dict[str, Any] | None) -> Api
     message = _short(parsed.get("message", "")) if isinstance(parsed, dict) else ""
     request_id = parsed.get("request_id") if isinstance(parsed, dict) else None
     request_id = request_id if isinstance(request_id, str) else None
-    common = {"code": code, "request_id": request_id, "http_status": http_status}
+    common = _Common(code=code, request_id=request_id, http_status=http_status)
 
     if http_status >= 500 or http_status in RETRYABLE_HTTP:
         return ApiResult("retry", message=message or f"HTTP {http_status} from TikTok", **common)

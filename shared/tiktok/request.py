@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from shared.domain.models import Envelope
 
-EVENT_SOURCE = "web"
+EVENT_SOURCE: Literal["web"] = "web"
 PARTNER_NAME = "tiktok-eapi-gcp"  # tells TikTok which integration sent the events
 
 

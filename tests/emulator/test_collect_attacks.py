@@ -1,4 +1,4 @@
-"""Consent and clicks bound to the shopper: the four attacks of issue 12, finding 3, each failing.
+"""Consent and clicks bound to the shopper: four attacks on them, each failing.
 
 Each test posts through the real collect function (functions-framework's test
 client, Firestore and Pub/Sub emulators), as a third party would: a forged

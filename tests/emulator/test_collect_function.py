@@ -125,12 +125,6 @@ def collect(make_collect) -> Collect:
 # --- health and configuration ------------------------------------------------------------------
 
 
-def test_health_check_answers_without_settings_or_storage():
-    app = functions_framework.create_app(target="collect", source=source())
-    response = app.test_client().get("/healthz")
-    assert (response.status_code, response.get_json()) == (200, {"status": "ok"})
-
-
 def test_a_misconfigured_function_answers_503_with_a_logged_reason_not_500(collect, monkeypatch, capsys):
     monkeypatch.delenv("TIKTOK_PIXEL_CODE")
     response = collect.post(request_body("cart-x"))

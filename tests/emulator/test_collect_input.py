@@ -1,4 +1,4 @@
-"""Input anyone can send never makes collect answer 5xx (issue 12, finding 5), at the domain level.
+"""Input anyone can send never makes collect answer 5xx, at the domain level.
 
 The handler (:func:`shared.receive.collect.handler.handle`) runs against the real Firestore and
 Pub/Sub emulators; hypothesis sends it random bytes, random JSON and valid
@@ -64,7 +64,7 @@ def answer(runtime: domain.Runtime, raw: bytes, headers: dict[str, str] | None =
     return reply
 
 
-# --- the 500s found by issue 12, pinned -------------------------------------------------------------------
+# --- inputs that once answered 500, pinned -------------------------------------------------------------------
 
 
 def with_text(path: list[Any], text: str) -> bytes:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from shared.receive.collect.commit import KnownContexts, context_digest
 from shared.receive.orders import JOIN_SHOPIFY_CART
 from tests.emulator.test_collect_function import PIXEL, Collect, make_collect, request_body  # noqa: F401 (fixtures)
 
@@ -113,42 +112,3 @@ def test_the_flag_must_be_a_boolean(make_collect):  # noqa: F811
 
 
 # --- the instance's memory, pure ---------------------------------------------------------------------
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def test_known_contexts_need_every_key_with_the_same_digest_and_expire():
-    clock = Clock()
-    known = KnownContexts(max_entries=10, seconds=60, clock=clock)
-    keys = [("shopify_cart_token", "a" * 32), ("customer_id", "7001")]
-    known.remember("P", keys, "d1")
-    assert known.known("P", keys, "d1")
-    assert not known.known("P", keys, "d2")  # something changed
-    assert not known.known("Q", keys, "d1")  # another pixel
-    assert not known.known("P", [*keys, ("shopify_checkout_token", "b" * 32)], "d1")  # a key not written here
-    assert not known.known("P", [], "d1")
-    clock.now += 61
-    assert not known.known("P", keys, "d1")
-
-
-def test_known_contexts_stay_bounded_and_forget_on_denial():
-    known = KnownContexts(max_entries=3, seconds=60, clock=Clock())
-    for index in range(5):
-        known.remember("P", [("k", str(index))], "d")
-    assert not known.known("P", [("k", "0")], "d") and known.known("P", [("k", "4")], "d")
-    known.forget("P", [("k", "4")])
-    assert not known.known("P", [("k", "4")], "d")
-
-
-def test_the_digest_ignores_the_page_and_what_a_merge_keeps_but_not_consent_or_clicks():
-    base = {"ttclid": "E.C.P.1", "consent": {"granted": True}, "page_url": "https://a.example/1", "ip": None}
-    assert context_digest(base) == context_digest({**base, "page_url": "https://a.example/2"})
-    assert context_digest(base) == context_digest({k: v for k, v in base.items() if k != "ip"})
-    assert context_digest(base) != context_digest({**base, "consent": {"granted": False}})
-    assert context_digest(base) != context_digest({**base, "ttclid": "E.C.P.2"})

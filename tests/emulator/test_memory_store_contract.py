@@ -42,8 +42,8 @@ GONE = dt.timedelta(seconds=-1)  # written already expired: Firestore's TTL has 
 
 
 @pytest.fixture(params=["memory", "firestore"])
-def any_store(request: pytest.FixtureRequest) -> Any:
-    return MemoryStore() if request.param == "memory" else request.getfixturevalue("store")
+def any_store(request: pytest.FixtureRequest, store: Any) -> Any:
+    return MemoryStore() if request.param == "memory" else store
 
 
 def key(*extra: str) -> tuple[str, ...]:

@@ -38,9 +38,9 @@ from shared.receive.shopify.delivery import IO_SECONDS, Delivery
 from shared.receive.shopify.execute import Runtime
 from shared.receive.shopify.handler import handle
 from tests.conftest import decode_message
-from tests.emulator.test_shopify_mapping import SHOP
 from tests.emulator.test_shopify_webhook import GRANTED, HOUR, PIXEL, SECRET, new_order, settings_env
 from tests.helpers import shopify_signature
+from tests.unit.test_shopify_mapping import SHOP
 
 # The calls one orders/paid delivery makes, in order, when nothing fails.
 PURCHASE_STEPS = ["store.find_click_context", "publisher.publish"]

@@ -20,9 +20,9 @@ import pytest
 from shared.infra.store import CLICK_CONTEXTS, EVENT_CLAIMS, ORDER_EVENTS
 from shared.receive.orders import JOIN_SHOPIFY_CHECKOUT
 from tests.conftest import decode_message
-from tests.emulator.test_shopify_mapping import SHOP
 from tests.emulator.test_shopify_webhook import PIXEL, SECRET, Webhook, new_order, recent, settings_env, sha
 from tests.helpers import ROOT, shopify_signature
+from tests.unit.test_shopify_mapping import SHOP
 
 DAY = 86_400
 MIB = 1024 * 1024

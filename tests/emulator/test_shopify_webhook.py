@@ -45,8 +45,8 @@ from shared.receive.shopify.delivery import Delivery
 from shared.receive.shopify.execute import Runtime
 from shared.receive.shopify.handler import handle
 from tests.conftest import decode_message
-from tests.emulator.test_shopify_mapping import SHOP, documented_order
 from tests.helpers import ROOT, shopify_signature
+from tests.unit.test_shopify_mapping import SHOP, documented_order
 
 SECRET = "test-shopify-secret"
 OLD_SECRET = "test-shopify-old-secret"
@@ -157,14 +157,6 @@ def webhook(monkeypatch, emulators, collection_prefix, topic, store) -> Webhook:
 
 
 # --- health and configuration ----------------------------------------------------------
-
-
-def test_health_check_answers_without_settings_or_storage(monkeypatch):
-    app = functions_framework.create_app(
-        target="shopify_webhook", source=str(ROOT / "functions" / "shopify_webhook" / "main.py")
-    )
-    response = app.test_client().get("/healthz")
-    assert (response.status_code, response.get_json()) == (200, {"status": "ok"})
 
 
 def test_a_misconfigured_function_answers_503_with_a_logged_reason_not_500(webhook, monkeypatch, capsys):

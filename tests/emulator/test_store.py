@@ -7,7 +7,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from shared.infra import store as store_module
 from shared.infra.store import CLICK_CONTEXTS, ORDER_EVENTS, TTL_FIELD, WEBHOOK_DELIVERIES, doc_id
 
 HOUR = dt.timedelta(hours=1)
@@ -86,19 +85,6 @@ def test_delete_where_removes_every_match(store):
         store.put_click_context("PIX", [("customer", f"c{i}")], {"customer_key": "k" if i < 5 else "other"}, HOUR)
     assert store.delete_where(CLICK_CONTEXTS, "customer_key", "k", limit=2) == 5
     assert store.find_click_context("PIX", [("customer", "c6")]) is not None
-
-
-def test_doc_ids_are_always_valid():
-    assert doc_id("a", "b") == "a|b"
-    assert doc_id("a/b").startswith("h_")
-    assert doc_id("x" * 2000).startswith("h_") and len(doc_id("x" * 2000)) == 66
-    assert doc_id("__reserved__").startswith("h_")
-
-
-def test_collections_listed_for_ttl_policies():
-    assert set(store_module.COLLECTIONS) == {
-        "click_contexts", "webhook_deliveries", "order_events", "event_claims", "dead_events"
-    }  # fmt: skip
 
 
 def test_several_contexts_in_one_batch_leave_what_consecutive_writes_would(store):

@@ -12,8 +12,8 @@ from shared.infra import log
 from shared.infra.deadline import bounded
 from tests.conftest import push_body
 from tests.emulator.test_sender import make_sender, sandbox  # noqa: F401 (fixtures used by name)
-from tests.emulator.test_trace import lines
 from tests.unit.test_delivery import make_envelope
+from tests.unit.test_trace import lines
 
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 TRACEPARENT = f"00-{TRACE_ID}-b7ad6b7169203331-01"

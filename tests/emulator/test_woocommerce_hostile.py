@@ -22,20 +22,13 @@ from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request
 
 from shared.domain import identity
-from shared.domain.consent import ConsentSnapshot
 from shared.infra.http import Reply
 from shared.outcome import Kind
 from shared.receive.woocommerce import delivery, handler, parking
 from shared.receive.woocommerce.handler import MAX_BODY_BYTES, handle
-from shared.receive.woocommerce.mapping import map_order
-from shared.receive.woocommerce.parking import park_order
 from shared.receive.woocommerce.runtime import Runtime
 from tests.conftest import decode_message
-from tests.emulator.test_woocommerce import SITE as DOMAIN_SITE
-from tests.emulator.test_woocommerce import _order as order_shaped
-from tests.emulator.test_woocommerce import documented_order, with_meta
 from tests.emulator.test_woocommerce_webhook import (
-    RAW_PII,
     SECRET,
     Webhook,
     deliver_to,
@@ -44,10 +37,11 @@ from tests.emulator.test_woocommerce_webhook import (
     make_runtime,
     new_order,
     parked_from,
-    sha,
     woo_env,
 )
 from tests.helpers import woocommerce_signature
+from tests.unit.test_woocommerce import _order as order_shaped
+from tests.unit.test_woocommerce import with_meta
 
 # Every outcome a signed delivery may end in, and the status that goes with it. Not "duplicate":
 # the receiver claims nothing, so every delivery of an order event is published (the sender dedups).
@@ -58,7 +52,6 @@ SIGNED_OUTCOMES = {
     Kind.PARKED: {202},
     Kind.REFUSED: {422},
 }
-HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
 @pytest.fixture
@@ -80,7 +73,7 @@ def signed_reply(webhook: Webhook, body: bytes) -> tuple[int, dict]:
     return response.status_code, response.get_json()
 
 
-# --- finding 5: values that used to crash before the park-for-replay net --------------------
+# --- values that used to crash before the park-for-replay net --------------------
 
 
 @pytest.mark.parametrize("field", ["customer_id", "quantity", "product_id"])
@@ -233,7 +226,7 @@ def test_a_bug_before_there_is_an_event_is_refused_not_a_500(webhook, monkeypatc
     assert "john.doe" not in capsys.readouterr().out
 
 
-# --- finding 7: the body limit is enforced while reading, before the signature check ---------
+# --- the body limit is enforced while reading, before the signature check ---------
 
 
 class CountingStream(io.RawIOBase):
@@ -308,31 +301,7 @@ def test_an_unsigned_hostile_body_gets_401_without_being_parsed(webhook, monkeyp
         assert response.status_code == 401 and response.get_json()["error"] == "unauthorized"
 
 
-# --- finding 8: what a parked record holds -----------------------------------------------------
-
-# docs/woocommerce.md: hashes; ip, user agent, click ids; city, state and country normalized
-# (TikTok takes those three unhashed, so the envelope carries them so and the replay needs them).
-HASHED = {"email", "phone", "external_id", "first_name", "last_name", "zip_code"}
-RAW_AS_SENT = {"ip", "user_agent", "ttclid", "ttp", "locale"}
-LOCATION = {"city", "state", "country"}
-
-
-def test_a_parked_order_holds_only_what_the_docs_say_and_replays_to_the_same_event():
-    order = with_meta(documented_order(customer_id=8, customer_ip_address="203.0.113.9"), _ttclid="E.C.P.z")
-    order["billing"]["address_1"] = "969 Market"
-    order["billing"]["phone"] = "(415) 555-0142"
-    event = map_order(order, DOMAIN_SITE, 1_800_000_000.0)
-    outcome = park_order(event, ConsentSnapshot(granted=True), "US", "firestore unavailable")
-    text = "".join(outcome.details["replay"])
-    assert not [pii for pii in (*RAW_PII, "555-0142", "5550142", "Market", "john") if pii.lower() in text.lower()]
-    user = json.loads(text)["order"]["user"]
-    assert set(user) <= HASHED | RAW_AS_SENT | LOCATION
-    for name in HASHED & set(user):
-        values = user[name] if isinstance(user[name], list) else [user[name]]
-        assert all(HEX64.fullmatch(v) for v in values), name
-    # Location as TikTok takes it (lowercase letters and digits), never the street or the zip.
-    assert {k: user[k] for k in LOCATION & set(user)} == {"city": "sanfrancisco", "state": "ca", "country": "us"}
-    assert user["zip_code"] == sha("94103")
+# --- what a parked record holds -----------------------------------------------------
 
 
 def test_product_names_forwarded_to_pubsub_lose_emails_and_phone_numbers(webhook):

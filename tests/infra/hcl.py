@@ -10,10 +10,17 @@ Terraform cannot be evaluated here (no providers offline), so the model resolves
 only the few expression shapes this configuration uses for ``for_each`` and IAM
 members; anything else fails loudly, so a refactor that the tests no longer
 understand is noticed instead of silently passing.
+
+Calls of local modules (``source = "./modules/..."``) are expanded: every resource
+of the module joins :attr:`Terraform.resources` once per call, named
+``module.<call>.<name>``, with the module's ``var.*`` replaced by the call's
+arguments and its references to its own resources written as root addresses
+(``module.<call>.<type>.<name>``), so a test reads what each call deploys.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,12 +78,15 @@ class Terraform:
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
     locals: dict[str, Any] = field(default_factory=dict)
     resource_files: dict[tuple[str, str], str] = field(default_factory=dict)
+    modules: dict[str, dict[str, Any]] = field(default_factory=dict)  # call name -> the module block
+    children: dict[str, Terraform] = field(default_factory=dict)  # call name -> the called module, as written
 
     @classmethod
     def load(cls, directory: Path) -> Terraform:
         import hcl2
 
         model = cls(directory)
+        calls: dict[str, dict[str, Any]] = {}
         for path in sorted(directory.glob("*.tf")):
             text = path.read_text()
             model.raw[path.name] = text
@@ -99,7 +109,87 @@ class Terraform:
                 for key, value in block.items():
                     assert key not in model.locals, f"local.{key} declared twice"
                     model.locals[key] = value
+            for block in parsed.get("module", []):
+                calls.update(block)
+        for call, body in calls.items():
+            source = str(body["source"])
+            assert source.startswith("./"), f"module.{call}: only local modules are expanded, not {source}"
+            child = cls.load(directory / source)
+            model.modules[call] = body
+            model.children[call] = child
+            for (rtype, name), resource in child.resources.items():
+                model.resources[(rtype, f"module.{call}.{name}")] = model.in_call(call, resource)
+                model.resource_files[(rtype, f"module.{call}.{name}")] = (
+                    f"{source.removeprefix('./')}/{child.resource_files[(rtype, name)]}"
+                )
         return model
+
+    # --- module calls --------------------------------------------------------
+
+    _META_ARGUMENTS = {"source", "count", "for_each", "depends_on", "providers", "version"}
+
+    def arguments(self, call: str) -> dict[str, Any]:
+        """What module.<call> passes for each of the module's variables (their defaults where it passes none)."""
+        given = {k: v for k, v in self.modules[call].items() if k not in self._META_ARGUMENTS}
+        variables = self.children[call].variables
+        assert set(given) <= set(variables), f"module.{call} passes undeclared {sorted(set(given) - set(variables))}"
+        missing = {name for name, body in variables.items() if name not in given and "default" not in body}
+        assert not missing, f"module.{call} does not pass {sorted(missing)}"
+        return {name: given.get(name, body.get("default")) for name, body in variables.items()}
+
+    def in_call(self, call: str, value: Any) -> Any:
+        """``value`` (from the module's files) as module.<call> deploys it, in the root module's terms."""
+        child, arguments = self.children[call], self.arguments(call)
+
+        def expression(text: str) -> str:
+            def variable(m: re.Match[str]) -> str:
+                argument = arguments[m[1]]
+                return f"({argument})" if isinstance(argument, Expr) else json.dumps(argument)
+
+            def own(m: re.Match[str]) -> str:
+                return f"module.{call}.{m[1]}.{m[2]}" if (m[1], m[2]) in child.resources else m[0]
+
+            text = re.sub(r"(?<![\w.])(google_\w+)\.(\w+)", own, text)
+            text = re.sub(r"(?<![\w.])var\.(\w+)", variable, text)
+            # A lone reference needs no parentheses: module.x.y.z, not (module.x.y).z.
+            return re.sub(r"\(([\w.\[\]\"]+)\)", r"\1", text)
+
+        def template(m: re.Match[str]) -> str:
+            if (whole := re.fullmatch(r"var\.(\w+)", m[1])) and not isinstance(arguments[whole[1]], Expr):
+                return str(arguments[whole[1]])
+            return "${" + expression(m[1]) + "}"
+
+        if isinstance(value, dict):
+            return {k: self.in_call(call, v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.in_call(call, v) for v in value]
+        if isinstance(value, Expr):
+            if whole := re.fullmatch(r"var\.(\w+)", squash(value)):
+                return arguments[whole[1]]
+            return Expr(expression(value))
+        if isinstance(value, str):
+            return re.sub(r"\$\{([^{}]+)\}", template, value)
+        return value
+
+    def module_output(self, call: str, output: str) -> Any:
+        """The value of module.<call>.<output>, in the root module's terms."""
+        outputs = self.children[call].outputs
+        assert output in outputs, f"module.{call} has no output {output!r}"
+        return self.in_call(call, outputs[output]["value"])
+
+    def evaluate(self, expression: Any) -> Any:
+        """A local that is data: literals, references to other locals and their attributes, jsondecode(file())."""
+        if not isinstance(expression, Expr):
+            return expression
+        text = squash(expression)
+        if m := re.fullmatch(r'jsondecode\(file\("\$\{path\.module\}/([^"]+)"\)\)', text):
+            return json.loads((self.directory / m[1]).read_text())
+        if m := re.fullmatch(r"local\.(\w+)((?:\.\w+)*)", text):
+            value = self.evaluate(self.locals[m[1]])
+            for attribute in filter(None, m[2].split(".")):
+                value = value[attribute]
+            return value
+        raise AssertionError(f"the infra tests cannot evaluate {expression!r}; extend tests/infra/hcl.py")
 
     # --- lookups -----------------------------------------------------------
 
@@ -132,10 +222,12 @@ class Terraform:
             return {None: None}
         text = squash(str(for_each))
         if m := re.fullmatch(r"local\.(\w+)", text):
-            value = self.locals[m[1]]
+            if isinstance(self.locals[m[1]], Expr) and self.locals[m[1]].startswith("{for"):
+                return self.instances(self.locals[m[1]])  # a filtered view of another local
+            value = self.evaluate(self.locals[m[1]])
             return dict(value) if isinstance(value, dict) else {v: v for v in value}
         if m := re.fullmatch(r"toset\(local\.(\w+)\)", text):
-            return {v: v for v in self.locals[m[1]]}
+            return {v: v for v in self.evaluate(self.locals[m[1]])}
         if m := re.fullmatch(r"\{for(\w+),(\w+)inlocal\.(\w+):\1=>\2if\2\.(\w+)\}", text):
             return {k: v for k, v in self.locals[m[3]].items() if v[m[4]] is True}
         raise AssertionError(f"the infra tests cannot evaluate for_each = {for_each!r}; extend tests/infra/hcl.py")
@@ -160,6 +252,12 @@ class Terraform:
         text = squash(str(expression))
         if text == "var.project_id":
             return ("project",)
+        # A module's output ([0]: the one instance of a call with count = cond ? 1 : 0).
+        if m := re.fullmatch(r"module\.(\w+)(?:\[0\])?\.(\w+)", text):
+            return self.target(self.module_output(m[1], m[2]), key, value)
+        # A resource of a module call (as in_call writes it): named module.<call>.<name>.
+        if m := re.fullmatch(r"module\.(\w+)\.(google_\w+)\.(\w+)\.(\w+)", text):
+            return (m[2], f"module.{m[1]}.{m[3]}")
         m = re.fullmatch(r"(google_\w+)\.(\w+)(?:\[(.+?)\])?\.(\w+)", text)
         assert m, f"unexpected IAM target {expression!r}"
         if m[3] is None or m[3] == "0":  # [0]: the one instance of a resource with count = cond ? 1 : 0

@@ -319,7 +319,9 @@ def check_texts(texts: dict[str, str], schema: dict[str, Any] | None = None) -> 
 
 
 def check_directory(directory: Path, schema: dict[str, Any] | None = None) -> list[Finding]:
-    return check_texts({p.name: p.read_text() for p in sorted(directory.glob("*.tf"))}, schema)
+    # Local modules (modules/<name>/*.tf) included, named by their path under the directory.
+    files = [p for p in sorted(directory.rglob("*.tf")) if ".terraform" not in p.parts]
+    return check_texts({p.relative_to(directory).as_posix(): p.read_text() for p in files}, schema)
 
 
 # --- provider version pins ---------------------------------------------------------------------

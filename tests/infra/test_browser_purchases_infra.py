@@ -1,4 +1,4 @@
-"""Terraform refuses a browser-purchase setting the collect function would refuse at start (issue 23, item 4)."""
+"""Terraform refuses a browser-purchase setting the collect function would refuse at start."""
 
 from __future__ import annotations
 

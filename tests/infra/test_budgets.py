@@ -34,7 +34,8 @@ def test_a_collect_request_answers_before_the_function_timeout(tf: Terraform) ->
 
 
 def test_a_shopify_pubsub_push_answers_before_its_ack_deadline(tf: Terraform) -> None:
-    # The Shopify delivery subscription's ack deadline is the function's timeout (terraform/pubsub.tf).
+    # The Shopify delivery subscription's ack deadline is the function's timeout (terraform/pubsub.tf), whose
+    # sizing is shopify_webhook's (terraform/functions.tf, local.cloud_functions).
     assert _timeout(tf, "shopify_webhook") > budgets.SHOPIFY_IO_SECONDS
 
 
@@ -50,7 +51,7 @@ def test_a_push_gets_its_answer_before_the_sender_times_out(tf: Terraform) -> No
     # redelivered while its batch may still be sending.
     wait = budgets.sender_result_wait(budgets.TIKTOK_TIMEOUT_SECONDS)
     assert wait < _timeout(tf, "sender")
-    deadline = str(tf.resource("google_pubsub_subscription", "sender_push")["ack_deadline_seconds"])
+    deadline = str(tf.resource("google_pubsub_subscription", "module.events_push.push")["ack_deadline_seconds"])
     assert deadline.strip("${}") == "local.function_runtime.sender.timeout_seconds"
 
 

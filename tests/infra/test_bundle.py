@@ -252,7 +252,7 @@ print("ok")
 """
 
 
-def _runtime_env(tf: Terraform, name: str, venv: Path, bundle_dir: Path, home: Path) -> dict[str, str]:
+def _runtime_env(tf: Terraform, name: str, entry: str, venv: Path, bundle_dir: Path, home: Path) -> dict[str, str]:
     plain = tf.locals["function_env"][name]
     secrets = [s["env"] for s in tf.locals["secrets"].values() if s["function"] == name]
     keys = set(plain) | set(secrets)
@@ -267,7 +267,7 @@ def _runtime_env(tf: Terraform, name: str, venv: Path, bundle_dir: Path, home: P
         "PYTHONNOUSERSITE": "1",
         "PYTHONDONTWRITEBYTECODE": "1",
         "HOME": str(home),
-        "FUNCTION_TARGET": tf.locals["functions"][name]["entry_point"],
+        "FUNCTION_TARGET": entry,
         "K_SERVICE": f"tiktok-{name.replace('_', '-')}",
         "PORT": "8080",
         # No Google credentials here: clients created at import talk to a closed
@@ -302,16 +302,20 @@ def test_every_bundle_imports_its_entry_point_in_a_clean_venv(tf: Terraform, tmp
     )
 
     failures = []
-    for name, bundle_dir in bundles.items():
-        entry = tf.locals["functions"][name]["entry_point"]
+    # Every deployed function (terraform/functions.tf, local.cloud_functions) in the bundle of its folder.
+    for function, deployed in tf.locals["cloud_functions"].items():
+        name, entry = deployed["folder"], deployed["entry_point"]
+        bundle_dir = bundles[name]
         result = subprocess.run(
             [str(venv / "bin" / "python"), "-s", "-c", _IMPORT_CHECK, str(ROOT), entry],
             cwd=bundle_dir,
-            env=_runtime_env(tf, name, venv, bundle_dir, tmp_path),
+            env=_runtime_env(tf, name, entry, venv, bundle_dir, tmp_path),
             capture_output=True,
             text=True,
             timeout=180,
         )
         if result.returncode != 0 or result.stdout.strip() != "ok":
-            failures.append(f"--- {name} (entry point {entry}):\n{result.stdout[-2000:]}{result.stderr[-4000:]}")
+            failures.append(
+                f"--- {function} (functions/{name}, {entry}):\n{result.stdout[-2000:]}{result.stderr[-4000:]}"
+            )
     assert not failures, "bundles that do not import on their own:\n" + "\n".join(failures)

@@ -56,6 +56,10 @@ class Renderer:
             return self._resolve("var.name_prefix", each_key).replace("-", "_")
         if m := re.fullmatch(r'(google_\w+)\.(\w+)(?:\["([^"]+)"\])?\.name', expression):
             return self.resource_name(m[1], m[2], m[3])
+        if m := re.fullmatch(r"module\.(\w+)\.(google_\w+)\.(\w+)\.name", expression):
+            return self.resource_name(m[2], f"module.{m[1]}.{m[3]}", None)
+        if m := re.fullmatch(r"module\.(\w+)\.(\w+)", expression):
+            return self._resolve(str(self.tf.module_output(m[1], m[2])), each_key)
         raise AssertionError(f"test_dashboard cannot evaluate ${{{expression}}}; extend its Renderer")
 
     def text(self, value: Any, each_key: str | None = None) -> str:
@@ -152,8 +156,9 @@ def test_charts_group_and_label_only_by_labels_their_metric_has(tf: Terraform, r
 def test_filters_name_the_real_services_and_subscriptions(tf: Terraform, rendered: dict) -> None:
     services = service_names(tf)
     renderer = Renderer(tf)
-    events = renderer.resource_name("google_pubsub_subscription", "sender_push", None)
-    dead_letter = renderer.resource_name("google_pubsub_subscription", "dead_letter", None)
+    events = renderer.resource_name("google_pubsub_subscription", "module.events_push.push", None)
+    dead_letter = renderer.resource_name("google_pubsub_subscription", "module.events_push.dead_letter", None)
+    assert (events, dead_letter) == ("tiktok-events-sender", "tiktok-events-dead-letter")
     subscriptions = set()
     for title, _, query in queries(rendered):
         subscriptions |= set(re.findall(r'resource\.labels\.subscription_id="([^"]+)"', query["filter"]))

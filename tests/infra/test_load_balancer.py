@@ -177,9 +177,12 @@ def test_on_collect_takes_traffic_only_through_the_load_balancer(tf: Terraform) 
         '{for key, value in {ingress_settings = "ALLOW_INTERNAL_AND_GCLB"} : key => value if var.collect_load_balancer}'
     )
     assert squash(tf.locals["function_runtime"]) == squash(
-        "{for name, defaults in local.function_defaults : name => merge(defaults, try(local.lb_ingress[name], {}),"
-        " {for key, value in try(var.function_settings[name], {}) : key => value if value != null})}"
+        "{for name, fn in local.cloud_functions : name => merge(local.function_defaults[fn.folder],"
+        " try(local.lb_ingress[name], {}),"
+        " {for key, value in try(var.function_settings[fn.folder], {}) : key => value if value != null},"
+        ' lookup(fn, "runtime", {}))}'
     )
+    assert "runtime" not in tf.locals["cloud_functions"]["collect"], "nothing may override its ingress after lb_ingress"
     preconditions = tf.resource("google_cloudfunctions2_function", "function")["lifecycle"][0]["precondition"]
     assert any(
         squash(p["condition"])

@@ -124,7 +124,10 @@ def test_every_alert_goes_to_the_configured_channels(tf: Terraform) -> None:
 def test_the_dead_letter_alert_watches_the_dead_letter_subscription(tf: Terraform) -> None:
     policy = tf.resource("google_monitoring_alert_policy", "dead_letter_backlog")
     condition = tf.block(tf.block(policy, "conditions"), "condition_threshold")
-    assert "${google_pubsub_subscription.dead_letter.name}" in condition["filter"]
+    assert "${module.events_push.dead_letter_subscription_name}" in condition["filter"]
+    assert tf.module_output("events_push", "dead_letter_subscription_name") == (
+        "module.events_push.google_pubsub_subscription.dead_letter.name"
+    )
     assert "pubsub.googleapis.com/subscription/num_undelivered_messages" in condition["filter"]
 
 

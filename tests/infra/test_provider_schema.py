@@ -72,7 +72,7 @@ def test_every_resource_and_data_source_in_terraform_conforms_to_the_provider_sc
     findings = check_directory(TERRAFORM_DIR)
     elapsed = time.perf_counter() - started
     assert not findings, "terraform/ does not match the provider schema:\n" + "\n".join(map(str, findings))
-    checked = sum(len(declared(p.read_text())) for p in TERRAFORM_DIR.glob("*.tf"))
+    checked = sum(len(declared(p.read_text())) for p in TERRAFORM_DIR.rglob("*.tf"))
     assert checked >= 30, f"only {checked} resource/data blocks found in terraform/: is the parser still reading it?"
     assert elapsed < 5, f"the schema check took {elapsed:.1f} s"
 

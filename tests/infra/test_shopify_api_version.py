@@ -121,6 +121,6 @@ def test_shopify_app_toml_points_orders_at_pubsub_when_it_is_on_and_privacy_at_h
         'var.shopify_pubsub_enabled ? local.shopify_pubsub_uri : local.function_urls["shopify_webhook"]'
     )
     assert squash(tf.locals["shopify_pubsub_uri"]).startswith(
-        squash('var.shopify_pubsub_enabled ? "pubsub://${var.project_id}:${google_pubsub_topic.shopify[0].name}"')
+        squash('var.shopify_pubsub_enabled ? "pubsub://${var.project_id}:${module.shopify_push[0].topic_name}"')
     )
     assert "read_orders" in tf.locals["shopify_toml_scopes"]

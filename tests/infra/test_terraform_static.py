@@ -17,6 +17,7 @@ import pytest
 
 from tests.infra.conftest import ROOT, TERRAFORM_DIR
 from tests.infra.hcl import Terraform
+from tests.infra.provider_schema import pinned_providers
 
 CHECKOV_ARGS = ["-d", "terraform", "--framework", "terraform", "--compact", "--quiet", "-o", "json", "--skip-download"]
 
@@ -82,7 +83,7 @@ def test_checkov_finds_no_failed_check() -> None:
 
 def test_every_checkov_suppression_states_its_reason() -> None:
     found = 0
-    for path in sorted(TERRAFORM_DIR.glob("*.tf")):
+    for path in sorted(TERRAFORM_DIR.rglob("*.tf")):  # modules/ included
         for number, line in enumerate(path.read_text().splitlines(), 1):
             if "checkov:skip" not in line:
                 continue
@@ -103,6 +104,21 @@ def test_every_variable_is_typed_and_described(tf: Terraform) -> None:
 def test_every_output_is_described(tf: Terraform) -> None:
     for name, body in tf.outputs.items():
         assert body.get("description"), f"output {name} has no description"
+
+
+def test_every_local_module_is_typed_described_and_pinned_like_the_root(tf: Terraform) -> None:
+    assert tf.children, "no module calls found: is the parser still reading pubsub.tf?"
+    root_pins = pinned_providers(tf.raw["versions.tf"])
+    for call, module in tf.children.items():
+        for name, body in module.variables.items():
+            assert body.get("type") is not None, f"module.{call}: variable {name} has no type"
+            description = body.get("description")
+            assert isinstance(description, str) and len(description) > 15, f"module.{call}: {name} is not described"
+        for name, body in module.outputs.items():
+            assert body.get("description"), f"module.{call}: output {name} has no description"
+        pins = pinned_providers(module.raw["versions.tf"])
+        assert pins and all(root_pins[name] == pin for name, pin in pins.items()), f"module.{call}: {pins}"
+        assert re.search(r'required_version\s*=\s*">=\s*1\.5"', module.raw["versions.tf"])
 
 
 def test_no_primitive_role_anywhere() -> None:

@@ -9,6 +9,7 @@ breaks the other fails here.
 from __future__ import annotations
 
 import inspect
+import json
 import re
 from typing import Any
 
@@ -34,7 +35,7 @@ INFRA_OWNED = {
     "GOOGLE_CLOUD_PROJECT": "var.project_id",
     "FIRESTORE_DATABASE": "local.firestore_database",
     "FIRESTORE_COLLECTION_PREFIX": "var.firestore_collection_prefix",
-    "PUBSUB_TOPIC": "google_pubsub_topic.events.name",
+    "PUBSUB_TOPIC": "module.events_push.topic_name",
     "TIKTOK_API_URL": "var.tiktok_api_url",
 }
 # Merchant decisions the deployment states explicitly instead of inheriting a code default.
@@ -49,6 +50,8 @@ ROLE_ALLOW_LIST = {
 }
 
 FUNCTION = ("google_cloudfunctions2_function", "function")
+# The events topic's push subscription to the sender (terraform/pubsub.tf, modules/push_pipeline).
+SENDER_PUSH = ("google_pubsub_subscription", "module.events_push.push")
 
 
 def required_env(name: str) -> set[str]:
@@ -66,16 +69,16 @@ def plain_env(tf: Terraform, name: str) -> dict[str, Any]:
     """The plain environment variables Terraform gives function ``name`` (values as HCL expressions)."""
     expression = service_config(tf)["environment_variables"]
     assert squash(expression) == squash(
-        "{for key, value in local.function_env[each.key] : key => value if value != null}"
-    ), f"environment_variables no longer comes from local.function_env[each.key]: {expression}"
-    return tf.locals["function_env"][name]
+        "{for key, value in local.function_env[each.value.folder] : key => value if value != null}"
+    ), f"environment_variables no longer comes from local.function_env[each.value.folder]: {expression}"
+    return tf.locals["function_env"][tf.locals["cloud_functions"][name]["folder"]]
 
 
 def secret_env(tf: Terraform, name: str) -> dict[str, str]:
     """Secret environment variables of function ``name``: variable -> Secret Manager secret id."""
     dynamic = tf.dynamic(service_config(tf), "secret_environment_variables")
     assert squash(dynamic["for_each"]) == squash(
-        "{for id, secret in local.secrets : secret.env => id if secret.function == each.key}"
+        "{for id, secret in local.secrets : secret.env => id if secret.function == each.value.folder}"
     ), f"secret_environment_variables no longer iterates local.secrets of this function: {dynamic['for_each']}"
     content = dynamic["content"][0]
     assert content["key"] == "secret_environment_variables.key"
@@ -83,8 +86,9 @@ def secret_env(tf: Terraform, name: str) -> dict[str, str]:
         squash(content["secret"]) == "google_secret_manager_secret.secret[secret_environment_variables.value].secret_id"
     )
     assert content["version"] == "latest"
+    folder = tf.locals["cloud_functions"][name]["folder"]
     return {
-        secret["env"]: secret_id for secret_id, secret in tf.locals["secrets"].items() if secret["function"] == name
+        secret["env"]: secret_id for secret_id, secret in tf.locals["secrets"].items() if secret["function"] == folder
     }
 
 
@@ -101,14 +105,22 @@ def ref(expression: Any) -> str:
 def test_terraform_deploys_exactly_the_functions_of_the_code(tf: Terraform) -> None:
     folders = {p.name for p in (ROOT / "functions").iterdir() if p.is_dir() and not p.name.startswith((".", "_"))}
     assert set(tf.locals["functions"]) == set(FUNCTIONS) == folders
-    assert ref(tf.resource(*FUNCTION)["for_each"]) == "local.functions"
+    assert ref(tf.resource(*FUNCTION)["for_each"]) == "local.deployed_functions"
+    # Each folder is deployed as the function of its name; others (shopify_pubsub) are optional entry points.
+    deployed = tf.instances(tf.resource(*FUNCTION)["for_each"])
+    assert set(deployed) == set(FUNCTIONS), "by default exactly the folders are deployed"
+    assert {name: fn["folder"] for name, fn in deployed.items()} == {name: name for name in FUNCTIONS}
+    for name, fn in tf.locals["cloud_functions"].items():
+        assert fn["folder"] in folders, f"{name} runs functions/{fn['folder']}, which does not exist"
+        assert fn["enabled"] is True or name not in FUNCTIONS, f"{name} is a folder: always deployed"
 
 
 def test_each_function_has_its_entry_point_and_the_python312_runtime(tf: Terraform) -> None:
     build = tf.block(tf.resource(*FUNCTION), "build_config")
     assert build["runtime"] == "python312"
     assert ref(build["entry_point"]) == "each.value.entry_point"
-    assert {name: fn["entry_point"] for name, fn in tf.locals["functions"].items()} == ENTRY_POINTS
+    entry_points = {name: fn["entry_point"] for name, fn in tf.locals["cloud_functions"].items()}
+    assert {name: entry_points[name] for name in FUNCTIONS} == ENTRY_POINTS
 
 
 @pytest.mark.parametrize("name", FUNCTIONS)
@@ -190,7 +202,7 @@ def test_sender_is_sized_for_micro_batching_and_internal(tf: Terraform) -> None:
 def test_function_source_is_the_bundle_object_named_by_its_hash(tf: Terraform) -> None:
     storage = tf.block(tf.block(tf.block(tf.resource(*FUNCTION), "build_config"), "source"), "storage_source")
     assert ref(storage["bucket"]) == "google_storage_bucket.sources.name"
-    assert ref(storage["object"]) == "google_storage_bucket_object.bundle[each.key].name"
+    assert ref(storage["object"]) == "google_storage_bucket_object.bundle[each.value.folder].name"
     bundle = tf.resource("google_storage_bucket_object", "bundle")
     assert ref(bundle["for_each"]) == "local.functions"
     assert re.search(
@@ -206,7 +218,9 @@ def test_source_bucket_is_private(tf: Terraform) -> None:
 
 
 def test_each_function_runs_as_its_own_service_account(tf: Terraform) -> None:
-    assert ref(service_config(tf)["service_account_email"]) == "google_service_account.function[each.key].email"
+    assert ref(service_config(tf)["service_account_email"]) == (
+        "google_service_account.function[each.value.folder].email"
+    )
     accounts = tf.resource("google_service_account", "function")
     assert ref(accounts["for_each"]) == "local.functions"
     short_names = [fn["short_name"] for fn in tf.locals["functions"].values()]
@@ -221,15 +235,22 @@ def test_each_function_runs_as_its_own_service_account(tf: Terraform) -> None:
 
 
 def _dead_letter_topic(tf: Terraform) -> str:
-    policy = tf.block(tf.resource("google_pubsub_subscription", "sender_push"), "dead_letter_policy")
-    m = re.fullmatch(r"google_pubsub_topic\.(\w+)\.id", ref(policy["dead_letter_topic"]))
+    policy = tf.block(tf.resource(*SENDER_PUSH), "dead_letter_policy")
+    m = re.fullmatch(r"module\.events_push\.google_pubsub_topic\.(\w+)\.id", ref(policy["dead_letter_topic"]))
     assert m, policy
-    return m[1]
+    return f"module.events_push.{m[1]}"
+
+
+def _id(rtype: str, name: str) -> str:
+    """How a resource named by Terraform.load (module.<call>.<name> inside a module) is referenced by its id."""
+    call, _, own = name.rpartition(".")
+    return f"{call}.{rtype}.{own}.id" if call else f"{rtype}.{name}.id"
 
 
 def test_push_subscription_delivers_events_to_the_sender_with_an_oidc_token(tf: Terraform) -> None:
-    push = tf.resource("google_pubsub_subscription", "sender_push")
-    assert ref(push["topic"]) == "google_pubsub_topic.events.id"
+    push = tf.resource(*SENDER_PUSH)
+    assert ref(push["topic"]) == "module.events_push.google_pubsub_topic.topic.id"
+    assert ref(tf.resource("google_pubsub_topic", "module.events_push.topic")["name"]) == "local.events_topic"
     config = tf.block(push, "push_config")
     assert ref(config["push_endpoint"]) == 'google_cloudfunctions2_function.function["sender"].service_config[0].uri'
     assert ref(tf.block(config, "oidc_token")["service_account_email"]) == "google_service_account.push.email"
@@ -245,11 +266,11 @@ def test_no_eventarc_trigger_feeds_the_sender(tf: Terraform) -> None:
 
 def test_dead_letters_go_to_a_topic_with_its_own_subscription(tf: Terraform) -> None:
     dead_letter = _dead_letter_topic(tf)
-    assert dead_letter != "events"
+    assert dead_letter != "module.events_push.topic"
     readers = [
         name
         for name, sub in tf.of_type("google_pubsub_subscription").items()
-        if ref(sub["topic"]) == f"google_pubsub_topic.{dead_letter}.id"
+        if ref(sub["topic"]) == _id("google_pubsub_topic", dead_letter)
     ]
     assert readers, "a topic without a subscription drops what is published to it"
     for name in readers:
@@ -261,7 +282,7 @@ def test_dead_letters_go_to_a_topic_with_its_own_subscription(tf: Terraform) -> 
 
 
 def test_max_delivery_attempts_is_validated_to_pubsub_limits(tf: Terraform) -> None:
-    policy = tf.block(tf.resource("google_pubsub_subscription", "sender_push"), "dead_letter_policy")
+    policy = tf.block(tf.resource(*SENDER_PUSH), "dead_letter_policy")
     assert ref(policy["max_delivery_attempts"]) == "var.max_delivery_attempts"
     variable = tf.variables["max_delivery_attempts"]
     assert variable["default"] == 10
@@ -270,7 +291,7 @@ def test_max_delivery_attempts_is_validated_to_pubsub_limits(tf: Terraform) -> N
 
 
 def test_ack_deadline_covers_the_sender_timeout(tf: Terraform) -> None:
-    push = tf.resource("google_pubsub_subscription", "sender_push")
+    push = tf.resource(*SENDER_PUSH)
     assert ref(push["ack_deadline_seconds"]) == "local.function_runtime.sender.timeout_seconds"
     assert ref(service_config(tf)["timeout_seconds"]) == "local.function_runtime[each.key].timeout_seconds"
     assert 10 <= tf.locals["function_defaults"]["sender"]["timeout_seconds"] <= 600
@@ -279,7 +300,7 @@ def test_ack_deadline_covers_the_sender_timeout(tf: Terraform) -> None:
 
 
 def test_sender_claims_outlive_every_redelivery(tf: Terraform) -> None:
-    retention = tf.resource("google_pubsub_subscription", "sender_push")["message_retention_duration"]
+    retention = tf.resource(*SENDER_PUSH)["message_retention_duration"]
     seconds = int(re.fullmatch(r"(\d+)s", retention)[1])
     claim_hours = SenderSettings.model_fields["claim_ttl_hours"].default
     assert seconds < claim_hours * 3600, "a message could be redelivered after the sender forgot it was sent"
@@ -302,7 +323,9 @@ def test_the_sender_enforces_the_order_window_the_webhooks_read_from_the_same_va
 def test_receivers_publish_to_the_topic_the_subscription_reads(tf: Terraform) -> None:
     for name in FUNCTIONS:
         if "PUBSUB_TOPIC" in FUNCTION_SETTINGS[name].env_names():
-            assert ref(plain_env(tf, name)["PUBSUB_TOPIC"]) == "google_pubsub_topic.events.name"
+            assert ref(plain_env(tf, name)["PUBSUB_TOPIC"]) == "module.events_push.topic_name"
+    assert ref(tf.module_output("events_push", "topic_name")) == "module.events_push.google_pubsub_topic.topic.name"
+    assert ref(tf.resource(*SENDER_PUSH)["topic"]) == "module.events_push.google_pubsub_topic.topic.id"
 
 
 def test_pubsub_service_agent_is_the_projects_own(tf: Terraform) -> None:
@@ -317,8 +340,16 @@ def test_pubsub_service_agent_is_the_projects_own(tf: Terraform) -> None:
 
 
 def test_every_collection_has_a_ttl_policy_on_the_ttl_field(tf: Terraform) -> None:
-    assert tf.locals["firestore_collections"] == list(store.COLLECTIONS)
-    assert tf.locals["firestore_ttl_field"] == store.TTL_FIELD
+    # Listed once, in the shared package's data: Terraform reads the file, the store's constants equal it.
+    data = json.loads((ROOT / "shared" / "data" / "firestore_collections.json").read_text())
+    assert squash(tf.locals["firestore_schema"]) == squash(
+        'jsondecode(file("${path.module}/../shared/data/firestore_collections.json"))'
+    )
+    assert ref(tf.locals["firestore_collections"]) == "local.firestore_schema.collections"
+    assert ref(tf.locals["firestore_ttl_field"]) == "local.firestore_schema.ttl_field"
+    assert data["collections"] == list(store.COLLECTIONS) and data["ttl_field"] == store.TTL_FIELD
+    assert tf.evaluate(tf.locals["firestore_collections"]) == list(store.COLLECTIONS)
+    assert tf.evaluate(tf.locals["firestore_ttl_field"]) == store.TTL_FIELD
     field = tf.resource("google_firestore_field", "ttl")
     instances = tf.instances(field["for_each"])
     assert set(instances) == set(store.COLLECTIONS)
@@ -362,7 +393,7 @@ def _expected_grants(tf: Terraform) -> set[tuple]:
         if "FIRESTORE_DATABASE" in cls.env_names():
             expected.add((me, "roles/datastore.user", ("project",)))
         if "PUBSUB_TOPIC" in cls.env_names():
-            expected.add((me, "roles/pubsub.publisher", ("google_pubsub_topic", "events")))
+            expected.add((me, "roles/pubsub.publisher", ("google_pubsub_topic", "module.events_push.topic")))
         for env in cls.SECRET_ENV:
             expected.add(
                 (
@@ -376,12 +407,12 @@ def _expected_grants(tf: Terraform) -> set[tuple]:
     expected |= {
         (("push",), "roles/run.invoker", (*FUNCTION, "sender")),
         (("pubsub_agent",), "roles/pubsub.publisher", ("google_pubsub_topic", _dead_letter_topic(tf))),
-        (("pubsub_agent",), "roles/pubsub.subscriber", ("google_pubsub_subscription", "sender_push")),
+        (("pubsub_agent",), "roles/pubsub.subscriber", SENDER_PUSH),
         # Shopify webhooks over Pub/Sub (shopify_pubsub_enabled; tests/infra/test_shopify_pubsub_infra.py).
-        (("shopify_delivery",), "roles/pubsub.publisher", ("google_pubsub_topic", "shopify")),
-        (("push",), "roles/run.invoker", ("google_cloudfunctions2_function", "shopify_pubsub")),
-        (("pubsub_agent",), "roles/pubsub.publisher", ("google_pubsub_topic", "shopify_dead_letter")),
-        (("pubsub_agent",), "roles/pubsub.subscriber", ("google_pubsub_subscription", "shopify_push")),
+        (("shopify_delivery",), "roles/pubsub.publisher", ("google_pubsub_topic", "module.shopify_push.topic")),
+        (("push",), "roles/run.invoker", (*FUNCTION, "shopify_pubsub")),
+        (("pubsub_agent",), "roles/pubsub.publisher", ("google_pubsub_topic", "module.shopify_push.dead_letter")),
+        (("pubsub_agent",), "roles/pubsub.subscriber", ("google_pubsub_subscription", "module.shopify_push.push")),
         (("builder",), "roles/logging.logWriter", ("project",)),
         (("builder",), "roles/storage.objectViewer", ("project",)),
         (("builder",), "roles/storage.objectViewer", ("google_storage_bucket", "sources")),

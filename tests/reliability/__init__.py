@@ -1,1 +1,1 @@
-"""Reliability suite: faults, kills, poison, fuzz and huge bodies against the real local stack (issue 12)."""
+"""Reliability suite: faults, kills, poison, fuzz and huge bodies against the real local stack."""

@@ -1,6 +1,6 @@
 """Firestore stops answering for longer than a webhook's budget: no paid order is lost or sent twice.
 
-Issue 12, finding 1: the Shopify delivery id used to be claimed for good before
+The Shopify delivery id used to be claimed for good before
 any work; when that write outlived the 4 s budget the webhook answered 503, the
 write landed anyway, and Shopify's retry was answered "duplicate: delivery
 already received", so the Purchase was never published.

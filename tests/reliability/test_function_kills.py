@@ -1,4 +1,4 @@
-"""Functions killed mid-traffic lose and duplicate no paid order (issue 12, findings 1 and 9).
+"""Functions killed mid-traffic lose and duplicate no paid order.
 
 A Cloud Run instance can die at any instruction (out of memory, a host
 failure). Here the Shopify function's gunicorn worker is SIGKILLed four times

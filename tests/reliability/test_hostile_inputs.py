@@ -1,4 +1,4 @@
-"""The hostile inputs issue 12 found 5xx for, each sent once to the running stack: none may answer a 5xx.
+"""Hostile inputs that once got a 5xx, each sent once to the running stack: none may answer a 5xx.
 
 The fuzz (test_fuzz.py) searches at random; these are the known killers,
 kept as fixed cases so that each stays fixed: huge integers and ``1e999``

@@ -1,7 +1,7 @@
 """A 30 MB body, chunked or with its Content-Length, is refused without being read, by every function.
 
 An unauthenticated client must not be able to make a function buffer what it
-sends (issue 12, finding 7: 8 concurrent 30 MB bodies took a Shopify worker
+sends (8 concurrent 30 MB bodies once took a Shopify worker
 from 102 MB to 411 MB; at 512 MiB per instance that is an out-of-memory kill).
 The client is a raw socket that watches for an answer between 64 kB pieces,
 so it sees whether the function answered (or hung up) before the body was all

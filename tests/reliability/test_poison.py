@@ -1,4 +1,4 @@
-"""A poison collect request fails only itself (issue 12, finding 4).
+"""A poison collect request fails only itself.
 
 A lone surrogate (``"\\ud800"``) in a custom property is valid JSON but not
 text: it used to pass validation and then fail serialising the shared Pub/Sub

@@ -1,4 +1,4 @@
-"""A forged browser Purchase and look-alike order ids reach nothing (issue 23, item 4), through the running stack.
+"""A forged browser Purchase and look-alike order ids reach nothing, through the running stack.
 
 Posted to the running collect as a script would (an allowed Origin, a consent
 grant, a valid cart token), counted at the sandbox: the ViewContent of the same

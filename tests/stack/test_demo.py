@@ -12,7 +12,12 @@ import pytest
 from tests.helpers import ROOT
 from tests.stack.test_first_run import LocalStack, clean_env, local_stack, make  # noqa: F401 (local_stack: a fixture)
 
-pytestmark = pytest.mark.stack
+pytestmark = [
+    pytest.mark.stack,
+    pytest.mark.starts_own_processes(
+        reason="drives `make run` and the local commands as processes of their own, as a user does"
+    ),
+]
 
 
 def walkthrough() -> list[str]:

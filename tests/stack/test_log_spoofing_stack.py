@@ -1,4 +1,4 @@
-"""Text an attacker chooses cannot make one log entry display as two, or reordered (issue 23, item 7).
+"""Text an attacker chooses cannot make one log entry display as two, or reordered.
 
 Through the running stack: a signed Shopify delivery whose webhook id and an
 unknown topic, and a signed WooCommerce delivery whose delivery id carry the

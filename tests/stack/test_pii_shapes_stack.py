@@ -1,7 +1,7 @@
-"""Personal data hidden by Unicode or encoding, or put where an identifier belongs, reaches nothing (issue 23).
+"""Personal data hidden by Unicode or encoding, or put where an identifier belongs, reaches nothing.
 
 Through the running stack: a consented collect request, a signed Shopify order
-joined to it and a signed WooCommerce order carry every shape of issue 23
+joined to it and a signed WooCommerce order carry every hidden shape
 (an email with an IDN or CJK domain, a fullwidth ``＠`` or small ``﹫``,
 fullwidth and percent-encoded phone numbers) in every field it names: page
 URLs and kept query values, ``query``, ``description``, ``content_name``,
@@ -24,7 +24,6 @@ import localstack
 import pytest
 
 from tests.emulator.test_shopify_webhook import new_order
-from tests.emulator.test_woocommerce import with_meta
 from tests.helpers import wait_for_sandbox_events
 from tests.stack.test_collect_stack import post as collect_post
 from tests.stack.test_shopify_stack import deliver
@@ -32,6 +31,7 @@ from tests.stack.test_shopify_stack import purchase_id as shopify_purchase_id
 from tests.stack.test_woocommerce_stack import fresh_order, grant
 from tests.stack.test_woocommerce_stack import post as woo_post
 from tests.stack.test_woocommerce_stack import purchase_id as woo_purchase_id
+from tests.unit.test_woocommerce import with_meta
 
 pytestmark = pytest.mark.stack
 

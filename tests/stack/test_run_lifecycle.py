@@ -28,7 +28,12 @@ from tests.helpers import ROOT, wait_until
 from tests.stack.test_first_run import clean_env
 from tests.stack.test_localstack import Output
 
-pytestmark = pytest.mark.stack
+pytestmark = [
+    pytest.mark.stack,
+    pytest.mark.starts_own_processes(
+        reason="drives `make run` and the local commands as processes of their own, as a user does"
+    ),
+]
 
 STARTUP_SECONDS = 180
 
@@ -265,14 +270,3 @@ def test_a_port_in_use_names_the_process_holding_it_and_the_command_that_frees_i
     finally:
         holder.kill()
         holder.wait(timeout=10)
-
-
-def test_port_holders_finds_a_listener_and_nobody_on_a_free_port():
-    port = localstack.free_port()
-    assert localstack.port_holders(port) == []
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", port))
-        sock.listen()
-        assert localstack.port_holders(port) == [os.getpid()]

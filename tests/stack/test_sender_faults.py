@@ -13,7 +13,7 @@ must take them over once their lease is out (asserted from its log).
 The stack's subscription has no retry policy: the emulator's backoff
 scheduling stops retrying for good after a few failures
 (``scripts/pubsub_emulator_stall.py`` reproduces it without this project),
-which is what lost 28 events in issue 12. Production's subscription keeps
+which once lost 28 events in a run. Production's subscription keeps
 its backoff (Terraform); the sender's answers are the same either way.
 
 ``SENDER_FAULT_SECONDS`` sets the length of the faulty phase (default 90 s,

@@ -23,10 +23,10 @@ from scripts import localstack
 from shared.config import DEFAULT_SHOPIFY_API_VERSION
 from shared.infra.store import ORDER_EVENTS
 from shared.receive.orders import JOIN_SHOPIFY_CHECKOUT
-from tests.emulator.test_shopify_mapping import SHOP
 from tests.emulator.test_shopify_webhook import big_id, new_order, recent
 from tests.helpers import load_fixture, sandbox_events, wait_for_sandbox_events, wait_until
 from tests.stack.test_shopify_stack import claim_state, deliver, grant, purchase_id, sent_after_sentinel
+from tests.unit.test_shopify_mapping import SHOP
 
 pytestmark = pytest.mark.stack
 

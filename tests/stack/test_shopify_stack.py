@@ -28,9 +28,9 @@ import pytest
 from shared.config import DEFAULT_SHOPIFY_API_VERSION
 from shared.infra.store import EVENT_CLAIMS, ORDER_EVENTS, WEBHOOK_DELIVERIES, Store
 from shared.receive.orders import JOIN_SHOPIFY_CART, JOIN_SHOPIFY_CHECKOUT
-from tests.emulator.test_shopify_mapping import SHOP, documented_order
 from tests.emulator.test_shopify_webhook import DENIED, GRANTED, new_order
 from tests.helpers import sandbox_events, shopify_signature, wait_for_sandbox_events, wait_until
+from tests.unit.test_shopify_mapping import SHOP, documented_order
 
 pytestmark = pytest.mark.stack
 

@@ -24,8 +24,8 @@ import pytest
 
 from shared.infra.store import EVENT_CLAIMS, ORDER_EVENTS, Store
 from shared.receive.orders import JOIN_WOO_ORDER_KEY
-from tests.emulator.test_woocommerce import documented_order, with_meta
 from tests.helpers import sandbox_events, wait_for_sandbox_events, woocommerce_signature
+from tests.unit.test_woocommerce import documented_order, with_meta
 
 pytestmark = pytest.mark.stack
 

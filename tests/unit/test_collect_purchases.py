@@ -1,6 +1,6 @@
 """Browser purchases are not a back door, order ids are read as a person reads them, free text stays home.
 
-Issue 23, item 4 and the free-text rule of item 5, on the pure plan
+A browser Purchase refused, look-alike order ids, and free text kept home, on the pure plan
 (shared/receive/collect/plan.py) and the pixel settings (shared/config.py).
 """
 

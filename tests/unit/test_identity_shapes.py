@@ -1,4 +1,4 @@
-"""Identifiers are checked against their shape where every source hashes them (issue 23, "Shapes, not hope").
+"""Identifiers are checked against their shape where every source hashes them, never trusted to be what they claim.
 
 ttclid, ``_ttp``, locale, city, state, zip and country: a value without its
 field's shape (an email in a click id's meta field, a phone number typed as

@@ -173,7 +173,7 @@ def test_the_first_join_key_with_a_live_context_wins(store: MemoryStore, publish
 
 
 def test_the_browsers_email_never_stands_beside_the_orders_own(store: MemoryStore, publisher: MemoryPublisher) -> None:
-    """Issue 23: a shopper must not pin their verified order to someone else's TikTok identity."""
+    """A shopper must not pin their verified order to someone else's TikTok identity."""
     victim = sha256_hex("victim@example.com")
     seed(store, consent=GRANTED, user={"email": [victim], "external_id": [sha256_hex("42")]})
     run(make_order(), store, publisher)  # the order carries buyer@example.com

@@ -49,7 +49,7 @@ def test_ordinary_values_are_left_alone(text: str) -> None:
     assert scrub_text(text) == text
 
 
-# --- issue 23: matched on the canonical form (NFKC, invisible characters, percent-decoding) ---------
+# --- matched on the canonical form (NFKC, invisible characters, percent-decoding) ---------
 
 HIDDEN = [
     "jo@exämple.de", "jo@例え.jp", "mail jo@例え。jp", "jo@xn--exmple-cua.de", "jo＠example.com", "jo﹫example.com",

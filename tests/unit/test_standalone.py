@@ -21,8 +21,8 @@ ROOT = Path(__file__).resolve().parents[2]
 # Tests whose inputs are files of the repository, and none of which needs the emulators.
 FILE_READING_TESTS = [
     "tests/unit/test_bench_cost.py",  # bench/prices.md
-    "tests/emulator/test_shopify_mapping.py",  # tests/fixtures/shopify
-    "tests/emulator/test_woocommerce.py",  # tests/fixtures/woocommerce
+    "tests/unit/test_shopify_mapping.py",  # tests/fixtures/shopify
+    "tests/unit/test_woocommerce.py",  # tests/fixtures/woocommerce
     "tests/unit/test_hashing.py",
     "tests/infra/test_provider_schema.py",  # tests/infra/provider_schema.json.gz, terraform/
 ]

@@ -15,10 +15,11 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
-from typing import Any
+from typing import Any, Protocol
 
 from shared import budgets
 from shared.infra.deadline import DependencyUnavailable
+from shared.infra.pubsub import AsyncPublisher
 from shared.infra.store import MAX_BATCH_WRITES, ContextWrite
 from shared.receive.collect.plan import Plan
 
@@ -38,6 +39,12 @@ class Unavailable(Exception):
         self.cause = cause
 
 
+class ContextStore(Protocol):
+    """The store as a group commit uses it: click contexts written in batches (:class:`shared.infra.store.Store`)."""
+
+    def put_click_contexts(self, writes: Sequence[ContextWrite]) -> int: ...
+
+
 def _is_request_error(exc: BaseException) -> bool:
     """A 4xx from the API (one bad document spoils a whole batch); not an outage."""
     try:
@@ -50,7 +57,7 @@ def _is_request_error(exc: BaseException) -> bool:
     return isinstance(exc, (gexc.ClientError, ValueError, TypeError))
 
 
-def commit_plans(plans: Sequence[Plan], store: Any, publisher: Any) -> list[int | Exception]:
+def commit_plans(plans: Sequence[Plan], store: ContextStore | None, publisher: AsyncPublisher) -> list[int | Exception]:
     """One round trip each to Pub/Sub and Firestore for several requests' plans, overlapped.
 
     Every plan's envelopes leave in one publish, on the publisher's helper thread,
@@ -60,11 +67,11 @@ def commit_plans(plans: Sequence[Plan], store: Any, publisher: Any) -> list[int 
     plan, the number of context documents written or the :class:`Unavailable`
     that plan's request answers with. A batch or a publish refused as a bad
     request (or one that would not serialise) is retried plan by plan, so one
-    request's bad data does not fail the others.
+    request's bad data does not fail the others. ``store`` may be None only when no plan has join keys.
     """
     outcomes: list[int | Exception] = [0] * len(plans)
     envelopes = [envelope for plan in plans for envelope in plan.envelopes]
-    publishing = None
+    publishing: Future[list[str]] | None = None
     if envelopes:
         try:
             traces = [plan.traceparent for plan in plans for _ in plan.envelopes]
@@ -73,6 +80,7 @@ def commit_plans(plans: Sequence[Plan], store: Any, publisher: Any) -> list[int 
             publishing = _failed(exc)
     for group in _store_groups(plans):
         writes = [_context_write(plans[i]) for i in group]
+        assert store is not None  # there are groups only when plans have join keys
         try:
             store.put_click_contexts(writes)
         except Exception as exc:  # any client failure: the requests of this batch answer 503
@@ -90,11 +98,11 @@ def commit_plans(plans: Sequence[Plan], store: Any, publisher: Any) -> list[int 
             # The publish has its own deadline; this bounds the wait even if its retries outlast it.
             publishing.result(timeout=PUBLISH_WAIT_SECONDS)
         except Exception as exc:  # any client failure or the deadline: every plan with events answers 503
-            alone = sum(1 for plan in plans if plan.envelopes) > 1 and _is_request_error(exc)
-            failures = _publish_alone(plans, publisher) if alone else {}
+            one_by_one = sum(1 for plan in plans if plan.envelopes) > 1 and _is_request_error(exc)
+            failures = _publish_alone(plans, publisher) if one_by_one else {}
             for index, plan in enumerate(plans):
                 if plan.envelopes and not isinstance(outcomes[index], Exception):
-                    if not alone:
+                    if not one_by_one:
                         outcomes[index] = Unavailable("pubsub", exc)
                     elif index in failures:
                         outcomes[index] = Unavailable("pubsub", failures[index])
@@ -104,9 +112,9 @@ def commit_plans(plans: Sequence[Plan], store: Any, publisher: Any) -> list[int 
     return outcomes
 
 
-def _publish_alone(plans: Sequence[Plan], publisher: Any) -> dict[int, Exception]:
+def _publish_alone(plans: Sequence[Plan], publisher: AsyncPublisher) -> dict[int, Exception]:
     """Each plan's events in a publish of their own (overlapped); the failures by plan index."""
-    pending: dict[int, Future] = {}
+    pending: dict[int, Future[list[str]]] = {}
     for index, plan in enumerate(plans):
         if plan.envelopes:
             try:
@@ -123,8 +131,8 @@ def _publish_alone(plans: Sequence[Plan], publisher: Any) -> dict[int, Exception
     return failures
 
 
-def _failed(exc: Exception) -> Future:
-    future: Future = Future()
+def _failed(exc: Exception) -> Future[list[str]]:
+    future: Future[list[str]] = Future()
     future.set_exception(exc)
     return future
 

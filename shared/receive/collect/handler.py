@@ -32,7 +32,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Mapping
 from dataclasses import replace
-from typing import Any
+from typing import Any, NoReturn
 
 from shared import budgets
 from shared.config import CollectSettings, PixelConfig, Tenants
@@ -43,7 +43,7 @@ from shared.infra.deadline import BoundedProxy, Deadline
 from shared.infra.http import Reply
 from shared.infra.instance import PerInstance
 from shared.infra.metrics import COUNTERS
-from shared.infra.pubsub import publisher_from_settings
+from shared.infra.pubsub import AsyncPublisher, publisher_from_settings
 from shared.infra.store import store_from_settings
 from shared.outcome import Kind, Outcome
 from shared.receive.collect.admission import (
@@ -57,7 +57,7 @@ from shared.receive.collect.admission import (
     pixel_origins,
     read_request_body,
 )
-from shared.receive.collect.commit import KnownContexts, Unavailable, commit_plans, context_digest
+from shared.receive.collect.commit import ContextStore, KnownContexts, Unavailable, commit_plans, context_digest
 from shared.receive.collect.keys import BoundKeys
 from shared.receive.collect.plan import MAX_EVENT_AGE_SECONDS, Plan, bound_keys, build_plan, unserialisable
 from shared.receive.collect.ratelimit import TokenBuckets
@@ -87,8 +87,8 @@ class Runtime:
         trusted_hops: int = 0,
         rate_limit_per_minute: int = 0,
         rate_limit_burst: int = 120,
-        store_factory: Callable[[], Any] | None = None,
-        publisher_factory: Callable[[], Any] | None = None,
+        store_factory: Callable[[], ContextStore] | None = None,
+        publisher_factory: Callable[[], AsyncPublisher] | None = None,
         allow_automated_browsers: bool = False,
         max_event_age_days: int = MAX_EVENT_AGE_SECONDS // 86_400,
     ) -> None:
@@ -103,8 +103,8 @@ class Runtime:
         # Any pixel's origins: what a preflight (which carries no body, so no pixel) may be allowed.
         self.origins_by_pixel = {code: pixel_origins(pixel) for code, pixel in tenants.pixels.items()}
         self.origins: frozenset[str] = frozenset().union(*self.origins_by_pixel.values())
-        self._store: PerInstance[Any] = PerInstance(store_factory or _not_configured("store"))
-        self._publisher: PerInstance[Any] = PerInstance(publisher_factory or _not_configured("publisher"))
+        self._store: PerInstance[ContextStore] = PerInstance(store_factory or _not_configured("store"))
+        self._publisher: PerInstance[AsyncPublisher] = PerInstance(publisher_factory or _not_configured("publisher"))
         self._committer = PerInstance(lambda: GroupCommit(self._flush, max_items=COMMIT_MAX_REQUESTS))
         self.known_contexts = KnownContexts()
 
@@ -130,7 +130,7 @@ class Runtime:
         )
 
     @property
-    def store(self) -> Any:
+    def store(self) -> ContextStore:
         return self._store.get()
 
     def accept(self, plan: Plan) -> int:
@@ -163,12 +163,12 @@ class Runtime:
         return commit_plans(plans, store, publisher)
 
     @property
-    def publisher(self) -> Any:
+    def publisher(self) -> AsyncPublisher:
         return self._publisher.get()
 
 
-def _not_configured(what: str) -> Callable[[], Any]:
-    def fail() -> Any:
+def _not_configured(what: str) -> Callable[[], NoReturn]:
+    def fail() -> NoReturn:
         raise RuntimeError(f"no {what} factory given to this Runtime")
 
     return fail
@@ -357,7 +357,7 @@ def _withhold(
     return _reply(204, Kind.WITHHELD_CONSENT, reason, None, headers)
 
 
-def _unavailable(what: str, exc: Exception) -> Reply:
+def _unavailable(what: str, exc: BaseException) -> Reply:
     reason = f"{what} unavailable ({type(exc).__name__}); try again"
     return _reply(503, Kind.ERROR_UNAVAILABLE, reason, {"error": "unavailable", "reason": reason}, {"Retry-After": "5"})
 

@@ -9,8 +9,8 @@ deletions. Every call of a delivery shares its :class:`Deadline`
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NoReturn, Protocol, TypeVar
 
 from shared.config import DEFAULT_SHOPIFY_API_VERSION, ShopifySettings, ShopifyShopConfig, Tenants
 from shared.domain.events import order_event_id
@@ -18,13 +18,21 @@ from shared.domain.hashing import customer_key
 from shared.infra import log
 from shared.infra.deadline import BoundedProxy, Deadline
 from shared.infra.instance import PerInstance
-from shared.infra.pubsub import publisher_from_settings
+from shared.infra.pubsub import Publisher, publisher_from_settings
 from shared.infra.store import CLICK_CONTEXTS, EVENT_CLAIMS, ORDER_EVENTS, WEBHOOK_DELIVERIES, store_from_settings
 from shared.outcome import Kind, Outcome
-from shared.receive.orders import MAX_EVENT_AGE, ORDER_EVENT_TTL, block_purchase, process_order_event
+from shared.receive.orders import MAX_EVENT_AGE, ORDER_EVENT_TTL, OrderStore, block_purchase, process_order_event
 from shared.receive.shopify.api_version import VersionWatch, check_support
 from shared.receive.shopify.delivery import IO_SECONDS, MAX_BODY_BYTES, MAX_ORDER_AGE, PLATFORM
 from shared.receive.shopify.plan import Action, RecordOrderChange, RedactCustomer, SendEvent
+
+T = TypeVar("T")
+
+
+class ShopifyStore(OrderStore, Protocol):
+    """The store as the Shopify webhook uses it: the order flow's, and the privacy webhooks' deletions."""
+
+    def delete_where(self, collection: str, field: str, value: Any, limit: int = 500) -> int: ...
 
 
 class DeliveryStore:
@@ -34,8 +42,8 @@ class DeliveryStore:
     webhooks can find what an order left behind (:func:`_redact_customer`).
     """
 
-    def __init__(self, store: Any, deadline: Deadline, **tags: Any) -> None:
-        self._bounded = BoundedProxy(store, "firestore", deadline)
+    def __init__(self, store: ShopifyStore, deadline: Deadline, **tags: Any) -> None:
+        self._bounded: ShopifyStore = BoundedProxy(store, "firestore", deadline)
         self._tags = tags
 
     def tagged(self, **tags: Any) -> DeliveryStore:
@@ -44,7 +52,7 @@ class DeliveryStore:
         view._bounded, view._tags = self._bounded, {**self._tags, **tags}
         return view
 
-    def claim_once(self, collection: str, key: Any, ttl: dt.timedelta, **fields: Any) -> bool:
+    def claim_once(self, collection: str, key: Sequence[object], ttl: dt.timedelta, **fields: Any) -> bool:
         return self._bounded.claim_once(collection, key, ttl, **{**fields, **self._tags})
 
     def __getattr__(self, name: str) -> Any:
@@ -61,7 +69,7 @@ def execute(action: Action, *, shop: ShopifyShopConfig, runtime: Runtime, deadli
         return action
     # Both clients are made on first use, whatever the action: a client that cannot be made is a 503 too.
     store = DeliveryStore(runtime.store, deadline)
-    publisher = BoundedProxy(runtime.publisher, "pubsub", deadline)
+    publisher: Publisher = BoundedProxy(runtime.publisher, "pubsub", deadline)
     if isinstance(action, SendEvent):
         order = action.order
         return process_order_event(
@@ -136,10 +144,10 @@ class Runtime:
         tenants: Tenants,
         *,
         default_region: str | None = "US",
-        store: Any = None,
-        publisher: Any = None,
-        store_factory: Callable[[], Any] | None = None,
-        publisher_factory: Callable[[], Any] | None = None,
+        store: ShopifyStore | None = None,
+        publisher: Publisher | None = None,
+        store_factory: Callable[[], ShopifyStore] | None = None,
+        publisher_factory: Callable[[], Publisher] | None = None,
         io_seconds: float = IO_SECONDS,
         max_order_age: dt.timedelta = MAX_ORDER_AGE,
         max_body_bytes: int = MAX_BODY_BYTES,
@@ -180,22 +188,22 @@ class Runtime:
         )
 
     @property
-    def store(self) -> Any:
+    def store(self) -> ShopifyStore:
         return self._store.get()
 
     @property
-    def publisher(self) -> Any:
+    def publisher(self) -> Publisher:
         return self._publisher.get()
 
 
-def _first_use(value: Any, factory: Callable[[], Any] | None, name: str) -> Callable[[], Any]:
+def _first_use(value: T | None, factory: Callable[[], T] | None, name: str) -> Callable[[], T]:
     """What makes a Runtime's client: the one given, else its factory (clients made at first use)."""
     if value is not None:
         return lambda: value
     if factory is not None:
         return factory
 
-    def missing() -> Any:
+    def missing() -> NoReturn:
         raise RuntimeError(f"the Runtime was given no {name} and no {name}_factory")
 
     return missing

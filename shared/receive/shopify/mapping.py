@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from shared.config import ShopifyShopConfig
 from shared.domain import shapes
 from shared.domain.events import plausible_order_time
-from shared.domain.identity import RawIdentity, valid_ip
+from shared.domain.identity import RawIdentity
 from shared.domain.scrub import scrub_text, scrub_url
+from shared.domain.shapes import valid_ip
 from shared.domain.untrusted import money
 from shared.receive.orders import JOIN_CUSTOMER, JOIN_SHOPIFY_CART, JOIN_SHOPIFY_CHECKOUT
 
@@ -156,6 +157,7 @@ def public_url(value: Any, shop_domain: str) -> str | None:
 
 def _attributes(value: Any) -> dict[str, str]:
     """``note_attributes`` as a dict: a list of ``{name, value}`` (webhooks) or already a dict."""
+    pairs: Iterable[tuple[Any, Any]]
     if isinstance(value, dict):
         pairs = value.items()
     else:
@@ -192,7 +194,7 @@ def _locale(value: Any) -> str | None:
 
 
 def _ip(value: Any) -> str | None:
-    """An address a browser could have had (see shared.domain.identity.valid_ip)."""
+    """An address a browser could have had (see shared.domain.shapes.valid_ip)."""
     return valid_ip(as_text(value, 64))
 
 
@@ -255,7 +257,7 @@ def properties(payload: dict[str, Any], shop: ShopifyShopConfig, order_id: str |
     contents = []
     for item in as_dicts(payload.get("line_items"))[:_MAX_CONTENTS]:
         price, _ = _amount_and_currency(item, "price", "currency", shop.currency)
-        content = {
+        content: dict[str, Any] = {
             "content_id": _content_id(item, shop.content_id),
             # A custom item's title is typed by a person: scrubbed like every free text forwarded.
             "content_name": scrub_text(title) if (title := as_text(item.get("title"), 512)) else None,

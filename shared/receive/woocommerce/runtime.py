@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Mapping
-from typing import Any
 
 from shared import budgets
 from shared.config import ConfigError, ConsentPolicy, PixelConfig, Tenants, WooCommerceSettings, WooCommerceSiteConfig
 from shared.infra import log
 from shared.infra.deadline import BoundedProxy, Deadline
 from shared.infra.instance import PerInstance
-from shared.infra.pubsub import publisher_from_settings
+from shared.infra.pubsub import Publisher, publisher_from_settings
 from shared.infra.store import store_from_settings
-from shared.receive.orders import MAX_EVENT_AGE, OrderStore, Publisher
+from shared.receive.orders import MAX_EVENT_AGE, OrderStore
 
 # Bounded waits: WooCommerce gives up after 60 s, the function's own timeout may be the same.
 # Each call gets its dependency's whole budget (a delivery makes at most one Pub/Sub call,
@@ -35,10 +34,10 @@ class _MadeInsideTheBound:
     like any other, which the delivery parks around, not an internal error.
     """
 
-    def __init__(self, get: Callable[[], Any]) -> None:
+    def __init__(self, get: Callable[[], object]) -> None:
         self._get = get
 
-    def __getattr__(self, name: str) -> Callable[..., Any]:
+    def __getattr__(self, name: str) -> Callable[..., object]:
         return lambda *args, **kwargs: getattr(self._get(), name)(*args, **kwargs)
 
 
@@ -63,8 +62,9 @@ class Runtime:
         self.max_event_age = max_event_age
         self.firestore_seconds = firestore_seconds
         self.publish_seconds = publish_seconds
-        self._store: PerInstance[Any] = PerInstance(store_factory or (lambda: store))
-        self._publisher: PerInstance[Any] = PerInstance(publisher_factory or (lambda: publisher))
+        # Given neither, the store (publisher) is None: a delivery that reaches it finds it unavailable.
+        self._store: PerInstance[OrderStore | None] = PerInstance(store_factory or (lambda: store))
+        self._publisher: PerInstance[Publisher | None] = PerInstance(publisher_factory or (lambda: publisher))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, *, require_tenants: bool = True) -> Runtime:
@@ -91,18 +91,18 @@ class Runtime:
         )
 
     @property
-    def store(self) -> OrderStore:
+    def store(self) -> OrderStore | None:
         return self._store.get()
 
     @property
-    def publisher(self) -> Publisher:
+    def publisher(self) -> Publisher | None:
         return self._publisher.get()
 
-    def bounded_store(self) -> Any:
+    def bounded_store(self) -> OrderStore:
         """The store for one call: it fails with DependencyUnavailable after ``firestore_seconds``."""
         return BoundedProxy(_MadeInsideTheBound(lambda: self.store), "firestore", Deadline(self.firestore_seconds))
 
-    def bounded_publisher(self) -> Any:
+    def bounded_publisher(self) -> Publisher:
         """The publisher for one call: it fails with DependencyUnavailable after ``publish_seconds``."""
         return BoundedProxy(_MadeInsideTheBound(lambda: self.publisher), "pubsub", Deadline(self.publish_seconds))
 

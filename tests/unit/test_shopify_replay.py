@@ -17,7 +17,7 @@ from shared.receive.shopify import plan as planning
 from shared.receive.shopify.delivery import MAX_BODY_BYTES, MAX_ORDER_AGE
 from shared.receive.shopify.execute import Runtime
 from shared.receive.shopify.plan import RecordOrderChange, RedactCustomer, RedactShop, SendEvent, parse_payload
-from tests.emulator.test_shopify_mapping import SHOP, TRUE_ORDER_ID, documented_order, shop_config
+from tests.unit.test_shopify_mapping import SHOP, TRUE_ORDER_ID, documented_order, shop_config
 
 NOW = 1_790_000_000
 DAY = 86_400

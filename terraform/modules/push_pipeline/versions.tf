@@ -1,0 +1,11 @@
+terraform {
+  # The same floor as the root module (terraform/versions.tf).
+  required_version = ">= 1.5"
+
+  required_providers {
+    google = {
+      source  = "hashicorp/google"
+      version = "~> 7.0"
+    }
+  }
+}
