@@ -99,6 +99,7 @@ def run(sessions: int = 40, concurrency: int = 8, before_issue_14: bool = False)
         from google.cloud import pubsub_v1
 
         from sandbox.app import create_app
+        from shared.destinations.tiktok import DESTINATION as TIKTOK
         from shared.domain.models import Envelope
         from shared.infra.metrics import COUNTERS, Counters
         from shared.infra.store import Store, make_client
@@ -144,7 +145,9 @@ def run(sessions: int = 40, concurrency: int = 8, before_issue_14: bool = False)
                             dt.timedelta(days=8), dt.timedelta(days=30), counters=counters)  # fmt: skip
         api = TikTokClient("http://sandbox" + "/open_api/v1.3/event/track/", 10,
                            transport=httpx.WSGITransport(app=create_app(TOKEN)))  # fmt: skip
-        processor = Processor(claims, api, {PIXEL: TOKEN}, counters=counters, claim_browser_events=before_issue_14)
+        processor = Processor(
+            claims, TIKTOK, api, {PIXEL: TOKEN}, counters=counters, claim_browser_events=before_issue_14
+        )
         outcomes = []
         for start in range(0, len(envelopes), 25):  # batches of the size the sender makes under load
             outcomes += processor.process([(e, None) for e in envelopes[start : start + 25]])

@@ -283,6 +283,7 @@ class Downstream:
         """
         from concurrent.futures import ThreadPoolExecutor
 
+        from shared.destinations.tiktok import DESTINATION as TIKTOK
         from shared.send.decode import decode_message
         from shared.send.process import Processor
         from shared.tiktok.api import TikTokClient
@@ -290,7 +291,7 @@ class Downstream:
 
         envelopes = [decode_message({"data": base64.b64encode(m.data).decode()}) for m in messages]
         tokens = {e.pixel_code: TOKEN for e in envelopes}
-        processor = Processor(self.claims, TikTokClient(self.sandbox.api_url, 5), tokens)
+        processor = Processor(self.claims, TIKTOK, TikTokClient(self.sandbox.api_url, 5), tokens)
 
         def push(index: int) -> str:
             return processor.process([(envelopes[index], f"m-{index}")])[0].kind

@@ -1,4 +1,8 @@
-"""The sender: one Pub/Sub message (one envelope) to TikTok's Events API, each event delivered once.
+"""The sender: one Pub/Sub message (one envelope) to its destination (TikTok's Events API), each event delivered once.
+
+The destination is a definition the sender runs (:class:`shared.destinations.Destination`:
+claim key, batch key and limit, credentials, how to send a batch and read the answer);
+nothing here names TikTok but the wiring (:mod:`shared.destinations.registry`).
 
 The flow: decode the push (``decode``); coalesce the concurrent invocations
 of one instance into a batch (``batching``); for the batch, check tokens,
@@ -6,7 +10,8 @@ claim every event in one bulk write, send with one request per pixel and
 test code (bisecting a refusal down to the bad event) and finalize in one
 bulk write (``process``, ``claims``, ``dead``).
 
-Claims (``event_claims``, key pixel + event + event_id, as TikTok dedups) are
+Claims (``event_claims``, key: the destination's, pixel + event + event_id for TikTok
+as it dedups; see the compatibility rule in :mod:`shared.destinations`) are
 ``sending`` while an attempt holds its lease and ``sent`` once TikTok accepted
 the event; a transient failure releases the claim, a dead holder's claim is
 taken over once its lease is over, a permanent failure becomes a dead record.

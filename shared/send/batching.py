@@ -11,11 +11,11 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
+from shared.destinations import ClaimKey
 from shared.domain.models import Envelope
 from shared.infra import log
 from shared.infra.metrics import COUNTERS, Counters
 from shared.outcome import Kind, Outcome
-from shared.send.claims import ClaimKey
 from shared.send.process import event_details
 
 
@@ -102,8 +102,10 @@ class Dispatcher:
         counters: Counters = COUNTERS,
         idle_ms: int = 0,
         hold_ms: int = 0,
+        key: Callable[[Envelope], ClaimKey] = Envelope.claim_key,
     ) -> None:
         self._process = process
+        self.key = key  # the processor's claim key: copies of one event share it
         self.max_events = max_events
         self.wait_seconds = wait_ms / 1000
         self.idle_seconds = idle_ms / 1000
@@ -121,7 +123,7 @@ class Dispatcher:
         self._expected = 0  # how many invocations the instance was serving then (open and in flight)
 
     def submit(self, envelope: Envelope, message_id: str | None = None) -> Outcome:
-        key = envelope.claim_key()
+        key = self.key(envelope)
         with self._lock:
             primary = self._inflight.get(key)
             if primary is None:
@@ -185,8 +187,8 @@ class Dispatcher:
                 self._answered_at = time.monotonic()
                 self._expected = len(self._inflight)
                 for item in items:
-                    if self._inflight.get(item.envelope.claim_key()) is item:
-                        del self._inflight[item.envelope.claim_key()]
+                    if self._inflight.get(self.key(item.envelope)) is item:
+                        del self._inflight[self.key(item.envelope)]
                 self._changed.notify_all()
 
     def _gather(self, batch: _Batch) -> None:

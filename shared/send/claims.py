@@ -10,11 +10,12 @@ dead records they end are :mod:`shared.send.dead`.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from shared import budgets
+from shared.destinations import Answer, ClaimKey, Destination
 from shared.domain import match_keys
 from shared.domain.models import Envelope
 from shared.infra import log
@@ -39,9 +40,6 @@ from shared.infra.store import (
 from shared.outcome import Kind
 from shared.send.dead import DeadRecord, dead_document, malformed_record
 from shared.send.decode import MalformedMessage
-from shared.tiktok.api import ApiResult
-
-ClaimKey = tuple[str, str, str]
 
 # Claim states.
 SENDING = "sending"
@@ -119,7 +117,8 @@ class FinalizeReport:
 class ClaimStore:
     """Claims and dead records in Firestore, written in bulk, every operation counted.
 
-    A claim (key pixel + event + event_id, as TikTok dedups) is ``sending``
+    A claim (key: its destination's, :meth:`shared.destinations.Destination.stored_key`;
+    pixel + event + event_id for TikTok, as it dedups) is ``sending``
     while an attempt holds it (until ``lease_until``) and ``sent`` once TikTok
     accepted the event (with its ``request_id`` and ``sent_at``); it also names
     the event's ``source`` and ``match_keys`` (names only) for the report. The
@@ -136,12 +135,19 @@ class ClaimStore:
         claim_ttl: dt.timedelta,
         dead_ttl: dt.timedelta,
         counters: Counters = COUNTERS,
+        key: Callable[[Envelope], ClaimKey] = Envelope.claim_key,
     ) -> None:
         self.store = store
         self.lease = lease
         self.claim_ttl = claim_ttl
         self.dead_ttl = dead_ttl
         self.counters = counters
+        # The key of an event's claim and dead record; the default is the legacy key, which TikTok's is.
+        self.key = key
+
+    def for_destination(self, destination: Destination[Any, Any]) -> ClaimStore:
+        """The same claims, keyed as ``destination`` keys them (see the compatibility rule in shared.destinations)."""
+        return ClaimStore(self.store, self.lease, self.claim_ttl, self.dead_ttl, self.counters, destination.stored_key)
 
     def _bulk(self, ops: list[BulkOp]) -> list[tuple[int, Any]]:
         """Independent writes, each succeeding or failing alone; (code, update_time) each."""
@@ -150,7 +156,7 @@ class ClaimStore:
     def claim(self, envelopes: Sequence[tuple[Envelope, str | None]]) -> dict[ClaimKey, Claim]:
         """Claim every event (unique keys) for this attempt; the state of each."""
         now = utcnow()
-        keys = [e.claim_key() for e, _ in envelopes]
+        keys = [self.key(e) for e, _ in envelopes]
 
         def fresh(envelope: Envelope, message_id: str | None, attempts: int) -> dict[str, Any]:
             return {**self._record(envelope, message_id, now), "state": SENDING, "attempts": attempts,
@@ -170,11 +176,11 @@ class ClaimStore:
             return claims
         found = self.store.get_many(EVENT_CLAIMS, [k for k, _, _ in taken], counters=self.counters,
                                     timeout=FIRESTORE_TIMEOUT_SECONDS)  # fmt: skip
-        takeovers: list[tuple[ClaimKey, int, BulkOp]] = []
+        takeovers: list[tuple[ClaimKey, str, int, BulkOp]] = []
         for (key, envelope, message_id), existing in zip(taken, found, strict=True):
             data = existing.data
             if data is None:  # released in between: claim it afresh
-                takeovers.append((key, 1, Create(EVENT_CLAIMS, key, fresh(envelope, message_id, 1))))
+                takeovers.append((key, envelope.event_id, 1, Create(EVENT_CLAIMS, key, fresh(envelope, message_id, 1))))
                 continue
             expired = is_expired(data, now)
             if not expired and data.get("state") == STATE_SENT:
@@ -186,17 +192,17 @@ class ClaimStore:
             else:  # its holder died (lease over) or TTL has not removed it yet
                 attempts = int(data.get("attempts", 1)) + 1
                 update = Update(EVENT_CLAIMS, key, fresh(envelope, message_id, attempts), existing.update_time)
-                takeovers.append((key, attempts, update))
+                takeovers.append((key, envelope.event_id, attempts, update))
         if takeovers:
-            for (key, attempts, _), (code, update_time) in zip(
-                takeovers, self._bulk([t[2] for t in takeovers]), strict=True
+            for (key, event_id, attempts, _), (code, update_time) in zip(
+                takeovers, self._bulk([t[3] for t in takeovers]), strict=True
             ):
                 lost = Claim("busy", detail="another attempt took it over first")
                 claims[key] = Claim("claimed", update_time, attempts) if code == OK else lost
                 if code == OK and attempts > 1:
                     # The attempt that held it died or outlived its lease: this one resends.
                     self.counters.add("claims.taken_over")
-                    log.info("claim taken over after its lease", event_id=key[2], attempts=attempts)
+                    log.info("claim taken over after its lease", event_id=event_id, attempts=attempts)
         return claims
 
     def _record(self, envelope: Envelope, message_id: str | None, now: dt.datetime) -> dict[str, Any]:
@@ -215,7 +221,7 @@ class ClaimStore:
 
     def finalize(
         self,
-        sent: Sequence[tuple[Envelope, ApiResult]] = (),
+        sent: Sequence[tuple[Envelope, Answer]] = (),
         released: Sequence[tuple[Envelope, Claim]] = (),
         dead: Sequence[tuple[DeadRecord, Claim | None]] = (),
         undead: Sequence[Envelope] = (),
@@ -233,36 +239,37 @@ class ClaimStore:
         now = utcnow()
         unclaimed = unclaimed or {}
         ops: list[BulkOp] = []
-        roles: list[tuple[str, ClaimKey]] = []
+        roles: list[tuple[str, ClaimKey, str]] = []
         for envelope, result in sent:
-            key = envelope.claim_key()
+            key = self.key(envelope)
             data: dict[str, Any] = {"state": STATE_SENT, "request_id": result.request_id, "sent_at": now}
             if key in unclaimed:
                 data = {**self._record(envelope, unclaimed[key], now), "attempts": 1, **data}
             ops.append(Merge(EVENT_CLAIMS, key, data))
-            roles.append(("sent", key))
+            roles.append(("sent", key, envelope.event_id))
         for envelope, claim in released:
             if claim.state == UNCLAIMED:
                 continue  # nothing was written for it
             # Only if it is still ours: never delete the claim of an attempt that took it over.
-            ops.append(Delete(EVENT_CLAIMS, envelope.claim_key(), claim.update_time))
-            roles.append(("release", envelope.claim_key()))
+            ops.append(Delete(EVENT_CLAIMS, self.key(envelope), claim.update_time))
+            roles.append(("release", self.key(envelope), envelope.event_id))
         for dead_record, held in dead:
-            key = dead_record.envelope.claim_key()
+            key = self.key(dead_record.envelope)
+            event_id = dead_record.envelope.event_id
             ops.append(Merge(DEAD_EVENTS, key, dead_document(dead_record, now, self.dead_ttl, self.store.increment(1))))
-            roles.append(("dead", key))
+            roles.append(("dead", key, event_id))
             if held is not None and held.state != UNCLAIMED:
                 ops.append(Delete(EVENT_CLAIMS, key, held.update_time))
-                roles.append(("release", key))
+                roles.append(("release", key, event_id))
         for envelope in undead:
-            ops.append(Delete(DEAD_EVENTS, envelope.claim_key()))
-            roles.append(("undead", envelope.claim_key()))
+            ops.append(Delete(DEAD_EVENTS, self.key(envelope)))
+            roles.append(("undead", self.key(envelope), envelope.event_id))
         for envelope, rule in skipped:
             record = {"event_id": envelope.event_id, "outcome": Kind.SKIPPED.value, "rule": rule,
                       "source": envelope.source, "created_at": now,
                       TTL_FIELD: now + budgets.ORDER_RECORD_TTL}  # fmt: skip
             ops.append(Create(ORDER_EVENTS, (OUTCOME_RECORD, envelope.event_id), record))
-            roles.append(("skipped", envelope.claim_key()))
+            roles.append(("skipped", self.key(envelope), envelope.event_id))
         report = FinalizeReport()
         if not ops:
             return report
@@ -274,10 +281,10 @@ class ClaimStore:
         # A failed release or dead-record deletion needs nothing more: the claim's lease runs
         # out (or it was no longer ours), and a stale dead record is re-driven as a duplicate.
         # A skipped event's record that exists already (the webhook wrote it) or failed only costs the report.
-        for (role, key), (code, _) in zip(roles, results, strict=True):
+        for (role, key, event_id), (code, _) in zip(roles, results, strict=True):
             if code != OK and role == "sent":
                 report.sent_unmarked.add(key)
-                log.warning("could not mark an event sent", event_id=key[2], status=code)
+                log.warning("could not mark an event sent", event_id=event_id, status=code)
             elif code != OK and role == "dead":
                 report.dead_unrecorded.add(key)
         return report

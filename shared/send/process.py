@@ -2,8 +2,9 @@
 
 Separate from the batching (which decides which invocations share a batch)
 and from Firestore (:mod:`shared.send.claims`): this is where each event's
-outcome is decided, from its claim and TikTok's answer, and the one place
-the sender talks to TikTok.
+outcome is decided, from its claim and its destination's answer, and the one
+place the sender talks to a destination (:class:`shared.destinations.Destination`:
+TikTok today), which it never names.
 """
 
 from __future__ import annotations
@@ -12,20 +13,19 @@ import datetime as dt
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from typing import Any, Generic
 
 from shared import budgets
+from shared.destinations import Answer, ClaimKey, ClientT, Destination, RequestT, in_requests
 from shared.domain import match_keys
 from shared.domain.events import ATTRIBUTION_WINDOW, OUTSIDE_WINDOW, is_order_event_id, order_window_refusal
 from shared.domain.models import Envelope
 from shared.infra import log
 from shared.infra.metrics import COUNTERS, Counters, delivered_counts
 from shared.outcome import Kind, Outcome
-from shared.send.claims import STATE_CANCELLED, STATE_SENT, UNCLAIMED, Claim, ClaimKey, ClaimStore, FinalizeReport
+from shared.send.claims import STATE_CANCELLED, STATE_SENT, UNCLAIMED, Claim, ClaimStore, FinalizeReport
 from shared.send.dead import KIND_MISSING_TOKEN, KIND_REJECTED, KIND_UNSENDABLE, DeadRecord
-from shared.tiktok.api import ApiResult, TikTokClient
-from shared.tiktok.request import envelopes_to_request, group_for_requests
 
 # Sources whose events are sent without a claim unless SENDER_CLAIM_BROWSER_EVENTS (see Processor.claims_first).
 UNCLAIMED_SOURCES = frozenset({"collect"})
@@ -40,29 +40,33 @@ def event_details(envelope: Envelope) -> dict[str, Any]:
 
 
 def deliver(
-    envelopes: Sequence[Envelope], send: Callable[[list[Envelope]], ApiResult], max_events: int = 1000
-) -> dict[ClaimKey, ApiResult]:
-    """Send envelopes (unique keys) in as few requests as allowed; the final answer for each event.
+    envelopes: Sequence[Envelope],
+    send: Callable[[list[Envelope]], Answer],
+    max_events: int = 1000,
+    key: Callable[[Envelope], ClaimKey] = Envelope.claim_key,
+    batch_key: Callable[[Envelope], Hashable] = Envelope.batch_key,
+) -> dict[ClaimKey, Answer]:
+    """Send envelopes (unique keys) in as few requests as allowed; the final answer for each event (by ``key``).
 
-    Requests never mix pixels or test codes. When TikTok refuses a request
-    because of some of its events, the events it names in
-    ``data.failed_events`` are retried alone and the others together; without
+    Requests never mix batch keys (for TikTok: pixels or test codes). When the
+    destination refuses a request because of some of its events, the events it
+    names (``failed_indexes``) are retried alone and the others together; without
     that hint the request is bisected. Either way each bad event ends up
     refused on its own (its own code and message), and the others delivered.
     Refusals of the whole request (token, permission) are never split.
     """
-    results: dict[ClaimKey, ApiResult] = {}
+    results: dict[ClaimKey, Answer] = {}
 
     def attempt(group: list[Envelope]) -> None:
         result = send(group)
         if result.verdict != "reject" or len(group) == 1 or result.request_level:
             for envelope in group:
-                results[envelope.claim_key()] = result
+                results[key(envelope)] = result
             return
         suspects = [group[i] for i in result.failed_indexes if i < len(group)]
         if suspects and len(suspects) < len(group):
-            suspect_keys = {s.claim_key() for s in suspects}
-            attempt([e for e in group if e.claim_key() not in suspect_keys])
+            suspect_keys = {key(s) for s in suspects}
+            attempt([e for e in group if key(e) not in suspect_keys])
             for suspect in suspects:
                 attempt([suspect])
         elif suspects:
@@ -73,18 +77,19 @@ def deliver(
             attempt(group[:middle])
             attempt(group[middle:])
 
-    for group in group_for_requests(envelopes, max_events):
+    for group in in_requests(envelopes, batch_key, max_events):
         attempt(group)
     return results
 
 
-class Processor:
-    """Handles one batch of distinct events: token check, claim, send, finalize."""
+class Processor(Generic[ClientT, RequestT]):
+    """Handles one batch of distinct events for one destination: credential check, claim, send, finalize."""
 
     def __init__(
         self,
         claims: ClaimStore,
-        client: TikTokClient,
+        destination: Destination[ClientT, RequestT],
+        client: ClientT,
         tokens: Mapping[str, str],
         max_events: int = 1000,
         counters: Counters = COUNTERS,
@@ -92,10 +97,12 @@ class Processor:
         max_order_age: dt.timedelta = ATTRIBUTION_WINDOW,
         now: Callable[[], float] = time.time,
     ) -> None:
-        self.claims = claims
+        self.destination = destination
+        self.key = destination.stored_key  # the claim key: one event at this destination
+        self.claims = claims.for_destination(destination)
         self.client = client
-        self.tokens = dict(tokens)
-        self.max_events = max_events
+        self.tokens = dict(tokens)  # the destination's credentials, by its credential key (TikTok: per pixel)
+        self.max_events = min(max_events, destination.max_batch_events)
         self.counters = counters
         self.claim_browser_events = claim_browser_events
         self.max_order_age = max_order_age  # ORDER_MAX_EVENT_AGE_DAYS, as the webhooks read it
@@ -142,21 +149,23 @@ class Processor:
             return None
         return order_window_refusal(envelope.event_time, now, self.max_order_age)
 
-    def _send(self, group: list[Envelope]) -> ApiResult:
+    def _send(self, group: list[Envelope]) -> Answer:
+        name = self.destination.name
         try:
-            body = envelopes_to_request(group)
+            body = self.destination.request(group)
         except ValueError as exc:  # pydantic's ValidationError included; its text may quote values
-            self.counters.add("tiktok.unsendable")
-            return ApiResult("reject", None, f"could not build the Events API request ({type(exc).__name__})",
-                             local=True)  # fmt: skip
+            self.counters.add(f"{name}.unsendable")
+            reason = f"could not build the {self.destination.request_name} ({type(exc).__name__})"
+            return Answer("reject", None, reason, local=True)
         started = time.monotonic()
-        result = self.client.track(body, self.tokens[group[0].pixel_code])
-        self.counters.add("tiktok.requests")
-        self.counters.add("tiktok.events", len(group))
-        self.counters.add(f"tiktok.{result.verdict}")
-        # INFO, one line per TikTok request (not per event): the dashboard's latency and batch-size metrics read it.
+        result = self.destination.send(self.client, body, self.tokens[self.destination.credential_key(group[0])])
+        self.counters.add(f"{name}.requests")
+        self.counters.add(f"{name}.events", len(group))
+        self.counters.add(f"{name}.{result.verdict}")
+        # INFO, one line per request (not per event): the dashboard's latency and batch-size metrics read
+        # TikTok's ("tiktok answered").
         log.info(
-            "tiktok answered",
+            f"{name} answered",
             verdict=result.verdict,
             code=result.code,
             http_status=result.http_status,
@@ -167,8 +176,8 @@ class Processor:
             ms=round((time.monotonic() - started) * 1000, 1),
         )
         if result.ok and result.code != 0:
-            log.warning("TikTok accepted part of a request", code=result.code, tiktok_message=result.message,
-                        request_id=result.request_id, events=len(group))  # fmt: skip
+            log.warning(f"{self.destination.title} accepted part of a request", code=result.code,
+                        tiktok_message=result.message, request_id=result.request_id, events=len(group))  # fmt: skip
         return result
 
     def process(self, items: Sequence[tuple[Envelope, str | None]]) -> list[Outcome]:
@@ -178,7 +187,7 @@ class Processor:
         outcomes: dict[ClaimKey, Outcome] = {}
         first: dict[ClaimKey, tuple[Envelope, str | None]] = {}
         for envelope, message_id in items:
-            first.setdefault(envelope.claim_key(), (envelope, message_id))
+            first.setdefault(self.key(envelope), (envelope, message_id))
 
         dead: list[tuple[DeadRecord, Claim | None]] = []
         with_token = []
@@ -188,26 +197,23 @@ class Processor:
         for envelope, message_id in first.values():
             refusal = self.outside_window(envelope, now)
             if refusal is not None:  # before its claim: nothing written but its outcome record
-                outcomes[envelope.claim_key()] = Outcome(Kind.SKIPPED, refusal, envelope.event_id,
+                outcomes[self.key(envelope)] = Outcome(Kind.SKIPPED, refusal, envelope.event_id,
                                                          {"rule": OUTSIDE_WINDOW})  # fmt: skip
                 skipped.append((envelope, OUTSIDE_WINDOW))
                 self.counters.add(f"skipped.{OUTSIDE_WINDOW}")
                 if envelope.source == "redrive":
                     undead.append(envelope)
-            elif envelope.pixel_code in self.tokens:
+            elif self.destination.credential_key(envelope) in self.tokens:
                 with_token.append((envelope, message_id))
             else:
-                reason = (
-                    f"no access token for pixel {envelope.pixel_code}: add it to TIKTOK_ACCESS_TOKEN "
-                    "(a JSON object keyed by pixel code for several pixels), then re-drive"
-                )
+                reason = self.destination.missing_credential(envelope)
                 dead.append((DeadRecord(envelope, KIND_MISSING_TOKEN, reason, message_id=message_id), None))
 
         claims = self._claim(with_token, outcomes)
         to_send: list[Envelope] = []
-        message_ids = {e.claim_key(): m for e, m in first.values()}
+        message_ids = {self.key(e): m for e, m in first.values()}
         for envelope, _ in with_token:
-            key = envelope.claim_key()
+            key = self.key(envelope)
             claim = claims.get(key)
             if claim is None:
                 continue
@@ -228,15 +234,15 @@ class Processor:
                                         envelope.event_id)  # fmt: skip
 
         try:
-            results = deliver(to_send, self._send, self.max_events) if to_send else {}
+            results = self._deliver(to_send) if to_send else {}
         except Exception as exc:  # a bug or an unexpected client error: give the claims back, retry later
             log.error("sending failed unexpectedly", error=type(exc).__name__, detail=str(exc)[:300])
-            failure = ApiResult("retry", None, f"sender error ({type(exc).__name__})")
-            results = {e.claim_key(): failure for e in to_send}
-        sent: list[tuple[Envelope, ApiResult]] = []
+            failure = Answer("retry", None, f"sender error ({type(exc).__name__})")
+            results = {self.key(e): failure for e in to_send}
+        sent: list[tuple[Envelope, Answer]] = []
         released: list[tuple[Envelope, Claim]] = []
         for envelope in to_send:
-            key = envelope.claim_key()
+            key = self.key(envelope)
             result = results[key]
             if result.ok:
                 sent.append((envelope, result))
@@ -249,16 +255,20 @@ class Processor:
                                     message_id=message_ids[key])  # fmt: skip
                 dead.append((record, claims[key]))
             else:
-                record = DeadRecord(envelope, KIND_REJECTED, f"TikTok refused the event: {result.describe()}",
+                reason = f"{self.destination.title} refused the event: {result.describe()}"
+                record = DeadRecord(envelope, KIND_REJECTED, reason,
                                     result.code, result.message, result.request_id, message_ids[key])  # fmt: skip
                 dead.append((record, claims[key]))
 
-        unclaimed = {e.claim_key(): message_ids[e.claim_key()] for e, _ in sent
-                     if claims[e.claim_key()].state == UNCLAIMED}  # fmt: skip
+        unclaimed = {self.key(e): message_ids[self.key(e)] for e, _ in sent
+                     if claims[self.key(e)].state == UNCLAIMED}  # fmt: skip
         report = self.claims.finalize(sent, released, dead, undead, unclaimed, skipped)
         self._remember_sent(key for key in unclaimed if key not in report.sent_unmarked)
         self._finalized(outcomes, report, claims, results, sent, released, dead, unclaimed)
-        return _answers(items, outcomes)
+        return _answers(items, outcomes, self.key)
+
+    def _deliver(self, envelopes: Sequence[Envelope]) -> dict[ClaimKey, Answer]:
+        return deliver(envelopes, self._send, self.max_events, self.key, self.destination.batch_key)
 
     def _claim(
         self, with_token: list[tuple[Envelope, str | None]], outcomes: dict[ClaimKey, Outcome]
@@ -271,13 +281,13 @@ class Processor:
             log.error("could not claim events", error=type(exc).__name__, detail=str(exc)[:300])
             claims = {}
             for envelope, _ in to_claim:
-                outcomes[envelope.claim_key()] = Outcome(
+                outcomes[self.key(envelope)] = Outcome(
                     Kind.RETRY, f"Firestore unavailable for claims ({type(exc).__name__})", envelope.event_id
                 )
         for envelope, _ in with_token:
             if self.claims_first(envelope):
                 continue
-            key = envelope.claim_key()
+            key = self.key(envelope)
             if self._sent_lately(key):
                 outcomes[key] = Outcome(Kind.DUPLICATE, "sent by this instance moments ago", envelope.event_id)
             else:
@@ -289,15 +299,15 @@ class Processor:
         outcomes: dict[ClaimKey, Outcome],
         report: FinalizeReport,
         claims: Mapping[ClaimKey, Claim],
-        results: Mapping[ClaimKey, ApiResult],
-        sent: Sequence[tuple[Envelope, ApiResult]],
+        results: Mapping[ClaimKey, Answer],
+        sent: Sequence[tuple[Envelope, Answer]],
         released: Sequence[tuple[Envelope, Claim]],
         dead: Sequence[tuple[DeadRecord, Claim | None]],
         unclaimed: Mapping[ClaimKey, str | None],
     ) -> None:
         """The outcomes of the events the final bulk write was about (and the counters of those delivered)."""
         for envelope, result in sent:
-            key = envelope.claim_key()
+            key = self.key(envelope)
             keys = match_keys.present(envelope.user)
             coverage = match_keys.score(keys)
             counts = delivered_counts(envelope.pixel_code, envelope.source, envelope.event, keys, coverage)
@@ -314,12 +324,15 @@ class Processor:
                 details["claim_marked"] = False
             outcomes[key] = Outcome(Kind.SENT, f"{envelope.event} sent", envelope.event_id, details)
         for envelope, _ in released:
-            result = results[envelope.claim_key()]
-            outcomes[envelope.claim_key()] = Outcome(
-                Kind.RETRY, f"TikTok transient error: {result.describe()}", envelope.event_id, {"code": result.code}
+            result = results[self.key(envelope)]
+            outcomes[self.key(envelope)] = Outcome(
+                Kind.RETRY,
+                f"{self.destination.title} transient error: {result.describe()}",
+                envelope.event_id,
+                {"code": result.code},
             )
         for record, _ in dead:
-            key = record.envelope.claim_key()
+            key = self.key(record.envelope)
             if key in report.dead_unrecorded:
                 outcomes[key] = Outcome(Kind.RETRY, "could not record the dead event; will retry",
                                         record.envelope.event_id)  # fmt: skip
@@ -328,16 +341,20 @@ class Processor:
                 outcomes[key] = Outcome(Kind.DEAD, record.reason, record.envelope.event_id, details)
 
 
-def _answers(items: Sequence[tuple[Envelope, str | None]], outcomes: Mapping[ClaimKey, Outcome]) -> list[Outcome]:
+def _answers(
+    items: Sequence[tuple[Envelope, str | None]],
+    outcomes: Mapping[ClaimKey, Outcome],
+    key: Callable[[Envelope], ClaimKey],
+) -> list[Outcome]:
     """One outcome per item, in order: a second copy of an event in the batch is its duplicate."""
     answers = []
     answered: set[ClaimKey] = set()
     for envelope, _ in items:
-        outcome = outcomes[envelope.claim_key()]
-        if envelope.claim_key() in answered and not outcome.retry:
+        outcome = outcomes[key(envelope)]
+        if key(envelope) in answered and not outcome.retry:
             outcome = Outcome(Kind.DUPLICATE, f"copy of an event in the same batch ({outcome.kind})",
                               envelope.event_id)  # fmt: skip
-        answered.add(envelope.claim_key())
+        answered.add(key(envelope))
         answers.append(Outcome(outcome.kind, outcome.reason, outcome.event_id,
                                {**event_details(envelope), **outcome.details}))  # fmt: skip
     return answers

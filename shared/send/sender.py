@@ -1,7 +1,8 @@
 """The sender as a whole: what one instance holds, one push to its reply, and re-driving dead events.
 
 Separate because it is the wiring: :class:`Sender` puts the claims, the
-TikTok client, the processor and the dispatcher together from the settings;
+destination (:data:`shared.destinations.registry.SENDER`: TikTok) and its
+client, the processor and the dispatcher together from the settings;
 :func:`handle_push` turns one message's outcome into the function's answer
 (2xx acknowledges, 503 asks Pub/Sub to redeliver).
 """
@@ -14,6 +15,8 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from shared import budgets
+from shared.destinations import Connection, Destination
+from shared.destinations.registry import SENDER
 from shared.domain.models import Envelope
 from shared.infra import log
 from shared.infra.http import Reply
@@ -24,7 +27,6 @@ from shared.send.batching import Dispatcher
 from shared.send.claims import ClaimStore
 from shared.send.decode import MalformedMessage, PushRefused, decode_message
 from shared.send.process import Processor
-from shared.tiktok.api import TikTokClient
 
 if TYPE_CHECKING:
     import httpx
@@ -35,12 +37,13 @@ if TYPE_CHECKING:
 
 
 class Sender:
-    """What one sender instance holds: claims, the TikTok client and the dispatcher."""
+    """What one sender instance holds: claims, the destination's client, the processor and the dispatcher."""
 
     def __init__(
         self,
         claims: ClaimStore,
-        client: TikTokClient,
+        destination: Destination[Any, Any],
+        client: Connection,
         tokens: Mapping[str, str],
         max_events: int,
         wait_ms: int,
@@ -52,9 +55,9 @@ class Sender:
         self.claims = claims
         self.client = client
         self.counters = counters
-        self.processor = Processor(claims, client, tokens, max_events, counters)
+        self.processor = Processor(claims, destination, client, tokens, max_events, counters)
         self.dispatcher = Dispatcher(self.processor.process, max_events, wait_ms, result_timeout, counters, idle_ms,
-                                     hold_ms)  # fmt: skip
+                                     hold_ms, key=self.processor.key)  # fmt: skip
 
     @classmethod
     def from_settings(
@@ -62,6 +65,7 @@ class Sender:
         settings: SenderSettings,
         firestore_client: firestore.Client | None = None,
         transport: httpx.BaseTransport | None = None,
+        destination: Destination[Any, Any] = SENDER,
     ) -> Sender:
         """Build from :class:`shared.config.SenderSettings`; clients are created here, once."""
         client = firestore_client or make_client(settings.project, settings.firestore_database)
@@ -71,13 +75,13 @@ class Sender:
             claim_ttl=dt.timedelta(hours=settings.claim_ttl_hours),
             dead_ttl=dt.timedelta(days=settings.dead_ttl_days),
         )
-        tokens = {pixel: secret.get_secret_value() for pixel, secret in settings.access_tokens().items()}
-        api = TikTokClient(settings.api_url, settings.timeout_seconds, transport=transport)
+        tokens = destination.credentials(settings)
+        api = destination.connect(settings, transport)
         # Longer than any batch can take; a waiter that gives up only causes a harmless redelivery.
         result_timeout = budgets.sender_result_wait(settings.timeout_seconds, settings.batch_hold_ms)
         result_timeout += (settings.batch_wait_ms + settings.batch_hold_ms) / 1000  # and the gathering before it
-        sender = cls(claims, api, tokens, settings.batch_max_events, settings.batch_wait_ms, result_timeout,
-                     idle_ms=settings.batch_idle_ms, hold_ms=settings.batch_hold_ms)  # fmt: skip
+        sender = cls(claims, destination, api, tokens, settings.batch_max_events, settings.batch_wait_ms,
+                     result_timeout, idle_ms=settings.batch_idle_ms, hold_ms=settings.batch_hold_ms)  # fmt: skip
         sender.processor.claim_browser_events = settings.claim_browser_events
         sender.processor.max_order_age = dt.timedelta(days=settings.max_event_age_days)
         return sender

@@ -21,13 +21,12 @@ from __future__ import annotations
 
 import json
 import threading
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
+
+from shared.destinations import Answer, Verdict
 
 if TYPE_CHECKING:  # httpx is imported when the first client is built
     import httpx
-
-Verdict = Literal["ok", "retry", "reject"]
 
 SUCCESS_CODES = frozenset({0, 20001})
 RETRYABLE_CODES = frozenset({40100, 40132, 40700, 60001, 61000})
@@ -42,31 +41,7 @@ RETRYABLE_HTTP = frozenset({408, 429})
 MAX_MESSAGE_CHARS = 500
 
 
-@dataclass(frozen=True)
-class ApiResult:
-    """TikTok's answer to one request, reduced to what the sender acts on."""
-
-    verdict: Verdict
-    code: int | None  # TikTok's body code; None when there was no usable body
-    message: str
-    request_id: str | None = None
-    http_status: int | None = None
-    # data.failed_events when TikTok (or the sandbox) names the failing indexes.
-    failed_indexes: tuple[int, ...] = ()
-    request_level: bool = False
-    # Refused here, before TikTok: the events could not be serialised into a request.
-    local: bool = False
-
-    @property
-    def ok(self) -> bool:
-        return self.verdict == "ok"
-
-    def describe(self) -> str:
-        """One line for logs and dead records: code, HTTP status and TikTok's message."""
-        parts = [f"code {self.code}" if self.code is not None else "no TikTok code"]
-        if self.http_status is not None and self.http_status != 200:
-            parts.append(f"HTTP {self.http_status}")
-        return f"{', '.join(parts)}: {self.message}"
+ApiResult = Answer  # the name the TikTok code and its tests know the seam's answer by
 
 
 def _verdict_for_code(code: int) -> Verdict:

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared.destinations import in_requests
 from shared.domain.models import Envelope
 
 EVENT_SOURCE: Literal["web"] = "web"
@@ -94,10 +95,4 @@ def envelopes_to_request(envelopes: Sequence[Envelope]) -> dict[str, Any]:
 
 def group_for_requests(envelopes: Iterable[Envelope], max_events: int = 1000) -> list[list[Envelope]]:
     """Split envelopes into request-sized groups that never mix pixels or test codes."""
-    groups: dict[tuple[str, str | None], list[list[Envelope]]] = {}
-    for envelope in envelopes:
-        chunks = groups.setdefault(envelope.batch_key(), [[]])
-        if len(chunks[-1]) >= max_events:
-            chunks.append([])
-        chunks[-1].append(envelope)
-    return [chunk for chunks in groups.values() for chunk in chunks if chunk]
+    return in_requests(envelopes, Envelope.batch_key, max_events)

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from shared.destinations.tiktok import DESTINATION as TIKTOK
 from shared.infra.metrics import Counters
 from shared.infra.store import DEAD_EVENTS, EVENT_CLAIMS, TTL_FIELD, utcnow
 from shared.outcome import Kind
@@ -33,7 +34,9 @@ def _processor(store: Any, sandbox: RecordingSandbox, **kwargs: Any) -> tuple[Pr
     counters = Counters()
     claims = _claims(store)
     claims.counters = counters
-    return Processor(claims, TikTokClient(sandbox.api_url, 5), {PIXEL: TOKEN}, counters=counters, **kwargs), counters
+    return Processor(
+        claims, TIKTOK, TikTokClient(sandbox.api_url, 5), {PIXEL: TOKEN}, counters=counters, **kwargs
+    ), counters
 
 
 def browser_event(**overrides: Any):

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from shared.destinations.tiktok import DESTINATION as TIKTOK
 from shared.infra.metrics import Counters
 from shared.infra.store import DEAD_EVENTS, EVENT_CLAIMS, TTL_FIELD, doc_id, utcnow
 from shared.outcome import Kind
@@ -120,7 +121,9 @@ def test_malformed_messages_are_recorded_without_their_bytes(store: Any) -> None
 
 
 def _processor(store: Any, sandbox: RecordingSandbox, **kwargs: Any) -> Processor:
-    return Processor(_claims(store), TikTokClient(sandbox.api_url, 5), {PIXEL: TOKEN}, counters=Counters(), **kwargs)
+    return Processor(
+        _claims(store), TIKTOK, TikTokClient(sandbox.api_url, 5), {PIXEL: TOKEN}, counters=Counters(), **kwargs
+    )
 
 
 def test_processor_delivers_a_batch_in_one_request(store: Any, sandbox: RecordingSandbox) -> None:

@@ -49,6 +49,7 @@ SIGNED_OUTCOMES = {
     "published": {200},
     "withheld_consent": {200},
     "ignored": {200},
+    Kind.SKIPPED: {200},  # e.g. paid outside ORDER_MAX_EVENT_AGE_DAYS: answered 200 so WooCommerce does not retry
     Kind.PARKED: {202},
     Kind.REFUSED: {422},
 }

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from shared.destinations import registry
 from shared.domain import match_keys
 from shared.outcome import Kind
 from shared.send import process
@@ -189,7 +190,9 @@ def test_the_match_key_metrics_follow_the_code(tf: Terraform) -> None:
 def test_the_sender_logs_the_fields_the_metrics_extract() -> None:
     source = (Path(process.__file__)).read_text()
     # The "tiktok answered" line: INFO (so it is written at the deployed LOG_LEVEL), with ms, events and verdict.
-    line = re.search(r'log\.(\w+)\(\s*"tiktok answered",(.*?)\n\s*\)', source, re.DOTALL)
+    # The sender names no destination: the line is "<destination> answered", and the sender's destination is TikTok.
+    assert registry.SENDER.name == "tiktok"
+    line = re.search(r'log\.(\w+)\(\s*f"\{name\} answered",(.*?)\n\s*\)', source, re.DOTALL)
     assert line and line[1] == "info", "the TikTok request line must stay at INFO for the dashboard"
     for field in ("ms=", "events=", "verdict="):
         assert field in line[2]

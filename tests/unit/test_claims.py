@@ -15,6 +15,7 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from shared.destinations.tiktok import DESTINATION as TIKTOK
 from shared.domain.models import Envelope
 from shared.infra.metrics import Counters
 from shared.infra.store import DEAD_EVENTS, EVENT_CLAIMS, TTL_FIELD, Found, doc_id, utcnow
@@ -52,7 +53,7 @@ def make_claims(store: MemoryStore, lease: dt.timedelta = LEASE) -> ClaimStore:
 
 
 def make_processor(store: MemoryStore, tiktok: ScriptedTikTok, **kwargs: Any) -> Processor:
-    return Processor(make_claims(store), tiktok, {PIXEL: TOKEN}, counters=Counters(), **kwargs)  # type: ignore[arg-type]
+    return Processor(make_claims(store), TIKTOK, tiktok, {PIXEL: TOKEN}, counters=Counters(), **kwargs)  # type: ignore[arg-type]
 
 
 def doc(store: MemoryStore, collection: str, envelope: Envelope) -> dict[str, Any] | None:

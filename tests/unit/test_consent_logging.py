@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 from shared.domain.consent import ConsentDecision, ConsentSnapshot, decide
-from shared.receive.collect.handler import handle, log_reply
+from shared.receive.collect.handler import handle, logged
 from tests.unit import test_collect as tc
 
 
@@ -18,7 +18,7 @@ def test_a_sale_of_data_opt_out_is_answered_and_logged_with_limited_data_use(cap
     assert reply.status == 200 and recorder.published[0].limited_data_use is True
     assert reply.body["consent"] == "granted" and reply.body["limited_data_use"] is True
     capsys.readouterr()
-    log_reply(reply, request)
+    logged(reply, request).answer()  # the entry point logs the outcome line as it answers
     [line] = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert (line["consent"], line["limited_data_use"]) == ("granted", True)
     assert "limited_data_use" in line["message"]
@@ -27,7 +27,7 @@ def test_a_sale_of_data_opt_out_is_answered_and_logged_with_limited_data_use(cap
 def test_a_plain_grant_is_logged_without_limited_data_use(capsys):
     request = tc.post(tc.body())
     reply = handle(request, tc.runtime())
-    log_reply(reply, request)
+    logged(reply, request).answer()  # the entry point logs the outcome line as it answers
     [line] = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert (line["consent"], line["limited_data_use"]) == ("granted", False)
     assert "limited" not in line["message"]

@@ -9,12 +9,12 @@ One module per step of a request (the steps are listed in :mod:`.handler`):
 - ``keys``: which join keys a request proves it holds;
 - ``plan``: the pure :class:`Plan` (context and envelopes, personal data scrubbed);
 - ``commit``: plans of concurrent requests committed together, and the contexts already written;
-- ``handler``: :func:`handle`, CORS, the answer, the log line, and the instance's :class:`Runtime`.
+- ``handler``: :func:`handle`, CORS, the answer, the log line's fields, and the instance's :class:`Runtime`;
+  :func:`handle_request` adapts the function's request to it.
 
 Only what ``functions/collect/main.py`` uses is re-exported here.
 """
 
-from shared.receive.collect.handler import Runtime, handle, log_reply
-from shared.receive.collect.request import HttpRequest
+from shared.receive.collect.handler import Runtime, handle, handle_request
 
-__all__ = ["HttpRequest", "Runtime", "handle", "log_reply"]
+__all__ = ["Runtime", "handle", "handle_request"]

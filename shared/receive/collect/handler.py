@@ -34,13 +34,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any, NoReturn
 
+import flask
+
 from shared import budgets
 from shared.config import CollectSettings, PixelConfig, Tenants
 from shared.domain.consent import ConsentDecision, ConsentSnapshot, decide
 from shared.infra import log
 from shared.infra.coalesce import GroupCommit
 from shared.infra.deadline import BoundedProxy, Deadline
-from shared.infra.http import Reply
+from shared.infra.http import Reply, headers_of
 from shared.infra.instance import PerInstance
 from shared.infra.metrics import COUNTERS
 from shared.infra.pubsub import AsyncPublisher, publisher_from_settings
@@ -410,8 +412,22 @@ def _execute(plan: Plan, runtime: Runtime, unchanged: bool = False) -> Reply:
     return _reply(200, Kind.ACCEPTED, reason, body, headers)
 
 
-def log_reply(reply: Reply, request: HttpRequest) -> None:
-    """The request's one outcome line (the entry point calls it): the outcome and ids, never the shopper's data."""
+def handle_request(request: flask.Request, runtime: Callable[[], Runtime]) -> Reply:
+    """The function's request to its reply, carrying the fields of its one outcome line (see :func:`logged`)."""
+    current = runtime()
+    incoming = HttpRequest(
+        method=request.method,
+        # werkzeug's headers look names up case-insensitively, without copying them all per request.
+        headers=headers_of(request),
+        read=request.stream.read,
+        remote_addr=request.remote_addr,
+    )
+    # A 4xx may come before the body was read (413, 429, 403): the reply keeps it unread.
+    return logged(handle(incoming, current), incoming)
+
+
+def logged(reply: Reply, request: HttpRequest) -> Reply:
+    """The reply with its outcome line's fields: the outcome and ids, never the shopper's data."""
     assert reply.outcome is not None
     fields: dict[str, Any] = {"status": reply.status, "origin": normalize_origin(request.header("origin"))}
     if reply.body and reply.outcome.kind == Kind.ACCEPTED:
@@ -424,4 +440,4 @@ def log_reply(reply: Reply, request: HttpRequest) -> None:
             fields["ignored"] = [i["field"] for i in reply.body["ignored"]]
         if reply.body.get("retimed"):
             fields["retimed"] = [r["event_id"] for r in reply.body["retimed"]][:20]
-    reply.outcome.log(**fields)
+    return replace(reply, outcome=replace(reply.outcome, details={**reply.outcome.details, **fields}))

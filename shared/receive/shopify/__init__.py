@@ -21,7 +21,7 @@ Only what ``functions/shopify_webhook/main.py`` uses is re-exported here.
 """
 
 from shared.receive.shopify.execute import Runtime
-from shared.receive.shopify.handler import receive
-from shared.receive.shopify.pubsub import receive_push
+from shared.receive.shopify.handler import handle_request, receive
+from shared.receive.shopify.pubsub import handle_push_request, receive_push
 
-__all__ = ["Runtime", "receive", "receive_push"]
+__all__ = ["Runtime", "handle_push_request", "handle_request", "receive", "receive_push"]

@@ -12,16 +12,23 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
+import flask
+
 from shared.config import ShopifyShopConfig
 from shared.domain.untrusted import BodyTooLarge, read_body
 from shared.infra import log
 from shared.infra.deadline import Deadline
-from shared.infra.http import Reply
+from shared.infra.http import Reply, headers_of
 from shared.outcome import Kind, Outcome
 from shared.receive.orders import record_outcome
 from shared.receive.shopify.delivery import Delivery, find_shop
 from shared.receive.shopify.execute import DeliveryStore, Runtime, execute, order_ref
 from shared.receive.shopify.plan import Action, parse_payload, plan
+
+
+def handle_request(request: flask.Request, runtime: Callable[[], Runtime]) -> Reply:
+    """The HTTPS function's request to its reply (see :func:`receive`)."""
+    return receive(headers_of(request), request.stream.read, request.content_length, runtime())
 
 
 def receive(

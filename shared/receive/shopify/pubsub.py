@@ -14,6 +14,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import flask
+
 from shared.domain.untrusted import BodyTooLarge, UnsafeInput, parse_json, read_body
 from shared.infra.http import Reply
 from shared.outcome import Kind, Outcome
@@ -78,6 +80,11 @@ def delivery_of(message: PushMessage) -> tuple[Delivery, bytes | None]:
         return delivery, base64.b64decode(message.data, validate=True)
     except (binascii.Error, ValueError):
         return delivery, None
+
+
+def handle_push_request(request: flask.Request, runtime: Callable[[], Runtime]) -> Reply:
+    """The Pub/Sub function's request to its reply (see :func:`receive_push`)."""
+    return receive_push(request.stream.read, request.content_length, runtime())
 
 
 def receive_push(read: Callable[[int], bytes], declared_length: int | None, runtime: Runtime) -> Reply:

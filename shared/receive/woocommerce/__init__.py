@@ -12,8 +12,8 @@ Only what ``functions/woocommerce_webhook`` uses is re-exported here. See docs/w
 """
 
 from shared.receive.woocommerce.delivery import replay
-from shared.receive.woocommerce.handler import MAX_BODY_BYTES, handle
+from shared.receive.woocommerce.handler import MAX_BODY_BYTES, handle, handle_request
 from shared.receive.woocommerce.parking import parked_records, record_event_id
 from shared.receive.woocommerce.runtime import Runtime
 
-__all__ = ["MAX_BODY_BYTES", "Runtime", "handle", "parked_records", "record_event_id", "replay"]
+__all__ = ["MAX_BODY_BYTES", "Runtime", "handle", "handle_request", "parked_records", "record_event_id", "replay"]

@@ -13,10 +13,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
+import flask
+
 from shared.config import WooCommerceSiteConfig
 from shared.domain.consent import ConsentSnapshot
-from shared.domain.untrusted import UnsafeInput, clean_text, parse_json
-from shared.infra.http import Reply
+from shared.domain.untrusted import BodyTooLarge, UnsafeInput, clean_text, parse_json, read_body
+from shared.infra.http import Reply, headers_of
 from shared.outcome import Kind, Outcome
 from shared.receive.orders import OrderEvent
 from shared.receive.signatures import verify_hmac_base64
@@ -58,6 +60,16 @@ def _reply(outcome: Outcome, fields: Mapping[str, Any]) -> Reply:
     if outcome.event_id:
         body["event_id"] = outcome.event_id
     return Reply(status, body, outcome=outcome)
+
+
+def handle_request(request: flask.Request, runtime: Callable[[], Runtime]) -> Reply:
+    """The function's POST to its reply: the body read first, within :data:`MAX_BODY_BYTES`, then :func:`handle`."""
+    try:
+        # Read before authentication but never past the limit: a chunked body has no Content-Length to check.
+        body = read_body(request.stream.read, MAX_BODY_BYTES, request.content_length)
+    except BodyTooLarge as exc:
+        return Reply(413, {"error": "too large", "reason": exc.reason})
+    return handle(headers_of(request), body, runtime)
 
 
 def handle(headers: Mapping[str, str], body: bytes, runtime: Callable[[], Runtime], now: float | None = None) -> Reply:
