@@ -46,11 +46,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from shared.domain import match_keys
+from shared.sources.registry import ORDER_SOURCES, SOURCE_NAMES
 
 if TYPE_CHECKING:
     from google.cloud import firestore
 
-SOURCES = ("shopify", "woocommerce", "collect", "redrive", "manual")
+SOURCES = SOURCE_NAMES  # every source of the registry, then the sender's own (redrive, manual)
 # Outcome names, as the logs spell them; "received" is their sum.
 RECEIVED, SENT, DEAD, PENDING, WITHHELD, SKIPPED = "received", "sent", "dead", "pending", "withheld_consent", "skipped"
 OUTCOMES = (RECEIVED, SENT, WITHHELD, SKIPPED, DEAD, PENDING)
@@ -132,7 +133,7 @@ class _Event:
 def _source_of(event_id: str, recorded: Any) -> str:
     # Order event ids start with their platform (shared.domain.events.order_event_id), whatever re-drove them.
     prefix = event_id.split(":", 1)[0]
-    if prefix in ("shopify", "woocommerce"):
+    if prefix in ORDER_SOURCES:
         return prefix
     return recorded if isinstance(recorded, str) and recorded else "unknown"
 

@@ -6,6 +6,8 @@ import datetime as dt
 import re
 import unicodedata
 
+from shared.sources.registry import ORDER_SOURCES
+
 # --- the event-time window, one home for every receiver -------------------------------------------
 # TikTok's default click attribution window: an older event attributes nothing (and the
 # ORDER_/COLLECT_MAX_EVENT_AGE_DAYS defaults).
@@ -131,7 +133,8 @@ def shop_key(shop_or_url: str) -> str:
 
 
 # --- recognising the order scheme in text someone else wrote ---------------------------------------
-_ORDER_SCHEME = re.compile(r"^(shopify|woocommerce):[^:]+:order:")
+# Read from the registry of sources: each order source's name (shared.sources.registry.ORDER_SOURCES).
+_ORDER_SCHEME = re.compile(rf"^({'|'.join(map(re.escape, ORDER_SOURCES))}):[^:]+:order:")
 # Characters that show as nothing (format: zero-width, soft hyphen, BOM, bidi; controls; separators;
 # marks left over from decomposition): a look-alike of an order id without them is still one.
 _INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zs", "Zl", "Zp", "Mn", "Me"})

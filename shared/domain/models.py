@@ -38,6 +38,8 @@ def _must_be_hash(value: str) -> str:
 Sha256Hex = Annotated[str, AfterValidator(_must_be_hash)]
 ShortText = Annotated[str, Field(min_length=1, max_length=2048)]
 
+# The registry's names (shared.sources.registry.SOURCE_NAMES), spelled out for the type checker;
+# tests/unit/test_sources.py holds the two equal.
 Source = Literal["shopify", "woocommerce", "collect", "redrive", "manual"]
 
 

@@ -1,4 +1,4 @@
-"""What a function answers (:class:`Reply`), and refusals that keep a refused body unread.
+"""What a function answers (:class:`Reply`), the one refusal (:class:`Refused`), and answers that leave a body unread.
 
 functions-framework reads the whole request body after every response that
 is not streamed (its ``read_request`` after-request hook) and Flask keeps it
@@ -39,6 +39,21 @@ def headers_of(request: flask.Request) -> Mapping[str, str]:
     so lookups stay case-insensitive and nothing is copied per request.
     """
     return cast("Mapping[str, str]", request.headers)
+
+
+class Refused(Exception):
+    """A request we answer with a 4xx and nothing else done; the reason names what to fix."""
+
+    def __init__(self, status: int, error: str, reason: str, fields: list[dict[str, str]] | None = None) -> None:
+        super().__init__(reason)
+        self.status, self.error, self.reason, self.fields = status, error, reason, fields
+
+    def body(self) -> dict[str, Any]:
+        """The answer's JSON: the error, the reason and, when there are any, the fields at fault."""
+        body: dict[str, Any] = {"error": self.error, "reason": self.reason}
+        if self.fields:
+            body["fields"] = self.fields
+        return body
 
 
 @dataclass(frozen=True)

@@ -9,17 +9,21 @@ message against ~0.07 ms for the RPC alone, measured on the emulator with eight
 messages per call; our callers already gather what should travel together
 (collect's group commit). The generated client keeps Pub/Sub's default retry
 policy; ``timeout`` bounds the whole call.
+
+The other direction too: :func:`read_push` reads the body of a push request
+(the sender's, Shopify's over Pub/Sub), or refuses it (:class:`PushRefused`).
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from shared import budgets
 from shared.domain.models import Envelope
+from shared.domain.untrusted import BodyTooLarge, UnsafeInput, parse_json, read_body
 from shared.infra import log
 from shared.infra.metrics import COUNTERS
 
@@ -126,3 +130,46 @@ def _chunks(messages: list[tuple[bytes, dict[str, str]]]) -> Iterator[list[tuple
 def publisher_from_settings(settings: ReceiverSettings) -> EventPublisher:
     """The publisher for a receiver's settings (project and PUBSUB_TOPIC)."""
     return EventPublisher(make_publisher_client(), settings.project, settings.pubsub_topic)
+
+
+class PushRefused(ValueError):
+    """A POST body that is not a Pub/Sub push (Pub/Sub never sends one): ``status`` is the 4xx to answer."""
+
+    def __init__(self, reason: str, status: int = 400) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+
+
+def read_push(
+    read: Callable[[int], bytes],
+    declared_length: int | None,
+    max_bytes: int,
+    *,
+    limit_name: str | None = None,
+    message_object: bool = False,
+) -> tuple[Any, str | None]:
+    """The ``message`` of a push body and its message id, or :class:`PushRefused`.
+
+    The body is bounded (``max_bytes``) while it is read, and parsed with bounded
+    depth and numbers; ``limit_name``, the setting behind the limit, is named in
+    a 413's reason. The message itself is the caller's to judge, unless
+    ``message_object``: then one that is no JSON object is refused as well.
+    """
+    try:
+        raw = read_body(read, max_bytes, declared_length)
+        body = parse_json(raw, surrogates="replace")
+    except BodyTooLarge as exc:
+        raise PushRefused(exc.reason + (f" ({limit_name})" if limit_name else ""), exc.status) from None
+    except UnsafeInput as exc:
+        raise PushRefused(exc.reason) from None
+    message = body.get("message") if isinstance(body, dict) else None
+    if message_object and not isinstance(message, dict):
+        raise PushRefused("expected a JSON object with a message object (the body of a Pub/Sub push)")
+    if not isinstance(body, dict) or "message" not in body:
+        raise PushRefused("expected a JSON object with a message (the body of a Pub/Sub push)")
+    message_id = None
+    if isinstance(message, dict):
+        candidate = message.get("messageId", message.get("message_id"))
+        message_id = candidate[:200] if isinstance(candidate, str) and candidate else None
+    return message, message_id

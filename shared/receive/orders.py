@@ -50,6 +50,7 @@ from shared.infra.metrics import count_dropped
 from shared.infra.pubsub import Publisher
 from shared.infra.store import EVENT_CLAIMS, ORDER_EVENTS, OUTCOME_RECORD
 from shared.outcome import Kind, Outcome
+from shared.sources import CUSTOMER, registry, shopify, woocommerce
 
 # Outcome, cancellation and refund records (and a cancellation's tombstone): longer than
 # Shopify's retry window, its day-late deliveries and TikTok's 48 h (shared.budgets).
@@ -64,20 +65,22 @@ CANCELLED = "cancelled"
 # ORDER_MAX_EVENT_AGE_DAYS' default: TikTok's default click attribution window.
 MAX_EVENT_AGE = ATTRIBUTION_WINDOW
 
-# Join-key kinds, shared with the collect endpoint (what it stores under).
-JOIN_SHOPIFY_CART = "shopify_cart_token"
-JOIN_SHOPIFY_CHECKOUT = "shopify_checkout_token"
-JOIN_WOO_ORDER_KEY = "woocommerce_order_key"
-JOIN_WOO_SESSION = "woocommerce_session"
-JOIN_CUSTOMER = "customer_id"
-JOIN_KINDS = (JOIN_SHOPIFY_CART, JOIN_SHOPIFY_CHECKOUT, JOIN_WOO_ORDER_KEY, JOIN_WOO_SESSION, JOIN_CUSTOMER)
+# Join-key kinds, shared with the collect endpoint (what it stores under): each source's own, from its
+# definition (shared.sources), and the framework's customer id. JOIN_KINDS reads the registry; the
+# per-platform names stay importable here for the tests that spell them so.
+JOIN_CUSTOMER = CUSTOMER.name
+JOIN_KINDS = tuple(kind.name for kind in registry.JOIN_KINDS)
+JOIN_SHOPIFY_CART = shopify.CART.name
+JOIN_SHOPIFY_CHECKOUT = shopify.CHECKOUT.name
+JOIN_WOO_ORDER_KEY = woocommerce.ORDER_KEY.name
+JOIN_WOO_SESSION = woocommerce.SESSION.name
 
 
 @dataclass
 class OrderEvent:
     """A platform order mapped to one TikTok event, before the click join and consent."""
 
-    platform: str  # "shopify" | "woocommerce"
+    platform: str  # an order source's name (shared.sources.registry.ORDER_SOURCES)
     shop: str  # shop key: myshopify domain or site host
     order_id: str
     event: str

@@ -35,8 +35,9 @@ Modules:
 - ``sender``: :class:`Sender` (built from the settings), :func:`handle_push`, re-driving.
 """
 
+from shared.infra.pubsub import PushRefused, read_push
 from shared.send.claims import ClaimStore
-from shared.send.decode import PushRefused, envelope_ids, read_push
+from shared.send.decode import envelope_ids
 from shared.send.sender import Sender, handle_push, push_refused, redrive_via_pubsub
 
 __all__ = [

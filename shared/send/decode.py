@@ -1,22 +1,23 @@
 """From a Pub/Sub push to an :class:`Envelope`: the push body, the message, the envelope in it.
 
-Separate because it is the sender's untrusted edge: every byte limit and
-every refusal reason is here, and nothing here touches Firestore or TikTok.
-A body that is not a push is refused (:class:`PushRefused`, 4xx); a message
-that is not an envelope is :class:`MalformedMessage` (recorded dead, acknowledged).
+Separate because it is the sender's untrusted edge: its byte limit and
+every malformation reason are here, and nothing here touches Firestore or TikTok.
+A body that is not a push is refused (:class:`~shared.infra.pubsub.PushRefused`,
+4xx; read within :data:`MAX_PUSH_BYTES` by :func:`~shared.infra.pubsub.read_push`);
+a message that is not an envelope is :class:`MalformedMessage` (recorded dead, acknowledged).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import ValidationError
 
 from shared.domain.models import Envelope
-from shared.domain.untrusted import BodyTooLarge, UnsafeInput, clean_text, describe_validation, parse_json, read_body
+from shared.domain.untrusted import UnsafeInput, clean_text, describe_validation, parse_json
 
 # Pub/Sub's largest message (10 MB) base64-encoded, plus its attributes: no push is larger.
 MAX_PUSH_BYTES = 14 * 1024 * 1024
@@ -29,39 +30,6 @@ class MalformedMessage(ValueError):
         super().__init__(reason)
         self.reason = clean_text(reason)
         self.ids = {key: clean_text(value) for key, value in (ids or {}).items()}
-
-
-class PushRefused(ValueError):
-    """A POST body that is not a Pub/Sub push (Pub/Sub never sends one): 4xx, nothing to acknowledge."""
-
-    def __init__(self, reason: str, status: int = 400) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.status = status
-
-
-def read_push(read: Callable[[int], bytes], declared_length: int | None) -> tuple[Any, str | None]:
-    """The ``message`` of a push body and its message id, or :class:`PushRefused`.
-
-    The body is bounded while it is read and parsed with bounded depth and
-    numbers. What is inside ``message`` is not judged here: a broken message
-    is still a message, recorded and acknowledged by :meth:`shared.send.sender.Sender.handle_message`.
-    """
-    try:
-        raw = read_body(read, MAX_PUSH_BYTES, declared_length)
-        body = parse_json(raw, surrogates="replace")
-    except BodyTooLarge as exc:
-        raise PushRefused(exc.reason, exc.status) from None
-    except UnsafeInput as exc:
-        raise PushRefused(exc.reason) from None
-    if not isinstance(body, dict) or "message" not in body:
-        raise PushRefused("expected a JSON object with a message (the body of a Pub/Sub push)")
-    message = body["message"]
-    message_id = None
-    if isinstance(message, dict):
-        candidate = message.get("messageId", message.get("message_id"))
-        message_id = candidate[:200] if isinstance(candidate, str) and candidate else None
-    return message, message_id
 
 
 def _safe_ids(document: Any) -> dict[str, str]:

@@ -26,10 +26,11 @@ from shared.infra.metrics import COUNTERS, Counters, delivered_counts
 from shared.outcome import Kind, Outcome
 from shared.send.claims import STATE_CANCELLED, STATE_SENT, UNCLAIMED, Claim, ClaimStore, FinalizeReport
 from shared.send.dead import KIND_MISSING_TOKEN, KIND_REJECTED, KIND_UNSENDABLE, DeadRecord
+from shared.sources import registry
 
 # Sources whose events are sent without a claim unless SENDER_CLAIM_BROWSER_EVENTS (see Processor.claims_first).
-UNCLAIMED_SOURCES = frozenset({"collect"})
-ORDER_SOURCES = frozenset({"shopify", "woocommerce"})  # and re-driven or manual events with an order's event_id
+UNCLAIMED_SOURCES = frozenset(s.name for s in registry.SOURCES if not s.order_events)  # the browser's
+ORDER_SOURCES = frozenset(registry.ORDER_SOURCES)  # and re-driven or manual events with an order's event_id
 RECENT_SECONDS = budgets.RECENT_SENT_SECONDS  # how long an instance remembers the unclaimed events it sent
 RECENT_MAX = 50_000  # about 150 bytes each
 

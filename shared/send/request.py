@@ -20,7 +20,8 @@ from shared.infra.entry import Entry
 from shared.infra.http import Reply, refusal
 from shared.infra.instance import PerInstance
 from shared.infra.metrics import COUNTERS
-from shared.send.decode import PushRefused, read_push
+from shared.infra.pubsub import PushRefused, read_push
+from shared.send.decode import MAX_PUSH_BYTES
 from shared.send.sender import Sender, handle_push, push_refused
 
 
@@ -34,7 +35,7 @@ def build() -> Sender:
 def handle_request(request: flask.Request, runtime: Callable[[], Sender]) -> Reply:
     """One push: read and bounded first, then the sender is built (a ConfigError is the entry point's)."""
     try:
-        message, message_id = read_push(request.stream.read, request.content_length)
+        message, message_id = read_push(request.stream.read, request.content_length, MAX_PUSH_BYTES)
     except PushRefused as exc:
         return push_refused(exc)
     log.bind(message_id=message_id)  # every later line of this message, down to TikTok's request id

@@ -21,11 +21,12 @@ from shared.domain.models import Envelope
 from shared.infra import log
 from shared.infra.http import Reply
 from shared.infra.metrics import COUNTERS, Counters
+from shared.infra.pubsub import PushRefused
 from shared.infra.store import Store, make_client
 from shared.outcome import Kind, Outcome
 from shared.send.batching import Dispatcher
 from shared.send.claims import ClaimStore
-from shared.send.decode import MalformedMessage, PushRefused, decode_message
+from shared.send.decode import MalformedMessage, decode_message
 from shared.send.process import Processor
 
 if TYPE_CHECKING:

@@ -218,11 +218,8 @@ def handle(request: HttpRequest, runtime: Runtime) -> Reply:
     try:
         reply = _collect(request, runtime, origin, method)
     except Refused as refused:
-        body: dict[str, Any] = {"error": refused.error, "reason": refused.reason}
-        if refused.fields:
-            body["fields"] = refused.fields
         headers = {"Allow": "POST, OPTIONS"} if refused.status == 405 else {}
-        reply = _reply(refused.status, Kind.REJECTED, refused.reason, body, headers)
+        reply = _reply(refused.status, Kind.REJECTED, refused.reason, refused.body(), headers)
     assert reply.outcome is not None  # every reply of this module says what happened
     if (request.header("origin") or "").strip().lower() == "null" and reply.status != 403:
         # Shopify's pixel sandbox (an opaque origin) reads whether its keyed request got a 2xx, to retry it.

@@ -30,46 +30,16 @@ from dataclasses import dataclass, field
 
 from pydantic import SecretStr
 
-from shared.receive.orders import (
-    JOIN_CUSTOMER,
-    JOIN_SHOPIFY_CART,
-    JOIN_SHOPIFY_CHECKOUT,
-    JOIN_WOO_ORDER_KEY,
-    JOIN_WOO_SESSION,
-)
+from shared.sources import CUSTOMER, Shape, registry
+
+__all__ = ["SHAPES", "SIGNATURE_FIELD", "BoundKeys", "IgnoredKey", "Shape"]
+__all__ += ["bind", "sign_customer_id", "signature_matches"]
 
 SIGNATURE_FIELD = "customer_id_signature"
 _HEX_SIGNATURE = re.compile(r"^[0-9a-fA-F]{64}$")
-_TOKEN = re.compile(r"^[A-Za-z0-9_-]+$")
 
-
-@dataclass(frozen=True)
-class Shape:
-    """What a random token of one kind looks like; a guessable value does not fit."""
-
-    pattern: re.Pattern[str]
-    min_length: int
-    # Distinct characters: "aaaaaaaaaaaaaaaaaaaa" or "00000000000000000042" are no secret.
-    min_distinct: int
-    what: str
-
-    def fits(self, value: str) -> bool:
-        return (
-            len(value) >= self.min_length and bool(self.pattern.match(value)) and len(set(value)) >= self.min_distinct
-        )
-
-
-SHAPES: dict[str, Shape] = {
-    # Shopify: 32 hex (classic), "c1-" + 32 hex, or a long base64 id (cart.js `token`, without ?key=).
-    JOIN_SHOPIFY_CART: Shape(_TOKEN, 20, 8, "a Shopify cart token (cart.js token: 20 or more letters, digits, - or _)"),
-    JOIN_SHOPIFY_CHECKOUT: Shape(_TOKEN, 20, 8, "a Shopify checkout token (20 or more letters, digits, - or _)"),
-    # WooCommerce: "wc_order_" + 13 random letters and digits (wc_generate_order_key).
-    JOIN_WOO_ORDER_KEY: Shape(
-        re.compile(r"^wc_order_[A-Za-z0-9]{12,}$"), 21, 10, "a WooCommerce order key (wc_order_...)"
-    ),
-    # collect.js: 32 random hex characters in the tt_session cookie.
-    JOIN_WOO_SESSION: Shape(_TOKEN, 32, 8, "a random session id (collect.js tt_session: 32 hex characters)"),
-}
+# Each source's join-key kinds and the shape of their random values, from its definition (shared.sources).
+SHAPES: dict[str, Shape] = registry.SHAPES
 
 
 @dataclass(frozen=True)
@@ -117,7 +87,7 @@ def bind(pairs: Sequence[tuple[str, str]], signature: str | None, secrets: Seque
     customer_id: str | None = None
     for kind, value in pairs:
         where = f"context.join_keys.{kind}"
-        if kind == JOIN_CUSTOMER:
+        if kind == CUSTOMER.name:
             customer_id = value
             reason = _customer_problem(value, signature, secrets)
             if reason:

@@ -33,8 +33,9 @@ from shared.infra import log
 from shared.infra.metrics import count_dropped
 from shared.receive.collect.keys import BoundKeys, bind
 from shared.receive.collect.schema import MAX_NUMBER, CollectBody
+from shared.sources import collect
 
-SOURCE = "collect"
+SOURCE = collect.SOURCE.name
 # The page's clock is trusted within these bounds; outside them, the time of receipt is used
 # (COLLECT_MAX_EVENT_AGE_DAYS' default: TikTok's default click attribution window).
 MAX_EVENT_AGE_SECONDS = int(ATTRIBUTION_WINDOW.total_seconds())

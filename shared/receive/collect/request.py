@@ -1,9 +1,13 @@
-"""What the collect handler takes: the request as the adapter hands it over; and its refusals (4xx with a reason)."""
+"""What the collect handler takes: the request as the adapter hands it over; its refusals are :class:`Refused`."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+
+from shared.infra.http import Refused
+
+__all__ = ["HttpRequest", "Refused"]
 
 
 @dataclass(frozen=True)
@@ -17,11 +21,3 @@ class HttpRequest:
 
     def header(self, name: str) -> str:
         return (self.headers.get(name.lower()) or "").strip()
-
-
-class Refused(Exception):
-    """A request we answer with a 4xx; the reason names what to fix."""
-
-    def __init__(self, status: int, error: str, reason: str, fields: list[dict[str, str]] | None = None) -> None:
-        super().__init__(reason)
-        self.status, self.error, self.reason, self.fields = status, error, reason, fields

@@ -9,22 +9,16 @@ import math
 import re
 import unicodedata
 from collections.abc import Iterable
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, create_model, field_validator
 
 from shared.domain.consent import ConsentSnapshot
 from shared.domain.events import UnknownEventName, canonical_event_name
 from shared.domain.models import Properties
 from shared.domain.untrusted import UnsafeInput, parse_json, validation_problems
 from shared.receive.collect.request import Refused
-from shared.receive.orders import (
-    JOIN_CUSTOMER,
-    JOIN_SHOPIFY_CART,
-    JOIN_SHOPIFY_CHECKOUT,
-    JOIN_WOO_ORDER_KEY,
-    JOIN_WOO_SESSION,
-)
+from shared.sources import CUSTOMER, registry
 
 # Numbers in properties: past this no price, quantity or value is real, and TikTok's doubles lose digits.
 MAX_NUMBER = 1e15
@@ -83,32 +77,50 @@ class ConsentInput(BaseModel):
         )
 
 
-class JoinKeysInput(BaseModel):
-    """Where the webhooks will look for this context (the kinds of shared.receive.orders.JOIN_KINDS)."""
+class JoinKeys(BaseModel):
+    """Where the webhooks will look for this context: one optional field per join-key kind of the registry.
+
+    :data:`JoinKeysInput` is the model itself, generated from :mod:`shared.sources.registry` (a new
+    source's kinds become fields here without an edit); this base holds what does not depend on them.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
-    shopify_cart_token: JoinValue | None = None
-    shopify_checkout_token: JoinValue | None = None
-    woocommerce_order_key: JoinValue | None = None
-    woocommerce_session: JoinValue | None = None
-    customer_id: JoinValue | None = None
-    # HMAC-SHA256 (hex) of customer_id under COLLECT_SIGNING_SECRET, rendered by the store's server.
-    customer_id_signature: Annotated[str, Field(max_length=128)] | None = None
-
-    _ids = field_validator("customer_id", mode="before")(_id_text)
+    if TYPE_CHECKING:  # a field of the generated model, after the kinds' (its place in error lists)
+        customer_id_signature: str | None = None
 
     def pairs(self) -> list[tuple[str, str]]:
-        """(kind, value) pairs; a Shopify cart token loses its ``?key=`` secret (the order's cart_token has none)."""
-        cart = self.shopify_cart_token.split("?", 1)[0] if self.shopify_cart_token else None
-        values = [
-            (JOIN_SHOPIFY_CHECKOUT, self.shopify_checkout_token),
-            (JOIN_SHOPIFY_CART, cart),
-            (JOIN_WOO_ORDER_KEY, self.woocommerce_order_key),
-            (JOIN_WOO_SESSION, self.woocommerce_session),
-            (JOIN_CUSTOMER, self.customer_id),
-        ]
-        return [(kind, value) for kind, value in values if value]
+        """(kind, value) pairs, most specific first; a Shopify cart token loses its ``?key=`` secret.
+
+        (The order's cart_token has none: :attr:`shared.sources.JoinKind.strip_query`.)
+        """
+        pairs: list[tuple[str, str]] = []
+        for kind in registry.JOIN_ORDER:
+            value: str | None = getattr(self, kind.field)
+            value = kind.normalize(value) if value else None
+            if value:
+                pairs.append((kind.name, value))
+        return pairs
+
+
+def _join_keys_model() -> type[JoinKeys]:
+    """JoinKeysInput: the registry's kinds in field order, then the customer id's signature."""
+    fields: dict[str, Any] = {kind.field: (JoinValue | None, None) for kind in registry.JOIN_KINDS}
+    # HMAC-SHA256 (hex) of customer_id under COLLECT_SIGNING_SECRET, rendered by the store's server.
+    fields["customer_id_signature"] = (Annotated[str, Field(max_length=128)] | None, None)
+    return create_model(
+        "JoinKeysInput",
+        __base__=JoinKeys,
+        __module__=__name__,
+        __validators__={"_ids": field_validator(CUSTOMER.field, mode="before")(_id_text)},
+        **fields,
+    )
+
+
+if TYPE_CHECKING:
+    JoinKeysInput = JoinKeys
+else:
+    JoinKeysInput = _join_keys_model()
 
 
 class UserInput(BaseModel):

@@ -2,7 +2,7 @@
 
 :func:`find_shop` is the gate both delivery methods share: nothing else happens
 to a delivery that names no shop this deployment serves or, over HTTPS, whose
-HMAC does not prove the shop wrote the body. The limits a delivery is held to
+HMAC does not prove the shop wrote the body (it raises :class:`Refused`). The limits a delivery is held to
 live here too, beside the headers they bound.
 """
 
@@ -15,6 +15,7 @@ from typing import Any
 
 from shared import budgets
 from shared.config import ShopifyShopConfig, Tenants
+from shared.infra.http import Refused
 from shared.receive.signatures import verify_hmac_base64
 
 PLATFORM = "shopify"
@@ -97,28 +98,37 @@ def normalize_topic(topic: str) -> str:
     return text
 
 
-def find_shop(delivery: Delivery, body: bytes | None, tenants: Tenants) -> ShopifyShopConfig | str:
-    """The served shop that provably sent ``body``, or why not (then nothing else may happen).
+def find_shop(delivery: Delivery, body: bytes | None, tenants: Tenants) -> ShopifyShopConfig:
+    """The served shop that provably sent ``body``, or :class:`Refused` (401) saying why not.
 
-    Over HTTPS the HMAC is the proof. Over Pub/Sub IAM already gave it, but the
-    publisher grant is Shopify's account as a whole (any shop could be set to
-    publish here), so the shop must still be served, and a message without a
-    topic or a readable body can never be processed: refused for good.
+    Nothing else may happen to a refused delivery. Over HTTPS the HMAC is the proof.
+    Over Pub/Sub IAM already gave it, but the publisher grant is Shopify's account as a
+    whole (any shop could be set to publish here), so the shop must still be served, and
+    a message without a topic or a readable body can never be processed: refused for good
+    (acknowledged by the caller rather than answered 401, which Pub/Sub would only redeliver).
     """
     pubsub = delivery.via == VIA_PUBSUB
     if not delivery.shop_domain:
         if pubsub:
-            return "message without an X-Shopify-Shop-Domain attribute"
-        return "missing X-Shopify-Shop-Domain header"
+            raise _unauthorized("message without an X-Shopify-Shop-Domain attribute")
+        raise _unauthorized("missing X-Shopify-Shop-Domain header")
     shop = tenants.shopify_shop(delivery.shop_domain)
     if shop is None:
-        return f"unknown shop {delivery.shop_domain!r}: not configured (SHOPIFY_SHOP_DOMAIN or PIPELINE_TENANTS)"
+        raise _unauthorized(
+            f"unknown shop {delivery.shop_domain!r}: not configured (SHOPIFY_SHOP_DOMAIN or PIPELINE_TENANTS)"
+        )
     if pubsub:
         if not delivery.topic:
-            return "message without an X-Shopify-Topic attribute"
-        return shop if body is not None else "message data is missing or not base64"
+            raise _unauthorized("message without an X-Shopify-Topic attribute")
+        if body is None:
+            raise _unauthorized("message data is missing or not base64")
+        return shop
     if not delivery.hmac:
-        return "missing X-Shopify-Hmac-Sha256 header"
+        raise _unauthorized("missing X-Shopify-Hmac-Sha256 header")
     if body is None or not verify_hmac_base64(body, delivery.hmac, [s.get_secret_value() for s in shop.secrets]):
-        return "X-Shopify-Hmac-Sha256 does not match the body for any of the shop's secrets"
+        raise _unauthorized("X-Shopify-Hmac-Sha256 does not match the body for any of the shop's secrets")
     return shop
+
+
+def _unauthorized(reason: str) -> Refused:
+    return Refused(401, "unauthorized", reason)

@@ -18,7 +18,7 @@ from shared.config import ShopifyShopConfig
 from shared.domain.untrusted import BodyTooLarge, read_body
 from shared.infra import log
 from shared.infra.deadline import Deadline
-from shared.infra.http import Reply, headers_of
+from shared.infra.http import Refused, Reply, headers_of
 from shared.outcome import Kind, Outcome
 from shared.receive.orders import record_outcome
 from shared.receive.shopify.delivery import Delivery, find_shop
@@ -55,10 +55,11 @@ def handle(delivery: Delivery, body: bytes, runtime: Runtime, now: Callable[[], 
     Shopify retry the same bytes eight times and then delete the subscription);
     503 only when our own Firestore or Pub/Sub failed, so the retry can succeed.
     """
-    shop = find_shop(delivery, body, runtime.tenants)
-    if isinstance(shop, str):
-        outcome = Outcome(Kind.REJECTED, shop, details={"status": 401, **delivery.log_fields()})
-        return Reply(401, {"error": "unauthorized", "reason": shop}, outcome=outcome)
+    try:
+        shop = find_shop(delivery, body, runtime.tenants)
+    except Refused as refused:
+        outcome = Outcome(Kind.REJECTED, refused.reason, details={"status": refused.status, **delivery.log_fields()})
+        return Reply(refused.status, refused.body(), outcome=outcome)
     return handle_verified(delivery, shop, body, runtime, now)
 
 

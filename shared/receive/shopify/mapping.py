@@ -20,7 +20,8 @@ from shared.domain.identity import RawIdentity
 from shared.domain.scrub import scrub_text, scrub_url
 from shared.domain.shapes import valid_ip
 from shared.domain.untrusted import money
-from shared.receive.orders import JOIN_CUSTOMER, JOIN_SHOPIFY_CART, JOIN_SHOPIFY_CHECKOUT
+from shared.receive.orders import JOIN_CUSTOMER
+from shared.sources.shopify import CART, CHECKOUT
 
 # Note attributes our storefront snippet writes (cart attributes end up there).
 _TTCLID_ATTRIBUTES = ("_ttclid", "ttclid")
@@ -284,8 +285,8 @@ def properties(payload: dict[str, Any], shop: ShopifyShopConfig, order_id: str |
 def join_keys(payload: dict[str, Any], checkout_field: str = "checkout_token") -> list[tuple[str, str]]:
     """Where the collect endpoint may have stored the click: checkout, then cart, then customer."""
     keys = [
-        (JOIN_SHOPIFY_CHECKOUT, as_text(payload.get(checkout_field), 200)),
-        (JOIN_SHOPIFY_CART, as_text(payload.get("cart_token"), 200)),
+        (CHECKOUT.name, as_text(payload.get(checkout_field), 200)),
+        (CART.name, as_text(payload.get("cart_token"), 200)),
         (JOIN_CUSTOMER, as_id(as_obj(payload.get("customer")).get("id"))),
     ]
     return [(kind, value) for kind, value in keys if value]

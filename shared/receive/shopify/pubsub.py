@@ -16,8 +16,8 @@ from typing import Any
 
 import flask
 
-from shared.domain.untrusted import BodyTooLarge, UnsafeInput, parse_json, read_body
-from shared.infra.http import Reply
+from shared.infra.http import Refused, Reply
+from shared.infra.pubsub import PushRefused, read_push
 from shared.outcome import Kind, Outcome
 from shared.receive.shopify.delivery import VIA_PUBSUB, Delivery, find_shop
 from shared.receive.shopify.execute import Runtime
@@ -27,15 +27,6 @@ VIA = VIA_PUBSUB
 # The push wraps the body in base64 inside JSON, beside attributes and ids.
 _PUSH_OVERHEAD_BYTES = 65_536
 _MAX_ATTRIBUTES = 100
-
-
-class PushRefused(Exception):
-    """The request is not a Pub/Sub push we can read; ``status`` is the 4xx to answer."""
-
-    def __init__(self, reason: str, status: int = 400) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.status = status
 
 
 @dataclass(frozen=True)
@@ -52,20 +43,12 @@ def max_push_bytes(max_body_bytes: int) -> int:
     return (max_body_bytes + 2) // 3 * 4 + _PUSH_OVERHEAD_BYTES
 
 
-def read_push(read: Callable[[int], bytes], declared_length: int | None, max_body_bytes: int) -> PushMessage:
-    """The message of a push request, bounded while read; :class:`PushRefused` when it is none."""
-    try:
-        raw = read_body(read, max_push_bytes(max_body_bytes), declared_length)
-        body = parse_json(raw, surrogates="replace")
-    except BodyTooLarge as exc:
-        raise PushRefused(exc.reason + " (SHOPIFY_MAX_BODY_BYTES)", exc.status) from None
-    except UnsafeInput as exc:
-        raise PushRefused(exc.reason) from None
-    message = body.get("message") if isinstance(body, dict) else None
-    if not isinstance(message, dict):
-        raise PushRefused("expected a JSON object with a message object (the body of a Pub/Sub push)")
-    candidate = message.get("messageId", message.get("message_id"))
-    message_id = candidate[:200] if isinstance(candidate, str) and candidate else None
+def push_message(read: Callable[[int], bytes], declared_length: int | None, max_body_bytes: int) -> PushMessage:
+    """The message of a push request (:func:`~shared.infra.pubsub.read_push`), its size bounded by the body's."""
+    limit = max_push_bytes(max_body_bytes)
+    message, message_id = read_push(
+        read, declared_length, limit, limit_name="SHOPIFY_MAX_BODY_BYTES", message_object=True
+    )
     attributes = message.get("attributes")
     return PushMessage(message_id, attributes if isinstance(attributes, dict) else {}, message.get("data"))
 
@@ -90,7 +73,7 @@ def handle_push_request(request: flask.Request, runtime: Callable[[], Runtime]) 
 def receive_push(read: Callable[[int], bytes], declared_length: int | None, runtime: Runtime) -> Reply:
     """One push request to its reply: a 4xx when it is no push we can hold, else :func:`handle_push`."""
     try:
-        message = read_push(read, declared_length, runtime.max_body_bytes)
+        message = push_message(read, declared_length, runtime.max_body_bytes)
     except PushRefused as exc:
         outcome = Outcome(Kind.REJECTED, exc.reason, details={"status": exc.status, "via": VIA})
         return Reply(exc.status, {"error": "not a Pub/Sub push", "reason": exc.reason}, outcome=outcome)
@@ -120,11 +103,13 @@ def handle_push(message: PushMessage, runtime: Runtime, now: Callable[[], float]
       SHOPIFY_MAX_BODY_BYTES, which ends in the dead-letter topic, kept.
     """
     delivery, body = delivery_of(message)
-    shop = find_shop(delivery, body, runtime.tenants)
-    if isinstance(shop, str) or body is None:
-        reason = shop if isinstance(shop, str) else "message data is missing"
+    try:
+        shop = find_shop(delivery, body, runtime.tenants)
+        if body is None:  # find_shop refuses it already; said again for the type checker
+            raise Refused(400, "invalid message", "message data is missing")
+    except Refused as refused:
         # Acknowledged: the same message again would be refused again, until the dead-letter topic.
         details = {"status": 200, "message_id": message.message_id, **delivery.log_fields()}
-        outcome = Outcome(Kind.REJECTED, reason, details=details)
-        return Reply(200, {"outcome": Kind.REJECTED, "reason": reason}, outcome=outcome)
+        outcome = Outcome(Kind.REJECTED, refused.reason, details=details)
+        return Reply(200, {"outcome": Kind.REJECTED, "reason": refused.reason}, outcome=outcome)
     return handle_verified(delivery, shop, body, runtime, now, message_id=message.message_id)

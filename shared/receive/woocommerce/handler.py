@@ -18,7 +18,7 @@ import flask
 from shared.config import WooCommerceSiteConfig
 from shared.domain.consent import ConsentSnapshot
 from shared.domain.untrusted import BodyTooLarge, UnsafeInput, clean_text, parse_json, read_body
-from shared.infra.http import Reply, headers_of
+from shared.infra.http import Refused, Reply, headers_of
 from shared.outcome import Kind, Outcome
 from shared.receive.orders import OrderEvent
 from shared.receive.signatures import verify_hmac_base64
@@ -42,7 +42,7 @@ MAX_BODY_BYTES = 8 * 1024 * 1024
 JSON_MAX_INT_DIGITS = 1000
 # Parked: 202, the order is safe in the log. Refused: a signed order we failed on and could not
 # even park: a 4xx, so WooCommerce's delivery log shows it.
-_STATUS_BY_OUTCOME = {Kind.PARKED: 202, Kind.REJECTED: 401, Kind.REFUSED: 422}
+_STATUS_BY_OUTCOME = {Kind.PARKED: 202, Kind.REFUSED: 422}
 
 
 def _refused(reason: str, event_id: str | None = None) -> Outcome:
@@ -54,8 +54,6 @@ def _reply(outcome: Outcome, fields: Mapping[str, Any]) -> Reply:
     """The answer, and the outcome with the delivery's log fields (the entry point logs it)."""
     outcome = replace(outcome, details={**outcome.details, **fields})
     status = _STATUS_BY_OUTCOME.get(outcome.kind, 200)
-    if status == 401:  # the same shape as the Shopify webhook's 401 (docs/woocommerce.md, Answers)
-        return Reply(status, {"error": "unauthorized", "reason": outcome.reason}, outcome=outcome)
     body = {"outcome": outcome.kind, "reason": outcome.reason}
     if outcome.event_id:
         body["event_id"] = outcome.event_id
@@ -87,20 +85,29 @@ def handle(headers: Mapping[str, str], body: bytes, runtime: Callable[[], Runtim
     topic = clean_text(h.get("x-wc-webhook-topic", "")[:100])
     fields = {"site": source, "topic": topic, "webhook_id": clean_text(h.get("x-wc-webhook-id", "")[:40]),
               "delivery_id": clean_text(h.get("x-wc-webhook-delivery-id", "")[:80])}  # fmt: skip
-    site = current.site(source)
-    if site is None:
-        reason = f"X-WC-Webhook-Source {source!r} is not a configured WooCommerce site"
-        return _reply(Outcome(Kind.REJECTED, reason), fields)
-    secrets = [html.unescape(s.get_secret_value()) for s in site.secrets]
-    if not verify_hmac_base64(body, h.get("x-wc-webhook-signature"), secrets):
-        reason = "X-WC-Webhook-Signature is missing or does not match the site's webhook secret"
-        return _reply(Outcome(Kind.REJECTED, reason), fields)
+    try:
+        site = _signer(current, source, h.get("x-wc-webhook-signature"), body)
+    except Refused as refused:  # the same shape as the Shopify webhook's 401 (docs/woocommerce.md, Answers)
+        outcome = Outcome(Kind.REJECTED, refused.reason, details=dict(fields))
+        return Reply(refused.status, refused.body(), outcome=outcome)
     fields["site"] = site.site
     try:
         outcome = _signed_delivery(topic, body, site, current, now, fields)
     except Exception as exc:  # a bug of ours before there was an event to park
         outcome = _refused(f"internal error ({type(exc).__name__}) while reading the order; it was not sent")
     return _reply(outcome, fields)
+
+
+def _signer(runtime: Runtime, source: str, signature: str | None, body: bytes) -> WooCommerceSiteConfig:
+    """The configured site ``source`` names, once ``signature`` proves it signed ``body``, or :class:`Refused` (401)."""
+    site = runtime.site(source)
+    if site is None:
+        raise Refused(401, "unauthorized", f"X-WC-Webhook-Source {source!r} is not a configured WooCommerce site")
+    secrets = [html.unescape(s.get_secret_value()) for s in site.secrets]
+    if not verify_hmac_base64(body, signature, secrets):
+        reason = "X-WC-Webhook-Signature is missing or does not match the site's webhook secret"
+        raise Refused(401, "unauthorized", reason)
+    return site
 
 
 def _signed_delivery(

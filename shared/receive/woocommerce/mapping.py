@@ -23,7 +23,8 @@ from shared.domain.events import plausible_order_time
 from shared.domain.identity import RawIdentity
 from shared.domain.scrub import scrub_text
 from shared.domain.untrusted import ascii_int, clean_text, money
-from shared.receive.orders import JOIN_CUSTOMER, JOIN_WOO_ORDER_KEY, JOIN_WOO_SESSION, OrderEvent
+from shared.receive.orders import JOIN_CUSTOMER, OrderEvent
+from shared.sources.woocommerce import ORDER_KEY, SESSION
 
 PLATFORM = "woocommerce"
 ORDER_TOPICS = frozenset({"order.created", "order.updated"})
@@ -251,8 +252,8 @@ def map_order(order: Mapping[str, Any], site: WooCommerceSiteConfig, now: float 
         "shop_id": site.site,
     }
     join_keys = [
-        (JOIN_WOO_ORDER_KEY, _text(order.get("order_key"), 200)),
-        (JOIN_WOO_SESSION, meta_value(order, META_SESSION)),
+        (ORDER_KEY.name, _text(order.get("order_key"), 200)),
+        (SESSION.name, meta_value(order, META_SESSION)),
         (JOIN_CUSTOMER, str(customer_id) if customer_id else None),
     ]
     return OrderEvent(
