@@ -33,9 +33,7 @@ _SKIPPED_SOURCES = {
 }
 
 _CURRENCY_ANY_CASE = re.compile(r"^[A-Za-z]{3}$")
-_COUNTRY = re.compile(r"^[A-Za-z]{2}$")
 _PROVINCE = re.compile(r"^[A-Za-z0-9]{1,3}$")
-_LOCALE = re.compile(r"^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})*$")
 _DIGITS = re.compile(r"^[0-9]{1,30}$")
 _MAX_CONTENTS = 500
 
@@ -78,7 +76,8 @@ def as_currency(value: Any) -> str | None:
 
 
 def _country(value: Any) -> str | None:
-    text = _matching(value, _COUNTRY)
+    """A country code by shape (:func:`shared.domain.shapes.country`), upper case: a phone's region."""
+    text = shapes.country(as_text(value, 100))
     return text.upper() if text else None
 
 
@@ -189,11 +188,6 @@ def click_ids(payload: dict[str, Any]) -> tuple[str | None, str | None]:
     return ttclid, ttp
 
 
-def _locale(value: Any) -> str | None:
-    text = _matching(value, _LOCALE)
-    return text if text and len(text) <= 35 else None
-
-
 def _ip(value: Any) -> str | None:
     """An address a browser could have had (see shared.domain.shapes.valid_ip)."""
     return valid_ip(as_text(value, 64))
@@ -240,7 +234,7 @@ def identity(payload: dict[str, Any], customer: dict[str, Any] | None = None) ->
         ttp=ttp,
         ip=_ip(payload.get("browser_ip")) or _ip(client.get("browser_ip")),
         user_agent=as_text(client.get("user_agent"), 1024),
-        locale=_locale(payload.get("customer_locale")),
+        locale=as_text(payload.get("customer_locale"), 100),  # its shape is build_user's to check, and count
     )  # fmt: skip
 
 
