@@ -76,7 +76,7 @@ output "shopify_webhook_registration" {
 }
 
 locals {
-  # Shopify's mandatory privacy topics (shared.receive.shopify.delivery.PRIVACY_TOPICS), in shopify_app_toml.
+  # Shopify's mandatory privacy topics (shared.receive.shopify.request.PRIVACY_TOPICS), in shopify_app_toml.
   shopify_compliance_topics = ["customers/data_request", "customers/redact", "shop/redact"]
   shopify_toml_topics       = join(", ", [for topic in var.shopify_webhook_topics : "\"${topic}\""])
   shopify_toml_compliance   = join(", ", [for topic in local.shopify_compliance_topics : "\"${topic}\""])

@@ -392,7 +392,7 @@ def _plan(token: str, **context: Any):
 def test_one_requests_bad_document_fails_that_request_alone(store, event_publisher, topic):
     from shared.config import PixelConfig, Tenants
     from shared.receive.collect.commit import Unavailable
-    from shared.receive.collect.handler import Runtime
+    from shared.receive.collect.runtime import Runtime
 
     tokens = [f"cart-{uuid.uuid4().hex[:8]}" for _ in range(3)]
     plans = [_plan(tokens[0]), _plan(tokens[1], __reserved__="Firestore refuses this field"), _plan(tokens[2])]
@@ -436,13 +436,14 @@ def test_an_unreachable_firestore_answers_503_within_the_bound(
     from shared.config import PixelConfig, Tenants
     from shared.infra.store import Store, make_client
     from shared.receive.collect import handler as domain
+    from shared.receive.collect import runtime as clients
     from shared.receive.collect.request import HttpRequest
     from tests.emulator.test_woocommerce_webhook import emulator_host_pointing_nowhere
 
-    monkeypatch.setattr(domain, "STORE_TIMEOUT_SECONDS", 0.5)
+    monkeypatch.setattr(clients, "STORE_TIMEOUT_SECONDS", 0.5)
     with emulator_host_pointing_nowhere("FIRESTORE_EMULATOR_HOST"):
         unreachable = Store(make_client(emulators.project), collection_prefix)
-    runtime = domain.Runtime(Tenants(pixels={PIXEL: PixelConfig(pixel_code=PIXEL, allowed_origins=[ORIGIN])}),
+    runtime = clients.Runtime(Tenants(pixels={PIXEL: PixelConfig(pixel_code=PIXEL, allowed_origins=[ORIGIN])}),
                              store_factory=lambda: unreachable, publisher_factory=lambda: event_publisher)  # fmt: skip
     raw = json.dumps(request_body(f"cart-{uuid.uuid4().hex}")).encode()
     headers = {"origin": ORIGIN, "content-type": "text/plain", "user-agent": CHROME}

@@ -1,7 +1,7 @@
 """One bad collect request fails only itself, against the real function and emulators.
 
 Concurrent requests of an instance share one Pub/Sub publish and one Firestore
-batch (shared.infra.coalesce.GroupCommit). A request whose data cannot be serialised
+batch (shared.infra.group_commit.GroupCommit). A request whose data cannot be serialised
 (a lone UTF-16 surrogate, ``"\\ud800"``, is valid JSON but not text) used to
 pass validation and then fail the whole group's publish: everyone got 503.
 """
@@ -90,7 +90,7 @@ def test_if_the_group_publish_still_fails_on_one_message_the_others_are_publishe
     """Belt and braces: a plan that slipped past the checks fails its own request, not the group's."""
     from shared.config import PixelConfig, Tenants
     from shared.receive.collect.commit import Unavailable
-    from shared.receive.collect.handler import Runtime
+    from shared.receive.collect.runtime import Runtime
 
     tokens = [uuid.uuid4().hex for _ in range(4)]
     plans = [_plan(tokens[0], "fine"), _plan(tokens[1], "\ud800"), _plan(tokens[2], "fine"), _plan(tokens[3], "ok")]
@@ -109,7 +109,7 @@ def test_an_outage_still_fails_the_group_at_once_without_a_retry_per_request(sto
 
     from shared.config import PixelConfig, Tenants
     from shared.receive.collect.commit import Unavailable
-    from shared.receive.collect.handler import Runtime
+    from shared.receive.collect.runtime import Runtime
 
     class Down:
         calls = 0

@@ -34,9 +34,9 @@ from shared.infra.http import Reply
 from shared.infra.pubsub import EventPublisher
 from shared.infra.store import EVENT_CLAIMS, WEBHOOK_DELIVERIES
 from shared.receive.orders import JOIN_SHOPIFY_CHECKOUT
-from shared.receive.shopify.delivery import IO_SECONDS, Delivery
-from shared.receive.shopify.execute import Runtime
 from shared.receive.shopify.handler import handle
+from shared.receive.shopify.request import IO_SECONDS, Delivery
+from shared.receive.shopify.runtime import Runtime
 from tests.conftest import decode_message
 from tests.emulator.test_shopify_webhook import GRANTED, HOUR, PIXEL, SECRET, new_order, settings_env
 from tests.helpers import shopify_signature

@@ -24,8 +24,8 @@ from shared.config import ShopifySettings
 from shared.infra.pubsub import EventPublisher, make_publisher_client
 from shared.infra.store import EVENT_CLAIMS, ORDER_EVENTS, Store, make_client
 from shared.receive.orders import JOIN_SHOPIFY_CHECKOUT
-from shared.receive.shopify.execute import Runtime
 from shared.receive.shopify.pubsub import PushMessage, handle_push
+from shared.receive.shopify.runtime import Runtime
 from tests.conftest import push_body
 from tests.emulator.test_shopify_webhook import PIXEL, Webhook, new_order, settings_env
 from tests.unit.test_shopify_mapping import SHOP

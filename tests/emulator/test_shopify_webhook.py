@@ -41,9 +41,9 @@ from shared.infra.store import (
     make_client,
 )
 from shared.receive.orders import JOIN_SHOPIFY_CART, JOIN_SHOPIFY_CHECKOUT
-from shared.receive.shopify.delivery import Delivery
-from shared.receive.shopify.execute import Runtime
 from shared.receive.shopify.handler import handle
+from shared.receive.shopify.request import Delivery
+from shared.receive.shopify.runtime import Runtime
 from tests.conftest import decode_message
 from tests.helpers import ROOT, shopify_signature
 from tests.unit.test_shopify_mapping import SHOP, documented_order

@@ -24,7 +24,7 @@ from werkzeug.wrappers import Request
 from shared.domain import identity
 from shared.infra.http import Reply
 from shared.outcome import Kind
-from shared.receive.woocommerce import delivery, handler, parking
+from shared.receive.woocommerce import flow, handler, parking
 from shared.receive.woocommerce.handler import MAX_BODY_BYTES, handle
 from shared.receive.woocommerce.runtime import Runtime
 from tests.conftest import decode_message
@@ -197,7 +197,7 @@ def test_an_order_whose_identity_can_not_be_hashed_is_parked_without_it_and_repl
     (record,) = parked_from(capsys.readouterr().out)
     assert record["order"]["user"] == {} and record["consent"] == {"granted": True}
     broken[0] = False
-    assert delivery.replay(record, healthy).kind == "published"
+    assert flow.replay(record, healthy).kind == "published"
     (message,) = topic.pull_all(1)
     assert decode_message(message)["event_id"] == reply.body["event_id"]
 
@@ -206,7 +206,7 @@ def test_an_order_that_can_not_be_parked_either_is_refused_with_422_and_logged_a
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("bug near john.doe@example.com")
 
-    monkeypatch.setattr(delivery, "process_order_event", broken)
+    monkeypatch.setattr(flow, "process_order_event", broken)
     monkeypatch.setattr(parking, "build_user", broken)
     monkeypatch.setattr(parking, "UserData", broken)
     reply = deliver_to(healthy, granted(new_order()))

@@ -39,7 +39,7 @@ from shared.infra.metrics import Counters
 from shared.infra.pubsub import EventPublisher, make_publisher_client
 from shared.infra.store import EVENT_CLAIMS, ORDER_EVENTS, Store, make_client
 from shared.receive.orders import JOIN_CUSTOMER, JOIN_WOO_ORDER_KEY
-from shared.receive.woocommerce import delivery
+from shared.receive.woocommerce import flow
 from shared.receive.woocommerce.handler import handle
 from shared.receive.woocommerce.parking import parked_records
 from shared.receive.woocommerce.runtime import Runtime
@@ -484,10 +484,10 @@ def test_firestore_down_without_checkout_consent_parks_the_hashed_order_and_repl
     (record,) = parked_from(out)
     assert record["kind"] == "order"
 
-    first = delivery.replay(record, healthy)
+    first = flow.replay(record, healthy)
     assert first.kind == "published" and first.event_id == reply.body["event_id"]
     # Replaying twice is safe: both publish the same event_id, and the sender sends it once.
-    assert delivery.replay(record, healthy).kind == "published"
+    assert flow.replay(record, healthy).kind == "published"
     messages = exactly(topic, 2)
     assert [decode_message(m)["event_id"] for m in messages] == [reply.body["event_id"]] * 2
     assert decode_message(messages[0])["user"]["email"] == [sha("john.doe@example.com")]
@@ -514,7 +514,7 @@ def test_pubsub_down_parks_the_envelope_leaves_no_claim_and_replay_publishes_it(
     assert store.get(ORDER_EVENTS, ("woocommerce", SITE, str(order["id"]), "Purchase")) is None
     (record,) = parked_from(capsys.readouterr().out)
     assert record["kind"] == "envelope" and record["envelope"]["consent"] == "granted"
-    assert delivery.replay(record, healthy).kind == "published"
+    assert flow.replay(record, healthy).kind == "published"
     (message,) = topic.pull_all(1)
     assert decode_message(message) == record["envelope"]
 
@@ -566,7 +566,7 @@ def test_a_bug_after_the_signature_check_parks_the_order_without_quoting_it(heal
     def broken(*args, **kwargs):
         raise RuntimeError("mapping bug near john.doe@example.com")
 
-    monkeypatch.setattr(delivery, "process_order_event", broken)
+    monkeypatch.setattr(flow, "process_order_event", broken)
     reply = deliver_to(healthy, with_meta(new_order(), _tt_consent="granted"))
     assert reply.status == 202 and reply.body["reason"].startswith("internal error (RuntimeError)")
     out = capsys.readouterr().out
@@ -653,7 +653,7 @@ def test_a_publish_that_lands_after_the_budget_and_its_replay_give_one_purchase(
     reply = deliver_to(slow, order)
     assert reply.status == 202 and reply.body["outcome"] == "parked"
     (record,) = parked_from(capsys.readouterr().out)
-    assert delivery.replay(record, healthy).kind == "published"
+    assert flow.replay(record, healthy).kind == "published"
     messages = exactly(topic, 2)
     assert [decode_message(m)["event_id"] for m in messages] == [reply.body["event_id"]] * 2
     assert sorted(downstream.deliver(messages)) == ["duplicate", "sent"]

@@ -18,8 +18,8 @@ import pytest
 
 from shared.config import DEFAULT_SHOPIFY_API_VERSION
 from shared.receive.shopify.api_version import CALENDAR_FILE, load_calendar
-from shared.receive.shopify.delivery import PRIVACY_TOPICS
-from shared.receive.shopify.plan import TOPICS
+from shared.receive.shopify.request import PRIVACY_TOPICS
+from shared.receive.shopify.routing import TOPICS
 from tests.infra.conftest import TERRAFORM_DIR
 from tests.infra.hcl import Terraform, squash
 

@@ -11,10 +11,11 @@ import pytest
 from shared.config import PixelConfig, Tenants
 from shared.domain.consent import ConsentSnapshot, decide
 from shared.receive.collect.admission import admit, client_ip, drop_reason, is_preview_page, normalize_origin
-from shared.receive.collect.handler import Runtime, handle
+from shared.receive.collect.handler import handle
 from shared.receive.collect.keys import sign_customer_id
 from shared.receive.collect.plan import Plan, build_plan
 from shared.receive.collect.request import HttpRequest, Refused
+from shared.receive.collect.runtime import Runtime
 from shared.receive.collect.schema import CollectBody, parse_body
 from shared.receive.orders import JOIN_CUSTOMER, JOIN_SHOPIFY_CART, JOIN_SHOPIFY_CHECKOUT, JOIN_WOO_SESSION
 

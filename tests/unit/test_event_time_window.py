@@ -16,8 +16,9 @@ from shared.config import (
     WooCommerceSettings,
 )
 from shared.domain.consent import decide
-from shared.receive.collect.handler import Runtime, handle
+from shared.receive.collect.handler import handle
 from shared.receive.collect.plan import Plan, build_plan
+from shared.receive.collect.runtime import Runtime
 from tests.unit import test_collect as tc
 
 NOW = 1_790_000_000

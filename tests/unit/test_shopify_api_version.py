@@ -26,7 +26,7 @@ from shared.receive.shopify.api_version import (
     parse_calendar,
     support_problem,
 )
-from shared.receive.shopify.execute import Runtime
+from shared.receive.shopify.runtime import Runtime
 
 SHOP_ENV = {"TIKTOK_PIXEL_CODE": "PIX", "SHOPIFY_SHOP_DOMAIN": "shop.myshopify.com", "SHOPIFY_WEBHOOK_SECRET": "s"}
 

@@ -19,10 +19,17 @@ from shared.config import ShopifyShopConfig
 from shared.domain.identity import build_user
 from shared.outcome import Outcome
 from shared.receive.orders import JOIN_CUSTOMER, JOIN_SHOPIFY_CART, JOIN_SHOPIFY_CHECKOUT
-from shared.receive.shopify import plan as planning
-from shared.receive.shopify.delivery import MAX_ORDER_AGE, Delivery, normalize_topic
+from shared.receive.shopify import routing as planning
 from shared.receive.shopify.mapping import click_ids
-from shared.receive.shopify.plan import TOPICS, RecordOrderChange, RedactCustomer, RedactShop, SendEvent, parse_payload
+from shared.receive.shopify.request import MAX_ORDER_AGE, Delivery, normalize_topic
+from shared.receive.shopify.routing import (
+    TOPICS,
+    RecordOrderChange,
+    RedactCustomer,
+    RedactShop,
+    SendEvent,
+    parse_payload,
+)
 from shared.receive.signatures import verify_hmac_base64
 from tests.helpers import load_fixture, shopify_signature
 

@@ -12,7 +12,7 @@ import functions_framework
 import pytest
 
 from shared.config import DEFAULT_SHOPIFY_API_VERSION
-from shared.receive.shopify.plan import stale_delivery
+from shared.receive.shopify.routing import stale_delivery
 from tests.conftest import push_body
 from tests.emulator.test_shopify_webhook import PIXEL
 from tests.helpers import ROOT

@@ -1,6 +1,6 @@
 """Shopify signs the body only: the pure checks that a signed body is one of its topic, and recent.
 
-No emulator, no HTTP: :func:`shared.receive.shopify.plan.plan` with ``max_age``, as the
+No emulator, no HTTP: :func:`shared.receive.shopify.routing.plan` with ``max_age``, as the
 webhook calls it, on the documented order and the bodies of the other topics.
 """
 
@@ -13,10 +13,10 @@ import pytest
 from shared.config import ConfigError, ShopifySettings
 from shared.outcome import Outcome
 from shared.receive.orders import ORDER_EVENT_TTL
-from shared.receive.shopify import plan as planning
-from shared.receive.shopify.delivery import MAX_BODY_BYTES, MAX_ORDER_AGE
-from shared.receive.shopify.execute import Runtime
-from shared.receive.shopify.plan import RecordOrderChange, RedactCustomer, RedactShop, SendEvent, parse_payload
+from shared.receive.shopify import routing as planning
+from shared.receive.shopify.request import MAX_BODY_BYTES, MAX_ORDER_AGE
+from shared.receive.shopify.routing import RecordOrderChange, RedactCustomer, RedactShop, SendEvent, parse_payload
+from shared.receive.shopify.runtime import Runtime
 from tests.unit.test_shopify_mapping import SHOP, TRUE_ORDER_ID, documented_order, shop_config
 
 NOW = 1_790_000_000

@@ -11,9 +11,9 @@ from shared.config import (
     WooCommerceSiteConfig,
 )
 from shared.receive import woocommerce
-from shared.receive.shopify.delivery import Delivery as ShopifyDelivery
-from shared.receive.shopify.execute import Runtime as ShopifyRuntime
 from shared.receive.shopify.handler import handle as handle_shopify
+from shared.receive.shopify.request import Delivery as ShopifyDelivery
+from shared.receive.shopify.runtime import Runtime as ShopifyRuntime
 from tests.emulator.test_woocommerce_webhook import SITE, SITE_URL
 from tests.helpers import ROOT, shopify_signature
 from tests.unit.test_shopify_mapping import shop_config

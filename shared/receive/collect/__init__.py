@@ -9,12 +9,14 @@ One module per step of a request (the steps are listed in :mod:`.handler`):
 - ``keys``: which join keys a request proves it holds;
 - ``plan``: the pure :class:`Plan` (context and envelopes, personal data scrubbed);
 - ``commit``: plans of concurrent requests committed together, and the contexts already written;
-- ``handler``: :func:`handle`, CORS, the answer, the log line's fields, and the instance's :class:`Runtime`;
+- ``runtime``: the instance's :class:`Runtime`: settings, rate limit, group commit, Firestore and Pub/Sub;
+- ``handler``: :func:`handle`, CORS, the answer, the log line's fields;
   :func:`handle_request` adapts the function's request to it.
 
 Only what ``functions/collect/main.py`` uses is re-exported here.
 """
 
-from shared.receive.collect.handler import Runtime, handle, handle_request
+from shared.receive.collect.handler import handle, handle_request
+from shared.receive.collect.runtime import Runtime
 
 __all__ = ["Runtime", "handle", "handle_request"]

@@ -40,9 +40,15 @@ class Unavailable(Exception):
 
 
 class ContextStore(Protocol):
-    """The store as a group commit uses it: click contexts written in batches (:class:`shared.infra.store.Store`)."""
+    """The store as collect uses it: contexts written in batches, a denial alone (:class:`shared.infra.store.Store`)."""
 
     def put_click_contexts(self, writes: Sequence[ContextWrite]) -> int: ...
+
+    def replace_click_contexts(
+        self, pixel_code: str, join_keys: Sequence[tuple[str, str]], context: dict[str, Any], ttl: dt.timedelta
+    ) -> int:
+        """A denial: ``context`` as the whole document under every join key (see the handler's ``_withhold``)."""
+        ...
 
 
 def _is_request_error(exc: BaseException) -> bool:

@@ -1,4 +1,4 @@
-"""One collect request, start to finish, and the instance's dependencies (:class:`Runtime`).
+"""One collect request, start to finish (the instance's dependencies are :class:`~.runtime.Runtime`).
 
 A request goes through these steps, each of which can end it (see docs/collect.md):
 
@@ -22,7 +22,7 @@ A request goes through these steps, each of which can end it (see docs/collect.m
     text scrubbed of personal data (:mod:`.plan`); a plan that would not
     serialise is refused alone (400) before it joins a group commit (:mod:`.commit`).
 
-Everything up to step 10 is pure; step 10 goes through the :class:`Runtime`'s
+Everything up to step 10 is pure; step 10 goes through the :class:`~.runtime.Runtime`'s
 store and publisher. Raw identifiers are hashed by :func:`shared.domain.identity.build_user`
 and never logged, echoed or published.
 """
@@ -30,23 +30,16 @@ and never logged, echoed or published.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Any, NoReturn
+from typing import Any
 
 import flask
 
-from shared import budgets
-from shared.config import CollectSettings, PixelConfig, Tenants
+from shared.config import PixelConfig
 from shared.domain.consent import ConsentDecision, ConsentSnapshot, decide
-from shared.infra import log
-from shared.infra.coalesce import GroupCommit
-from shared.infra.deadline import BoundedProxy, Deadline
 from shared.infra.http import Reply, headers_of
-from shared.infra.instance import PerInstance
 from shared.infra.metrics import COUNTERS
-from shared.infra.pubsub import AsyncPublisher, publisher_from_settings
-from shared.infra.store import store_from_settings
 from shared.outcome import Kind, Outcome
 from shared.receive.collect.admission import (
     JSON_TYPES,
@@ -56,124 +49,19 @@ from shared.receive.collect.admission import (
     is_preview_page,
     media_type,
     normalize_origin,
-    pixel_origins,
     read_request_body,
 )
-from shared.receive.collect.commit import ContextStore, KnownContexts, Unavailable, commit_plans, context_digest
+from shared.receive.collect.commit import Unavailable, context_digest
 from shared.receive.collect.keys import BoundKeys
-from shared.receive.collect.plan import MAX_EVENT_AGE_SECONDS, Plan, bound_keys, build_plan, unserialisable
-from shared.receive.collect.ratelimit import TokenBuckets
+from shared.receive.collect.plan import Plan, bound_keys, build_plan, unserialisable
 from shared.receive.collect.request import HttpRequest, Refused
+from shared.receive.collect.runtime import Runtime
 from shared.receive.collect.schema import CollectBody, ConsentInput, parse_body
 
 # What a page may read of an answer: why a 204 stored nothing, and when to retry a 429 or 503.
 EXPOSED_HEADERS = "X-Collect-Outcome, X-Collect-Consent, X-Collect-Ignored, Retry-After"
 # Browsers cache a preflight for at most 2 h (Chromium's cap), so longer is pointless.
 PREFLIGHT_MAX_AGE_SECONDS = 7200
-# Requests of one instance committed together at most (their contexts in <= 500-document batches).
-COMMIT_MAX_REQUESTS = 100
-# A page waits on its beacon's answer no longer than this for Firestore, and for Pub/Sub.
-STORE_TIMEOUT_SECONDS = budgets.COLLECT_STORE_SECONDS
-
-
-class Runtime:
-    """One instance's settings; Firestore and Pub/Sub clients made on first use, once."""
-
-    def __init__(
-        self,
-        tenants: Tenants,
-        *,
-        max_body_bytes: int = 32_768,
-        max_events: int = 20,
-        default_region: str | None = "US",
-        trusted_hops: int = 0,
-        rate_limit_per_minute: int = 0,
-        rate_limit_burst: int = 120,
-        store_factory: Callable[[], ContextStore] | None = None,
-        publisher_factory: Callable[[], AsyncPublisher] | None = None,
-        allow_automated_browsers: bool = False,
-        max_event_age_days: int = MAX_EVENT_AGE_SECONDS // 86_400,
-    ) -> None:
-        self.tenants = tenants
-        self.max_event_age = max_event_age_days * 86_400
-        self.allow_automated_browsers = allow_automated_browsers
-        self.max_body_bytes = max_body_bytes
-        self.max_events = max_events
-        self.default_region = default_region
-        self.trusted_hops = trusted_hops
-        self.rate_limit = TokenBuckets(rate_limit_per_minute, rate_limit_burst)
-        # Any pixel's origins: what a preflight (which carries no body, so no pixel) may be allowed.
-        self.origins_by_pixel = {code: pixel_origins(pixel) for code, pixel in tenants.pixels.items()}
-        self.origins: frozenset[str] = frozenset().union(*self.origins_by_pixel.values())
-        self._store: PerInstance[ContextStore] = PerInstance(store_factory or _not_configured("store"))
-        self._publisher: PerInstance[AsyncPublisher] = PerInstance(publisher_factory or _not_configured("publisher"))
-        self._committer = PerInstance(lambda: GroupCommit(self._flush, max_items=COMMIT_MAX_REQUESTS))
-        self.known_contexts = KnownContexts()
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Runtime:
-        """Raises :class:`shared.config.ConfigError` naming the variable that is wrong."""
-        settings = CollectSettings.from_env(environ)
-        log.set_level(settings.log_level)
-
-        return cls(
-            settings.tenants(),
-            max_body_bytes=settings.max_body_bytes,
-            max_events=settings.max_events_per_request,
-            default_region=settings.default_phone_region,
-            trusted_hops=settings.trusted_proxy_hops,
-            rate_limit_per_minute=settings.rate_limit_per_minute,
-            rate_limit_burst=settings.rate_limit_burst,
-            allow_automated_browsers=settings.allow_automated_browsers,
-            max_event_age_days=settings.max_event_age_days,
-            # The RPC's own deadline lets an abandoned commit end; the bound in _flush caps the wait.
-            store_factory=lambda: store_from_settings(settings, timeout=STORE_TIMEOUT_SECONDS),
-            publisher_factory=lambda: publisher_from_settings(settings),
-        )
-
-    @property
-    def store(self) -> ContextStore:
-        return self._store.get()
-
-    def accept(self, plan: Plan) -> int:
-        """Store the plan's context and publish its events, in one group commit with concurrent requests.
-
-        Returns the click-context documents written; raises :class:`Unavailable`
-        naming the part that failed.
-        """
-        try:
-            return self._committer.get().submit(plan)
-        except Unavailable:
-            raise
-        except Exception as exc:  # a timeout waiting for the group, or a bug in the flush: 503, never 500
-            raise Unavailable("collect", exc) from exc
-
-    def _flush(self, plans: list[Plan]) -> list[int | Exception]:
-        COUNTERS.add("collect.commits")
-        COUNTERS.add("collect.requests_committed", len(plans))
-        try:
-            store = self.store if any(p.join_keys for p in plans) else None
-        except Exception as exc:  # the client could not be made (credentials, settings): 503, not 500
-            return [Unavailable("firestore", exc)] * len(plans)
-        if store is not None:
-            # The client library retries an unreachable Firestore for a minute; the page should not wait.
-            store = BoundedProxy(store, "firestore", Deadline(STORE_TIMEOUT_SECONDS))
-        try:
-            publisher = self.publisher
-        except Exception as exc:  # as above
-            return [Unavailable("pubsub", exc)] * len(plans)
-        return commit_plans(plans, store, publisher)
-
-    @property
-    def publisher(self) -> AsyncPublisher:
-        return self._publisher.get()
-
-
-def _not_configured(what: str) -> Callable[[], NoReturn]:
-    def fail() -> NoReturn:
-        raise RuntimeError(f"no {what} factory given to this Runtime")
-
-    return fail
 
 
 # --- the whole request ---------------------------------------------------------------------------
@@ -342,7 +230,7 @@ def _withhold(
             runtime.known_contexts.forget(pixel.pixel_code, bound.pairs)  # until the denial is surely written
             ttl = dt.timedelta(days=pixel.click_ttl_days)
             try:
-                store = BoundedProxy(runtime.store, "firestore", Deadline(STORE_TIMEOUT_SECONDS))
+                store = runtime.store_for_commit()
                 store.replace_click_contexts(pixel.pixel_code, bound.pairs, context, ttl)
             except Exception as exc:  # any client failure: the page may retry
                 return _unavailable("firestore", exc)

@@ -2,10 +2,11 @@
 
 One module per step of a delivery, in the order a delivery takes them:
 
-- ``delivery``: the ``X-Shopify-*`` headers, the topics and limits, :func:`find_shop` (the shop, or why not);
+- ``request``: the ``X-Shopify-*`` headers, the topics and limits, :func:`find_shop` (the shop, or why not);
 - ``mapping``: pure mapping of the untrusted JSON (ids, money, click ids, identity, properties);
-- ``plan``: pure: topic + body -> an action or a final outcome, and the checks a signed body still needs;
-- ``execute``: the action carried out within the delivery's deadline, and the instance's :class:`Runtime`;
+- ``routing``: pure: topic + body -> an action or a final outcome, and the checks a signed body still needs;
+- ``flow``: the action carried out (the order flow, records, deletions) within the delivery's deadline;
+- ``runtime``: the instance's :class:`Runtime`: tenants, limits, Firestore and Pub/Sub bounded per delivery;
 - ``handler``: an HTTPS request or verified delivery to its :class:`~shared.infra.http.Reply`;
 - ``pubsub``: the same deliveries pushed by Google Cloud Pub/Sub (authenticated by IAM).
 
@@ -20,8 +21,8 @@ outlive a failed attempt and swallow Shopify's retry of an order never published
 Only what ``functions/shopify_webhook/main.py`` uses is re-exported here.
 """
 
-from shared.receive.shopify.execute import Runtime
 from shared.receive.shopify.handler import handle_request, receive
 from shared.receive.shopify.pubsub import handle_push_request, receive_push
+from shared.receive.shopify.runtime import Runtime
 
 __all__ = ["Runtime", "handle_push_request", "handle_request", "receive", "receive_push"]

@@ -1,6 +1,6 @@
 """One Shopify delivery from request to :class:`~shared.infra.http.Reply`: read, authenticate, plan, execute.
 
-The steps live in their modules (:mod:`.delivery`, :mod:`.plan`, :mod:`.execute`);
+The steps live in their modules (:mod:`.request`, :mod:`.routing`, :mod:`.flow`);
 this one orders them and decides the answer (see :func:`handle`). The outcome
 travels in the Reply: the entry point logs it, once.
 """
@@ -21,9 +21,10 @@ from shared.infra.deadline import Deadline
 from shared.infra.http import Refused, Reply, headers_of
 from shared.outcome import Kind, Outcome
 from shared.receive.orders import record_outcome
-from shared.receive.shopify.delivery import Delivery, find_shop
-from shared.receive.shopify.execute import DeliveryStore, Runtime, execute, order_ref
-from shared.receive.shopify.plan import Action, parse_payload, plan
+from shared.receive.shopify.flow import DeliveryStore, execute, order_ref
+from shared.receive.shopify.request import Delivery, find_shop
+from shared.receive.shopify.routing import Action, parse_payload, plan
+from shared.receive.shopify.runtime import Runtime
 
 
 def handle_request(request: flask.Request, runtime: Callable[[], Runtime]) -> Reply:
@@ -114,7 +115,7 @@ def _record_skipped(outcome: Outcome, shop: ShopifyShopConfig, runtime: Runtime)
     if not outcome.event_id or not order_id:
         return
     try:
-        store = DeliveryStore(runtime.store, Deadline(runtime.io_seconds))
+        store = DeliveryStore(runtime.bounded_store(Deadline(runtime.io_seconds)))
     except Exception as exc:
         log.warning("could not record the skipped order", error=type(exc).__name__, event_id=outcome.event_id)
         return

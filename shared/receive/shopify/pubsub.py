@@ -19,9 +19,9 @@ import flask
 from shared.infra.http import Refused, Reply
 from shared.infra.pubsub import PushRefused, read_push
 from shared.outcome import Kind, Outcome
-from shared.receive.shopify.delivery import VIA_PUBSUB, Delivery, find_shop
-from shared.receive.shopify.execute import Runtime
 from shared.receive.shopify.handler import handle_verified
+from shared.receive.shopify.request import VIA_PUBSUB, Delivery, find_shop
+from shared.receive.shopify.runtime import Runtime
 
 VIA = VIA_PUBSUB
 # The push wraps the body in base64 inside JSON, beside attributes and ids.

@@ -4,14 +4,14 @@ In the order a delivery passes through them:
 
 - ``handler``: :func:`handle`, one POST to its reply (ping, site, signature, the outcome's status);
 - ``mapping``: pure, the topic and status rules, the order meta, the v3 order -> ``OrderEvent``;
-- ``delivery``: the shared order flow with bounded waits, publishing without the context or parking when down;
+- ``flow``: the shared order flow with bounded waits, publishing without the context or parking when down;
 - ``parking``: pure, the replay records a parked order is logged with, and reading them back;
-- ``runtime``: one instance's tenants, Firestore and Pub/Sub, and the time bound on each call.
+- ``runtime``: one instance's :class:`Runtime`: tenants, Firestore and Pub/Sub, and the time bound on each call.
 
 Only what ``functions/woocommerce_webhook`` uses is re-exported here. See docs/woocommerce.md.
 """
 
-from shared.receive.woocommerce.delivery import replay
+from shared.receive.woocommerce.flow import replay
 from shared.receive.woocommerce.handler import MAX_BODY_BYTES, handle, handle_request
 from shared.receive.woocommerce.parking import parked_records, record_event_id
 from shared.receive.woocommerce.runtime import Runtime

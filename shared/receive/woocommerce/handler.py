@@ -22,7 +22,7 @@ from shared.infra.http import Refused, Reply, headers_of
 from shared.outcome import Kind, Outcome
 from shared.receive.orders import OrderEvent
 from shared.receive.signatures import verify_hmac_base64
-from shared.receive.woocommerce.delivery import deliver
+from shared.receive.woocommerce.flow import deliver
 from shared.receive.woocommerce.mapping import (
     UnusableOrder,
     checkout_consent,

@@ -3,7 +3,7 @@
 WooCommerce never retries a delivery, so an order that meets Firestore or Pub/Sub
 down (or a bug of ours) is logged whole, as a replay record: the envelope when
 consent was decided, else the order with its identifiers hashed. Pure: this
-module builds and reads the records; :func:`shared.receive.woocommerce.delivery.replay` runs them.
+module builds and reads the records; :func:`shared.receive.woocommerce.flow.replay` runs them.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """What one instance of the WooCommerce webhook holds: its tenants, and Firestore and Pub/Sub made on first use.
 
-Separate from the delivery so that the replay tool builds the same dependencies
+Separate from the flow so that the replay tool builds the same dependencies
 (without the site settings when it only has envelopes to publish), and so that
 the time bounds on every Firestore and Pub/Sub call live next to the clients.
 """
@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Mapping
+from typing import cast
 
 from shared import budgets
 from shared.config import ConfigError, ConsentPolicy, PixelConfig, Tenants, WooCommerceSettings, WooCommerceSiteConfig
 from shared.infra import log
-from shared.infra.deadline import BoundedProxy, Deadline
-from shared.infra.instance import PerInstance
+from shared.infra.deadline import Deadline
+from shared.infra.instance import Clients
 from shared.infra.pubsub import Publisher, publisher_from_settings
 from shared.infra.store import store_from_settings
 from shared.receive.orders import MAX_EVENT_AGE, OrderStore
@@ -26,23 +27,12 @@ FIRESTORE_SECONDS = budgets.WOOCOMMERCE_FIRESTORE_SECONDS
 PUBLISH_SECONDS = budgets.WOOCOMMERCE_PUBLISH_SECONDS
 
 
-class _MadeInsideTheBound:
-    """A client's methods, with the client itself fetched inside the bounded call.
-
-    Making the client on first use may hang or fail as well (credentials, an
-    unreachable emulator); inside the bound that is an unavailable dependency
-    like any other, which the delivery parks around, not an internal error.
-    """
-
-    def __init__(self, get: Callable[[], object]) -> None:
-        self._get = get
-
-    def __getattr__(self, name: str) -> Callable[..., object]:
-        return lambda *args, **kwargs: getattr(self._get(), name)(*args, **kwargs)
-
-
-class Runtime:
+class Runtime(Clients[OrderStore, Publisher]):
     """One instance's dependencies: tenants now, Firestore and Pub/Sub clients on first use."""
+
+    # Making a client on first use may hang or fail as well (credentials, an unreachable
+    # emulator): inside the bound that is an unavailable dependency, which the delivery parks around.
+    clients_made_inside_the_bound = True
 
     def __init__(
         self,
@@ -62,9 +52,11 @@ class Runtime:
         self.max_event_age = max_event_age
         self.firestore_seconds = firestore_seconds
         self.publish_seconds = publish_seconds
-        # Given neither, the store (publisher) is None: a delivery that reaches it finds it unavailable.
-        self._store: PerInstance[OrderStore | None] = PerInstance(store_factory or (lambda: store))
-        self._publisher: PerInstance[Publisher | None] = PerInstance(publisher_factory or (lambda: publisher))
+        # Given neither, the store (publisher) is None: a delivery that reaches it finds it unavailable
+        # (a call through the bounded view fails inside the bound, like a client that cannot be made).
+        make_store: Callable[[], OrderStore | None] = store_factory or (lambda: store)
+        make_publisher: Callable[[], Publisher | None] = publisher_factory or (lambda: publisher)
+        super().__init__(cast(Callable[[], OrderStore], make_store), cast(Callable[[], Publisher], make_publisher))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, *, require_tenants: bool = True) -> Runtime:
@@ -90,21 +82,13 @@ class Runtime:
             max_event_age=dt.timedelta(days=settings.max_event_age_days),
         )
 
-    @property
-    def store(self) -> OrderStore | None:
-        return self._store.get()
-
-    @property
-    def publisher(self) -> Publisher | None:
-        return self._publisher.get()
-
-    def bounded_store(self) -> OrderStore:
+    def firestore_call(self) -> OrderStore:
         """The store for one call: it fails with DependencyUnavailable after ``firestore_seconds``."""
-        return BoundedProxy(_MadeInsideTheBound(lambda: self.store), "firestore", Deadline(self.firestore_seconds))
+        return self.bounded_store(Deadline(self.firestore_seconds))
 
-    def bounded_publisher(self) -> Publisher:
+    def publish_call(self) -> Publisher:
         """The publisher for one call: it fails with DependencyUnavailable after ``publish_seconds``."""
-        return BoundedProxy(_MadeInsideTheBound(lambda: self.publisher), "pubsub", Deadline(self.publish_seconds))
+        return self.bounded_publisher(Deadline(self.publish_seconds))
 
     def site(self, source: str | None) -> WooCommerceSiteConfig | None:
         return self.tenants.woocommerce_site(source) if self.tenants and source else None

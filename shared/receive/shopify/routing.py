@@ -1,9 +1,9 @@
-"""Pure planning: one authenticated delivery's topic and body -> the action to take, or a final outcome.
+"""Pure routing: one authenticated delivery's topic and body -> the action to take, or a final outcome.
 
 The HMAC proves the shop wrote the bytes, not under which topic nor when: so
 besides mapping each topic (the ``_plan_*`` planners), a body is checked to be
 one of its topic (:func:`shape_problem`) and recent (:func:`stale_delivery`,
-:func:`age_problem`). No I/O: :mod:`.execute` carries the action out.
+:func:`age_problem`). No I/O: :mod:`.flow` carries the action out.
 """
 
 from __future__ import annotations
@@ -23,19 +23,6 @@ from shared.domain.models import Properties
 from shared.domain.untrusted import UnsafeInput, money, parse_json, validation_problems
 from shared.outcome import Kind, Outcome
 from shared.receive.orders import JOIN_CUSTOMER, OrderEvent
-from shared.receive.shopify.delivery import (
-    CHECKOUTS_CREATE,
-    CUSTOMERS_CREATE,
-    CUSTOMERS_DATA_REQUEST,
-    CUSTOMERS_REDACT,
-    ORDERS_CANCELLED,
-    ORDERS_CREATE,
-    ORDERS_PAID,
-    PLATFORM,
-    PRIVACY_TOPICS,
-    REFUNDS_CREATE,
-    SHOP_REDACT,
-)
 from shared.receive.shopify.mapping import (
     as_currency,
     as_dicts,
@@ -49,6 +36,19 @@ from shared.receive.shopify.mapping import (
     properties,
     public_url,
     skip_reason,
+)
+from shared.receive.shopify.request import (
+    CHECKOUTS_CREATE,
+    CUSTOMERS_CREATE,
+    CUSTOMERS_DATA_REQUEST,
+    CUSTOMERS_REDACT,
+    ORDERS_CANCELLED,
+    ORDERS_CREATE,
+    ORDERS_PAID,
+    PLATFORM,
+    PRIVACY_TOPICS,
+    REFUNDS_CREATE,
+    SHOP_REDACT,
 )
 
 # Record name of a cancellation (its tombstone on the Purchase is shared.receive.orders.block_purchase).

@@ -1,49 +1,38 @@
-"""Carrying a planned action out: one instance's Firestore and Pub/Sub (:class:`Runtime`), bounded per delivery.
+"""Carrying a routed action out: the order flow, bounded per delivery.
 
 The only module of the package with side effects on our data: the order event
 through the shared order flow, cancellations and refunds recorded, privacy
-deletions. Every call of a delivery shares its :class:`Deadline`
-(:class:`DeliveryStore`, ``BoundedProxy``), so a slow dependency is a 503 in time.
+deletions. Every call of a delivery shares its :class:`Deadline` (the
+:class:`~.runtime.Runtime`'s bounded store and publisher), so a slow dependency is a 503 in time.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, NoReturn, Protocol, TypeVar
+from collections.abc import Sequence
+from typing import Any
 
-from shared.config import DEFAULT_SHOPIFY_API_VERSION, ShopifySettings, ShopifyShopConfig, Tenants
+from shared.config import ShopifyShopConfig, Tenants
 from shared.domain.events import order_event_id
 from shared.domain.hashing import customer_key
-from shared.infra import log
-from shared.infra.deadline import BoundedProxy, Deadline
-from shared.infra.instance import PerInstance
-from shared.infra.pubsub import Publisher, publisher_from_settings
-from shared.infra.store import CLICK_CONTEXTS, EVENT_CLAIMS, ORDER_EVENTS, WEBHOOK_DELIVERIES, store_from_settings
+from shared.infra.deadline import Deadline
+from shared.infra.store import CLICK_CONTEXTS, EVENT_CLAIMS, ORDER_EVENTS, WEBHOOK_DELIVERIES
 from shared.outcome import Kind, Outcome
-from shared.receive.orders import MAX_EVENT_AGE, ORDER_EVENT_TTL, OrderStore, block_purchase, process_order_event
-from shared.receive.shopify.api_version import VersionWatch, check_support
-from shared.receive.shopify.delivery import IO_SECONDS, MAX_BODY_BYTES, MAX_ORDER_AGE, PLATFORM
-from shared.receive.shopify.plan import Action, RecordOrderChange, RedactCustomer, SendEvent
-
-T = TypeVar("T")
-
-
-class ShopifyStore(OrderStore, Protocol):
-    """The store as the Shopify webhook uses it: the order flow's, and the privacy webhooks' deletions."""
-
-    def delete_where(self, collection: str, field: str, value: Any, limit: int = 500) -> int: ...
+from shared.receive.orders import ORDER_EVENT_TTL, block_purchase, process_order_event
+from shared.receive.shopify.request import PLATFORM
+from shared.receive.shopify.routing import Action, RecordOrderChange, RedactCustomer, SendEvent
+from shared.receive.shopify.runtime import Runtime, ShopifyStore
 
 
 class DeliveryStore:
-    """The Store as one delivery sees it: every call within the delivery's deadline, every claim tagged.
+    """The store as one delivery sees it (bounded: :meth:`Runtime.bounded_store`), every claim tagged.
 
     The tags (``shop``, ``order_ref``) go on each claim so that the privacy
     webhooks can find what an order left behind (:func:`_redact_customer`).
     """
 
-    def __init__(self, store: ShopifyStore, deadline: Deadline, **tags: Any) -> None:
-        self._bounded: ShopifyStore = BoundedProxy(store, "firestore", deadline)
+    def __init__(self, bounded: ShopifyStore, **tags: Any) -> None:
+        self._bounded = bounded
         self._tags = tags
 
     def tagged(self, **tags: Any) -> DeliveryStore:
@@ -68,8 +57,8 @@ def execute(action: Action, *, shop: ShopifyShopConfig, runtime: Runtime, deadli
     if isinstance(action, Outcome):
         return action
     # Both clients are made on first use, whatever the action: a client that cannot be made is a 503 too.
-    store = DeliveryStore(runtime.store, deadline)
-    publisher: Publisher = BoundedProxy(runtime.publisher, "pubsub", deadline)
+    store = DeliveryStore(runtime.bounded_store(deadline))
+    publisher = runtime.bounded_publisher(deadline)
     if isinstance(action, SendEvent):
         order = action.order
         return process_order_event(
@@ -134,76 +123,3 @@ def _redact_shop(shop: ShopifyShopConfig, store: DeliveryStore, tenants: Tenants
     else:
         details["click_contexts"] = store.delete_where(CLICK_CONTEXTS, "pixel_code", shop.pixel_code)
     return Outcome(Kind.REDACTED, "shop data deleted", details=details)
-
-
-class Runtime:
-    """One instance's dependencies: tenants now, Firestore and Pub/Sub clients on first use."""
-
-    def __init__(
-        self,
-        tenants: Tenants,
-        *,
-        default_region: str | None = "US",
-        store: ShopifyStore | None = None,
-        publisher: Publisher | None = None,
-        store_factory: Callable[[], ShopifyStore] | None = None,
-        publisher_factory: Callable[[], Publisher] | None = None,
-        io_seconds: float = IO_SECONDS,
-        max_order_age: dt.timedelta = MAX_ORDER_AGE,
-        max_body_bytes: int = MAX_BODY_BYTES,
-        max_event_age: dt.timedelta = MAX_EVENT_AGE,
-        api_version: str = DEFAULT_SHOPIFY_API_VERSION,
-    ) -> None:
-        self.tenants = tenants
-        # The configured Shopify API version, and the different ones deliveries carried (logged once each).
-        self.api_versions = VersionWatch(api_version)
-        self.default_region = default_region
-        self.io_seconds = io_seconds
-        self.max_order_age = max_order_age
-        self.max_event_age = max_event_age
-        self.max_body_bytes = max_body_bytes
-        self._store = PerInstance(_first_use(store, store_factory, "store"))
-        self._publisher = PerInstance(_first_use(publisher, publisher_factory, "publisher"))
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, today: dt.date | None = None) -> Runtime:
-        """Raises :class:`shared.config.ConfigError` naming the variable that is wrong.
-
-        Warns once when the configured Shopify API version is past its support window on ``today``
-        (the date at run time unless given).
-        """
-        settings = ShopifySettings.from_env(environ)
-        log.set_level(settings.log_level)
-        check_support(settings.api_version, today or dt.datetime.now(dt.UTC).date())
-
-        return cls(
-            settings.tenants(),
-            default_region=settings.default_phone_region,
-            store_factory=lambda: store_from_settings(settings),
-            publisher_factory=lambda: publisher_from_settings(settings),
-            max_order_age=dt.timedelta(days=settings.max_order_age_days),
-            max_body_bytes=settings.max_body_bytes,
-            max_event_age=dt.timedelta(days=settings.max_event_age_days),
-            api_version=settings.api_version,
-        )
-
-    @property
-    def store(self) -> ShopifyStore:
-        return self._store.get()
-
-    @property
-    def publisher(self) -> Publisher:
-        return self._publisher.get()
-
-
-def _first_use(value: T | None, factory: Callable[[], T] | None, name: str) -> Callable[[], T]:
-    """What makes a Runtime's client: the one given, else its factory (clients made at first use)."""
-    if value is not None:
-        return lambda: value
-    if factory is not None:
-        return factory
-
-    def missing() -> NoReturn:
-        raise RuntimeError(f"the Runtime was given no {name} and no {name}_factory")
-
-    return missing

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from shared.infra.coalesce import GroupCommit
+from shared.infra.group_commit import GroupCommit
 
 
 class Flusher:

@@ -38,15 +38,15 @@ class _ObservedStore:
         self.context: dict[str, Any] | None = None
 
     def find_click_context(self, pixel_code: str, join_keys: Iterable[tuple[str, str]]) -> dict[str, Any] | None:
-        self.context = self._runtime.bounded_store().find_click_context(pixel_code, list(join_keys))
+        self.context = self._runtime.firestore_call().find_click_context(pixel_code, list(join_keys))
         self.context_read = True
         return with_checkout_consent(self.context, self._consent)
 
     def claim_once(self, collection: str, key: Sequence[object], ttl: dt.timedelta, **fields: Any) -> bool:
-        return self._runtime.bounded_store().claim_once(collection, key, ttl, **fields)
+        return self._runtime.firestore_call().claim_once(collection, key, ttl, **fields)
 
     def get(self, collection: str, key: Sequence[object]) -> dict[str, Any] | None:
-        return self._runtime.bounded_store().get(collection, key)
+        return self._runtime.firestore_call().get(collection, key)
 
 
 class _ObservedPublisher:
@@ -58,7 +58,7 @@ class _ObservedPublisher:
 
     def publish(self, envelopes: list[Envelope]) -> list[str]:
         self.envelopes = list(envelopes)
-        return self._runtime.bounded_publisher().publish(self.envelopes)
+        return self._runtime.publish_call().publish(self.envelopes)
 
 
 def deliver(
@@ -104,7 +104,7 @@ def _publish_without_context(
     if envelope is None:
         return withheld  # type: ignore[return-value]
     try:
-        runtime.bounded_publisher().publish([envelope])
+        runtime.publish_call().publish([envelope])
     except DependencyUnavailable as exc:
         return park_envelope(envelope, f"{why}; pubsub unavailable ({exc.detail})")
     details = {"click": envelope.user.has_click(), "click_context": False, "why": why}
@@ -116,7 +116,7 @@ def replay(record: Mapping[str, Any], runtime: Runtime) -> Outcome:
     """Publish a parked envelope, or run a parked order through the flow again. Safe to repeat."""
     if record.get("kind") == "envelope":
         envelope = Envelope.model_validate(record["envelope"])
-        runtime.bounded_publisher().publish([envelope])
+        runtime.publish_call().publish([envelope])
         return Outcome(Kind.PUBLISHED, f"parked {envelope.event} replayed", envelope.event_id)
     if record.get("kind") == "order":
         site = runtime.site(record.get("site"))
