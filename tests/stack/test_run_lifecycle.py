@@ -52,6 +52,15 @@ class Run:
         return f"http://127.0.0.1:{self.ports[name]}"
 
 
+# What `make run` runs: the stack's own command, without make in between.
+RUN = [sys.executable, str(ROOT / "scripts" / "localstack.py"), "run", "--fresh-logs"]
+
+
+def run_once(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """A `localstack.py run` that is expected to refuse and exit: its whole output."""
+    return subprocess.run(RUN, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+
+
 def run_env(run_dir: Path, **extra: str) -> tuple[dict[str, str], dict[str, int]]:
     ports = {name: localstack.free_port() for name in localstack.DEFAULT_PORTS}
     env = clean_env(LOCAL_RUN_DIR=str(run_dir), **extra)
@@ -61,11 +70,7 @@ def run_env(run_dir: Path, **extra: str) -> tuple[dict[str, str], dict[str, int]
 
 def start(run_dir: Path, *, via_make: bool = False, wait: bool = True, **extra: str) -> Run:
     env, ports = run_env(run_dir, **extra)
-    command = (
-        ["make", "-s", "--no-print-directory", "run"]
-        if via_make
-        else [sys.executable, str(ROOT / "scripts" / "localstack.py"), "run", "--fresh-logs"]
-    )
+    command = ["make", "-s", "--no-print-directory", "run"] if via_make else RUN
     process = subprocess.Popen(
         command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
     )
@@ -189,10 +194,7 @@ def test_a_second_run_in_the_same_folder_is_refused_in_one_line_and_leaves_the_f
     record = (first.run_dir / "stack.json").read_bytes()
 
     env = {**first.env}  # the same folder; other ports would not matter: the folder is checked first
-    second = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "localstack.py"), "run", "--fresh-logs"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+    second = run_once(env)
     assert second.returncode != 0
     line = one_line(second.stderr + second.stdout)
     assert f"pid {first.process.pid}" in line and f"kill {first.process.pid}" in line and "Ctrl-C" in line
@@ -257,10 +259,7 @@ def test_a_port_in_use_names_the_process_holding_it_and_the_command_that_frees_i
     )  # fmt: skip
     try:
         assert holder.stdout.readline().strip() == "up"
-        result = subprocess.run(
-            [sys.executable, str(ROOT / "scripts" / "localstack.py"), "run", "--fresh-logs"],
-            cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
+        result = run_once(env)
         assert result.returncode != 0
         line = one_line(result.stderr + result.stdout)
         assert f"collect {ports['collect']} (pid {holder.pid})" in line
