@@ -53,17 +53,20 @@ RUN_DIR = localenv.run_dir()
 LOCK_NAME = "stack.lock"
 DEMO_PAGE = ROOT / "snippets" / "demo" / "index.html"
 
-FUNCTIONS = ("collect", "shopify_webhook", "shopify_pubsub", "woocommerce_webhook", "sender")
+from shared.sources import registry  # noqa: E402
+
+# Each source's function (the registry says which, on which port, with which dev settings), Shopify's
+# Pub/Sub entry point, and the sender.
+_LOCAL_SOURCES = tuple(source for source in registry.SOURCES if source.function and source.local)
+FUNCTIONS = (*(str(source.function) for source in _LOCAL_SOURCES), "shopify_pubsub", "sender")
 # Entry points served from another function's folder: shopify_pubsub is the push target of the
 # Shopify delivery topic (in production a function of its own that only the push identity may invoke).
 FUNCTION_FOLDERS = {"shopify_pubsub": "shopify_webhook"}
 
 # Local addresses; each overridable by the environment variable beside it.
 DEFAULT_PORTS = {
-    "collect": ("COLLECT_PORT", 8080),
-    "shopify_webhook": ("SHOPIFY_WEBHOOK_PORT", 8081),
+    **{str(s.function): (s.local.port_variable, s.local.port) for s in _LOCAL_SOURCES if s.local},
     "shopify_pubsub": ("SHOPIFY_PUBSUB_PORT", 8084),
-    "woocommerce_webhook": ("WOOCOMMERCE_WEBHOOK_PORT", 8082),
     "sender": ("SENDER_PORT", 8083),
     "sandbox": ("SANDBOX_PORT", 8090),
     "pubsub": ("PUBSUB_EMULATOR_PORT", 8085),
@@ -77,10 +80,7 @@ DEV_SETTINGS = {
     "GOOGLE_CLOUD_PROJECT": "local-dev",
     "TIKTOK_PIXEL_CODE": "CLOCALPIXEL0001",
     "TIKTOK_ACCESS_TOKEN": "local-sandbox-token",
-    "SHOPIFY_SHOP_DOMAIN": "local-shop.myshopify.com",
-    "SHOPIFY_WEBHOOK_SECRET": "local-shopify-secret",
-    "WOOCOMMERCE_SITE_URL": "https://woo.local.test",
-    "WOOCOMMERCE_WEBHOOK_SECRET": "local-woocommerce-secret",
+    **{key: value for source in _LOCAL_SOURCES if source.local for key, value in source.local.settings},
     "CONSENT_POLICY": "opt-in",
     "COLLECT_ALLOWED_ORIGINS": "http://127.0.0.1:8000,http://localhost:8000",
     "COLLECT_KEYS": "local-collect-key",
@@ -1024,16 +1024,15 @@ class Stack:
 
 
 # Single-tenant identity: the functions ignore it once PIPELINE_TENANTS is set, so it is not defaulted then.
-_SINGLE_TENANT = (
-    "TIKTOK_PIXEL_CODE", "SHOPIFY_SHOP_DOMAIN", "WOOCOMMERCE_SITE_URL", "CONSENT_POLICY",
-    "COLLECT_ALLOWED_ORIGINS", "COLLECT_KEYS",
-)  # fmt: skip
-# Secret variable -> the PIPELINE_TENANTS section whose entries it is keyed by.
+# A source's secret variable -> the PIPELINE_TENANTS section whose entries it is keyed by.
 _TENANT_SECRETS = {
     "TIKTOK_ACCESS_TOKEN": "pixels",
-    "SHOPIFY_WEBHOOK_SECRET": "shopify_shops",
-    "WOOCOMMERCE_WEBHOOK_SECRET": "woocommerce_sites",
+    **{secret: str(s.tenants_key) for s in _LOCAL_SOURCES if s.local and s.tenants_key for secret in s.local.secrets},
 }
+_SINGLE_TENANT = (
+    "TIKTOK_PIXEL_CODE", "CONSENT_POLICY", "COLLECT_ALLOWED_ORIGINS", "COLLECT_KEYS",
+    *(key for s in _LOCAL_SOURCES if s.local for key, _ in s.local.settings if key not in _TENANT_SECRETS),
+)  # fmt: skip
 
 
 def _local_tenant_secrets(tenants_json: str, variable: str) -> str | None:
@@ -1110,12 +1109,12 @@ def _parsed_settings(environ: Mapping[str, str]) -> tuple[dict[str, Any], dict[s
     _import_shared()
     from pydantic import ValidationError
 
-    from shared.config import FUNCTION_SETTINGS, ConfigError, SenderSettings
+    from shared.config import ConfigError, SenderSettings, function_settings
 
-    secret_names = set().union(*(cls.SECRET_ENV for cls in FUNCTION_SETTINGS.values()))
+    secret_names = set().union(*(cls.SECRET_ENV for cls in function_settings().values()))
     parsed: dict[str, Any] = {}
     problems: dict[str, str] = {}
-    for name, cls in FUNCTION_SETTINGS.items():
+    for name, cls in function_settings().items():
         values = {key: environ[key] for key in cls.env_names() if environ.get(key, "") != ""}
         settings = None
         while settings is None:
@@ -1169,6 +1168,8 @@ def check_settings(environ: Mapping[str, str]) -> list[str]:
 
 def tenants_in_force(environ: Mapping[str, str]) -> list[str]:
     """The pixels, shops and sites the functions will serve, as they will read them."""
+    from shared.config import Tenants
+
     parsed, _ = _parsed_settings(environ)
     collect, shopify, woo, tokens = (
         parsed.get(n) for n in ("collect", "shopify_webhook", "woocommerce_webhook", "sender")
@@ -1187,6 +1188,11 @@ def tenants_in_force(environ: Mapping[str, str]) -> list[str]:
     for site, entry in sorted(woo.woocommerce_sites.items()) if woo else ():
         policy = entry.consent_policy or woo.policy_for(entry.pixel_code)
         lines.append(f"  WooCommerce site {site} -> {entry.pixel_code}: consent {policy}")
+    for source in _LOCAL_SOURCES:  # a source whose tenant entries are its own: named as written
+        tenants = parsed.get(str(source.function))
+        if source.tenants_key and source.tenants_key not in Tenants.model_fields and tenants is not None:
+            for name, raw in sorted(tenants.source_entries(source.tenants_key).items()):
+                lines.append(f"  {source.title} {name} -> {raw.get('pixel_code')}")
     return lines
 
 
@@ -1217,16 +1223,14 @@ def serve_demo_page(port: int) -> http.server.ThreadingHTTPServer:
 def _print_banner(
     stack: Stack, emulators: Emulators, topology: dict[str, str], seconds: float, shopify_topic: str
 ) -> None:
-    secret_like = {"TIKTOK_ACCESS_TOKEN", "SHOPIFY_WEBHOOK_SECRET", "WOOCOMMERCE_WEBHOOK_SECRET"}
+    secret_like = set(_TENANT_SECRETS)
     collect = stack.function_env("collect")
     demo_pixel = None if collect.get("PIPELINE_TENANTS") else collect.get("TIKTOK_PIXEL_CODE")
     lines = [
         f"TikTok Events API pipeline running locally (up in {seconds:.1f}s). Ctrl-C stops everything.",
         "",
-        f"  collect              {stack.url('collect')}/",
-        f"  Shopify webhook      {stack.url('shopify_webhook')}/",
+        *(f"  {str(s.function):<20} {stack.url(str(s.function))}/   ({s.title})" for s in _LOCAL_SOURCES),
         f"  Shopify over Pub/Sub {stack.url('shopify_pubsub')}/   (push target of topic {shopify_topic})",
-        f"  WooCommerce webhook  {stack.url('woocommerce_webhook')}/",
         f"  sender (push target) {stack.url('sender')}/",
         f"  TikTok sandbox       {stack.url('sandbox')}/   (open in a browser: what TikTok received, live;"
         f" JSON: /sandbox/events; API: {stack.api_url})",

@@ -16,6 +16,7 @@ value for the default tenant or a JSON object keyed by pixel, shop or site.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import os
 from collections.abc import Callable, Mapping
@@ -34,6 +35,7 @@ from pydantic import (
 from shared import budgets
 from shared.domain.events import ORDER_CLOCK_AHEAD_SECONDS, shop_key
 from shared.domain.untrusted import describe_validation
+from shared.sources import registry
 
 ConsentPolicy = Literal["opt-in", "opt-out"]
 # What Global Privacy Control (Sec-GPC: 1) means for a pixel: limited_data_use, or a denial.
@@ -134,9 +136,14 @@ class WooCommerceSiteConfig(BaseModel):
 
 
 class Tenants(BaseModel):
-    """Which pixels, Shopify shops and WooCommerce sites this deployment serves."""
+    """Which pixels, Shopify shops and WooCommerce sites this deployment serves.
 
-    model_config = ConfigDict(extra="forbid")
+    A source with tenant entries of its own (its definition's ``tenants_key``) keeps them under that
+    key; they are checked here only for their pixel, and its settings validate the rest
+    (:meth:`source_entries`).
+    """
+
+    model_config = ConfigDict(extra="allow")
 
     pixels: dict[str, PixelConfig] = Field(default_factory=dict)
     shopify_shops: dict[str, ShopifyShopConfig] = Field(default_factory=dict)
@@ -144,16 +151,31 @@ class Tenants(BaseModel):
 
     @model_validator(mode="after")
     def _references_resolve(self) -> Self:
+        for key, value in (self.model_extra or {}).items():
+            if key not in registry.TENANT_KEYS:
+                known = ", ".join(["pixels", *registry.TENANT_KEYS])
+                raise ValueError(f"{key}: not a key of PIPELINE_TENANTS (known: {known})")
+            if not isinstance(value, dict) or not all(isinstance(entry, dict) for entry in value.values()):
+                raise ValueError(f"{key}: expected an object of entries, each an object")
         for kind, entries in (("shopify_shops", self.shopify_shops), ("woocommerce_sites", self.woocommerce_sites)):
             for name, entry in entries.items():
                 if entry.pixel_code not in self.pixels:
                     raise ValueError(f"{kind}.{name}.pixel_code {entry.pixel_code!r} is not in pixels")
+        for key, value in (self.model_extra or {}).items():
+            for name, raw in value.items():
+                if raw.get("pixel_code") not in self.pixels:
+                    raise ValueError(f"{key}.{name}.pixel_code {raw.get('pixel_code')!r} is not in pixels")
         self.shopify_shops = {shop_key(k): v for k, v in self.shopify_shops.items()}
         self.woocommerce_sites = {shop_key(k): v for k, v in self.woocommerce_sites.items()}
         return self
 
     def pixel(self, pixel_code: str) -> PixelConfig | None:
         return self.pixels.get(pixel_code)
+
+    def source_entries(self, key: str) -> dict[str, dict[str, Any]]:
+        """A source's own entries (its definition's ``tenants_key``), as written: its settings validate them."""
+        entries: dict[str, dict[str, Any]] = (self.model_extra or {}).get(key) or {}
+        return entries
 
     def shopify_shop(self, domain: str) -> ShopifyShopConfig | None:
         return self.shopify_shops.get(shop_key(domain)) if domain else None
@@ -196,7 +218,7 @@ class _EnvSettings(BaseModel):
             raise ConfigError(describe_validation(exc, "configuration")) from None
 
 
-def _attach_secrets(
+def attach_secrets(
     env: str,
     value: SecretStr | None,
     default_key: str | None,
@@ -328,7 +350,7 @@ class CollectSettings(ReceiverSettings):
             pixel["browser_purchases"] = self.browser_purchases
             pixel["browser_purchase_max_value"] = self.browser_purchase_max_value
         tenants = self._validated(document)
-        _attach_secrets("COLLECT_SIGNING_SECRET", self.signing_secret, self.pixel_code, tenants.pixel, "pixel",
+        attach_secrets("COLLECT_SIGNING_SECRET", self.signing_secret, self.pixel_code, tenants.pixel, "pixel",
                         attribute="signing_secrets")  # fmt: skip
         return tenants
 
@@ -368,7 +390,7 @@ class ShopifySettings(OrderReceiverSettings):
             }
         tenants = self._validated(document)
         default = shop_key(self.shop_domain) if self.shop_domain else None
-        _attach_secrets("SHOPIFY_WEBHOOK_SECRET", self.webhook_secret, default, tenants.shopify_shop, "shop",
+        attach_secrets("SHOPIFY_WEBHOOK_SECRET", self.webhook_secret, default, tenants.shopify_shop, "shop",
                         required=tenants.shopify_shops)  # fmt: skip
         return tenants
 
@@ -387,7 +409,7 @@ class WooCommerceSettings(OrderReceiverSettings):
             document["woocommerce_sites"] = {self.site_url: {"url": self.site_url, "pixel_code": self.pixel_code}}
         tenants = self._validated(document)
         default = shop_key(self.site_url) if self.site_url else None
-        _attach_secrets("WOOCOMMERCE_WEBHOOK_SECRET", self.webhook_secret, default, tenants.woocommerce_site, "site",
+        attach_secrets("WOOCOMMERCE_WEBHOOK_SECRET", self.webhook_secret, default, tenants.woocommerce_site, "site",
                         required=tenants.woocommerce_sites)  # fmt: skip
         return tenants
 
@@ -451,9 +473,14 @@ class SenderSettings(_EnvSettings):
         return found
 
 
-FUNCTION_SETTINGS: dict[str, type[_EnvSettings]] = {
-    "collect": CollectSettings,
-    "shopify_webhook": ShopifySettings,
-    "woocommerce_webhook": WooCommerceSettings,
-    "sender": SenderSettings,
-}
+@functools.cache
+def function_settings() -> dict[str, type[_EnvSettings]]:
+    """Every folder under functions/ and the settings class it reads: each source's (the registry), then the sender.
+
+    Terraform's wiring tests and ``make run`` read it; a new source's settings live in its own folder.
+    """
+    found: dict[str, type[_EnvSettings]] = {}
+    for source in registry.SOURCES:
+        if source.function and source.settings:
+            found[source.function] = registry.load(source.settings)
+    return {**found, "sender": SenderSettings}

@@ -3,7 +3,7 @@
 locals {
   repo_root = "${path.module}/.."
 
-  # One entry per folder under functions/ (the keys of shared.config.FUNCTION_SETTINGS): its
+  # One entry per folder under functions/ (the keys of shared.config.function_settings()): its
   # bundle, runtime identity, environment and secrets.
   #   short_name   used in service account ids (30 characters at most)
   #   public_http  called from the internet (browsers, Shopify, WooCommerce): allUsers may invoke

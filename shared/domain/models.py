@@ -25,6 +25,7 @@ from pydantic import (
 from shared.domain.events import canonical_event_name
 from shared.domain.hashing import is_sha256_hex
 from shared.domain.shapes import valid_ip
+from shared.sources import registry
 
 ENVELOPE_SCHEMA_VERSION: Final = 1
 
@@ -38,9 +39,15 @@ def _must_be_hash(value: str) -> str:
 Sha256Hex = Annotated[str, AfterValidator(_must_be_hash)]
 ShortText = Annotated[str, Field(min_length=1, max_length=2048)]
 
-# The registry's names (shared.sources.registry.SOURCE_NAMES), spelled out for the type checker;
-# tests/unit/test_sources.py holds the two equal.
-Source = Literal["shopify", "woocommerce", "collect", "redrive", "manual"]
+
+def _known_source(value: str) -> str:
+    if value not in registry.SOURCE_NAMES:
+        raise ValueError(f"not a source of the registry (shared.sources.registry): {', '.join(registry.SOURCE_NAMES)}")
+    return value
+
+
+# A name of the registry (shared.sources.registry.SOURCE_NAMES): a new source is one registry entry, not an edit here.
+Source = Annotated[str, AfterValidator(_known_source)]
 
 
 class UserData(BaseModel):

@@ -59,8 +59,24 @@ class JoinKind:
 
 
 @dataclass(frozen=True)
+class LocalRun:
+    """How ``make run`` serves a source's function: its port (and the variable that moves it), its dev settings."""
+
+    port_variable: str
+    port: int
+    # Development defaults (printed at start; the same variables override them). Secrets are marked so
+    # the banner masks them.
+    settings: tuple[tuple[str, str], ...] = ()
+    secrets: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class SourceDefinition:
-    """A source, as the framework runs it."""
+    """A source, as the framework runs it.
+
+    The framework reads a source's code only through the dotted ``"module:attribute"`` paths below,
+    imported when first needed, so this definition (and the registry) stays pure data.
+    """
 
     name: str  # as envelopes, order event ids (``<name>:<shop>:order:...``) and the report spell it
     title: str  # for people: logs, docs
@@ -68,6 +84,17 @@ class SourceDefinition:
     join_kinds: tuple[JoinKind, ...] = ()
     # Its events are orders (event ids in the order scheme, claimed by the sender), not a browser's.
     order_events: bool = False
+    # The folder under functions/ that receives it (its deploy unit, named in Terraform's one map entry).
+    function: str | None = None
+    # Its settings class ("module:Class", a shared.config._EnvSettings): what the function reads.
+    settings: str | None = None
+    # Its entries' key in PIPELINE_TENANTS. Unless shared.config.Tenants declares the key, the entries are
+    # the source's own: Tenants checks their pixel and keeps them, its settings validate the rest.
+    tenants_key: str | None = None
+    # Reading the shop's own order list for a window ("module:attribute"): reconciliation's hook.
+    orders: str | None = None
+    # Its function under `make run`.
+    local: LocalRun | None = None
 
     def join_order(self) -> tuple[JoinKind, ...]:
         """Its kinds, most specific first."""

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
-from shared.sources import SourceDefinition
+from shared.sources import LocalRun, SourceDefinition
 
-SOURCE = SourceDefinition("collect", "Browser (collect)")
+SOURCE = SourceDefinition(
+    "collect",
+    "Browser (collect)",
+    function="collect",
+    settings="shared.config:CollectSettings",
+    local=LocalRun("COLLECT_PORT", 8080),
+)

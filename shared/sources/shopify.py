@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shared.sources import TOKEN, JoinKind, Shape, SourceDefinition
+from shared.sources import TOKEN, JoinKind, LocalRun, Shape, SourceDefinition
 
 # Shopify: 32 hex (classic), "c1-" + 32 hex, or a long base64 id (cart.js `token`, without ?key=).
 CART = JoinKind(
@@ -18,4 +18,21 @@ CHECKOUT = JoinKind(
     specificity=1,  # one checkout of the cart
 )
 
-SOURCE = SourceDefinition("shopify", "Shopify", join_kinds=(CART, CHECKOUT), order_events=True)
+SOURCE = SourceDefinition(
+    "shopify",
+    "Shopify",
+    join_kinds=(CART, CHECKOUT),
+    order_events=True,
+    function="shopify_webhook",
+    settings="shared.config:ShopifySettings",
+    tenants_key="shopify_shops",
+    local=LocalRun(
+        "SHOPIFY_WEBHOOK_PORT",
+        8081,
+        settings=(
+            ("SHOPIFY_SHOP_DOMAIN", "local-shop.myshopify.com"),
+            ("SHOPIFY_WEBHOOK_SECRET", "local-shopify-secret"),
+        ),
+        secrets=("SHOPIFY_WEBHOOK_SECRET",),
+    ),
+)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from shared.sources import TOKEN, JoinKind, Shape, SourceDefinition
+from shared.sources import TOKEN, JoinKind, LocalRun, Shape, SourceDefinition
 
 # "wc_order_" + 13 random letters and digits (wc_generate_order_key).
 ORDER_KEY = JoinKind(
@@ -19,4 +19,21 @@ SESSION = JoinKind(
     Shape(TOKEN, 32, 8, "a random session id (collect.js tt_session: 32 hex characters)"),
 )
 
-SOURCE = SourceDefinition("woocommerce", "WooCommerce", join_kinds=(ORDER_KEY, SESSION), order_events=True)
+SOURCE = SourceDefinition(
+    "woocommerce",
+    "WooCommerce",
+    join_kinds=(ORDER_KEY, SESSION),
+    order_events=True,
+    function="woocommerce_webhook",
+    settings="shared.config:WooCommerceSettings",
+    tenants_key="woocommerce_sites",
+    local=LocalRun(
+        "WOOCOMMERCE_WEBHOOK_PORT",
+        8082,
+        settings=(
+            ("WOOCOMMERCE_SITE_URL", "https://woo.local.test"),
+            ("WOOCOMMERCE_WEBHOOK_SECRET", "local-woocommerce-secret"),
+        ),  # fmt: skip
+        secrets=("WOOCOMMERCE_WEBHOOK_SECRET",),
+    ),
+)

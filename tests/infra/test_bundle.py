@@ -18,11 +18,11 @@ from types import ModuleType
 
 import pytest
 
-from shared.config import FUNCTION_SETTINGS
+from shared.config import function_settings
 from tests.infra.conftest import ROOT
 from tests.infra.hcl import Terraform, squash
 
-FUNCTIONS = tuple(FUNCTION_SETTINGS)
+FUNCTIONS = tuple(function_settings())
 
 
 def _load_bundle_module() -> ModuleType:

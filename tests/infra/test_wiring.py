@@ -1,6 +1,6 @@
 """terraform/ is wired to the code: environment, secrets, Pub/Sub topology, TTL policies, IAM.
 
-The expectations come from the code wherever it says them (``FUNCTION_SETTINGS``
+The expectations come from the code wherever it says them (``function_settings()``
 and each class's ``env_names()``/``SECRET_ENV``, ``shared.infra.store.COLLECTIONS``
 and ``TTL_FIELD``, the sender's claim TTL), so a change on either side that
 breaks the other fails here.
@@ -15,12 +15,12 @@ from typing import Any
 
 import pytest
 
-from shared.config import FUNCTION_SETTINGS, SenderSettings
+from shared.config import SenderSettings, function_settings
 from shared.infra import store
 from tests.infra.conftest import ROOT
 from tests.infra.hcl import Expr, Terraform, squash
 
-FUNCTIONS = tuple(FUNCTION_SETTINGS)
+FUNCTIONS = tuple(function_settings())
 # The decorated function in each functions/<name>/main.py.
 ENTRY_POINTS = {name: name for name in FUNCTIONS}
 # Called from the internet without Google credentials (browsers, Shopify, WooCommerce).
@@ -56,7 +56,7 @@ SENDER_PUSH = ("google_pubsub_subscription", "module.events_push.push")
 
 def required_env(name: str) -> set[str]:
     """What Terraform must set for ``name``: settings without a code default, plus infra-owned values and choices."""
-    cls = FUNCTION_SETTINGS[name]
+    cls = function_settings()[name]
     no_default = {f.alias for f in cls.model_fields.values() if f.alias and f.default is None}
     return (no_default | set(INFRA_OWNED) | DEPLOYMENT_CHOICES) & cls.env_names()
 
@@ -126,8 +126,9 @@ def test_each_function_has_its_entry_point_and_the_python312_runtime(tf: Terrafo
 @pytest.mark.parametrize("name", FUNCTIONS)
 def test_every_variable_terraform_sets_is_read_by_the_function(tf: Terraform, name: str) -> None:
     set_by_terraform = set(plain_env(tf, name)) | set(secret_env(tf, name))
-    unread = set_by_terraform - FUNCTION_SETTINGS[name].env_names() - FRAMEWORK_ENV
-    assert not unread, f"{name}: Terraform sets {sorted(unread)}, which {FUNCTION_SETTINGS[name].__name__} never reads"
+    reader = function_settings()[name]
+    unread = set_by_terraform - reader.env_names() - FRAMEWORK_ENV
+    assert not unread, f"{name}: Terraform sets {sorted(unread)}, which {reader.__name__} never reads"
 
 
 @pytest.mark.parametrize("name", FUNCTIONS)
@@ -139,16 +140,16 @@ def test_every_variable_the_function_needs_is_set(tf: Terraform, name: str) -> N
 
 @pytest.mark.parametrize("name", FUNCTIONS)
 def test_secrets_arrive_from_secret_manager_only(tf: Terraform, name: str) -> None:
-    cls = FUNCTION_SETTINGS[name]
+    cls = function_settings()[name]
     assert set(secret_env(tf, name)) == set(cls.SECRET_ENV)
-    every_secret = set().union(*(c.SECRET_ENV for c in FUNCTION_SETTINGS.values()))
+    every_secret = set().union(*(c.SECRET_ENV for c in function_settings().values()))
     leaked = every_secret & set(plain_env(tf, name))
     assert not leaked, f"{name}: {sorted(leaked)} must not be plain environment variables"
 
 
 def test_secret_manager_holds_exactly_the_secrets_the_code_reads(tf: Terraform) -> None:
     secrets = tf.locals["secrets"]
-    every_secret = set().union(*(c.SECRET_ENV for c in FUNCTION_SETTINGS.values()))
+    every_secret = set().union(*(c.SECRET_ENV for c in function_settings().values()))
     assert {s["env"] for s in secrets.values()} == every_secret
     assert set(secrets) == {
         "tiktok-access-token",
@@ -157,7 +158,7 @@ def test_secret_manager_holds_exactly_the_secrets_the_code_reads(tf: Terraform) 
         "collect-signing-secret",
     }
     for secret_id, secret in secrets.items():
-        assert secret["env"] in FUNCTION_SETTINGS[secret["function"]].SECRET_ENV, secret_id
+        assert secret["env"] in function_settings()[secret["function"]].SECRET_ENV, secret_id
     assert ref(tf.resource("google_secret_manager_secret", "secret")["for_each"]) == "local.secrets"
 
 
@@ -165,7 +166,7 @@ def test_secret_manager_holds_exactly_the_secrets_the_code_reads(tf: Terraform) 
 def test_infra_owned_settings_point_at_the_resources(tf: Terraform, name: str) -> None:
     env = plain_env(tf, name)
     for variable, expected in INFRA_OWNED.items():
-        if variable in FUNCTION_SETTINGS[name].env_names():
+        if variable in function_settings()[name].env_names():
             assert ref(env[variable]) == expected, f"{name}: {variable} = {env[variable]!r}, expected {expected}"
 
 
@@ -309,7 +310,7 @@ def test_sender_claims_outlive_every_redelivery(tf: Terraform) -> None:
 def test_the_sender_enforces_the_order_window_the_webhooks_read_from_the_same_variable(tf: Terraform) -> None:
     # An order is sent once in its life only if the sender refuses outside the same window the webhooks
     # do, and its claim (CLAIM_TTL_HOURS, left to follow it) outlives that window.
-    readers = {name for name in FUNCTIONS if "ORDER_MAX_EVENT_AGE_DAYS" in FUNCTION_SETTINGS[name].env_names()}
+    readers = {name for name in FUNCTIONS if "ORDER_MAX_EVENT_AGE_DAYS" in function_settings()[name].env_names()}
     assert readers == {"shopify_webhook", "woocommerce_webhook", "sender"}
     for name in readers:
         assert ref(plain_env(tf, name)["ORDER_MAX_EVENT_AGE_DAYS"]) == "tostring(var.order_max_event_age_days)", name
@@ -322,7 +323,7 @@ def test_the_sender_enforces_the_order_window_the_webhooks_read_from_the_same_va
 
 def test_receivers_publish_to_the_topic_the_subscription_reads(tf: Terraform) -> None:
     for name in FUNCTIONS:
-        if "PUBSUB_TOPIC" in FUNCTION_SETTINGS[name].env_names():
+        if "PUBSUB_TOPIC" in function_settings()[name].env_names():
             assert ref(plain_env(tf, name)["PUBSUB_TOPIC"]) == "module.events_push.topic_name"
     assert ref(tf.module_output("events_push", "topic_name")) == "module.events_push.google_pubsub_topic.topic.name"
     assert ref(tf.resource(*SENDER_PUSH)["topic"]) == "module.events_push.google_pubsub_topic.topic.id"
@@ -387,7 +388,7 @@ def test_the_database_the_functions_use_is_the_one_created_or_the_existing_one(t
 def _expected_grants(tf: Terraform) -> set[tuple]:
     secret_of_env = {s["env"]: secret_id for secret_id, s in tf.locals["secrets"].items()}
     expected: set[tuple] = set()
-    for name, cls in FUNCTION_SETTINGS.items():
+    for name, cls in function_settings().items():
         me = ("function", name)
         if "FIRESTORE_DATABASE" in cls.env_names():
             expected.add((me, "roles/datastore.user", ("project",)))

@@ -7,12 +7,12 @@ import json
 import pytest
 
 from shared.config import (
-    FUNCTION_SETTINGS,
     CollectSettings,
     ConfigError,
     SenderSettings,
     ShopifySettings,
     WooCommerceSettings,
+    function_settings,
 )
 
 
@@ -87,7 +87,7 @@ def test_secrets_never_appear_in_reprs():
 
 
 def test_every_function_declares_its_secrets_among_what_it_reads():
-    for settings_class in FUNCTION_SETTINGS.values():
+    for settings_class in function_settings().values():
         assert settings_class.env_names() >= settings_class.SECRET_ENV
 
 

@@ -122,7 +122,7 @@ def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.parametrize(("args", "env", "says"), [
-    (["--source", "etsy"], {}, "unknown source 'etsy': choose from shopify, woocommerce, collect"),
+    (["--source", "etsy"], {}, "unknown source 'etsy': choose from shopify, woocommerce, signed_orders, collect"),
     (["--since", "last week"], {}, "--since 'last week' is not a time"),
     (["--since", "1h", "--until", "2h"], {}, "must be before --until"),
     (["--timeout", "2"], {"FIRESTORE_EMULATOR_HOST": "127.0.0.1:9", "GOOGLE_CLOUD_PROJECT": "p"},

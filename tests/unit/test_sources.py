@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import re
-from typing import get_args
 
 import pytest
+from pydantic import TypeAdapter, ValidationError
 
 from shared.domain.models import Source
 from shared.receive.collect.schema import JoinKeysInput
 from shared.sources import CUSTOMER, TOKEN, JoinKind, Shape, SourceDefinition, registry
 
 
-def test_the_envelope_source_literal_names_exactly_the_registry_s_sources() -> None:
-    assert get_args(Source) == registry.SOURCE_NAMES
+def test_an_envelope_s_source_is_a_registry_name_and_nothing_else() -> None:
+    adapter = TypeAdapter(Source)
+    for name in registry.SOURCE_NAMES:
+        assert adapter.validate_python(name) == name
+    for stranger in ("", "Shopify", "shopify ", "bigcommerce"):
+        with pytest.raises(ValidationError, match="not a source of the registry"):
+            adapter.validate_python(stranger)
 
 
 def test_the_collect_body_has_one_join_key_field_per_kind_in_order_then_the_signature() -> None:
@@ -34,12 +39,13 @@ def test_a_source_lists_its_kinds_most_specific_first() -> None:
         "shopify_cart_token",
         "woocommerce_order_key",
         "woocommerce_session",
+        "signed_orders_checkout",
         "customer_id",
     ]
 
 
 def test_only_order_sources_have_order_event_ids() -> None:
-    assert registry.ORDER_SOURCES == ("shopify", "woocommerce")
+    assert registry.ORDER_SOURCES == ("shopify", "woocommerce", "signed_orders")
     assert not registry.source("collect").order_events
 
 
