@@ -3,108 +3,259 @@
 locals {
   repo_root = "${path.module}/.."
 
-  # One entry per folder under functions/ (the keys of shared.config.function_settings()): its
-  # bundle, runtime identity, environment and secrets.
-  #   short_name   used in service account ids (30 characters at most)
-  #   public_http  called from the internet (browsers, Shopify, WooCommerce): allUsers may invoke
-  #   publishes    publishes envelopes to the events topic
+  # Every function folder under functions/ (the keys of shared.config.function_settings()) is ONE entry
+  # here, and everything else derives from it with for_each: its runtime identity and grants (iam.tf),
+  # its secrets (secrets.tf), its bundle, its deployed functions and their sizing and environment
+  # (below), its service name in the metric and alerts (monitoring.tf), its URL (outputs.tf, the
+  # function_urls output). Adding a source is adding an entry (tests/infra/test_one_entry.py).
+  #   short_name        used in service account ids (30 characters at most)
+  #   public_http       its HTTP entry points are called from the internet (browsers, platforms): allUsers may invoke
+  #   publishes         publishes envelopes to the events topic
+  #   optional          deployed only when var.enabled_sources names it (a source most merchants do not use)
+  #   watch_rejections  its refusals (outcome rejected: a signature, an unknown shop) raise the webhook alert
+  #   entry_points      function name => the decorated function in main.py and, where it differs from the
+  #                     folder's: enabled, public_http, description, runtime (sizing applied last)
+  #   sizing            defaults that var.function_settings overrides attribute by attribute
+  #   env_from          the shared environment its settings class reads (local.shared_env, by layer)
+  #   env               its own plain environment; a null value is left unset so the code's default applies
+  #   settings          further variables of its settings class an operator sets in var.source_settings
+  #   secrets           Secret Manager secret id => env (the variable in its settings class's SECRET_ENV), and
+  #                     how to make its value (help, value: the secret_setup_commands output)
+  # Every variable of the plain environment is one its settings class in shared/ reads (tests/infra
+  # checks every name); THREADS is added to each (functions-framework's gunicorn reads it: threads per
+  # instance, whose default, 4 per CPU, would cap concurrency far below max_instance_request_concurrency).
   functions = {
     collect = {
-      short_name  = "collect"
-      public_http = true
-      publishes   = true
+      short_name       = "collect"
+      public_http      = true
+      publishes        = true
+      optional         = false
+      watch_rejections = false
+      entry_points = {
+        collect = { entry_point = "collect" }
+      }
+      sizing = {
+        available_memory                 = "512Mi"
+        available_cpu                    = "1"
+        timeout_seconds                  = 30
+        min_instance_count               = 0
+        max_instance_count               = 20
+        max_instance_request_concurrency = 80
+        ingress_settings                 = "ALLOW_ALL"
+      }
+      env_from = ["base", "tenants", "receiver"]
+      env = {
+        COLLECT_ALLOWED_ORIGINS = join(",", var.collect_allowed_origins)
+        COLLECT_KEYS            = join(",", var.collect_keys)
+        CLICK_TTL_DAYS          = tostring(var.click_ttl_days)
+        # Browser purchases are refused unless the merchant sets the largest value a browser may report.
+        COLLECT_BROWSER_PURCHASES          = var.collect_browser_purchase_max_value != null ? "true" : "false"
+        COLLECT_BROWSER_PURCHASE_MAX_VALUE = var.collect_browser_purchase_max_value != null ? tostring(var.collect_browser_purchase_max_value) : null
+        # The load balancer appends `<client>, <its address>` to X-Forwarded-For; an explicit value wins (a CDN in front).
+        COLLECT_TRUSTED_PROXY_HOPS = var.collect_trusted_proxy_hops != null ? tostring(var.collect_trusted_proxy_hops) : var.collect_load_balancer ? "1" : null
+      }
+      settings = []
+      secrets = {
+        "collect-signing-secret" = {
+          env   = "COLLECT_SIGNING_SECRET"
+          help  = "Any random string; the store's theme or wp-config.php signs customer ids with the same value (docs/collect.md, \"Signed customer ids\"): read it back with gcloud secrets versions access latest."
+          value = "openssl rand -hex 32 | tr -d '\\n'"
+        }
+      }
     }
     shopify_webhook = {
-      short_name  = "shopify"
-      public_http = true
-      publishes   = true
+      short_name       = "shopify"
+      public_http      = true
+      publishes        = true
+      optional         = false
+      watch_rejections = true
+      # shopify_pubsub is the folder's Pub/Sub entry point (var.shopify_pubsub_enabled), a function of
+      # its own because Cloud Run grants invocation per service: shopify_webhook must be public for
+      # Shopify's HTTPS deliveries, while this one trusts the shop named in message attributes without
+      # an HMAC, so only the push subscription's identity may invoke it (pubsub.tf), and only from
+      # inside Google Cloud (ingress).
+      entry_points = {
+        shopify_webhook = { entry_point = "shopify_webhook" }
+        shopify_pubsub = {
+          entry_point = "shopify_pubsub"
+          enabled     = var.shopify_pubsub_enabled
+          public_http = false
+          description = "TikTok Events API pipeline: Shopify webhooks delivered through Pub/Sub"
+          runtime = {
+            min_instance_count = 0 # Pub/Sub waits out a cold start: nobody is kept waiting
+            # Pub/Sub push from the same project counts as internal traffic.
+            ingress_settings = "ALLOW_INTERNAL_ONLY"
+          }
+        }
+      }
+      sizing = {
+        available_memory                 = "512Mi"
+        available_cpu                    = "1"
+        timeout_seconds                  = 30
+        min_instance_count               = 0 # cold starts are retried by Shopify; see var.function_settings
+        max_instance_count               = 10
+        max_instance_request_concurrency = 20
+        ingress_settings                 = "ALLOW_ALL"
+      }
+      env_from = ["base", "tenants", "receiver", "orders"]
+      env = {
+        SHOPIFY_SHOP_DOMAIN         = var.shopify_shop_domain
+        SHOPIFY_INCLUDE_TEST_ORDERS = tostring(var.include_test_orders)
+        SHOPIFY_API_VERSION         = var.shopify_api_version
+      }
+      settings = []
+      secrets = {
+        "shopify-webhook-secret" = {
+          env   = "SHOPIFY_WEBHOOK_SECRET"
+          help  = "The key that signs Shopify webhooks: the app's client secret for webhooks an app registers (shopify_app_toml; a legacy custom app's curl calls), or the key shown under Settings > Notifications > Webhooks once webhooks are created in the shop admin (then any placeholder now, the key after creating them: docs/deploy.md, step 7a):"
+          value = "printf %s \"$SHOPIFY_WEBHOOK_SECRET\""
+        }
+      }
     }
     woocommerce_webhook = {
-      short_name  = "woocommerce"
-      public_http = true
-      publishes   = true
+      short_name       = "woocommerce"
+      public_http      = true
+      publishes        = true
+      optional         = false
+      watch_rejections = true
+      entry_points = {
+        woocommerce_webhook = { entry_point = "woocommerce_webhook" }
+      }
+      sizing = {
+        available_memory                 = "512Mi"
+        available_cpu                    = "1"
+        timeout_seconds                  = 30
+        min_instance_count               = 0 # cold starts are retried by WooCommerce; see var.function_settings
+        max_instance_count               = 10
+        max_instance_request_concurrency = 20
+        ingress_settings                 = "ALLOW_ALL"
+      }
+      env_from = ["base", "tenants", "receiver", "orders"]
+      env = {
+        WOOCOMMERCE_SITE_URL = var.woocommerce_site_url
+      }
+      settings = []
+      secrets = {
+        "woocommerce-webhook-secret" = {
+          env   = "WOOCOMMERCE_WEBHOOK_SECRET"
+          help  = "Any random string; woocommerce_webhook_registration hands the same value to WooCommerce:"
+          value = "openssl rand -hex 32 | tr -d '\\n'"
+        }
+      }
+    }
+    # Orders any backend posts, signed (docs/signed-orders.md). Optional: deployed when
+    # var.enabled_sources names it; its site comes from var.source_settings (SIGNED_ORDERS_SITE) or
+    # from PIPELINE_TENANTS' signed_order_sites.
+    signed_orders = {
+      short_name       = "signed-orders"
+      public_http      = true
+      publishes        = true
+      optional         = true
+      watch_rejections = true
+      entry_points = {
+        signed_orders = { entry_point = "signed_orders" }
+      }
+      sizing = {
+        available_memory                 = "512Mi"
+        available_cpu                    = "1"
+        timeout_seconds                  = 30
+        min_instance_count               = 0 # a backend retries a delivery that timed out; see var.function_settings
+        max_instance_count               = 10
+        max_instance_request_concurrency = 20
+        ingress_settings                 = "ALLOW_ALL"
+      }
+      env_from = ["base", "tenants", "receiver", "orders"]
+      env      = {}
+      settings = ["SIGNED_ORDERS_SITE", "SIGNED_ORDERS_TOLERANCE_SECONDS", "SIGNED_ORDERS_MAX_BODY_BYTES"]
+      secrets = {
+        "signed-orders-secret" = {
+          env   = "SIGNED_ORDERS_SECRET"
+          help  = "Any random string; the backend that posts signed orders signs them with the same value (docs/signed-orders.md): read it back with gcloud secrets versions access latest."
+          value = "openssl rand -hex 32 | tr -d '\\n'"
+        }
+      }
     }
     sender = {
-      short_name  = "sender"
-      public_http = false # only our push subscription calls it, with an OIDC token
-      publishes   = false
-    }
-  }
-
-  # Every function deployed (google_cloudfunctions2_function.function), by name; its service
-  # is <name_prefix>-<name with dashes>.
-  #   folder       what it runs: the bundle of functions/<folder>, and that folder's runtime
-  #                identity, environment, secrets and sizing (local.functions, function_env,
-  #                secrets.tf, function_defaults)
-  #   entry_point  the decorated function in the folder's main.py
-  #   enabled      deployed at all
-  #   runtime      sizing that differs from the folder's
-  # shopify_pubsub is the Shopify folder's Pub/Sub entry point (var.shopify_pubsub_enabled),
-  # a function of its own because Cloud Run grants invocation per service: shopify_webhook
-  # must be public for Shopify's HTTPS deliveries, while this one trusts the shop named in
-  # message attributes without an HMAC, so only the push subscription's identity may invoke
-  # it (pubsub.tf), and only from inside Google Cloud (ingress).
-  cloud_functions = {
-    collect             = { folder = "collect", entry_point = "collect", enabled = true }
-    shopify_webhook     = { folder = "shopify_webhook", entry_point = "shopify_webhook", enabled = true }
-    woocommerce_webhook = { folder = "woocommerce_webhook", entry_point = "woocommerce_webhook", enabled = true }
-    sender              = { folder = "sender", entry_point = "sender", enabled = true }
-    shopify_pubsub = {
-      folder      = "shopify_webhook"
-      entry_point = "shopify_pubsub"
-      enabled     = var.shopify_pubsub_enabled
-      description = "TikTok Events API pipeline: Shopify webhooks delivered through Pub/Sub"
-      runtime = {
-        min_instance_count = 0 # Pub/Sub waits out a cold start: nobody is kept waiting
+      short_name       = "sender"
+      public_http      = false # only our push subscription calls it, with an OIDC token
+      publishes        = false
+      optional         = false
+      watch_rejections = false
+      entry_points = {
+        sender = { entry_point = "sender" }
+      }
+      # Its concurrency is what lets it coalesce concurrent pushes into one TikTok batch; its
+      # timeout is also the push subscription's ack deadline (<= 600 s).
+      sizing = {
+        available_memory                 = "512Mi"
+        available_cpu                    = "1"
+        timeout_seconds                  = 120
+        min_instance_count               = 0
+        max_instance_count               = 10
+        max_instance_request_concurrency = 80
         # Pub/Sub push from the same project counts as internal traffic.
         ingress_settings = "ALLOW_INTERNAL_ONLY"
       }
+      # The order window the webhooks refuse outside of, enforced by the sender too; CLAIM_TTL_HOURS, unset,
+      # follows it (shared.budgets.order_claim_ttl): an order is sent once in its life.
+      env_from = ["base", "orders"]
+      env = {
+        TIKTOK_PIXEL_CODE = var.pixel_code
+        TIKTOK_API_URL    = var.tiktok_api_url
+      }
+      settings = []
+      secrets = {
+        "tiktok-access-token" = {
+          env   = "TIKTOK_ACCESS_TOKEN"
+          help  = "TikTok Events Manager > the pixel > Settings > Generate access token:"
+          value = "printf %s \"$TIKTOK_ACCESS_TOKEN\""
+        }
+      }
     }
   }
-  deployed_functions = { for name, fn in local.cloud_functions : name => fn if fn.enabled }
 
-  # Sizing defaults of each folder; var.function_settings overrides them attribute by attribute.
-  # The sender's concurrency is what lets it coalesce concurrent pushes into one
-  # TikTok batch; its timeout is also the push subscription's ack deadline (<= 600 s).
-  function_defaults = {
-    collect = {
-      available_memory                 = "512Mi"
-      available_cpu                    = "1"
-      timeout_seconds                  = 30
-      min_instance_count               = 0
-      max_instance_count               = 20
-      max_instance_request_concurrency = 80
-      ingress_settings                 = "ALLOW_ALL"
+  # The environment several settings classes of shared/config.py read, by the class that declares it:
+  # base (_EnvSettings), tenants (TenantSettings), receiver (ReceiverSettings), orders (the order
+  # window: OrderReceiverSettings, and the sender).
+  shared_env = {
+    base = {
+      GOOGLE_CLOUD_PROJECT        = var.project_id
+      FIRESTORE_DATABASE          = local.firestore_database
+      FIRESTORE_COLLECTION_PREFIX = var.firestore_collection_prefix
+      LOG_LEVEL                   = var.log_level
     }
-    shopify_webhook = {
-      available_memory                 = "512Mi"
-      available_cpu                    = "1"
-      timeout_seconds                  = 30
-      min_instance_count               = 0 # cold starts are retried by Shopify; see var.function_settings
-      max_instance_count               = 10
-      max_instance_request_concurrency = 20
-      ingress_settings                 = "ALLOW_ALL"
+    tenants = {
+      TIKTOK_PIXEL_CODE      = var.pixel_code
+      CONSENT_POLICY         = var.consent_policy
+      CONSENT_GPC            = var.consent_gpc
+      PIPELINE_TENANTS       = var.pipeline_tenants
+      DEFAULT_PHONE_REGION   = var.default_phone_region
+      TIKTOK_TEST_EVENT_CODE = var.tiktok_test_event_code
     }
-    woocommerce_webhook = {
-      available_memory                 = "512Mi"
-      available_cpu                    = "1"
-      timeout_seconds                  = 30
-      min_instance_count               = 0 # cold starts are retried by WooCommerce; see var.function_settings
-      max_instance_count               = 10
-      max_instance_request_concurrency = 20
-      ingress_settings                 = "ALLOW_ALL"
+    receiver = {
+      PUBSUB_TOPIC = module.events_push.topic_name
     }
-    sender = {
-      available_memory                 = "512Mi"
-      available_cpu                    = "1"
-      timeout_seconds                  = 120
-      min_instance_count               = 0
-      max_instance_count               = 10
-      max_instance_request_concurrency = 80
-      # Pub/Sub push from the same project counts as internal traffic.
-      ingress_settings = "ALLOW_INTERNAL_ONLY"
+    orders = {
+      ORDER_MAX_EVENT_AGE_DAYS = tostring(var.order_max_event_age_days)
     }
   }
+
+  # The folders deployed: every entry that is not optional, and the optional ones var.enabled_sources names.
+  deployed_folders = { for name, fn in local.functions : name => fn if !fn.optional || contains(var.enabled_sources, name) }
+
+  # Every function that may be deployed (google_cloudfunctions2_function.function), by name: each entry
+  # point of each folder; its service is <name_prefix>-<name with dashes>, and it runs the bundle,
+  # runtime identity, environment and secrets of its folder.
+  cloud_functions = merge([
+    for folder, fn in local.functions : {
+      for name, entry in fn.entry_points : name => merge(entry, {
+        folder      = folder
+        enabled     = contains(keys(local.deployed_folders), folder) && lookup(entry, "enabled", true)
+        public_http = lookup(entry, "public_http", fn.public_http)
+      })
+    }
+  ]...)
+  deployed_functions = { for name, fn in local.cloud_functions : name => fn if fn.enabled }
 
   # Behind the load balancer (load_balancer.tf), collect takes traffic only through
   # it: on its own URL, Cloud Armor's limit could be bypassed and the trusted
@@ -114,88 +265,22 @@ locals {
   # Sizing of every function in local.cloud_functions (enabled or not, so that references hold).
   function_runtime = {
     for name, fn in local.cloud_functions : name => merge(
-      local.function_defaults[fn.folder],
+      local.functions[fn.folder].sizing,
       try(local.lb_ingress[name], {}),
       { for key, value in try(var.function_settings[fn.folder], {}) : key => value if value != null },
       lookup(fn, "runtime", {}),
     )
   }
 
-  # Plain environment of each function: exactly the variables its settings class in
-  # shared/config.py reads (tests/infra checks every name), plus THREADS, which
-  # functions-framework's gunicorn reads (threads per instance; its default, 4 per
-  # CPU, would cap real concurrency far below max_instance_request_concurrency).
-  # A null value is left unset so the code's default applies. Secrets are not here:
-  # they come from Secret Manager (local.secrets in secrets.tf).
+  # Plain environment of every function: its folder's shared layers, its own, what var.source_settings
+  # gives it, and THREADS. Secrets are not here: they come from Secret Manager (local.secrets in secrets.tf).
   function_env = {
-    collect = {
-      GOOGLE_CLOUD_PROJECT        = var.project_id
-      FIRESTORE_DATABASE          = local.firestore_database
-      FIRESTORE_COLLECTION_PREFIX = var.firestore_collection_prefix
-      LOG_LEVEL                   = var.log_level
-      TIKTOK_PIXEL_CODE           = var.pixel_code
-      CONSENT_POLICY              = var.consent_policy
-      CONSENT_GPC                 = var.consent_gpc
-      PIPELINE_TENANTS            = var.pipeline_tenants
-      DEFAULT_PHONE_REGION        = var.default_phone_region
-      TIKTOK_TEST_EVENT_CODE      = var.tiktok_test_event_code
-      PUBSUB_TOPIC                = module.events_push.topic_name
-      COLLECT_ALLOWED_ORIGINS     = join(",", var.collect_allowed_origins)
-      COLLECT_KEYS                = join(",", var.collect_keys)
-      CLICK_TTL_DAYS              = tostring(var.click_ttl_days)
-      # Browser purchases are refused unless the merchant sets the largest value a browser may report.
-      COLLECT_BROWSER_PURCHASES          = var.collect_browser_purchase_max_value != null ? "true" : "false"
-      COLLECT_BROWSER_PURCHASE_MAX_VALUE = var.collect_browser_purchase_max_value != null ? tostring(var.collect_browser_purchase_max_value) : null
-      # The load balancer appends `<client>, <its address>` to X-Forwarded-For; an explicit value wins (a CDN in front).
-      COLLECT_TRUSTED_PROXY_HOPS = var.collect_trusted_proxy_hops != null ? tostring(var.collect_trusted_proxy_hops) : var.collect_load_balancer ? "1" : null
-      THREADS                    = tostring(local.function_runtime.collect.max_instance_request_concurrency)
-    }
-    shopify_webhook = {
-      GOOGLE_CLOUD_PROJECT        = var.project_id
-      FIRESTORE_DATABASE          = local.firestore_database
-      FIRESTORE_COLLECTION_PREFIX = var.firestore_collection_prefix
-      LOG_LEVEL                   = var.log_level
-      TIKTOK_PIXEL_CODE           = var.pixel_code
-      CONSENT_POLICY              = var.consent_policy
-      CONSENT_GPC                 = var.consent_gpc
-      PIPELINE_TENANTS            = var.pipeline_tenants
-      DEFAULT_PHONE_REGION        = var.default_phone_region
-      TIKTOK_TEST_EVENT_CODE      = var.tiktok_test_event_code
-      PUBSUB_TOPIC                = module.events_push.topic_name
-      SHOPIFY_SHOP_DOMAIN         = var.shopify_shop_domain
-      SHOPIFY_INCLUDE_TEST_ORDERS = tostring(var.include_test_orders)
-      SHOPIFY_API_VERSION         = var.shopify_api_version
-      ORDER_MAX_EVENT_AGE_DAYS    = tostring(var.order_max_event_age_days)
-      THREADS                     = tostring(local.function_runtime.shopify_webhook.max_instance_request_concurrency)
-    }
-    woocommerce_webhook = {
-      GOOGLE_CLOUD_PROJECT        = var.project_id
-      FIRESTORE_DATABASE          = local.firestore_database
-      FIRESTORE_COLLECTION_PREFIX = var.firestore_collection_prefix
-      LOG_LEVEL                   = var.log_level
-      TIKTOK_PIXEL_CODE           = var.pixel_code
-      CONSENT_POLICY              = var.consent_policy
-      CONSENT_GPC                 = var.consent_gpc
-      PIPELINE_TENANTS            = var.pipeline_tenants
-      DEFAULT_PHONE_REGION        = var.default_phone_region
-      TIKTOK_TEST_EVENT_CODE      = var.tiktok_test_event_code
-      PUBSUB_TOPIC                = module.events_push.topic_name
-      WOOCOMMERCE_SITE_URL        = var.woocommerce_site_url
-      ORDER_MAX_EVENT_AGE_DAYS    = tostring(var.order_max_event_age_days)
-      THREADS                     = tostring(local.function_runtime.woocommerce_webhook.max_instance_request_concurrency)
-    }
-    sender = {
-      GOOGLE_CLOUD_PROJECT        = var.project_id
-      FIRESTORE_DATABASE          = local.firestore_database
-      FIRESTORE_COLLECTION_PREFIX = var.firestore_collection_prefix
-      LOG_LEVEL                   = var.log_level
-      TIKTOK_PIXEL_CODE           = var.pixel_code
-      TIKTOK_API_URL              = var.tiktok_api_url
-      # The order window the webhooks refuse outside of, enforced by the sender too; CLAIM_TTL_HOURS, unset,
-      # follows it (shared.budgets.order_claim_ttl): an order is sent once in its life.
-      ORDER_MAX_EVENT_AGE_DAYS = tostring(var.order_max_event_age_days)
-      THREADS                  = tostring(local.function_runtime.sender.max_instance_request_concurrency)
-    }
+    for name, fn in local.cloud_functions : name => merge(concat(
+      [for layer in local.functions[fn.folder].env_from : local.shared_env[layer]],
+      [local.functions[fn.folder].env],
+      [{ for key in local.functions[fn.folder].settings : key => try(var.source_settings[fn.folder][key], null) }],
+      [{ THREADS = tostring(local.function_runtime[name].max_instance_request_concurrency) }],
+    )...)
   }
 }
 
@@ -234,7 +319,7 @@ locals {
 }
 
 data "archive_file" "bundle" {
-  for_each = local.functions
+  for_each = local.deployed_folders
 
   type        = "zip"
   output_path = "${path.module}/build/${each.key}.zip"
@@ -287,7 +372,7 @@ resource "google_storage_bucket" "sources" {
 }
 
 resource "google_storage_bucket_object" "bundle" {
-  for_each = local.functions
+  for_each = local.deployed_folders
 
   bucket = google_storage_bucket.sources.name
   # The zip's hash in the name: a code-only change is a new object, hence a new build.
@@ -360,7 +445,7 @@ resource "google_cloudfunctions2_function" "function" {
     all_traffic_on_latest_revision   = true
     service_account_email            = google_service_account.function[each.value.folder].email
 
-    environment_variables = { for key, value in local.function_env[each.value.folder] : key => value if value != null }
+    environment_variables = { for key, value in local.function_env[each.key] : key => value if value != null }
 
     # Resolved when an instance starts: after `gcloud secrets versions add`, new
     # instances see the new value (redeploy or wait for instances to recycle).
@@ -387,6 +472,22 @@ resource "google_cloudfunctions2_function" "function" {
     precondition {
       condition     = local.function_runtime[each.key].min_instance_count <= local.function_runtime[each.key].max_instance_count
       error_message = "${each.key}: min_instance_count is above max_instance_count."
+    }
+    # Settings keyed by function are checked here, against local.functions, so that variables.tf names none.
+    precondition {
+      condition     = alltrue([for name in keys(var.function_settings) : contains(keys(local.functions), name)])
+      error_message = "function_settings keys must be among ${join(", ", keys(local.functions))}."
+    }
+    precondition {
+      condition     = alltrue([for name in var.enabled_sources : try(local.functions[name].optional, false)])
+      error_message = "enabled_sources may name only optional sources: ${join(", ", [for name, fn in local.functions : name if fn.optional])}."
+    }
+    precondition {
+      condition = alltrue([
+        for name, settings in var.source_settings :
+        contains(keys(local.deployed_folders), name) && alltrue([for key in keys(settings) : contains(try(local.functions[name].settings, []), key)])
+      ])
+      error_message = "source_settings: each key must be a deployed function (an optional one also in enabled_sources), each variable one it takes (${join("; ", [for name, fn in local.functions : "${name}: ${join(", ", fn.settings)}" if length(fn.settings) > 0])})."
     }
     precondition {
       condition     = each.key != "collect" || !var.collect_load_balancer || local.function_runtime.collect.ingress_settings == "ALLOW_INTERNAL_AND_GCLB"

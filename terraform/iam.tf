@@ -8,7 +8,7 @@
 
 # One runtime identity per function, so a function can reach only what it needs.
 resource "google_service_account" "function" {
-  for_each = local.functions
+  for_each = local.deployed_folders
 
   account_id   = "${var.name_prefix}-${each.value.short_name}"
   display_name = "TikTok pipeline: ${each.key} (runtime)"
@@ -43,7 +43,7 @@ resource "google_service_account" "builder" {
 # the narrowest grant that lets a function read and write documents (it grants no
 # admin operations such as indexes, TTL policies or database deletion).
 resource "google_project_iam_member" "function_firestore" {
-  for_each = local.functions
+  for_each = local.deployed_folders
 
   project = var.project_id
   role    = "roles/datastore.user"
@@ -53,7 +53,7 @@ resource "google_project_iam_member" "function_firestore" {
 # Receivers publish envelopes to the events topic, and only there. The sender is
 # fed by push and needs no Pub/Sub role at all.
 resource "google_pubsub_topic_iam_member" "receiver_publisher" {
-  for_each = { for name, fn in local.functions : name => fn if fn.publishes }
+  for_each = { for name, fn in local.deployed_folders : name => fn if fn.publishes }
 
   topic  = module.events_push.topic_id
   role   = "roles/pubsub.publisher"
@@ -73,13 +73,13 @@ resource "google_secret_manager_secret_iam_member" "function_secret" {
 # Invocation
 # ---------------------------------------------------------------------------
 
-# Browsers, Shopify and WooCommerce call these without Google credentials: the
-# functions authenticate requests themselves (allowed origins and collect keys,
-# HMAC signatures of the webhook secrets). Needs an organisation policy that
+# Browsers, Shopify, WooCommerce and signing backends call these without Google
+# credentials: the functions authenticate requests themselves (allowed origins and
+# collect keys, HMAC signatures of the webhook secrets). Needs an organisation policy that
 # allows allUsers (Domain Restricted Sharing blocks it).
 resource "google_cloud_run_service_iam_member" "public_invoker" {
   #checkov:skip=CKV_GCP_102:Public by design: browser beacons and e-commerce webhooks cannot carry Google credentials; each function authenticates its callers (origin/collect key, HMAC).
-  for_each = { for name, fn in local.functions : name => fn if fn.public_http }
+  for_each = { for name, fn in local.deployed_functions : name => fn if fn.public_http }
 
   location = var.region
   service  = google_cloudfunctions2_function.function[each.key].name

@@ -7,9 +7,12 @@
 locals {
   outcome_metric = "${replace(var.name_prefix, "-", "_")}_pipeline_outcomes"
 
-  # Service names of the functions (gen2 functions run as Cloud Run services of the same name).
-  # shopify-pubsub is the Pub/Sub entry point of the Shopify function (functions.tf, var.shopify_pubsub_enabled).
-  service_pattern = "^${var.name_prefix}-(collect|shopify-webhook|shopify-pubsub|woocommerce-webhook|sender)$"
+  # Service names of the functions without the prefix (gen2 functions run as Cloud Run services of the
+  # same name): every function that may be deployed (functions.tf, local.cloud_functions), so that
+  # enabling one changes no filter; and those whose refusals the webhook alert watches.
+  function_services  = join("|", [for name in keys(local.cloud_functions) : replace(name, "_", "-")])
+  rejecting_services = join("|", [for name, fn in local.cloud_functions : replace(name, "_", "-") if local.functions[fn.folder].watch_rejections])
+  service_pattern    = "^${var.name_prefix}-(${local.function_services})$"
 
   # outcome_regex and function_regex are RE2, matched in full against the metric's labels.
   outcome_alerts = {
@@ -30,9 +33,9 @@ locals {
     webhook_signatures = {
       display_name   = "Webhook deliveries refused (signature or shop)"
       outcome_regex  = "rejected"
-      function_regex = ".*-(shopify-webhook|shopify-pubsub|woocommerce-webhook)"
+      function_regex = ".*-(${local.rejecting_services})"
       threshold      = 5
-      documentation  = "More than 5 webhook deliveries in 5 minutes failed the HMAC check or came from an unknown shop (over Pub/Sub: named an unknown shop, had no topic or could not be read; such messages are acknowledged, so they are lost unless the cause is fixed and the shop resends). After a secret rotation, add the new secret next to the old one (comma-separated, see README) before the platform switches; Shopify deletes a subscription after repeated failures."
+      documentation  = "More than 5 webhook deliveries in 5 minutes failed the HMAC check or came from an unknown shop or site (over Pub/Sub: named an unknown shop, had no topic or could not be read; such messages are acknowledged, so they are lost unless the cause is fixed and the shop resends). After a secret rotation, add the new secret next to the old one (comma-separated, see README) before the platform switches; Shopify deletes a subscription after repeated failures."
     }
     unavailable = {
       display_name   = "Requests answered 503 (Firestore or Pub/Sub unavailable)"

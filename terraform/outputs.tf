@@ -44,21 +44,16 @@ output "service_accounts" {
 }
 
 output "secret_setup_commands" {
-  description = "Add each secret's value out of band (never through Terraform). Every secret needs a version before the functions first deploy, even one for a platform the merchant does not use (any value will do there); run again to rotate."
-  value       = <<-EOT
-    # TikTok Events Manager > the pixel > Settings > Generate access token:
-    printf %s "$TIKTOK_ACCESS_TOKEN" | gcloud secrets versions add ${google_secret_manager_secret.secret["tiktok-access-token"].secret_id} --data-file=- --project=${var.project_id}
-    # The key that signs Shopify webhooks: the app's client secret for webhooks an app
-    # registers (shopify_app_toml; a legacy custom app's curl calls), or the key shown under
-    # Settings > Notifications > Webhooks once webhooks are created in the shop admin (then
-    # any placeholder now, the key after creating them: docs/deploy.md, step 7a):
-    printf %s "$SHOPIFY_WEBHOOK_SECRET" | gcloud secrets versions add ${google_secret_manager_secret.secret["shopify-webhook-secret"].secret_id} --data-file=- --project=${var.project_id}
-    # Any random string; woocommerce_webhook_registration hands the same value to WooCommerce:
-    openssl rand -hex 32 | tr -d '\n' | gcloud secrets versions add ${google_secret_manager_secret.secret["woocommerce-webhook-secret"].secret_id} --data-file=- --project=${var.project_id}
-    # Any random string; the store's theme or wp-config.php signs customer ids with the same value
-    # (docs/collect.md, "Signed customer ids"): read it back with gcloud secrets versions access latest.
-    openssl rand -hex 32 | tr -d '\n' | gcloud secrets versions add ${google_secret_manager_secret.secret["collect-signing-secret"].secret_id} --data-file=- --project=${var.project_id}
-  EOT
+  description = "Add each secret's value out of band (never through Terraform): one command per secret of a deployed function (functions.tf, each entry's secrets). Every one needs a version before the functions first deploy, even one for a platform the merchant does not use (any value will do there); run again to rotate."
+  value = join("", [
+    for id, secret in local.secrets :
+    "# ${secret.help}\n${secret.value} | gcloud secrets versions add ${google_secret_manager_secret.secret[id].secret_id} --data-file=- --project=${var.project_id}\n"
+  ])
+}
+
+output "function_urls" {
+  description = "URL of every deployed function, by name: what a source's platform or backend posts to (functions.tf, local.functions), including sources without an output of their own."
+  value       = local.function_urls
 }
 
 output "shopify_webhook_registration" {

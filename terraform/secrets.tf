@@ -8,26 +8,12 @@
 # "latest" when an instance starts.
 
 locals {
-  # secret id => the one function that reads it and the environment variable it
-  # arrives in (the variable is in that function's settings class SECRET_ENV).
-  secrets = {
-    "tiktok-access-token" = {
-      function = "sender"
-      env      = "TIKTOK_ACCESS_TOKEN"
-    }
-    "shopify-webhook-secret" = {
-      function = "shopify_webhook"
-      env      = "SHOPIFY_WEBHOOK_SECRET"
-    }
-    "woocommerce-webhook-secret" = {
-      function = "woocommerce_webhook"
-      env      = "WOOCOMMERCE_WEBHOOK_SECRET"
-    }
-    "collect-signing-secret" = {
-      function = "collect"
-      env      = "COLLECT_SIGNING_SECRET"
-    }
-  }
+  # secret id => the one function folder that reads it (function), the environment variable it arrives
+  # in (env, in that folder's settings class SECRET_ENV) and how to make its value: the secrets of the
+  # deployed entries of local.functions (functions.tf), so a source that is not deployed has none.
+  secrets = merge([
+    for name, fn in local.deployed_folders : { for id, secret in fn.secrets : id => merge(secret, { function = name }) }
+  ]...)
 }
 
 resource "google_secret_manager_secret" "secret" {

@@ -424,9 +424,9 @@ variable "function_settings" {
     ingress_settings                 = optional(string)
   }))
   description = <<-EOT
-    Per-function overrides of the sizing defaults in functions.tf (local.function_defaults),
-    keyed by function name (collect, shopify_webhook, woocommerce_webhook, sender); omitted
-    attributes keep the default. Defaults: every function 1 vCPU, 512Mi, min_instance_count 0;
+    Per-function overrides of the sizing defaults in functions.tf (each entry's sizing in
+    local.functions), keyed by function folder (a key that is none is refused at plan time);
+    omitted attributes keep the default. Defaults: every function 1 vCPU, 512Mi, min_instance_count 0;
     collect 80 concurrent requests, up to 20 instances, 30 s; webhooks 20 concurrent, up to
     10 instances, 30 s; sender 80 concurrent (its micro-batching coalesces concurrent pushes,
     so keep it high), up to 10 instances, 120 s, internal ingress (only Pub/Sub calls it).
@@ -437,9 +437,10 @@ variable "function_settings" {
   EOT
   default     = {}
 
+  # Which keys exist is checked against local.functions, by a precondition in functions.tf.
   validation {
-    condition     = alltrue([for name in keys(var.function_settings) : contains(["collect", "shopify_webhook", "woocommerce_webhook", "sender"], name)])
-    error_message = "function_settings keys must be among collect, shopify_webhook, woocommerce_webhook, sender."
+    condition     = alltrue([for name in keys(var.function_settings) : can(regex("^[a-z][a-z0-9_]*$", name))])
+    error_message = "function_settings keys must be function folders such as shopify_webhook (lowercase letters, digits and underscores)."
   }
 
   validation {
@@ -470,6 +471,37 @@ variable "function_settings" {
   validation {
     condition     = alltrue([for s in values(var.function_settings) : contains(["ALLOW_ALL", "ALLOW_INTERNAL_ONLY", "ALLOW_INTERNAL_AND_GCLB"], coalesce(s.ingress_settings, "ALLOW_ALL"))])
     error_message = "ingress_settings must be ALLOW_ALL, ALLOW_INTERNAL_ONLY or ALLOW_INTERNAL_AND_GCLB."
+  }
+}
+
+# ---------------------------------------------------------------------------
+# Optional sources (any entry of local.functions with optional = true)
+# ---------------------------------------------------------------------------
+
+variable "enabled_sources" {
+  type        = set(string)
+  description = "Optional sources to deploy, by function folder (the entries of local.functions in functions.tf with optional = true; the plan names them if one is wrong). Empty: none, so a merchant who does not use a source gets no function, service account, bundle or secret for it. Each also takes its settings from source_settings or PIPELINE_TENANTS, and a secret (the secret_setup_commands output)."
+  default     = []
+
+  validation {
+    condition     = alltrue([for name in var.enabled_sources : can(regex("^[a-z][a-z0-9_]*$", name))])
+    error_message = "enabled_sources takes function folders such as a_source (lowercase letters, digits and underscores)."
+  }
+}
+
+variable "source_settings" {
+  type        = map(map(string))
+  description = "Further plain environment of a source, by function folder: variable name => value, among the names that source's entry in functions.tf lists as its settings (the plan names them if one is wrong). For a source without variables of its own, e.g. its single-tenant site. Never a secret: those come from Secret Manager."
+  default     = {}
+
+  validation {
+    condition = alltrue(flatten([
+      for name, settings in var.source_settings : concat(
+        [can(regex("^[a-z][a-z0-9_]*$", name))],
+        [for key, value in settings : can(regex("^[A-Z][A-Z0-9_]*$", key)) && length(value) > 0 && !can(regex("(SECRET|TOKEN|PASSWORD)", key))],
+      )
+    ]))
+    error_message = "source_settings is keyed by function folder (lowercase), then by environment variable (UPPER_CASE) with a non-empty value; secrets (names with SECRET, TOKEN or PASSWORD) are never plain variables: add them to Secret Manager."
   }
 }
 

@@ -11,6 +11,11 @@ only the few expression shapes this configuration uses for ``for_each`` and IAM
 members; anything else fails loudly, so a refactor that the tests no longer
 understand is noticed instead of silently passing.
 
+The locals that terraform/ derives from ``local.functions`` (the one entry per
+function, functions.tf) are evaluated by :meth:`Terraform.view`, which knows
+each one's text (:data:`DERIVED`) and refuses a changed one, with the default
+variables or with every optional function switched on (``everything``).
+
 Calls of local modules (``source = "./modules/..."``) are expanded: every resource
 of the module joins :attr:`Terraform.resources` once per call, named
 ``module.<call>.<name>``, with the module's ``var.*`` replaced by the call's
@@ -26,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-_BOOKKEEPING = {"__is_block__", "__comments__", "__start_line__", "__end_line__"}
+_BOOKKEEPING = {"__is_block__", "__comments__", "__inline_comments__", "__start_line__", "__end_line__"}
 
 
 class Expr(str):
@@ -56,6 +61,28 @@ def normalize(value: Any) -> Any:
 def squash(text: str) -> str:
     """Whitespace-insensitive form of an expression, for comparisons."""
     return re.sub(r"\s+", "", text)
+
+
+# Locals derived from local.functions, exactly as terraform/ writes them (whitespace aside); view() evaluates them.
+DERIVED = {
+    "deployed_folders": "{for name, fn in local.functions : name => fn"
+    " if !fn.optional || contains(var.enabled_sources, name)}",
+    "cloud_functions": "merge([for folder, fn in local.functions : {for name, entry in fn.entry_points :"
+    " name => merge(entry, {folder = folder,"
+    ' enabled = contains(keys(local.deployed_folders), folder) && lookup(entry, "enabled", true),'
+    ' public_http = lookup(entry, "public_http", fn.public_http)})}] ...)',
+    "deployed_functions": "{for name, fn in local.cloud_functions : name => fn if fn.enabled}",
+    "secrets": "merge([for name, fn in local.deployed_folders : {for id, secret in fn.secrets :"
+    " id => merge(secret, {function = name})}] ...)",
+    "function_env": "{for name, fn in local.cloud_functions : name => merge(concat("
+    "[for layer in local.functions[fn.folder].env_from : local.shared_env[layer]],"
+    " [local.functions[fn.folder].env],"
+    " [{for key in local.functions[fn.folder].settings : key => try(var.source_settings[fn.folder][key], null)}],"
+    " [{THREADS = tostring(local.function_runtime[name].max_instance_request_concurrency)}]) ...)}",
+    "function_services": 'join("|", [for name in keys(local.cloud_functions) : replace(name, "_", "-")])',
+    "rejecting_services": 'join("|", [for name, fn in local.cloud_functions : replace(name, "_", "-")'
+    " if local.functions[fn.folder].watch_rejections])",
+}
 
 
 @dataclass
@@ -185,11 +212,84 @@ class Terraform:
         if m := re.fullmatch(r'jsondecode\(file\("\$\{path\.module\}/([^"]+)"\)\)', text):
             return json.loads((self.directory / m[1]).read_text())
         if m := re.fullmatch(r"local\.(\w+)((?:\.\w+)*)", text):
-            value = self.evaluate(self.locals[m[1]])
+            value = self.view(m[1]) if m[1] in DERIVED else self.evaluate(self.locals[m[1]])
             for attribute in filter(None, m[2].split(".")):
                 value = value[attribute]
             return value
         raise AssertionError(f"the infra tests cannot evaluate {expression!r}; extend tests/infra/hcl.py")
+
+    # --- the locals derived from local.functions -----------------------------
+
+    def view(self, name: str, everything: bool = False) -> Any:
+        """Derived local ``name`` (:data:`DERIVED`) with the default variables, or with every optional
+        function on (``everything``: each optional source in var.enabled_sources, each entry point's
+        ``enabled`` expression true)."""
+        assert squash(self.locals[name]) == squash(DERIVED[name]), (
+            f"local.{name} changed: teach tests/infra/hcl.py (DERIVED and view) what it now computes:\n"
+            f"{self.locals[name]}"
+        )
+        assert self.variables["enabled_sources"]["default"] == [], "view() assumes no optional source by default"
+        functions: dict[str, Any] = self.locals["functions"]
+
+        def on(flag: Any) -> bool:
+            return flag is True or (everything and isinstance(flag, Expr))
+
+        folders = {n: fn for n, fn in functions.items() if fn["optional"] is False or everything}
+        if name == "deployed_folders":
+            return folders
+        cloud = {
+            entry_name: {
+                **entry,
+                "folder": folder,
+                "enabled": folder in folders and on(entry.get("enabled", True)),
+                "public_http": entry.get("public_http", fn["public_http"]),
+            }
+            for folder, fn in functions.items()
+            for entry_name, entry in fn["entry_points"].items()
+        }
+        if name == "cloud_functions":
+            return cloud
+        if name == "deployed_functions":
+            return {n: f for n, f in cloud.items() if f["enabled"]}
+        if name == "secrets":
+            return {i: {**secret, "function": n} for n, fn in folders.items() for i, secret in fn["secrets"].items()}
+        if name == "function_env":
+            env: dict[str, dict[str, Any]] = {}
+            for n, f in cloud.items():
+                fn = functions[f["folder"]]
+                merged: dict[str, Any] = {}
+                for layer in fn["env_from"]:
+                    merged.update(self.locals["shared_env"][layer])
+                merged.update(fn["env"])
+                merged.update(
+                    {k: Expr(f'try(var.source_settings["{f["folder"]}"]["{k}"], null)') for k in fn["settings"]}
+                )
+                merged["THREADS"] = Expr(f"tostring(local.function_runtime.{n}.max_instance_request_concurrency)")
+                env[n] = merged
+            return env
+        if name == "function_services":
+            return "|".join(n.replace("_", "-") for n in sorted(cloud))
+        if name == "rejecting_services":
+            return "|".join(
+                n.replace("_", "-")
+                for n, f in sorted(cloud.items())
+                if functions[f["folder"]]["watch_rejections"] is True
+            )
+        raise AssertionError(f"view() does not compute local.{name}")
+
+    def render(self, text: str) -> str:
+        """A template as Terraform renders it with the default variables (only ${var.*} and ${local.*} in it)."""
+
+        def reference(m: re.Match[str]) -> str:
+            if v := re.fullmatch(r"var\.(\w+)", m[1]):
+                return str(self.variables[v[1]]["default"])
+            if v := re.fullmatch(r"local\.(\w+)", m[1]):
+                value = self.view(v[1]) if v[1] in DERIVED else self.locals[v[1]]
+                assert isinstance(value, str) and not isinstance(value, Expr), f"cannot render local.{v[1]}: {value!r}"
+                return self.render(value)
+            raise AssertionError(f"render() cannot evaluate ${{{m[1]}}}")
+
+        return re.sub(r"\$\{([^{}]+)\}", reference, text)
 
     # --- lookups -----------------------------------------------------------
 
@@ -216,11 +316,16 @@ class Terraform:
 
     # --- evaluation of the shapes this configuration uses ------------------
 
-    def instances(self, for_each: Any) -> dict[Any, Any]:
-        """for_each expression -> {each.key: each.value} (one None key when there is no for_each)."""
+    def instances(self, for_each: Any, everything: bool = False) -> dict[Any, Any]:
+        """for_each expression -> {each.key: each.value} (one None key when there is no for_each).
+
+        With the default variables, or with every optional function on (``everything``, see :meth:`view`).
+        """
         if for_each is None:
             return {None: None}
         text = squash(str(for_each))
+        if (m := re.fullmatch(r"local\.(\w+)", text)) and m[1] in DERIVED:
+            return dict(self.view(m[1], everything))
         if m := re.fullmatch(r"local\.(\w+)", text):
             if isinstance(self.locals[m[1]], Expr) and self.locals[m[1]].startswith("{for"):
                 return self.instances(self.locals[m[1]])  # a filtered view of another local
@@ -229,7 +334,8 @@ class Terraform:
         if m := re.fullmatch(r"toset\(local\.(\w+)\)", text):
             return {v: v for v in self.evaluate(self.locals[m[1]])}
         if m := re.fullmatch(r"\{for(\w+),(\w+)inlocal\.(\w+):\1=>\2if\2\.(\w+)\}", text):
-            return {k: v for k, v in self.locals[m[3]].items() if v[m[4]] is True}
+            base = self.view(m[3], everything) if m[3] in DERIVED else self.locals[m[3]]
+            return {k: v for k, v in base.items() if v[m[4]] is True}
         raise AssertionError(f"the infra tests cannot evaluate for_each = {for_each!r}; extend tests/infra/hcl.py")
 
     def principal(self, member: str, key: Any, value: Any) -> tuple[str, ...]:
@@ -288,7 +394,10 @@ class Terraform:
     }
 
     def grants(self) -> list[Grant]:
-        """Every IAM grant of the configuration, one per for_each instance."""
+        """Every IAM grant of the configuration, one per for_each instance, with every optional part on.
+
+        (A resource with ``count = cond ? 1 : 0`` counts as one instance, and every optional function as deployed.)
+        """
         found: list[Grant] = []
         for (rtype, name), body in self.resources.items():
             if "_iam_" not in rtype:
@@ -301,7 +410,7 @@ class Terraform:
             role = body["role"]
             assert not isinstance(role, Expr), f"{rtype}.{name}: the role must be a literal so reviewers see it"
             condition = body["condition"][0] if body.get("condition") else None
-            for key, value in self.instances(body.get("for_each")).items():
+            for key, value in self.instances(body.get("for_each"), everything=True).items():
                 found.append(
                     Grant(
                         principal=self.principal(body["member"], key, value),

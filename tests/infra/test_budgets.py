@@ -14,7 +14,7 @@ from tests.infra.hcl import Terraform
 
 
 def _timeout(tf: Terraform, function: str) -> float:
-    return float(tf.locals["function_defaults"][function]["timeout_seconds"])
+    return float(tf.locals["functions"][function]["sizing"]["timeout_seconds"])
 
 
 def test_a_shopify_delivery_answers_before_shopify_gives_up() -> None:
@@ -35,7 +35,7 @@ def test_a_collect_request_answers_before_the_function_timeout(tf: Terraform) ->
 
 def test_a_shopify_pubsub_push_answers_before_its_ack_deadline(tf: Terraform) -> None:
     # The Shopify delivery subscription's ack deadline is the function's timeout (terraform/pubsub.tf), whose
-    # sizing is shopify_webhook's (terraform/functions.tf, local.cloud_functions).
+    # sizing is shopify_webhook's (terraform/functions.tf, its entry point in local.functions).
     assert _timeout(tf, "shopify_webhook") > budgets.SHOPIFY_IO_SECONDS
 
 

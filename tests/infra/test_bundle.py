@@ -90,7 +90,7 @@ def test_terraform_applies_the_rules_to_paths_inside_the_bundle(tf: Terraform) -
         "{for name, parts in local.bundle_parts : name => merge(parts ...)}"
     )
     archive = tf.data[("archive_file", "bundle")]
-    assert archive["for_each"] == "local.functions"
+    assert archive["for_each"] == "local.deployed_folders"
     source = tf.dynamic(archive, "source")
     assert source["for_each"] == "local.bundle_files[each.key]"
     assert source["content"][0]["filename"] == "source.key"
@@ -215,10 +215,13 @@ SAMPLE_ENV = {
     "SHOPIFY_WEBHOOK_SECRET": "bundle-test-secret",
     "WOOCOMMERCE_WEBHOOK_SECRET": "bundle-test-secret",
     "COLLECT_SIGNING_SECRET": "bundle-test-secret",
+    "SIGNED_ORDERS_SITE": "shop.example.test",  # source_settings
+    "SIGNED_ORDERS_SECRET": "bundle-test-secret",
 }
 # Set by Terraform only when the operator asks for them (null or empty by default).
 OPTIONAL_ENV = {"PIPELINE_TENANTS", "TIKTOK_TEST_EVENT_CODE", "COLLECT_KEYS", "FIRESTORE_COLLECTION_PREFIX",
-                "COLLECT_BROWSER_PURCHASE_MAX_VALUE"}  # fmt: skip
+                "COLLECT_BROWSER_PURCHASE_MAX_VALUE", "SIGNED_ORDERS_TOLERANCE_SECONDS",
+                "SIGNED_ORDERS_MAX_BODY_BYTES"}  # fmt: skip
 
 # Runs inside the bundle with the fresh venv: loads main.py exactly as the
 # runtime does (functions_framework.create_app with the Terraform entry point).
@@ -252,14 +255,16 @@ print("ok")
 """
 
 
-def _runtime_env(tf: Terraform, name: str, entry: str, venv: Path, bundle_dir: Path, home: Path) -> dict[str, str]:
-    plain = tf.locals["function_env"][name]
-    secrets = [s["env"] for s in tf.locals["secrets"].values() if s["function"] == name]
+def _runtime_env(
+    tf: Terraform, function: str, name: str, entry: str, venv: Path, bundle_dir: Path, home: Path
+) -> dict[str, str]:
+    plain = tf.view("function_env")[function]
+    secrets = [s["env"] for s in tf.view("secrets", everything=True).values() if s["function"] == name]
     keys = set(plain) | set(secrets)
     unknown = keys - set(SAMPLE_ENV) - OPTIONAL_ENV - {"THREADS"}
     assert not unknown, f"give {sorted(unknown)} a sample value in SAMPLE_ENV (or list it in OPTIONAL_ENV)"
     env = {key: SAMPLE_ENV[key] for key in keys if key in SAMPLE_ENV}
-    env["THREADS"] = str(tf.locals["function_defaults"][name]["max_instance_request_concurrency"])
+    env["THREADS"] = str(tf.locals["functions"][name]["sizing"]["max_instance_request_concurrency"])
     return {
         **env,
         "PATH": f"{venv / 'bin'}:/usr/bin:/bin",
@@ -302,14 +307,14 @@ def test_every_bundle_imports_its_entry_point_in_a_clean_venv(tf: Terraform, tmp
     )
 
     failures = []
-    # Every deployed function (terraform/functions.tf, local.cloud_functions) in the bundle of its folder.
-    for function, deployed in tf.locals["cloud_functions"].items():
+    # Every function that may be deployed (terraform/functions.tf, local.cloud_functions) in the bundle of its folder.
+    for function, deployed in tf.view("cloud_functions").items():
         name, entry = deployed["folder"], deployed["entry_point"]
         bundle_dir = bundles[name]
         result = subprocess.run(
             [str(venv / "bin" / "python"), "-s", "-c", _IMPORT_CHECK, str(ROOT), entry],
             cwd=bundle_dir,
-            env=_runtime_env(tf, name, entry, venv, bundle_dir, tmp_path),
+            env=_runtime_env(tf, function, name, entry, venv, bundle_dir, tmp_path),
             capture_output=True,
             text=True,
             timeout=180,

@@ -21,7 +21,7 @@ from shared.destinations import registry
 from shared.domain import match_keys
 from shared.outcome import Kind
 from shared.send import process
-from tests.infra.hcl import Expr, Terraform
+from tests.infra.hcl import DERIVED, Expr, Terraform
 from tests.infra.test_monitoring import service_names
 
 # Real GCP metric types the dashboard may chart, with the monitored resource type each is written for.
@@ -51,6 +51,8 @@ class Renderer:
             return str(self.tf.variables["name_prefix"]["default"])
         if expression == "each.key" and each_key is not None:
             return each_key
+        if (m := re.fullmatch(r"local\.(\w+)", expression)) and m[1] in DERIVED:
+            return str(self.tf.view(m[1]))
         if m := re.fullmatch(r"local\.(\w+)", expression):
             return self.text(self.tf.locals[m[1]], each_key)
         if m := re.fullmatch(r'replace\(var\.name_prefix, "-", "_"\)', expression):

@@ -79,7 +79,7 @@ def test_off_by_default_creates_no_load_balancer_resource(tf: Terraform) -> None
 
 def hops_without_override(tf: Terraform) -> Expr:
     """COLLECT_TRUSTED_PROXY_HOPS when collect_trusted_proxy_hops is unset (its default): the load balancer's switch."""
-    text = ref(tf.locals["function_env"]["collect"]["COLLECT_TRUSTED_PROXY_HOPS"])
+    text = ref(tf.view("function_env")["collect"]["COLLECT_TRUSTED_PROXY_HOPS"])
     override = "var.collect_trusted_proxy_hops!=null?tostring(var.collect_trusted_proxy_hops):"
     assert text.startswith(override), text
     assert tf.variables["collect_trusted_proxy_hops"]["default"] is None
@@ -88,7 +88,7 @@ def hops_without_override(tf: Terraform) -> Expr:
 
 def test_off_by_default_leaves_collect_as_it_was(tf: Terraform) -> None:
     assert switch(hops_without_override(tf), enabled=False) == "null", "unset: the code's default 0"
-    assert tf.locals["function_defaults"]["collect"]["ingress_settings"] == "ALLOW_ALL"
+    assert tf.locals["functions"]["collect"]["sizing"]["ingress_settings"] == "ALLOW_ALL"
     services = squash(tf.locals["services"])
     m = re.fullmatch(r"toset\(concat\((\[.*?\]),var\.collect_load_balancer\?(\[.*?\]):(\[\])\)\)", services)
     assert m, services
@@ -177,12 +177,12 @@ def test_on_collect_takes_traffic_only_through_the_load_balancer(tf: Terraform) 
         '{for key, value in {ingress_settings = "ALLOW_INTERNAL_AND_GCLB"} : key => value if var.collect_load_balancer}'
     )
     assert squash(tf.locals["function_runtime"]) == squash(
-        "{for name, fn in local.cloud_functions : name => merge(local.function_defaults[fn.folder],"
+        "{for name, fn in local.cloud_functions : name => merge(local.functions[fn.folder].sizing,"
         " try(local.lb_ingress[name], {}),"
         " {for key, value in try(var.function_settings[fn.folder], {}) : key => value if value != null},"
         ' lookup(fn, "runtime", {}))}'
     )
-    assert "runtime" not in tf.locals["cloud_functions"]["collect"], "nothing may override its ingress after lb_ingress"
+    assert "runtime" not in tf.view("cloud_functions")["collect"], "nothing may override its ingress after lb_ingress"
     preconditions = tf.resource("google_cloudfunctions2_function", "function")["lifecycle"][0]["precondition"]
     assert any(
         squash(p["condition"])

@@ -47,9 +47,8 @@ NEEDS_A_PERSON = {kind: alert for kind, alert in WATCHED.items() if alert}
 
 
 def _default(tf: Terraform, text: str) -> str:
-    """``text`` with ${var.name_prefix} and ${local.service_pattern} replaced as Terraform would by default."""
-    text = text.replace("${local.service_pattern}", str(tf.locals["service_pattern"]))
-    return text.replace("${var.name_prefix}", str(tf.variables["name_prefix"]["default"]))
+    """``text`` with its ${var.*} and ${local.*} references replaced as Terraform would by default."""
+    return tf.render(text)
 
 
 def service_names(tf: Terraform) -> dict[str, str]:
@@ -57,7 +56,7 @@ def service_names(tf: Terraform) -> dict[str, str]:
     name = tf.resource("google_cloudfunctions2_function", "function")["name"]
     assert name == '${var.name_prefix}-${replace(each.key, "_", "-")}', f"the function name changed: {name}"
     prefix = tf.variables["name_prefix"]["default"]
-    return {key: f"{prefix}-{key.replace('_', '-')}" for key in tf.locals["functions"]}
+    return {key: f"{prefix}-{key.replace('_', '-')}" for key in tf.view("cloud_functions")}
 
 
 def test_the_metric_counts_every_functions_outcome_field(tf: Terraform) -> None:
@@ -88,7 +87,9 @@ def test_every_alert_matches_a_real_outcome_and_a_real_function(tf: Terraform) -
     services = service_names(tf).values()
     for name, alert in tf.locals["outcome_alerts"].items():
         assert any(re.fullmatch(alert["outcome_regex"], o) for o in NEEDS_A_PERSON), f"{name} matches no outcome"
-        assert any(re.fullmatch(alert["function_regex"], s) for s in services), f"{name} matches no function"
+        assert any(re.fullmatch(_default(tf, alert["function_regex"]), s) for s in services), (
+            f"{name} matches no function"
+        )
         assert alert["documentation"] and alert["threshold"] >= 0
 
 

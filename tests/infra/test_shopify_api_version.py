@@ -43,7 +43,7 @@ def test_the_check_block_reads_the_calendar_the_function_bundle_carries(tf: Terr
 
 
 def test_the_function_is_told_the_configured_version(tf: Terraform) -> None:
-    assert squash(tf.locals["function_env"]["shopify_webhook"]["SHOPIFY_API_VERSION"]) == "var.shopify_api_version"
+    assert squash(tf.view("function_env")["shopify_webhook"]["SHOPIFY_API_VERSION"]) == "var.shopify_api_version"
 
 
 def _plan_check(tmp_path: Path, version: str) -> subprocess.CompletedProcess:

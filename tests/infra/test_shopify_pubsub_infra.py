@@ -31,6 +31,11 @@ FUNCTION = ("google_cloudfunctions2_function", "function")
 PUBSUB_FUNCTION = (*FUNCTION, "shopify_pubsub")  # the map's instance, as Terraform.grants names targets
 
 
+def pubsub_entry(tf: Terraform) -> dict:
+    """The entry point as the Shopify folder's entry in local.functions declares it."""
+    return tf.locals["functions"]["shopify_webhook"]["entry_points"]["shopify_pubsub"]
+
+
 def ref(expression: object) -> str:
     return squash(str(expression))
 
@@ -48,9 +53,10 @@ def test_everything_is_off_unless_enabled(tf: Terraform) -> None:
         COUNT
     )
     # The function: an entry of the functions' map, deployed only when enabled.
-    entry = tf.locals["cloud_functions"]["shopify_pubsub"]
+    entry = pubsub_entry(tf)
     assert ref(entry["enabled"]) == "var.shopify_pubsub_enabled"
     assert "shopify_pubsub" not in tf.instances(tf.resource(*FUNCTION)["for_each"]), "deployed while disabled"
+    assert "shopify_pubsub" in tf.instances(tf.resource(*FUNCTION)["for_each"], everything=True)
 
 
 def test_shopifys_delivery_account_may_publish_on_the_shopify_topic_only(tf: Terraform) -> None:
@@ -83,8 +89,8 @@ def test_the_push_subscription_delivers_to_the_pubsub_entry_point_with_an_oidc_t
     assert tf.block(push, "expiration_policy")["ttl"] == ""
     # The pushed function's own timeout, which is shopify_webhook's (its runtime overrides neither).
     assert ref(push["ack_deadline_seconds"]) == "local.function_runtime.shopify_pubsub.timeout_seconds"
-    assert tf.locals["cloud_functions"]["shopify_pubsub"]["folder"] == "shopify_webhook"
-    assert "timeout_seconds" not in tf.locals["cloud_functions"]["shopify_pubsub"]["runtime"]
+    assert tf.view("cloud_functions")["shopify_pubsub"]["folder"] == "shopify_webhook"
+    assert "timeout_seconds" not in pubsub_entry(tf)["runtime"]
     preconditions = push["lifecycle"][0]["precondition"]
     assert any("timeout_seconds<=600" in squash(p["condition"]) for p in preconditions)
     # Dead letters wait in a pull subscription of their own (a topic without one drops them).
@@ -98,14 +104,15 @@ def test_the_pubsub_entry_point_is_never_public(tf: Terraform) -> None:
     assert [(g.principal, g.role) for g in invokers] == [(("push",), "roles/run.invoker")]
     config = tf.block(tf.resource(*FUNCTION), "service_config")
     assert ref(config["ingress_settings"]) == "local.function_runtime[each.key].ingress_settings"
-    runtime = tf.locals["cloud_functions"]["shopify_pubsub"]["runtime"]
+    runtime = pubsub_entry(tf)["runtime"]
     assert runtime["ingress_settings"] == "ALLOW_INTERNAL_ONLY"
+    assert tf.view("cloud_functions")["shopify_pubsub"]["public_http"] is False, "no allUsers grant"
     # Applied last, over the folder's defaults and var.function_settings (which could open it).
     assert squash(tf.locals["function_runtime"]).endswith(squash('lookup(fn, "runtime", {}))}'))
 
 
 def test_the_pubsub_function_is_the_shopify_bundle_identity_and_environment(tf: Terraform) -> None:
-    entry = tf.locals["cloud_functions"]["shopify_pubsub"]
+    entry = tf.view("cloud_functions")["shopify_pubsub"]
     assert (entry["folder"], entry["entry_point"]) == ("shopify_webhook", "shopify_pubsub")
     function = tf.resource(*FUNCTION)
     build = tf.block(function, "build_config")
@@ -114,7 +121,11 @@ def test_the_pubsub_function_is_the_shopify_bundle_identity_and_environment(tf: 
     assert ref(storage["object"]) == "google_storage_bucket_object.bundle[each.value.folder].name"
     config = tf.block(function, "service_config")
     assert ref(config["service_account_email"]) == "google_service_account.function[each.value.folder].email"
-    assert "local.function_env[each.value.folder]" in ref(config["environment_variables"])
+    assert "local.function_env[each.key]" in ref(config["environment_variables"])
+    env = tf.view("function_env")
+    assert {k: v for k, v in env["shopify_pubsub"].items() if k != "THREADS"} == {
+        k: v for k, v in env["shopify_webhook"].items() if k != "THREADS"
+    }, "the Pub/Sub entry point reads the Shopify folder's environment"
     secrets = tf.dynamic(config, "secret_environment_variables")
     assert "secret.function==each.value.folder" in ref(secrets["for_each"])
     # <name_prefix>-shopify-pubsub, the service name monitoring.tf and the local stack know.
@@ -161,9 +172,9 @@ def test_outputs_give_the_pubsub_uri_and_the_registrations(tf: Terraform) -> Non
 
 def test_the_outcome_metric_and_refusal_alert_cover_the_pubsub_function(tf: Terraform) -> None:
     service = "tiktok-shopify-pubsub"
-    pattern = str(tf.locals["service_pattern"]).replace("${var.name_prefix}", "tiktok")
+    pattern = tf.render(tf.locals["service_pattern"])
     assert re.fullmatch(pattern, service)
-    assert re.fullmatch(tf.locals["outcome_alerts"]["webhook_signatures"]["function_regex"], service)
+    assert re.fullmatch(tf.render(tf.locals["outcome_alerts"]["webhook_signatures"]["function_regex"]), service)
 
 
 # --- WooCommerce silence ---------------------------------------------------------------------

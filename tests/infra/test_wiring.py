@@ -23,8 +23,10 @@ from tests.infra.hcl import Expr, Terraform, squash
 FUNCTIONS = tuple(function_settings())
 # The decorated function in each functions/<name>/main.py.
 ENTRY_POINTS = {name: name for name in FUNCTIONS}
-# Called from the internet without Google credentials (browsers, Shopify, WooCommerce).
-PUBLIC_HTTP = {"collect", "shopify_webhook", "woocommerce_webhook"}
+# Called from the internet without Google credentials (browsers, Shopify, WooCommerce, signing backends).
+PUBLIC_HTTP = {"collect", "shopify_webhook", "woocommerce_webhook", "signed_orders"}
+# Deployed only when the operator asks (var.enabled_sources): what a merchant who does not use them expects.
+OPTIONAL = {"signed_orders"}
 
 # Read by functions-framework itself rather than by a settings class
 # (test_threads_is_read_by_functions_framework proves it).
@@ -46,6 +48,7 @@ ROLE_ALLOW_LIST = {
     "collect": {"roles/datastore.user", "roles/pubsub.publisher", "roles/secretmanager.secretAccessor"},
     "shopify_webhook": {"roles/datastore.user", "roles/pubsub.publisher", "roles/secretmanager.secretAccessor"},
     "woocommerce_webhook": {"roles/datastore.user", "roles/pubsub.publisher", "roles/secretmanager.secretAccessor"},
+    "signed_orders": {"roles/datastore.user", "roles/pubsub.publisher", "roles/secretmanager.secretAccessor"},
     "sender": {"roles/datastore.user", "roles/secretmanager.secretAccessor"},
 }
 
@@ -69,13 +72,13 @@ def plain_env(tf: Terraform, name: str) -> dict[str, Any]:
     """The plain environment variables Terraform gives function ``name`` (values as HCL expressions)."""
     expression = service_config(tf)["environment_variables"]
     assert squash(expression) == squash(
-        "{for key, value in local.function_env[each.value.folder] : key => value if value != null}"
-    ), f"environment_variables no longer comes from local.function_env[each.value.folder]: {expression}"
-    return tf.locals["function_env"][tf.locals["cloud_functions"][name]["folder"]]
+        "{for key, value in local.function_env[each.key] : key => value if value != null}"
+    ), f"environment_variables no longer comes from local.function_env[each.key]: {expression}"
+    return tf.view("function_env")[name]
 
 
 def secret_env(tf: Terraform, name: str) -> dict[str, str]:
-    """Secret environment variables of function ``name``: variable -> Secret Manager secret id."""
+    """Secret environment variables of function ``name`` once deployed: variable -> Secret Manager secret id."""
     dynamic = tf.dynamic(service_config(tf), "secret_environment_variables")
     assert squash(dynamic["for_each"]) == squash(
         "{for id, secret in local.secrets : secret.env => id if secret.function == each.value.folder}"
@@ -86,10 +89,9 @@ def secret_env(tf: Terraform, name: str) -> dict[str, str]:
         squash(content["secret"]) == "google_secret_manager_secret.secret[secret_environment_variables.value].secret_id"
     )
     assert content["version"] == "latest"
-    folder = tf.locals["cloud_functions"][name]["folder"]
-    return {
-        secret["env"]: secret_id for secret_id, secret in tf.locals["secrets"].items() if secret["function"] == folder
-    }
+    folder = tf.view("cloud_functions")[name]["folder"]
+    secrets = tf.view("secrets", everything=True)
+    return {secret["env"]: secret_id for secret_id, secret in secrets.items() if secret["function"] == folder}
 
 
 def ref(expression: Any) -> str:
@@ -106,20 +108,27 @@ def test_terraform_deploys_exactly_the_functions_of_the_code(tf: Terraform) -> N
     folders = {p.name for p in (ROOT / "functions").iterdir() if p.is_dir() and not p.name.startswith((".", "_"))}
     assert set(tf.locals["functions"]) == set(FUNCTIONS) == folders
     assert ref(tf.resource(*FUNCTION)["for_each"]) == "local.deployed_functions"
-    # Each folder is deployed as the function of its name; others (shopify_pubsub) are optional entry points.
+    # Each folder is deployed as the function of its name; others (shopify_pubsub) are further entry points.
+    everything = tf.instances(tf.resource(*FUNCTION)["for_each"], everything=True)
+    assert set(FUNCTIONS) <= set(everything), "every folder can be deployed"
+    assert {name: everything[name]["folder"] for name in FUNCTIONS} == {name: name for name in FUNCTIONS}
+    # By default, every folder but the optional sources, which a merchant who does not use them never gets.
     deployed = tf.instances(tf.resource(*FUNCTION)["for_each"])
-    assert set(deployed) == set(FUNCTIONS), "by default exactly the folders are deployed"
-    assert {name: fn["folder"] for name, fn in deployed.items()} == {name: name for name in FUNCTIONS}
-    for name, fn in tf.locals["cloud_functions"].items():
+    assert set(deployed) == set(FUNCTIONS) - OPTIONAL, "by default exactly the folders that are not optional"
+    assert {name for name, fn in tf.locals["functions"].items() if fn["optional"] is not False} == OPTIONAL
+    assert tf.variables["enabled_sources"]["default"] == []
+    for name, fn in tf.view("cloud_functions").items():
         assert fn["folder"] in folders, f"{name} runs functions/{fn['folder']}, which does not exist"
-        assert fn["enabled"] is True or name not in FUNCTIONS, f"{name} is a folder: always deployed"
+        assert (
+            tf.locals["functions"][fn["folder"]]["optional"] is True or fn["enabled"] is True or name not in FUNCTIONS
+        ), f"{name} is a folder that is not optional: always deployed"
 
 
 def test_each_function_has_its_entry_point_and_the_python312_runtime(tf: Terraform) -> None:
     build = tf.block(tf.resource(*FUNCTION), "build_config")
     assert build["runtime"] == "python312"
     assert ref(build["entry_point"]) == "each.value.entry_point"
-    entry_points = {name: fn["entry_point"] for name, fn in tf.locals["cloud_functions"].items()}
+    entry_points = {name: fn["entry_point"] for name, fn in tf.view("cloud_functions").items()}
     assert {name: entry_points[name] for name in FUNCTIONS} == ENTRY_POINTS
 
 
@@ -148,7 +157,7 @@ def test_secrets_arrive_from_secret_manager_only(tf: Terraform, name: str) -> No
 
 
 def test_secret_manager_holds_exactly_the_secrets_the_code_reads(tf: Terraform) -> None:
-    secrets = tf.locals["secrets"]
+    secrets = tf.view("secrets", everything=True)
     every_secret = set().union(*(c.SECRET_ENV for c in function_settings().values()))
     assert {s["env"] for s in secrets.values()} == every_secret
     assert set(secrets) == {
@@ -156,10 +165,15 @@ def test_secret_manager_holds_exactly_the_secrets_the_code_reads(tf: Terraform) 
         "shopify-webhook-secret",
         "woocommerce-webhook-secret",
         "collect-signing-secret",
+        "signed-orders-secret",
     }
     for secret_id, secret in secrets.items():
         assert secret["env"] in function_settings()[secret["function"]].SECRET_ENV, secret_id
+        assert secret["help"] and secret["value"], f"{secret_id}: say how to make its value (secret_setup_commands)"
     assert ref(tf.resource("google_secret_manager_secret", "secret")["for_each"]) == "local.secrets"
+    # A source that is not deployed has no secret to fill in; by default that is every optional one.
+    by_default = tf.view("secrets")
+    assert {s["function"] for s in by_default.values()} == set(FUNCTIONS) - OPTIONAL
 
 
 @pytest.mark.parametrize("name", FUNCTIONS)
@@ -170,10 +184,13 @@ def test_infra_owned_settings_point_at_the_resources(tf: Terraform, name: str) -
             assert ref(env[variable]) == expected, f"{name}: {variable} = {env[variable]!r}, expected {expected}"
 
 
-@pytest.mark.parametrize("name", FUNCTIONS)
+@pytest.mark.parametrize("name", [*FUNCTIONS, "shopify_pubsub"])
 def test_threads_follow_the_request_concurrency(tf: Terraform, name: str) -> None:
     expected = f"tostring(local.function_runtime.{name}.max_instance_request_concurrency)"
     assert ref(plain_env(tf, name).get("THREADS", "")) == expected
+    assert "[{THREADS=tostring(local.function_runtime[name].max_instance_request_concurrency)}]" in squash(
+        tf.locals["function_env"]
+    ), "THREADS must follow each function's own concurrency, after everything else"
     assert ref(service_config(tf)["max_instance_request_concurrency"]) == (
         "local.function_runtime[each.key].max_instance_request_concurrency"
     )
@@ -187,17 +204,31 @@ def test_threads_is_read_by_functions_framework() -> None:
     )
 
 
+def sizing(tf: Terraform, name: str) -> dict[str, Any]:
+    """The sizing defaults of folder ``name`` (its entry in local.functions)."""
+    return tf.locals["functions"][name]["sizing"]
+
+
 def test_sender_is_sized_for_micro_batching_and_internal(tf: Terraform) -> None:
-    sender = tf.locals["function_defaults"]["sender"]
+    sender = sizing(tf, "sender")
     assert sender["max_instance_request_concurrency"] >= 20, (
         "the sender batches concurrent pushes: keep concurrency high"
     )
     assert float(sender["available_cpu"]) >= 1, "a concurrency above 1 needs at least 1 vCPU"
     assert sender["ingress_settings"] == "ALLOW_INTERNAL_ONLY"
     for name in PUBLIC_HTTP:
-        assert tf.locals["function_defaults"][name]["ingress_settings"] == "ALLOW_ALL", name
-    for name, defaults in tf.locals["function_defaults"].items():
-        assert defaults["min_instance_count"] == 0, f"{name}: scale to zero by default (see var.function_settings)"
+        assert sizing(tf, name)["ingress_settings"] == "ALLOW_ALL", name
+    for name in tf.locals["functions"]:
+        assert sizing(tf, name)["min_instance_count"] == 0, (
+            f"{name}: scale to zero by default (see var.function_settings)"
+        )
+    # Overrides apply per folder, attribute by attribute, over the folder's sizing; an entry point's own runtime last.
+    assert squash(tf.locals["function_runtime"]) == squash(
+        "{for name, fn in local.cloud_functions : name => merge(local.functions[fn.folder].sizing,"
+        " try(local.lb_ingress[name], {}),"
+        " {for key, value in try(var.function_settings[fn.folder], {}) : key => value if value != null},"
+        ' lookup(fn, "runtime", {}))}'
+    )
 
 
 def test_function_source_is_the_bundle_object_named_by_its_hash(tf: Terraform) -> None:
@@ -205,7 +236,7 @@ def test_function_source_is_the_bundle_object_named_by_its_hash(tf: Terraform) -
     assert ref(storage["bucket"]) == "google_storage_bucket.sources.name"
     assert ref(storage["object"]) == "google_storage_bucket_object.bundle[each.value.folder].name"
     bundle = tf.resource("google_storage_bucket_object", "bundle")
-    assert ref(bundle["for_each"]) == "local.functions"
+    assert ref(bundle["for_each"]) == "local.deployed_folders"
     assert re.search(
         r"\$\{data\.archive_file\.bundle\[each\.key\]\.output_(md5|sha|sha256|base64sha256)\}", bundle["name"]
     ), f"the object name must contain the zip's hash so code changes redeploy: {bundle['name']}"
@@ -223,7 +254,7 @@ def test_each_function_runs_as_its_own_service_account(tf: Terraform) -> None:
         "google_service_account.function[each.value.folder].email"
     )
     accounts = tf.resource("google_service_account", "function")
-    assert ref(accounts["for_each"]) == "local.functions"
+    assert ref(accounts["for_each"]) == "local.deployed_folders"
     short_names = [fn["short_name"] for fn in tf.locals["functions"].values()]
     assert len(set(short_names)) == len(short_names)
     # name_prefix is at most 12 characters (variables.tf); account ids at most 30.
@@ -295,7 +326,7 @@ def test_ack_deadline_covers_the_sender_timeout(tf: Terraform) -> None:
     push = tf.resource(*SENDER_PUSH)
     assert ref(push["ack_deadline_seconds"]) == "local.function_runtime.sender.timeout_seconds"
     assert ref(service_config(tf)["timeout_seconds"]) == "local.function_runtime[each.key].timeout_seconds"
-    assert 10 <= tf.locals["function_defaults"]["sender"]["timeout_seconds"] <= 600
+    assert 10 <= sizing(tf, "sender")["timeout_seconds"] <= 600
     preconditions = push["lifecycle"][0]["precondition"]
     assert any("timeout_seconds<=600" in squash(p["condition"]) for p in preconditions)
 
@@ -311,7 +342,7 @@ def test_the_sender_enforces_the_order_window_the_webhooks_read_from_the_same_va
     # An order is sent once in its life only if the sender refuses outside the same window the webhooks
     # do, and its claim (CLAIM_TTL_HOURS, left to follow it) outlives that window.
     readers = {name for name in FUNCTIONS if "ORDER_MAX_EVENT_AGE_DAYS" in function_settings()[name].env_names()}
-    assert readers == {"shopify_webhook", "woocommerce_webhook", "sender"}
+    assert readers == {"shopify_webhook", "woocommerce_webhook", "signed_orders", "sender"}
     for name in readers:
         assert ref(plain_env(tf, name)["ORDER_MAX_EVENT_AGE_DAYS"]) == "tostring(var.order_max_event_age_days)", name
     assert "CLAIM_TTL_HOURS" not in plain_env(tf, "sender"), "set, it would not follow the window"
@@ -386,7 +417,8 @@ def test_the_database_the_functions_use_is_the_one_created_or_the_existing_one(t
 
 
 def _expected_grants(tf: Terraform) -> set[tuple]:
-    secret_of_env = {s["env"]: secret_id for secret_id, s in tf.locals["secrets"].items()}
+    """Every grant with every optional part on (Terraform.grants): each function deployed, each switch true."""
+    secret_of_env = {s["env"]: secret_id for secret_id, s in tf.view("secrets", everything=True).items()}
     expected: set[tuple] = set()
     for name, cls in function_settings().items():
         me = ("function", name)
@@ -436,12 +468,17 @@ def test_runtime_roles_stay_within_the_functions_allow_list(tf: Terraform, name:
     assert roles <= ROLE_ALLOW_LIST[name], f"{name} holds {sorted(roles - ROLE_ALLOW_LIST[name])}"
 
 
-def test_only_the_three_http_functions_are_public(tf: Terraform) -> None:
+def test_only_the_http_functions_are_public(tf: Terraform) -> None:
     public = {g.target[-1] for g in tf.grants() if g.principal == ("allUsers",)}
     assert public == PUBLIC_HTTP
     assert {g.role for g in tf.grants() if g.principal == ("allUsers",)} == {"roles/run.invoker"}
     flags = {name for name, fn in tf.locals["functions"].items() if fn["public_http"] is True}
     assert flags == PUBLIC_HTTP
+    # Only deployed functions can be granted; an entry point that is no HTTP endpoint says so itself.
+    invoker = tf.resource("google_cloud_run_service_iam_member", "public_invoker")
+    assert squash(invoker["for_each"]) == squash(
+        "{for name, fn in local.deployed_functions : name => fn if fn.public_http}"
+    )
 
 
 def test_project_level_grants_are_narrow(tf: Terraform) -> None:
@@ -489,6 +526,15 @@ def test_outputs_give_the_endpoints_and_the_webhook_registrations(tf: Terraform)
     assert "/wp-json/wc/v3/webhooks" in woo and "order.created order.updated" in woo
     assert '${local.function_urls["woocommerce_webhook"]}' in woo
     assert "gcloud secrets versions access latest --secret=" in woo, "WooCommerce must sign with the stored secret"
-    setup = tf.outputs["secret_setup_commands"]["value"]
-    for secret_id in tf.locals["secrets"]:
-        assert f'google_secret_manager_secret.secret["{secret_id}"].secret_id' in setup
+    # One command per secret there is (each with its entry's help and value), naming the secret Terraform made.
+    setup = squash(tf.outputs["secret_setup_commands"]["value"])
+    assert setup.startswith(squash('join("", [for id, secret in local.secrets :')), setup
+    assert (
+        squash(
+            '"# ${secret.help}\\n${secret.value} | gcloud secrets versions add'
+            ' ${google_secret_manager_secret.secret[id].secret_id} --data-file=- --project=${var.project_id}\\n"'
+        )
+        in setup
+    ), setup
+    # Every deployed function's URL, for a source without an output of its own.
+    assert ref(tf.outputs["function_urls"]["value"]) == "local.function_urls"
