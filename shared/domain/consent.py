@@ -7,7 +7,7 @@ click context; the webhooks read it back and call :func:`decide`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -95,3 +95,18 @@ def decide(snapshot: ConsentSnapshot | None, policy: ConsentPolicy, gpc: GpcMode
     if policy == "opt-out":
         return ConsentDecision(True, limited, "policy_opt_out", gpc=signalled)
     return ConsentDecision(False, False, "no_consent")
+
+
+def with_checkout_consent(context: dict[str, Any] | None, consent: ConsentSnapshot | None) -> dict[str, Any] | None:
+    """The click context as the consent decision should see it: the checkout's answer replaces the stored one.
+
+    A signed order may carry the shopper's answer at checkout (WooCommerce's checkout field, a signed
+    order's ``consent``). The checkout happens after the click, so its answer is the shopper's latest.
+    Global Privacy Control is the browser's standing signal, not a banner answer: a stored one is kept.
+    """
+    if consent is None:
+        return context
+    answer = consent.model_dump(exclude_none=True)
+    if ((context or {}).get("consent") or {}).get("gpc") is True:
+        answer["gpc"] = True
+    return {**(context or {}), "consent": answer}

@@ -41,7 +41,7 @@ from typing import Any, Protocol, runtime_checkable
 from shared import budgets
 from shared.config import ConsentPolicy, PixelConfig
 from shared.domain import shapes
-from shared.domain.consent import ConsentSnapshot, decide
+from shared.domain.consent import ConsentSnapshot, decide, with_checkout_consent
 from shared.domain.events import ATTRIBUTION_WINDOW, OUTSIDE_WINDOW, order_event_id, order_window_refusal
 from shared.domain.identity import RawIdentity, build_user
 from shared.domain.models import Envelope, Page, Properties, UserData
@@ -191,8 +191,12 @@ def process_order_event(
     default_region: str | None = None,
     max_event_age: dt.timedelta = MAX_EVENT_AGE,
     now: Callable[[], float] = time.time,
+    consent: ConsentSnapshot | None = None,
 ) -> Outcome:
     """Window, join, gate, publish. Raises if reading the context or publishing fails (nothing was written).
+
+    ``consent``: the shopper's answer the signed order itself carries (a checkout's), laid over the
+    stored context's (:func:`~shared.domain.consent.with_checkout_consent`), with or without join keys.
 
     An order event whose event_time lies outside its window (older than ``max_event_age``, or further
     ahead than a platform's clock may be) is answered ``skipped`` (rule ``outside_window``), recorded
@@ -205,6 +209,7 @@ def process_order_event(
         record_outcome(store, outcome, rule=OUTSIDE_WINDOW)
         return outcome
     context = store.find_click_context(pixel.pixel_code, order.join_keys) if order.join_keys else None
+    context = with_checkout_consent(context, consent)
     envelope, withheld = build_envelope(order, pixel, context, policy, default_region, received_at=int(now()))
     if envelope is None:
         assert withheld is not None  # build_envelope gives an envelope or the outcome that says why there is none

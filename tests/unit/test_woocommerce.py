@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from shared.config import PixelConfig, WooCommerceSiteConfig
 from shared.domain import hashing
-from shared.domain.consent import ConsentSnapshot
+from shared.domain.consent import ConsentSnapshot, with_checkout_consent
 from shared.domain.identity import build_user
 from shared.outcome import Kind
 from shared.receive.orders import JOIN_CUSTOMER, JOIN_WOO_ORDER_KEY, JOIN_WOO_SESSION, build_envelope
@@ -25,7 +25,6 @@ from shared.receive.woocommerce.mapping import (
     ignore_reason,
     is_ping,
     map_order,
-    with_checkout_consent,
 )
 from shared.receive.woocommerce.parking import order_from_record as _order_from_record
 from shared.receive.woocommerce.parking import park_envelope, park_order, parked_records, record_event_id

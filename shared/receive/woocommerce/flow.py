@@ -14,33 +14,31 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from shared.config import ConfigError, ConsentPolicy, PixelConfig, WooCommerceSiteConfig
-from shared.domain.consent import ConsentSnapshot
+from shared.domain.consent import ConsentSnapshot, with_checkout_consent
 from shared.domain.models import Envelope
 from shared.infra.deadline import DependencyUnavailable
 from shared.outcome import Kind, Outcome
 from shared.receive.orders import OrderEvent, build_envelope, process_order_event
-from shared.receive.woocommerce.mapping import with_checkout_consent
 from shared.receive.woocommerce.parking import order_from_record, park_envelope, park_order
 from shared.receive.woocommerce.runtime import Runtime
 
 
 class _ObservedStore:
-    """The store as the order flow sees it: bounded, the checkout's consent laid over, and observed.
+    """The store as the order flow sees it: bounded and observed.
 
     After a failure, :func:`deliver` needs to know whether the click context was
     read (and what it held) to decide between publishing without it and parking.
     """
 
-    def __init__(self, runtime: Runtime, consent: ConsentSnapshot | None) -> None:
+    def __init__(self, runtime: Runtime) -> None:
         self._runtime = runtime
-        self._consent = consent
         self.context_read = False
         self.context: dict[str, Any] | None = None
 
     def find_click_context(self, pixel_code: str, join_keys: Iterable[tuple[str, str]]) -> dict[str, Any] | None:
         self.context = self._runtime.firestore_call().find_click_context(pixel_code, list(join_keys))
         self.context_read = True
-        return with_checkout_consent(self.context, self._consent)
+        return self.context
 
     def claim_once(self, collection: str, key: Sequence[object], ttl: dt.timedelta, **fields: Any) -> bool:
         return self._runtime.firestore_call().claim_once(collection, key, ttl, **fields)
@@ -66,11 +64,11 @@ def deliver(
 ) -> Outcome:
     """The shared order flow with bounded waits; never loses the event when Firestore or Pub/Sub is down."""
     pixel, policy = runtime.pixel_and_policy(site)
-    store, publisher = _ObservedStore(runtime, consent), _ObservedPublisher(runtime)
+    store, publisher = _ObservedStore(runtime), _ObservedPublisher(runtime)
     try:
         outcome = process_order_event(
             order, pixel=pixel, policy=policy, store=store, publisher=publisher, default_region=runtime.default_region,
-            max_event_age=runtime.max_event_age,
+            max_event_age=runtime.max_event_age, consent=consent,
         )  # fmt: skip
     except DependencyUnavailable as exc:
         failure = exc

@@ -266,17 +266,3 @@ def map_order(order: Mapping[str, Any], site: WooCommerceSiteConfig, now: float 
         properties={k: v for k, v in properties.items() if v not in (None, [])},
         join_keys=[(kind, value) for kind, value in join_keys if value],
     )
-
-
-def with_checkout_consent(context: dict[str, Any] | None, consent: ConsentSnapshot | None) -> dict[str, Any] | None:
-    """The click context as the consent decision should see it: the checkout's answer replaces the stored one.
-
-    The checkout happens after the click, so its answer is the shopper's latest. Global Privacy
-    Control is the browser's standing signal, not a banner answer: a stored one is kept.
-    """
-    if consent is None:
-        return context
-    answer = consent.model_dump(exclude_none=True)
-    if ((context or {}).get("consent") or {}).get("gpc") is True:
-        answer["gpc"] = True
-    return {**(context or {}), "consent": answer}

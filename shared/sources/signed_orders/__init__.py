@@ -2,8 +2,9 @@
 
 The whole source is this folder: its definition (here, pure data for the registry),
 its settings and tenant entry (:mod:`.settings`), the signature (:mod:`.signature`),
-the documented order schema and its mapping (:mod:`.schema`), and the request flow
-(:mod:`.handler`). ``functions/signed_orders/main.py`` names it; docs/signed-orders.md
+the documented order schema and its mapping (:mod:`.schema`), the replay claim and the
+shared order flow (:mod:`.flow`), the instance's clients (:mod:`.runtime`) and the
+request to its answer (:mod:`.handler`). ``functions/signed_orders/main.py`` names it; docs/signed-orders.md
 is the contract a backend developer reads.
 """
 

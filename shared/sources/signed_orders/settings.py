@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
@@ -14,6 +14,8 @@ from shared.sources.signed_orders import SOURCE
 # Stripe's default tolerance: long enough for a clock a little off and a slow network, short
 # enough that a captured request is stale before anyone can use it.
 DEFAULT_TOLERANCE_SECONDS = 300
+# A real order is a few kB; read before the signature is checked, so it bounds what anyone can make an instance hold.
+DEFAULT_MAX_BODY_BYTES = 262_144
 
 
 class SiteConfig(BaseModel):
@@ -26,8 +28,8 @@ class SiteConfig(BaseModel):
     pixel_code: str
     secrets: list[SecretStr] = Field(default_factory=list)
     consent_policy: ConsentPolicy | None = None  # None: the pixel's policy
+    # Orders the backend marks "test": true are skipped unless this is true.
     include_test_orders: bool = False
-    content_id: Literal["product_id", "sku", "variant_id"] = "product_id"
 
     @field_validator("site")
     @classmethod
@@ -43,8 +45,7 @@ class SignedOrdersSettings(OrderReceiverSettings):
     secret: SecretStr | None = Field(None, alias="SIGNED_ORDERS_SECRET")
     # How far a signature's timestamp may lie from our clock, either way, before the request is refused as stale.
     tolerance_seconds: int = Field(DEFAULT_TOLERANCE_SECONDS, alias="SIGNED_ORDERS_TOLERANCE_SECONDS", ge=30, le=3600)
-    # Read before the signature is checked, so it bounds what anyone can make an instance hold.
-    max_body_bytes: int = Field(262_144, alias="SIGNED_ORDERS_MAX_BODY_BYTES", ge=16_384, le=4_194_304)
+    max_body_bytes: int = Field(DEFAULT_MAX_BODY_BYTES, alias="SIGNED_ORDERS_MAX_BODY_BYTES", ge=16_384, le=4_194_304)
 
     def tenants(self) -> Tenants:
         """The tenants and this source's sites (validated, secrets attached): :func:`sites` reads them."""
