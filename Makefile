@@ -8,7 +8,7 @@ INFRA_VENV := .venv-infra
 STAMP := $(VENV)/.installed
 INFRA_STAMP := $(INFRA_VENV)/.installed
 
-.PHONY: run test lint bench redrive replay demo report clean venv
+.PHONY: run test lint bench redrive replay demo report reconcile clean venv
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is needed, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
@@ -60,6 +60,11 @@ demo: $(STAMP)
 ## Against the running `make run` stack with nothing exported; else GOOGLE_CLOUD_PROJECT and gcloud credentials.
 report: $(STAMP)
 	$(BIN)/python -m shared.report $(ARGS)
+
+## Every order the shop sold, accounted for: make reconcile ARGS="--since 3d --backfill" (--repair, --json)
+## Lists the shops' orders through their APIs; against the running `make run` stack with nothing exported.
+reconcile: $(STAMP)
+	$(BIN)/python scripts/reconcile.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) $(INFRA_VENV) .run .pytest_cache

@@ -4,11 +4,14 @@ Against the stack ``make run`` started (found through ``.run/stack.json``):
 
 1. a shopper's consent grant, sent to collect as the browser snippet sends it,
    for a fresh Shopify cart token (with a TikTok click id);
-2. a Shopify ``orders/paid`` webhook for that cart, signed with the local secret:
+2. a paid Shopify order for that cart, placed in the local shop (``sandbox/shop``), which
+   delivers its signed ``orders/create`` and ``orders/paid`` webhooks as Shopify does:
    joined to the grant and the click, it is published and reaches the sandbox;
-3. a WooCommerce ``order.updated`` webhook, signed with the local secret, for an
-   order nobody granted consent for: under ``CONSENT_POLICY=opt-in`` it is
-   withheld, and the answer says why.
+3. a paid WooCommerce order placed in the local shop, whose ``order.created`` webhook
+   is for an order nobody granted consent for: under ``CONSENT_POLICY=opt-in`` it is
+   withheld, and the webhook's answer says why.
+
+The orders stay in the shop, so ``make reconcile`` right after shows them beside what was sent.
 
 Then it waits for the sandbox to receive the events and prints where to look.
 
@@ -23,13 +26,7 @@ settings say it should, 1 otherwise, 2 when no local stack is running.
 from __future__ import annotations
 
 import argparse
-import base64
-import copy
-import datetime as dt
-import hashlib
-import hmac
 import json
-import random
 import sys
 import time
 import uuid
@@ -43,11 +40,9 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from shared.config import DEFAULT_SHOPIFY_API_VERSION  # noqa: E402
 from shared.domain.events import shop_key  # noqa: E402
 from shared.infra import localenv  # noqa: E402
 
-FIXTURES = ROOT / "tests" / "fixtures"
 # collect drops HTTP libraries and headless browsers as bots: the demo speaks as the shopper's browser does.
 BROWSER_AGENT = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36"
 WAIT_SECONDS = 30.0
@@ -55,27 +50,14 @@ WAIT_SECONDS = 30.0
 
 @dataclass(frozen=True)
 class Target:
-    """What the demo sends to: one pixel, its Shopify shop and WooCommerce site, their secrets and URLs."""
+    """What the demo sends to: one pixel, its Shopify shop and WooCommerce site, and the stack's URLs."""
 
     urls: dict[str, str]
     pixel: str
     shop: str
-    shop_secret: str
     site: str
-    site_secret: str
     collect_key: str | None
     origin: str | None
-
-
-def _secret_for(raw: str, key: str) -> str:
-    """One secret of a variable holding one value (comma-separated: the first) or a JSON map."""
-    text = raw.strip()
-    if text.startswith("{"):
-        entries = {k.lower().removeprefix("https://").removeprefix("http://").rstrip("/"): v
-                   for k, v in json.loads(text).items()}  # fmt: skip
-        value = entries[key.lower().removeprefix("https://").removeprefix("http://").rstrip("/")]
-        return value[0] if isinstance(value, list) else value
-    return text.split(",")[0].strip()
 
 
 def target(env: dict[str, str], urls: dict[str, str]) -> Target:
@@ -103,42 +85,10 @@ def target(env: dict[str, str], urls: dict[str, str]) -> Target:
         urls=urls,
         pixel=pixel_code,
         shop=shop_domain,
-        shop_secret=_secret_for(env["SHOPIFY_WEBHOOK_SECRET"], shop_domain),
         site=site_url,
-        site_secret=_secret_for(env["WOOCOMMERCE_WEBHOOK_SECRET"], site_url),
         collect_key=keys[0].strip() if keys else None,
         origin=None if keys else (origins[0].strip() if origins else None),
     )
-
-
-def _now(minutes_ago: float = 0) -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=minutes_ago)
-
-
-def shopify_order(cart_token: str) -> dict[str, Any]:
-    """Shopify's documented order as a fresh, paid, real (non-test) order for ``cart_token``."""
-    order = copy.deepcopy(json.loads((FIXTURES / "shopify" / "orders_create_2026-04_documented.json").read_text()))
-    order = order["response"]
-    order_id = random.randrange(2**60, 2**62)  # beyond 2^53, as real Shopify ids are
-    stamp = _now(2).isoformat(timespec="seconds")
-    order.update(
-        id=order_id, admin_graphql_api_id=f"gid://shopify/Order/{order_id}", cart_token=cart_token,
-        checkout_token=uuid.uuid4().hex, created_at=stamp, processed_at=stamp,
-        updated_at=_now().isoformat(timespec="seconds"),
-        test=False, cancelled_at=None, cancel_reason=None, financial_status="paid",
-    )  # fmt: skip
-    return order
-
-
-def woocommerce_order() -> dict[str, Any]:
-    """WooCommerce's documented order 727 as a fresh guest order paid now."""
-    order = json.loads((FIXTURES / "woocommerce" / "order_727_processing_documented.json").read_text())
-    tag = uuid.uuid4().hex[:12]
-    order.update(
-        id=random.randrange(10**6, 10**12), order_key=f"wc_order_{tag}", status="processing", customer_id=0,
-        date_created_gmt=_now(3).strftime("%Y-%m-%dT%H:%M:%S"), date_paid_gmt=_now().strftime("%Y-%m-%dT%H:%M:%S"),
-    )  # fmt: skip
-    return order
 
 
 def send_consent(http: httpx.Client, to: Target, cart_token: str, ttclid: str) -> httpx.Response:
@@ -156,27 +106,30 @@ def send_consent(http: httpx.Client, to: Target, cart_token: str, ttclid: str) -
     return http.post(to.urls["collect"] + "/", content=json.dumps(body), headers=headers)
 
 
-def send_shopify(http: httpx.Client, to: Target, order: dict[str, Any]) -> httpx.Response:
-    raw = json.dumps(order).encode()
-    signature = base64.b64encode(hmac.new(to.shop_secret.encode(), raw, hashlib.sha256).digest()).decode()
-    headers = {
-        "Content-Type": "application/json", "X-Shopify-Topic": "orders/paid", "X-Shopify-Shop-Domain": to.shop,
-        "X-Shopify-API-Version": DEFAULT_SHOPIFY_API_VERSION, "X-Shopify-Webhook-Id": str(uuid.uuid4()),
-        "X-Shopify-Hmac-Sha256": signature,
-    }  # fmt: skip
-    return http.post(to.urls["shopify_webhook"] + "/", content=raw, headers=headers)
+def place_order(http: httpx.Client, shop: str, platform: str, **fields: Any) -> dict[str, Any]:
+    """Place a paid order in the local shop (``sandbox/shop``); it delivers the order's webhooks itself."""
+    response = http.post(f"{shop}/_shop/{platform}/orders", json={"paid": True, **fields})
+    response.raise_for_status()
+    placed: dict[str, Any] = response.json()["order"]
+    return placed
 
 
-def send_woocommerce(http: httpx.Client, to: Target, order: dict[str, Any]) -> httpx.Response:
-    raw = json.dumps(order).encode()
-    signature = base64.b64encode(hmac.new(to.site_secret.encode(), raw, hashlib.sha256).digest()).decode()
-    source = to.site if "://" in to.site else f"https://{to.site}"
-    headers = {
-        "Content-Type": "application/json", "X-WC-Webhook-Source": source.rstrip("/") + "/",
-        "X-WC-Webhook-Topic": "order.updated", "X-WC-Webhook-Resource": "order", "X-WC-Webhook-Event": "updated",
-        "X-WC-Webhook-ID": "1", "X-WC-Webhook-Delivery-ID": uuid.uuid4().hex, "X-WC-Webhook-Signature": signature,
-    }  # fmt: skip
-    return http.post(to.urls["woocommerce_webhook"] + "/", content=raw, headers=headers)
+def delivered(http: httpx.Client, shop: str, platform: str, order_id: int, topic: str) -> dict[str, Any] | None:
+    """The webhook function's answer to the shop's delivery of ``topic`` for the order, once it came (or None)."""
+    deadline = time.monotonic() + WAIT_SECONDS
+    while time.monotonic() < deadline:
+        deliveries = http.get(f"{shop}/_shop/deliveries", params={"platform": platform, "order_id": order_id,
+                                                                  "topic": topic}).json()["deliveries"]  # fmt: skip
+        attempts = [attempt for delivery in deliveries for attempt in delivery["attempts"]]
+        if attempts:
+            last = attempts[-1]
+            try:
+                answer = json.loads(last.get("answer") or "{}")
+            except ValueError:
+                answer = {}
+            return {"status": last.get("status"), **(answer if isinstance(answer, dict) else {})}
+        time.sleep(0.2)
+    return None
 
 
 def _answer(response: httpx.Response) -> dict[str, Any]:
@@ -215,8 +168,7 @@ def demo(env: dict[str, str], urls: dict[str, str], out: Any = sys.stdout, cart:
         print(text, file=out, flush=True)
 
     cart_token, ttclid = cart or uuid.uuid4().hex, f"E.C.P.demo-{uuid.uuid4().hex[:12]}"
-    shopify = shopify_order(cart_token)
-    woo = woocommerce_order()
+    shop = to.urls["shop"]
     woo_answer: dict[str, Any] = {}
     with httpx.Client(timeout=15) as http:
         if cart is None:
@@ -228,9 +180,10 @@ def demo(env: dict[str, str], urls: dict[str, str], out: Any = sys.stdout, cart:
         else:
             say(f"1. consent for Shopify cart {cart_token}: granted on the demo page (not sent again here)")
 
-        say(f"2. Shopify orders/paid for order {shopify['id']} (shop {to.shop}, cart {cart_token}), signed with "
-            "the local secret")  # fmt: skip
-        answer = _answer(send_shopify(http, to, shopify))
+        shopify = place_order(http, shop, "shopify", cart_token=cart_token, checkout_token=uuid.uuid4().hex)
+        say(f"2. Shopify orders/paid for order {shopify['id']} (shop {to.shop}, cart {cart_token}), placed in the "
+            f"local shop ({shop}), which signs and delivers its webhooks")  # fmt: skip
+        answer = delivered(http, shop, "shopify", shopify["id"], "orders/paid") or {}
         say(f"   -> {json.dumps(answer)}")
         ok &= answer.get("outcome") == "published"
         if cart is not None and answer.get("outcome") == "withheld_consent":
@@ -238,8 +191,10 @@ def demo(env: dict[str, str], urls: dict[str, str], out: Any = sys.stdout, cart:
                 "and copy the cart token it shows")  # fmt: skip
 
         if cart is None:
-            say(f"3. WooCommerce order.updated for order {woo['id']} (site {to.site}), no consent given for it")
-            woo_answer = _answer(send_woocommerce(http, to, woo))
+            woo = place_order(http, shop, "woocommerce")
+            say(f"3. WooCommerce order.created for order {woo['id']} (site {to.site}), placed in the local shop, "
+                "no consent given for it")  # fmt: skip
+            woo_answer = delivered(http, shop, "woocommerce", woo["id"], "order.created") or {}
             say(f"   -> {json.dumps(woo_answer)}")
             if woo_answer.get("outcome") == "withheld_consent":
                 reason = str(woo_answer.get("reason"))
@@ -271,6 +226,7 @@ def demo(env: dict[str, str], urls: dict[str, str], out: Any = sys.stdout, cart:
     say(f"Everything TikTok received:  curl -s {sandbox}/sandbox/events")
     say(f"Every request it answered:   curl -s {sandbox}/sandbox/requests")
     say("What was withheld and why:   grep withheld .run/*.log")
+    say("The shop's orders vs sent:   make reconcile")
     return 0 if ok else 1
 
 
@@ -280,6 +236,10 @@ def main(argv: list[str] | None = None) -> int:
                         "(its consent granted by the demo shop page)")  # fmt: skip
     args = parser.parse_args(argv)
     record = localenv.read_stack(localenv.stack_file())
+    if record is not None and "shop" not in record["urls"]:
+        print("demo: the running stack has no local shop (started before it existed): stop `make run` and start "
+              "it again", file=sys.stderr)  # fmt: skip
+        return 2
     if record is None:
         print(f"demo: no local stack is running ({localenv.stack_file()} is missing): start `make run` first, "
               "then run `make demo` in another terminal", file=sys.stderr)  # fmt: skip

@@ -69,6 +69,8 @@ DEFAULT_PORTS = {
     "shopify_pubsub": ("SHOPIFY_PUBSUB_PORT", 8084),
     "sender": ("SENDER_PORT", 8083),
     "sandbox": ("SANDBOX_PORT", 8090),
+    # The local shop (sandbox/shop): the platforms' order APIs, delivering its own signed webhooks.
+    "shop": ("SHOP_PORT", 8088),
     "pubsub": ("PUBSUB_EMULATOR_PORT", 8085),
     "firestore": ("FIRESTORE_EMULATOR_PORT", 8086),
     # The demo shop page (snippets/), served by `make run` itself; collect allows its origin.
@@ -944,9 +946,10 @@ class Stack:
         return env
 
     def command(self, name: str) -> list[str]:
-        if name == "sandbox":
+        if name in ("sandbox", "shop"):
             # Its token (map) comes in TIKTOK_ACCESS_TOKEN, in its environment: a command line is visible in `ps`.
-            return [self.python, "-m", "sandbox", "--host", "127.0.0.1", "--port", str(self.ports["sandbox"])]
+            module = "sandbox" if name == "sandbox" else "sandbox.shop"
+            return [self.python, "-m", module, "--host", "127.0.0.1", "--port", str(self.ports[name])]
         return [self.python, str(Path(__file__).resolve()), "serve", "--target", name,
                 "--source", str(ROOT / "functions" / FUNCTION_FOLDERS.get(name, name) / "main.py"),
                 "--host", "127.0.0.1", "--port", str(self.ports[name])]  # fmt: skip
@@ -955,15 +958,22 @@ class Stack:
         if name == "sandbox":
             env = {**os.environ, **self.settings, "PYTHONPATH": str(ROOT)}
             env["TIKTOK_ACCESS_TOKEN"] = self.settings.get("TIKTOK_ACCESS_TOKEN") or DEV_SETTINGS["TIKTOK_ACCESS_TOKEN"]
+        elif name == "shop":
+            # The shop signs its webhooks with the stack's secrets and delivers them to the stack's webhooks.
+            env = {**os.environ, **self.settings, "PYTHONPATH": str(ROOT),
+                   "SHOP_SHOPIFY_WEBHOOK_URL": self.url("shopify_webhook") + "/",
+                   "SHOP_WOOCOMMERCE_WEBHOOK_URL": self.url("woocommerce_webhook") + "/",
+                   **first_tenants(self.settings.get("PIPELINE_TENANTS"))}  # fmt: skip
         else:
             env = self.function_env(name)
         return _start(self.command(name), env, name)
 
     def health_url(self, name: str) -> str:
-        return self.url(name) + ("/" if name == "sandbox" else "/healthz")
+        return self.url(name) + ("/" if name in ("sandbox", "shop") else "/healthz")
 
     def start(self) -> None:
-        names = ("sandbox", *FUNCTIONS)
+        # The local shop runs when it has a port: `make run` gives it one, most tests and benchmarks do not.
+        names = ("sandbox", *FUNCTIONS, *(("shop",) if "shop" in self.ports else ()))
         busy = busy_ports({name: self.ports[name] for name in names})
         if busy:
             raise RuntimeError(busy)
@@ -1047,6 +1057,25 @@ def _local_tenant_secrets(tenants_json: str, variable: str) -> str | None:
     if variable == "TIKTOK_ACCESS_TOKEN":
         return json.dumps({code: f"{default}-{code}" for code in section})
     return json.dumps(dict.fromkeys(section, default))
+
+
+def first_tenants(tenants_json: str | None) -> dict[str, str]:
+    """The local shop's shop and site under PIPELINE_TENANTS: its first Shopify shop and WooCommerce site.
+
+    (``make demo`` places its orders there; the single-tenant variables are ignored under tenants.)
+    """
+    try:
+        tenants = json.loads(tenants_json) if tenants_json else {}
+    except ValueError:
+        return {}  # check_settings names the problem
+    found = {}
+    for key, variable, field_name in (("shopify_shops", "SHOPIFY_SHOP_DOMAIN", "domain"),
+                                      ("woocommerce_sites", "WOOCOMMERCE_SITE_URL", "url")):  # fmt: skip
+        entries = tenants.get(key) if isinstance(tenants, dict) else None
+        if isinstance(entries, dict) and entries:
+            name, entry = next(iter(entries.items()))
+            found[variable] = str((entry or {}).get(field_name) or name)
+    return found
 
 
 def dev_settings(environ: Mapping[str, str] = os.environ) -> dict[str, str]:
@@ -1234,6 +1263,14 @@ def _print_banner(
         f"  sender (push target) {stack.url('sender')}/",
         f"  TikTok sandbox       {stack.url('sandbox')}/   (open in a browser: what TikTok received, live;"
         f" JSON: /sandbox/events; API: {stack.api_url})",
+        *(
+            [
+                f"  local shop           {stack.url('shop')}/   (Shopify's GraphQL Admin API, WooCommerce's REST API; "
+                "`make demo` places its orders there and it delivers their webhooks)"
+            ]
+            if "shop" in stack.ports
+            else []
+        ),
         f"  Pub/Sub emulator     127.0.0.1:{emulators.pubsub_port}   topic {topology['topic']}",
         f"  Firestore emulator   127.0.0.1:{emulators.firestore_port}",
         f"  demo shop page       http://127.0.0.1:{stack.ports['demo']}/demo/index.html   (served from snippets/)",
@@ -1276,10 +1313,30 @@ def _record_stack(stack: Stack, emulators: Emulators) -> Path | None:
     if holder is not None and holder.get("pid") != os.getpid():
         console(f"another stack (pid {holder['pid']}) holds {path}: local commands keep using that one")
         return None
-    env = {**stack.settings, **emulators.env, "TIKTOK_API_URL": stack.api_url}
-    urls = {name: stack.url(name) for name in stack.ports if name in (*FUNCTIONS, "sandbox")}
+    env = {**stack.settings, **emulators.env, "TIKTOK_API_URL": stack.api_url, **shop_credentials(stack)}
+    urls = {name: stack.url(name) for name in stack.ports if name in (*FUNCTIONS, "sandbox", "shop")}
     localenv.write_stack(path, env, urls)
     return path
+
+
+def shop_credentials(stack: Stack) -> dict[str, str]:
+    """What `make reconcile` and `make report --shop-orders` need to read the local shop: its API and its keys.
+
+    The shop's own local values (sandbox/shop/config.py): an admin-created app's token for Shopify, and
+    WooCommerce's read/write key, so that ``--repair`` can set a disabled webhook active again.
+    """
+    if "shop" not in stack.ports:
+        return {}
+    from sandbox.shop.config import ShopConfig
+
+    local = ShopConfig()
+    return {
+        "SHOPIFY_ADMIN_URL": stack.url("shop"), "SHOPIFY_ADMIN_TOKEN": local.shopify_admin_token,
+        "WOOCOMMERCE_API_URL": stack.url("shop"), "WOOCOMMERCE_API_KEY": local.woocommerce_admin_key,
+        "WOOCOMMERCE_API_SECRET": local.woocommerce_admin_secret,
+        "RECONCILE_WOOCOMMERCE_WEBHOOK_URL": stack.url("woocommerce_webhook") + "/",
+        "RECONCILE_SHOPIFY_WEBHOOK_URL": stack.url("shopify_webhook") + "/",
+    }  # fmt: skip
 
 
 def _lock_holder(fd: int) -> int | None:

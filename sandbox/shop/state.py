@@ -316,6 +316,7 @@ class Shop:
         try:
             response = self.http.post(url, content=body, headers=headers, timeout=timeout)
             attempt["status"] = response.status_code
+            attempt["answer"] = response.text[:500]  # as WooCommerce's delivery log keeps it
         except httpx.TimeoutException:
             attempt["status"], attempt["error"] = None, f"no answer within {timeout:g} s"
         except httpx.HTTPError as exc:

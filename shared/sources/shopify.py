@@ -26,6 +26,7 @@ SOURCE = SourceDefinition(
     function="shopify_webhook",
     settings="shared.config:ShopifySettings",
     tenants_key="shopify_shops",
+    orders="shared.reconcile.shopify:CHANNEL",
     local=LocalRun(
         "SHOPIFY_WEBHOOK_PORT",
         8081,

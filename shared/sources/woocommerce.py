@@ -27,6 +27,7 @@ SOURCE = SourceDefinition(
     function="woocommerce_webhook",
     settings="shared.config:WooCommerceSettings",
     tenants_key="woocommerce_sites",
+    orders="shared.reconcile.woocommerce:CHANNEL",
     local=LocalRun(
         "WOOCOMMERCE_WEBHOOK_PORT",
         8082,

@@ -6,17 +6,18 @@ that places the order joining it; that order reaches the sandbox with the click 
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import random
 import re
 import uuid
 
-import demo
 import httpx
 import pytest
 
 from shared.config import DEFAULT_SHOPIFY_API_VERSION
 from shared.receive.orders import JOIN_SHOPIFY_CART
-from tests.helpers import shopify_signature, wait_for_sandbox_events, wait_until
+from tests.helpers import load_fixture, shopify_signature, wait_for_sandbox_events, wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.stack]
 
@@ -40,8 +41,11 @@ def test_accept_without_a_cart_grants_for_a_fresh_cart_token_and_an_order_for_it
     context = wait_until(lambda: stack_store.find_click_context(pixel, [(JOIN_SHOPIFY_CART, cart)]))
     assert context["consent"]["granted"] is True
 
-    # The order the page says to place (what `make demo --cart` sends), for that cart.
-    order = demo.shopify_order(cart)
+    # The order the page says to place (`make demo --cart` places it in the local shop), for that cart.
+    order = load_fixture("shopify/orders_create_2026-04_documented.json")["response"]
+    stamp = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    order.update(id=random.randrange(2**60, 2**62), cart_token=cart, checkout_token=uuid.uuid4().hex, test=False)
+    order.update(created_at=stamp, processed_at=stamp, updated_at=stamp, financial_status="paid", cancelled_at=None)
     raw = json.dumps(order).encode()
     answer = httpx.post(stack.url("shopify_webhook") + "/", content=raw, timeout=15, headers={
         "Content-Type": "application/json", "X-Shopify-Topic": "orders/paid",

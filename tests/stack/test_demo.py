@@ -45,7 +45,7 @@ def test_the_readme_walkthrough_runs_as_written(local_stack):  # noqa: F811 (the
     assert '"outcome": "withheld_consent"' in out and "withheld (consent no_consent): the policy is opt-in" in out
     assert "received: Purchase for pixel CLOCALPIXEL0001" in out and "with the click id" in out
     shopify_order = re.search(r"Shopify orders/paid for order (\d+)", out).group(1)
-    woo_order = re.search(r"WooCommerce order.updated for order (\d+)", out).group(1)
+    woo_order = re.search(r"WooCommerce order\.created for order (\d+)", out).group(1)
 
     curl, grep = commands[2], commands[3]
     assert curl.startswith("curl ") and grep.startswith("grep withheld")

@@ -50,7 +50,7 @@ def test_the_readme_multi_tenant_example_runs_locally_and_delivers_for_two_pixel
         demo = make("demo", clean_env(LOCAL_STACK_FILE=str(running.stack_file)), timeout=120)
         assert demo.returncode == 0, demo.stdout + demo.stderr
         shop_order = re.search(r"Shopify orders/paid for order (\d+)", demo.stdout).group(1)
-        woo_order = re.search(r"WooCommerce order.updated for order (\d+)", demo.stdout).group(1)
+        woo_order = re.search(r"WooCommerce order\.created for order (\d+)", demo.stdout).group(1)
         sandbox = running.url("sandbox")
         shop_events = httpx.get(f"{sandbox}/sandbox/events", params={"pixel": "CABC123"}).json()["events"]
         assert [e["event_id"] for e in shop_events] == [f"shopify:example.myshopify.com:order:{shop_order}:Purchase"]
