@@ -1163,7 +1163,10 @@ def _parsed_settings(environ: Mapping[str, str]) -> tuple[dict[str, Any], dict[s
         if settings is None:
             continue
         try:
-            parsed[name] = settings.access_tokens() if isinstance(settings, SenderSettings) else settings.tenants()
+            if isinstance(settings, SenderSettings):
+                parsed[name] = settings.access_tokens()
+            elif hasattr(settings, "tenants"):  # every receiver; the reconcile job reads theirs
+                parsed[name] = settings.tenants()
         except ConfigError as exc:
             match = _VARIABLE.fullmatch(str(exc))
             variable, problem = (match.group(1), match.group(2)) if match else ("settings", str(exc))

@@ -475,7 +475,8 @@ class SenderSettings(_EnvSettings):
 
 @functools.cache
 def function_settings() -> dict[str, type[_EnvSettings]]:
-    """Every folder under functions/ and the settings class it reads: each source's (the registry), then the sender.
+    """Every folder under functions/ and the settings class it reads: each source's (the registry), the sender's
+    and the reconcile job's (which reads every order source's shops through their ``orders`` hooks).
 
     Terraform's wiring tests and ``make run`` read it; a new source's settings live in its own folder.
     """
@@ -483,4 +484,8 @@ def function_settings() -> dict[str, type[_EnvSettings]]:
     for source in registry.SOURCES:
         if source.function and source.settings:
             found[source.function] = registry.load(source.settings)
-    return {**found, "sender": SenderSettings}
+    return {
+        **found,
+        "sender": SenderSettings,
+        "reconcile": registry.load("shared.reconcile.settings:ReconcileSettings"),
+    }

@@ -33,7 +33,7 @@ class ReconcileSettings(OrderReceiverSettings):
     """The reconcile job's and command's settings (tenants, Firestore and the events topic as the webhooks')."""
 
     SECRET_ENV: ClassVar[frozenset[str]] = frozenset(
-        {"SHOPIFY_ADMIN_TOKEN", "SHOPIFY_CLIENT_SECRET", "WOOCOMMERCE_API_SECRET"}
+        {"SHOPIFY_ADMIN_TOKEN", "SHOPIFY_CLIENT_SECRET", "WOOCOMMERCE_API_KEY", "WOOCOMMERCE_API_SECRET"}
     )
 
     # The deployed job's trailing window (the command's --since default is the same).
