@@ -5,7 +5,11 @@ self-stopping load on loopback and stops everything. Not part of `make test`.
 The run ends with the headline figures next to their aims and the cost per
 million events computed from what the parts measured (bench/cost.py).
 
-    python -m bench [part ...]     # parts: see PARTS
+    python -m bench [part ...]     # parts: see PARTS; OPTIONAL_PARTS run only when named
+
+``spike`` (bench/spike_bench.py, sale day: a steady mix, ten times that for a minute, steady again)
+takes 2.6 minutes on 2 cores (up to 7 while a slow backlog drains), as long as every other part together,
+so it runs only when named: ``make bench BENCH_ARGS=spike``.
 """
 
 from __future__ import annotations
@@ -32,12 +36,15 @@ PARTS = (
     "woocommerce_bench",
     "sender_bench",
 )
+# Run only when named (longer than the rest together).
+OPTIONAL_PARTS = ("spike",)
 # part -> (module, arguments). The sender's offered loads: enough levels to show the curve, bounded to
 # keep `make bench` short. collect_bench_deployed runs collect as Terraform deploys it (THREADS = the
 # instance's concurrency, 80) under 64 connections; collect_bench at 8 threads and 16 connections.
 PART_COMMANDS = {
     "collect_bench_deployed": ("collect_bench", ["--threads", "80", "--concurrency", "64"]),
     "sender_bench": ("sender_bench", ["--concurrency", "1,16,64,128"]),
+    "spike": ("spike_bench", []),
 }
 
 
@@ -89,6 +96,20 @@ def headline(figures: dict[str, Any]) -> list[str]:
                 f"one at a time; p50 {busy['p50_ms']} ms, p99 {busy['p99_ms']} ms under load "
                 f"({busy['events']}/{busy['expected']})"
             )
+    spike = figures.get("spike")
+    if spike:
+        lone, phases, ratio = spike["lone"], spike["phases"], spike["ratios"]["spike"]
+        lines.append(
+            f"lone order (idle stack, nothing else in flight) -> sandbox: p50 {lone['p50_ms']} ms, "
+            f"p99 {lone['p99_ms']} ms"
+        )
+        lines.append(
+            f"spike x{spike['settings']['factor']}: {phases['spike']['events_per_second']} events/s, "
+            f"webhook -> sandbox p50 {phases['spike']['webhook_to_sandbox']['p50_ms']} ms (x{ratio['p50']} steady), "
+            f"p99 {phases['spike']['webhook_to_sandbox']['p99_ms']} ms (x{ratio['p99']}), backlog "
+            f"{phases['spike']['backlog_max']}, drained {phases['spike']['drain_seconds']} s after; "
+            f"lost {spike['lost']}, duplicated {spike['duplicated']}"
+        )
     imports = figures.get("import_times")
     if imports:
         slowest = max(imports["functions"].items(), key=lambda item: item[1]["import_seconds"])
@@ -98,16 +119,17 @@ def headline(figures: dict[str, Any]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     only = set(argv if argv is not None else sys.argv[1:]) or set(PARTS)
-    unknown = only - set(PARTS)
+    unknown = only - set(PARTS) - set(OPTIONAL_PARTS)
     if unknown:
-        print(f"unknown parts: {', '.join(sorted(unknown))}; choose from {', '.join(PARTS)}", file=sys.stderr)
+        print(f"unknown parts: {', '.join(sorted(unknown))}; choose from {', '.join((*PARTS, *OPTIONAL_PARTS))}",
+              file=sys.stderr)  # fmt: skip
         return 2
     started_all = time.monotonic()
     results: dict[str, Any] = {"started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "parts": {}}
     figures: dict[str, Any] = {}
     failed = []
     with tempfile.TemporaryDirectory() as scratch:
-        for part in PARTS:
+        for part in (*PARTS, *OPTIONAL_PARTS):
             if part not in only:
                 continue
             print(f"\n===== {part} =====", flush=True)

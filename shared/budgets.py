@@ -47,6 +47,14 @@ BISECTION_REQUESTS = 4
 SENDER_BATCH_WAIT_MS = 50  # a batch waits this long for more events...
 SENDER_BATCH_IDLE_MS = 15  # ...or less when nobody joined for this long...
 SENDER_BATCH_HOLD_MS = 1000  # ...or longer, up to this, while the events a batch in flight holds come back
+# TikTok throttling (40100, 40132, HTTP 429): the instance's gate (shared.send.throttle) stays closed this long
+# after a throttled answer, doubling with each one in a row up to the ceiling; a push that arrives meanwhile
+# waits at the gate up to the hold, then is re-published as a fresh message (or answered 503 without a
+# publisher), so throttling alone never spends Pub/Sub's delivery attempts. The hold comes on top of
+# sender_result_wait and both stay within the push's ack deadline (the sender's timeout, 120 s).
+SENDER_THROTTLE_BASE_SECONDS = 1.0
+SENDER_THROTTLE_MAX_SECONDS = 30.0
+SENDER_THROTTLE_HOLD_SECONDS = 10.0
 
 # --- what is remembered, and for how long ----------------------------------------------------------
 ORDER_RECORD_TTL = dt.timedelta(days=8)  # outcome, cancellation and refund records (order_events)

@@ -437,6 +437,10 @@ class SenderSettings(_EnvSettings):
     batch_wait_ms: int = Field(budgets.SENDER_BATCH_WAIT_MS, alias="SENDER_BATCH_WAIT_MS", ge=0, le=5000)
     # A batch also goes as soon as nobody joined it for this long (0: always wait the full wait).
     batch_idle_ms: int = Field(budgets.SENDER_BATCH_IDLE_MS, alias="SENDER_BATCH_IDLE_MS", ge=0, le=5000)
+    # The events topic: a push held back by TikTok's throttling longer than SENDER_THROTTLE_HOLD is published
+    # there again and acknowledged, so throttling alone spends no delivery attempt (shared.send.throttle).
+    # Unset, such a push is answered 503 and Pub/Sub redelivers it.
+    pubsub_topic: str | None = Field(None, alias="PUBSUB_TOPIC")
     # While a batch is in flight, the next keeps accepting for up to this long: the threads the one in
     # flight holds join it once answered (0: only SENDER_BATCH_WAIT_MS). See shared.send.batching.batch_due.
     batch_hold_ms: int = Field(budgets.SENDER_BATCH_HOLD_MS, alias="SENDER_BATCH_HOLD_MS", ge=0, le=60_000)

@@ -55,6 +55,8 @@ class Answer:
     request_level: bool = False  # a refusal of the request as a whole (credentials, permission): never split
     # Refused here, before the destination: the events could not be serialised into a request.
     local: bool = False
+    # A "retry" that says "too many requests": the sender's gate (shared.send.throttle) holds everyone back.
+    throttled: bool = False
 
     @property
     def ok(self) -> bool:

@@ -32,6 +32,7 @@ Modules:
 - ``dead``: the dead records' documents (kinds, what a malformed message keeps).
 - ``process``: :class:`Processor` (one batch, start to finish) and :func:`deliver` (bisection).
 - ``batching``: :func:`batch_due` and :class:`Dispatcher` (invocations sharing a batch).
+- ``throttle``: :class:`ThrottleGate`, the instance's back-off while the destination throttles.
 - ``sender``: :class:`Sender` (built from the settings), :func:`handle_push`, re-driving.
 """
 

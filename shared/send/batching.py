@@ -45,6 +45,12 @@ def batch_due(
     plain one: ``wait`` at most (counted again from an answer), and a lone
     event (nobody joining) goes after the idle gap. ``idle`` 0 always waits
     the full ``wait``.
+
+    ``expected`` is 0 after an answer that found the open batch still being
+    joined (within the idle gap): an open stream, whose pushes come whether or
+    not a batch was answered (:class:`Dispatcher` decides). Waiting for as many
+    joins as the answered batch held would then stretch every batch by the one
+    before it, by a flight each round, until every batch waited the whole hold.
     """
     limit = opened + max(wait, hold)
     if in_flight:
@@ -184,8 +190,14 @@ class Dispatcher:
         finally:
             with self._lock:
                 self._processing -= 1
-                self._answered_at = time.monotonic()
-                self._expected = len(self._inflight)
+                self._answered_at = now = time.monotonic()
+                # A closed loop's pushes wait for their answers: while this batch was in flight, the next one
+                # stopped growing, and the invocations freed now are what it waits for (batch_due). Pushes
+                # that kept joining it up to the answer are an open stream instead: none of them waited for
+                # this answer, so it frees nobody worth waiting for.
+                following = self._open
+                stream = following is not None and now - following.last_join <= self.idle_seconds
+                self._expected = 0 if stream else len(self._inflight)
                 for item in items:
                     if self._inflight.get(self.key(item.envelope)) is item:
                         del self._inflight[self.key(item.envelope)]

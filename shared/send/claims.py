@@ -48,6 +48,9 @@ STATE_CANCELLED = "cancelled"  # a cancellation's tombstone: the Purchase is nev
 UNCLAIMED = "unclaimed"  # a Claim's state for an event sent without one (recorded once TikTok accepted it)
 
 FIRESTORE_TIMEOUT_SECONDS = budgets.SENDER_FIRESTORE_SECONDS
+# google.rpc.Code of a write that lost to contention (ABORTED) or to Firestore's own rate limits
+# (RESOURCE_EXHAUSTED: a hot document or a ramp past 500/50/5), counted by name.
+CONTENTION_CODES = {10: "aborted", 8: "resource_exhausted"}
 
 
 @runtime_checkable
@@ -151,7 +154,11 @@ class ClaimStore:
 
     def _bulk(self, ops: list[BulkOp]) -> list[tuple[int, Any]]:
         """Independent writes, each succeeding or failing alone; (code, update_time) each."""
-        return self.store.bulk(ops, counters=self.counters, timeout=FIRESTORE_TIMEOUT_SECONDS)
+        results = self.store.bulk(ops, counters=self.counters, timeout=FIRESTORE_TIMEOUT_SECONDS)
+        for code, _ in results:
+            if code in CONTENTION_CODES:  # contention or Firestore's own throttling (GET /metrics shows them)
+                self.counters.add(f"firestore.{CONTENTION_CODES[code]}")
+        return results
 
     def claim(self, envelopes: Sequence[tuple[Envelope, str | None]]) -> dict[ClaimKey, Claim]:
         """Claim every event (unique keys) for this attempt; the state of each."""

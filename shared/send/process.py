@@ -26,6 +26,7 @@ from shared.infra.metrics import COUNTERS, Counters, delivered_counts
 from shared.outcome import Kind, Outcome
 from shared.send.claims import STATE_CANCELLED, STATE_SENT, UNCLAIMED, Claim, ClaimStore, FinalizeReport
 from shared.send.dead import KIND_MISSING_TOKEN, KIND_REJECTED, KIND_UNSENDABLE, DeadRecord
+from shared.send.throttle import ThrottleGate
 from shared.sources import registry
 
 # Sources whose events are sent without a claim unless SENDER_CLAIM_BROWSER_EVENTS (see Processor.claims_first).
@@ -97,8 +98,12 @@ class Processor(Generic[ClientT, RequestT]):
         claim_browser_events: bool = False,
         max_order_age: dt.timedelta = ATTRIBUTION_WINDOW,
         now: Callable[[], float] = time.time,
+        gate: ThrottleGate | None = None,
     ) -> None:
         self.destination = destination
+        # Closed while the destination throttles: no request goes. The Sender gives its processor the
+        # instance's gate; a processor on its own (tests, tools) has none and asks every time.
+        self.gate = gate
         self.key = destination.stored_key  # the claim key: one event at this destination
         self.claims = claims.for_destination(destination)
         self.client = client
@@ -150,8 +155,17 @@ class Processor(Generic[ClientT, RequestT]):
             return None
         return order_window_refusal(envelope.event_time, now, self.max_order_age)
 
+    def throttled_outcome(self, envelope: Envelope) -> Outcome:
+        """The answer to an event held back because the destination is throttling (nothing written, nothing sent)."""
+        remaining = self.gate.remaining() if self.gate is not None else 0.0
+        reason = f"{self.destination.title} is throttling: held back for another {remaining:.1f} s, no request sent"
+        return Outcome(Kind.RETRY, reason, envelope.event_id, {"throttled": True})
+
     def _send(self, group: list[Envelope]) -> Answer:
         name = self.destination.name
+        if self.gate is not None and self.gate.closed:  # a request of this batch or another was throttled
+            self.counters.add(f"{name}.held_throttled", len(group))
+            return Answer("retry", None, f"not sent: {self.destination.title} is throttling", throttled=True)
         try:
             body = self.destination.request(group)
         except ValueError as exc:  # pydantic's ValidationError included; its text may quote values
@@ -163,6 +177,12 @@ class Processor(Generic[ClientT, RequestT]):
         self.counters.add(f"{name}.requests")
         self.counters.add(f"{name}.events", len(group))
         self.counters.add(f"{name}.{result.verdict}")
+        if result.throttled:
+            self.counters.add(f"{name}.throttled")
+            if self.gate is not None:
+                self.gate.throttled()
+        elif result.verdict != "retry" and self.gate is not None:
+            self.gate.accepted()
         # INFO, one line per request (not per event): the dashboard's latency and batch-size metrics read
         # TikTok's ("tiktok answered").
         log.info(
@@ -183,6 +203,9 @@ class Processor(Generic[ClientT, RequestT]):
 
     def process(self, items: Sequence[tuple[Envelope, str | None]]) -> list[Outcome]:
         """The outcome of each (envelope, message id), in order. Never raises for one event's trouble."""
+        if self.gate is not None and self.gate.closed:  # before any claim: no Firestore write, no request
+            self.counters.add("held_throttled", len(items))
+            return [self.throttled_outcome(envelope) for envelope, _ in items]
         self.counters.add("batches")
         self.counters.add("batch.events", len(items))
         outcomes: dict[ClaimKey, Outcome] = {}
@@ -330,7 +353,7 @@ class Processor(Generic[ClientT, RequestT]):
                 Kind.RETRY,
                 f"{self.destination.title} transient error: {result.describe()}",
                 envelope.event_id,
-                {"code": result.code},
+                {"code": result.code, **({"throttled": True} if result.throttled else {})},
             )
         for record, _ in dead:
             key = self.key(record.envelope)

@@ -29,7 +29,7 @@ def build() -> Sender:
     """The instance's sender (settings, Firestore and httpx clients)."""
     settings = SenderSettings.from_env()
     log.set_level(settings.log_level)
-    return Sender.from_settings(settings)
+    return Sender.from_settings(settings, requeue_topic=settings.pubsub_topic)
 
 
 def handle_request(request: flask.Request, runtime: Callable[[], Sender]) -> Reply:

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Mapping, Sequence
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from shared import budgets
@@ -28,6 +30,7 @@ from shared.send.batching import Dispatcher
 from shared.send.claims import ClaimStore
 from shared.send.decode import MalformedMessage, decode_message
 from shared.send.process import Processor
+from shared.send.throttle import ThrottleGate
 
 if TYPE_CHECKING:
     import httpx
@@ -52,11 +55,17 @@ class Sender:
         counters: Counters = COUNTERS,
         idle_ms: int = 0,
         hold_ms: int = 0,
+        gate: ThrottleGate | None = None,
+        throttle_hold: float = budgets.SENDER_THROTTLE_HOLD_SECONDS,
+        requeue: Callable[[Envelope], str] | None = None,
     ) -> None:
         self.claims = claims
         self.client = client
         self.counters = counters
-        self.processor = Processor(claims, destination, client, tokens, max_events, counters)
+        self.gate = gate or ThrottleGate()
+        self.throttle_hold = throttle_hold  # how long a push waits at a closed gate before it is re-published
+        self.requeue = requeue  # publishes an envelope as a fresh message (None: a held push is answered 503)
+        self.processor = Processor(claims, destination, client, tokens, max_events, counters, gate=self.gate)
         self.dispatcher = Dispatcher(self.processor.process, max_events, wait_ms, result_timeout, counters, idle_ms,
                                      hold_ms, key=self.processor.key)  # fmt: skip
 
@@ -67,8 +76,12 @@ class Sender:
         firestore_client: firestore.Client | None = None,
         transport: httpx.BaseTransport | None = None,
         destination: Destination[Any, Any] = SENDER,
+        requeue_topic: str | None = None,
     ) -> Sender:
-        """Build from :class:`shared.config.SenderSettings`; clients are created here, once."""
+        """Build from :class:`shared.config.SenderSettings`; clients are created here, once.
+
+        ``requeue_topic``: the events topic, where a push held past the throttle hold is re-published.
+        """
         client = firestore_client or make_client(settings.project, settings.firestore_database)
         claims = ClaimStore(
             Store(client, settings.collection_prefix),
@@ -81,8 +94,10 @@ class Sender:
         # Longer than any batch can take; a waiter that gives up only causes a harmless redelivery.
         result_timeout = budgets.sender_result_wait(settings.timeout_seconds, settings.batch_hold_ms)
         result_timeout += (settings.batch_wait_ms + settings.batch_hold_ms) / 1000  # and the gathering before it
+        requeue = _publisher(settings.project, requeue_topic) if requeue_topic else None
         sender = cls(claims, destination, api, tokens, settings.batch_max_events, settings.batch_wait_ms,
-                     result_timeout, idle_ms=settings.batch_idle_ms, hold_ms=settings.batch_hold_ms)  # fmt: skip
+                     result_timeout, idle_ms=settings.batch_idle_ms, hold_ms=settings.batch_hold_ms,
+                     requeue=requeue)  # fmt: skip
         sender.processor.claim_browser_events = settings.claim_browser_events
         sender.processor.max_order_age = dt.timedelta(days=settings.max_event_age_days)
         return sender
@@ -103,9 +118,41 @@ class Sender:
                 outcome = Outcome(Kind.DEAD_MALFORMED, exc.reason, exc.ids.get("event_id"),
                                   {"dead_record": record_id})  # fmt: skip
         else:
-            outcome = self.dispatcher.submit(envelope, message_id)
+            outcome = self._submit(envelope, message_id)
         self.counters.add(f"outcome.{outcome.kind}")
         return outcome
+
+    def _submit(self, envelope: Envelope, message_id: str | None) -> Outcome:
+        """The dispatcher's outcome; while the destination throttles, the push waits at the gate up to the hold.
+
+        Past the hold it is re-published (a fresh message, whose delivery attempts start again) and
+        acknowledged, so that throttling alone never spends the subscription's ``max_delivery_attempts``
+        and never dead-letters an event; without a publisher it is answered 503 (one attempt spent).
+        The pushes released together when the gate opens share one batch: one request, the probe.
+        """
+        deadline = time.monotonic() + self.throttle_hold
+        held: Outcome | None = None
+        while self.gate.wait_open(deadline - time.monotonic()):
+            outcome = self.dispatcher.submit(envelope, message_id)
+            if not (outcome.retry and outcome.details.get("throttled")):
+                return outcome
+            held = outcome
+            if time.monotonic() >= deadline:
+                break
+        self.counters.add("throttle.held_past_hold")
+        return self._requeue(envelope, held or self.processor.throttled_outcome(envelope))
+
+    def _requeue(self, envelope: Envelope, held: Outcome) -> Outcome:
+        if self.requeue is None:
+            return held
+        try:
+            message_id = self.requeue(envelope)
+        except Exception as exc:  # Pub/Sub trouble: the 503 brings this message back instead
+            log.warning("could not re-publish a throttled event", error=type(exc).__name__, detail=str(exc)[:300])
+            return held
+        self.counters.add("throttle.requeued")
+        reason = f"{held.reason}; re-published as message {message_id}, whose delivery attempts start again"
+        return Outcome(Kind.RETRY, reason, envelope.event_id, {**held.details, "requeued": message_id})
 
     def redrive_direct(self, records: Sequence[Mapping[str, Any]]) -> list[tuple[str, Outcome]]:
         """Send dead records' envelopes now, in one batch; the dead record goes once delivered."""
@@ -123,11 +170,31 @@ def handle_push(sender: Sender, message: Any, message_id: str | None) -> Reply:
     """One push's answer: 200 with the outcome (acknowledged), or 503 so that Pub/Sub redelivers it."""
     outcome = sender.handle_message(message, message_id)
     logged = dataclasses.replace(outcome, details={**outcome.details, "message_id": message_id})
+    if outcome.details.get("requeued"):
+        # Its copy is on the topic: acknowledged, so this message spends no more delivery attempts.
+        return Reply(200, {"outcome": "requeued"}, outcome=logged)
     if outcome.retry:
         # Any non-2xx makes Pub/Sub redeliver; an HTTP error (not a crash) logs no traceback.
         reason = f"retry later: {outcome.reason} (event_id {outcome.event_id})"
         return Reply(503, {"error": "retry later", "reason": reason}, outcome=logged)
     return Reply(200, {"outcome": outcome.kind}, outcome=logged)
+
+
+def _publisher(project: str, topic: str) -> Callable[[Envelope], str]:
+    """Publishes one envelope on ``topic`` (the client made on first use: the library is slow to import)."""
+    made: list[Publisher] = []
+    lock = threading.Lock()
+
+    def publish(envelope: Envelope) -> str:
+        with lock:
+            if not made:
+                from shared.infra.pubsub import EventPublisher, make_publisher_client
+
+                made.append(EventPublisher(make_publisher_client(), project, topic))
+        (message_id,) = made[0].publish([envelope])
+        return message_id
+
+    return publish
 
 
 def push_refused(exc: PushRefused) -> Reply:

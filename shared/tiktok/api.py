@@ -7,7 +7,8 @@ body decides. :func:`classify` turns any answer (or failure to get one) into an
 - ``ok``: 0, and 20001 (partial success: treated as success, detail logged);
 - ``retry``: throttling and server trouble (40100, 40132, 40700, 5xxxx, 60001,
   61000, unknown codes outside 4xxxx), HTTP 5xx, 408, 429, timeouts and
-  connection errors: Pub/Sub redelivers with backoff;
+  connection errors: Pub/Sub redelivers with backoff; throttling (40100,
+  40132, HTTP 429) is marked ``throttled``, which closes the sender's gate;
 - ``reject``: permanent (40000, 40001, 40002, 40061, 40062, token errors
   40102/40104/40105, any other 4xxxx, an HTTP 4xx without a TikTok code): the
   event is dead-lettered with TikTok's code and message, re-drivable later.
@@ -38,6 +39,10 @@ REQUEST_LEVEL_CODES = {
     40105: "access token invalid (check TIKTOK_ACCESS_TOKEN)",
 }
 RETRYABLE_HTTP = frozenset({408, 429})
+# "Too many requests" and "frequency limited", and HTTP 429: TikTok asks for fewer requests, not another one
+# (the answer is marked ``throttled``; the sender's gate then holds every request of the instance back).
+THROTTLE_CODES = frozenset({40100, 40132})
+THROTTLE_HTTP = 429
 MAX_MESSAGE_CHARS = 500
 
 
@@ -99,7 +104,8 @@ def classify(http_status: int, body: bytes | str | dict[str, Any] | None) -> Api
     common = _Common(code=code, request_id=request_id, http_status=http_status)
 
     if http_status >= 500 or http_status in RETRYABLE_HTTP:
-        return ApiResult("retry", message=message or f"HTTP {http_status} from TikTok", **common)
+        throttled = http_status == THROTTLE_HTTP or code in THROTTLE_CODES
+        return ApiResult("retry", message=message or f"HTTP {http_status} from TikTok", throttled=throttled, **common)
     if code is None:
         if 200 <= http_status < 300:
             # A 2xx without a code is not TikTok's contract: do not count it as delivered.
@@ -115,7 +121,7 @@ def classify(http_status: int, body: bytes | str | dict[str, Any] | None) -> Api
         hint = REQUEST_LEVEL_CODES[code]
         return ApiResult("reject", message=f"{message} ({hint})" if message else hint, request_level=True, **common)
     failed = _failed_indexes(parsed.get("data")) if verdict == "reject" else ()
-    return ApiResult(verdict, message=message, failed_indexes=failed, **common)
+    return ApiResult(verdict, message=message, failed_indexes=failed, throttled=code in THROTTLE_CODES, **common)
 
 
 def classify_exception(exc: BaseException) -> ApiResult:
