@@ -51,6 +51,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from shared.domain import match_keys
+from shared.infra.store import DAY_FIELD
 from shared.sources.registry import ORDER_SOURCES, SOURCE_NAMES
 
 if TYPE_CHECKING:
@@ -64,11 +65,19 @@ _PRECEDENCE = (SENT, DEAD, PENDING, WITHHELD, SKIPPED)  # the furthest an event 
 CANCELLED_RULE = "cancelled"
 BLOCKED_BY_CANCELLATION = "orders/cancelled"  # what receivers before the sender-claim design wrote
 
-# (collection, time field, fields read)
+# (collection, time field, selected by day, fields read). A collection selected by day is read day by day
+# (DAY_FIELD equal to each day of the window) and filtered on its time field here: that field is exempt from
+# indexing (it would cap the collection at 500 writes a second; shared/data/firestore_collections.json).
+# Dead events are few, and keep their indexed range query.
 QUERIES = (
-    ("order_events", "created_at", ("event_id", "state", "outcome", "rule", "blocked_by", "order_ref", "created_at")),
-    ("event_claims", "created_at", ("event_id", "state", "source", "match_keys", "created_at")),
-    ("dead_events", "dead_at", ("event_id", "state", "source", "code", "kind", "dead_at")),
+    (
+        "order_events",
+        "created_at",
+        True,
+        ("event_id", "state", "outcome", "rule", "blocked_by", "order_ref", "created_at"),
+    ),  # fmt: skip
+    ("event_claims", "created_at", True, ("event_id", "state", "source", "match_keys", "created_at")),
+    ("dead_events", "dead_at", False, ("event_id", "state", "source", "code", "kind", "dead_at")),
 )
 DEFAULT_PAGE = 500
 DEFAULT_MAX_DOCUMENTS = 200_000
@@ -243,21 +252,35 @@ class Reader:
     documents_read: int = 0
     truncated: bool = False
 
-    def read(self, collection: str, time_field: str, fields: Sequence[str],
-             start: dt.datetime, end: dt.datetime) -> Iterator[dict[str, Any]]:  # fmt: skip
-        from google.api_core import retry
+    def read(self, collection: str, time_field: str, fields: Sequence[str], start: dt.datetime, end: dt.datetime,
+             *, by_day: bool = False) -> Iterator[dict[str, Any]]:  # fmt: skip
+        """The documents whose ``time_field`` lies in [start, end): by an indexed range, or ``by_day``."""
         from google.cloud.firestore_v1.base_query import FieldFilter
+
+        base = self.client.collection(self.prefix + collection)
+        if not by_day:
+            ranged = base.where(filter=FieldFilter(time_field, ">=", start)).where(
+                filter=FieldFilter(time_field, "<", end)
+            )
+            query = ranged.order_by(time_field).select(list(fields))
+            yield from self._pages(query)
+            return
+        from google.cloud.firestore_v1.field_path import FieldPath
+
+        for day in days_of(start, end):
+            query = (base.where(filter=FieldFilter(DAY_FIELD, "==", day)).order_by(FieldPath.document_id())
+                     .select([*fields, time_field]))  # fmt: skip
+            for document in self._pages(query):
+                moment = document.get(time_field)
+                if isinstance(moment, dt.datetime) and start <= moment < end:
+                    yield document
+
+    def _pages(self, query: Any) -> Iterator[dict[str, Any]]:
+        """Every document of ``query``, a page at a time, within the reader's bounds (counted)."""
+        from google.api_core import retry
 
         # The client's default retry outlasts any operator's patience when Firestore is unreachable.
         bounded = retry.Retry(predicate=retry.if_transient_error, initial=0.2, maximum=2.0, timeout=self.timeout)
-
-        query = (
-            self.client.collection(self.prefix + collection)
-            .where(filter=FieldFilter(time_field, ">=", start))
-            .where(filter=FieldFilter(time_field, "<", end))
-            .order_by(time_field)
-            .select(list(fields))
-        )
         last = None
         while True:
             room = self.max_documents - self.documents_read
@@ -276,8 +299,16 @@ class Reader:
             last = snapshots[-1]
 
 
+def days_of(start: dt.datetime, end: dt.datetime) -> list[str]:
+    """The UTC days [start, end) touches, as DAY_FIELD spells them."""
+    first = start.astimezone(dt.timezone.utc).date()
+    last = (end - dt.timedelta(microseconds=1)).astimezone(dt.timezone.utc).date()
+    return [(first + dt.timedelta(days=n)).isoformat() for n in range((last - first).days + 1)]
+
+
 def gather(reader: Reader, start: dt.datetime, end: dt.datetime) -> dict[str, _Event]:
-    rows = {name: list(reader.read(name, time_field, fields, start, end)) for name, time_field, fields in QUERIES}
+    rows = {name: list(reader.read(name, time_field, fields, start, end, by_day=by_day))
+            for name, time_field, by_day, fields in QUERIES}  # fmt: skip
     return classify(rows["order_events"], rows["event_claims"], rows["dead_events"])
 
 

@@ -6,6 +6,8 @@ locals {
   firestore_schema      = jsondecode(file("${path.module}/../shared/data/firestore_collections.json"))
   firestore_collections = local.firestore_schema.collections
   firestore_ttl_field   = local.firestore_schema.ttl_field
+  # "<collection>.<field>" for every timestamp exempt from single-field indexing (see google_firestore_field.unindexed).
+  firestore_unindexed = local.firestore_schema.unindexed_fields
 }
 
 # Created here unless var.create_firestore_database is false: then the project's existing database
@@ -49,6 +51,23 @@ resource "google_firestore_field" "ttl" {
 
   index_config {}
   ttl_config {}
+
+  depends_on = [google_project_service.this]
+}
+
+# The claims' and records' own timestamps, exempt from single-field indexing (index_config {}): Firestore
+# caps a collection whose documents carry an ever-increasing indexed value at about 500 writes a second
+# (docs/scale.md: the first limit on a sale day, near 2,500 orders a minute). Nothing range-queries them;
+# the report selects a window's documents by their `day` field, whose equal values spread over the
+# documents' ids, and filters the timestamps itself.
+resource "google_firestore_field" "unindexed" {
+  for_each = toset(local.firestore_unindexed)
+
+  database   = local.firestore_database
+  collection = "${var.firestore_collection_prefix}${split(".", each.value)[0]}"
+  field      = split(".", each.value)[1]
+
+  index_config {}
 
   depends_on = [google_project_service.this]
 }

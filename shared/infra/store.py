@@ -46,6 +46,11 @@ EVENT_CLAIMS = "event_claims"
 DEAD_EVENTS = "dead_events"
 COLLECTIONS = (CLICK_CONTEXTS, WEBHOOK_DELIVERIES, ORDER_EVENTS, EVENT_CLAIMS, DEAD_EVENTS)
 TTL_FIELD = "expire_at"
+# The UTC day a claim or record was written ("2026-12-07"): what the report selects a window's documents by.
+# Its timestamps (created_at, sent_at, updated_at) are exempt from indexing (shared/data/firestore_collections.json,
+# terraform/firestore.tf): an indexed, ever-increasing field caps a collection at 500 writes a second, while
+# one day's documents share this value and so spread over their (hashed or random) document ids.
+DAY_FIELD = "day"
 MAX_BATCH_WRITES = 500  # Firestore's limit on writes in one commit
 
 # (pixel code, join keys, context, time to live): one request's click context.
@@ -109,6 +114,11 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
+def day_of(moment: dt.datetime) -> str:
+    """:data:`DAY_FIELD`'s value for a document written at ``moment``."""
+    return moment.astimezone(dt.timezone.utc).date().isoformat()
+
+
 def doc_id(*parts: object) -> str:
     key = "|".join(str(p) for p in parts)
     if "/" in key or len(key.encode()) > 500 or key.startswith("__") or key in (".", ".."):
@@ -158,7 +168,7 @@ class Store:
 
         ref = self.collection(collection).document(doc_id(*key))
         now = utcnow()
-        data = {**fields, "created_at": now, TTL_FIELD: now + ttl}
+        data = {**fields, "created_at": now, DAY_FIELD: day_of(now), TTL_FIELD: now + ttl}
         try:
             _count(writes=1)
             ref.create(data)

@@ -22,6 +22,7 @@ from shared.infra import log
 from shared.infra.metrics import COUNTERS, Counters
 from shared.infra.store import (
     ALREADY_EXISTS,
+    DAY_FIELD,
     DEAD_EVENTS,
     EVENT_CLAIMS,
     OK,
@@ -34,6 +35,7 @@ from shared.infra.store import (
     Found,
     Merge,
     Update,
+    day_of,
     is_expired,
     utcnow,
 )
@@ -223,6 +225,7 @@ class ClaimStore:
             "source": envelope.source,
             "match_keys": list(match_keys.present(envelope.user)),
             "created_at": now,
+            DAY_FIELD: day_of(now),
             TTL_FIELD: now + self.claim_ttl,
         }
 
@@ -273,7 +276,7 @@ class ClaimStore:
             roles.append(("undead", self.key(envelope), envelope.event_id))
         for envelope, rule in skipped:
             record = {"event_id": envelope.event_id, "outcome": Kind.SKIPPED.value, "rule": rule,
-                      "source": envelope.source, "created_at": now,
+                      "source": envelope.source, "created_at": now, DAY_FIELD: day_of(now),
                       TTL_FIELD: now + budgets.ORDER_RECORD_TTL}  # fmt: skip
             ops.append(Create(ORDER_EVENTS, (OUTCOME_RECORD, envelope.event_id), record))
             roles.append(("skipped", self.key(envelope), envelope.event_id))

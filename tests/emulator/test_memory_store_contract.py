@@ -61,7 +61,8 @@ def test_the_first_claim_wins_and_keeps_its_fields(any_store: Any) -> None:
     assert any_store.claim_once(EVENT_CLAIMS, k, DAY, state="sending", n=3) is False
     doc = any_store.get(EVENT_CLAIMS, k)
     assert (doc["state"], doc["n"]) == ("cancelled", 1)
-    assert set(doc) == {"state", "n", "created_at", "expire_at"}
+    assert set(doc) == {"state", "n", "created_at", "day", "expire_at"}
+    assert doc["day"] == doc["created_at"].astimezone(dt.timezone.utc).date().isoformat()
     assert dt.timedelta(hours=23) < doc["expire_at"] - doc["created_at"] <= DAY
 
 

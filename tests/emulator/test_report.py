@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from shared import report
-from shared.infra.store import DEAD_EVENTS, EVENT_CLAIMS, ORDER_EVENTS
+from shared.infra.store import DAY_FIELD, DEAD_EVENTS, EVENT_CLAIMS, ORDER_EVENTS, day_of
 from shared.receive.orders import block_purchase
 from tests.unit.test_report import run_cli, shop_id
 
@@ -30,6 +30,7 @@ def _seed(store: Any, collection: str, count: int, field: str, start: dt.datetim
                 "state": "sent",
                 "source": "collect",
                 field: start + dt.timedelta(minutes=n),
+                DAY_FIELD: day_of(start + dt.timedelta(minutes=n)),  # as every claim and record is written
             }  # fmt: skip
         )
 
@@ -40,7 +41,8 @@ def test_reads_are_paged_bounded_and_counted(store):
     _seed(store, DEAD_EVENTS, 2, "dead_at", start - dt.timedelta(days=2))  # outside the window
     reader = report.Reader(store.client, store.prefix, page_size=3)
     built = report.build(reader, start, start + dt.timedelta(minutes=6), None)
-    assert built["documents_read"] == 6 and not built["truncated"]  # minute 6 is the window's open end
+    # Claims are selected by their day and filtered here: all 7 are read, minute 6 (the open end) is not counted.
+    assert built["documents_read"] == 7 and not built["truncated"]
     assert built["sources"]["collect"]["outcomes"]["sent"] == 6
 
     bounded = report.Reader(store.client, store.prefix, page_size=3, max_documents=4)

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from shared import report
 from shared.config import SenderSettings, function_settings
 from shared.infra import store
 from tests.infra.conftest import ROOT
@@ -388,6 +389,21 @@ def test_every_collection_has_a_ttl_policy_on_the_ttl_field(tf: Terraform) -> No
     assert field["collection"] == "${var.firestore_collection_prefix}${each.value}"
     assert ref(field["database"]) == "local.firestore_database"
     assert field.get("ttl_config") == [{}], "ttl_config {} turns the TTL policy on"
+
+
+def test_the_claims_timestamps_are_unindexed_and_nothing_range_queries_them(tf: Terraform) -> None:
+    # An indexed, ever-increasing field caps a collection at ~500 writes a second (docs/scale.md).
+    data = json.loads((ROOT / "shared" / "data" / "firestore_collections.json").read_text())
+    unindexed = set(data["unindexed_fields"])
+    assert {"event_claims.created_at", "event_claims.sent_at", "order_events.created_at"} <= unindexed
+    assert {name.split(".")[0] for name in unindexed} <= set(store.COLLECTIONS)
+    field = tf.resource("google_firestore_field", "unindexed")
+    assert set(tf.instances(field["for_each"])) == unindexed
+    assert field.get("index_config") == [{}], "index_config {} drops the automatic single-field indexes"
+    assert field["collection"] == '${var.firestore_collection_prefix}${split(".", each.value)[0]}'
+    # The report reads those collections by day, never by a range on an unindexed field.
+    for collection, time_field, by_day, _fields in report.QUERIES:
+        assert by_day or f"{collection}.{time_field}" not in unindexed, collection
 
 
 def test_firestore_is_a_native_mode_database(tf: Terraform) -> None:

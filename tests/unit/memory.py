@@ -21,6 +21,7 @@ from shared.infra.metrics import COUNTERS, Counters
 from shared.infra.store import (
     ALREADY_EXISTS,
     CLICK_CONTEXTS,
+    DAY_FIELD,
     MAX_BATCH_WRITES,
     OK,
     TTL_FIELD,
@@ -30,6 +31,7 @@ from shared.infra.store import (
     Found,
     Merge,
     Update,
+    day_of,
     doc_id,
     is_expired,
     utcnow,
@@ -82,7 +84,7 @@ class MemoryStore:
             slot = (collection, doc_id(*key))
             if not is_expired(self.docs.get(slot), now):
                 return False
-            self._write(slot, {**fields, "created_at": now, TTL_FIELD: now + ttl})
+            self._write(slot, {**fields, "created_at": now, DAY_FIELD: day_of(now), TTL_FIELD: now + ttl})
             return True
 
     def get(self, collection: str, key: Sequence[object]) -> dict[str, Any] | None:
