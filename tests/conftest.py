@@ -180,8 +180,12 @@ class RunningStack:
 
 
 @contextmanager
-def running_stack(emulators: localstack.Emulators, **overrides: str) -> Iterator[RunningStack]:
-    """The local pipeline as `make run` starts it, on free ports, with its own topic and collections."""
+def running_stack(emulators: localstack.Emulators, with_shop: bool = False, **overrides: str) -> Iterator[RunningStack]:
+    """The local pipeline as `make run` starts it, on free ports, with its own topic and collections.
+
+    ``with_shop``: the local shop (sandbox/shop) runs too, as under `make run`, delivering its webhooks to this
+    stack's functions (``localstack.shop_credentials`` gives what reads it).
+    """
     settings = {
         **localstack.DEV_SETTINGS,
         "GOOGLE_CLOUD_PROJECT": emulators.project,
@@ -193,7 +197,8 @@ def running_stack(emulators: localstack.Emulators, **overrides: str) -> Iterator
         **overrides,
         **emulators.env,
     }
-    ports = {name: localstack.free_port() for name in (*localstack.FUNCTIONS, "sandbox")}
+    names = (*localstack.FUNCTIONS, "sandbox", *(("shop",) if with_shop else ()))
+    ports = {name: localstack.free_port() for name in names}
     running = localstack.Stack(settings=settings, ports=ports)
     topology = localstack.create_topology(emulators.project, settings["PUBSUB_TOPIC"], running.url("sender") + "/")
     running.start()
