@@ -16,6 +16,8 @@ locals {
     "storage.googleapis.com",              # function source bundles
     ], var.collect_load_balancer ? [
     "compute.googleapis.com", # the load balancer and Cloud Armor in front of collect (load_balancer.tf)
+    ] : [], var.reconcile_job.enabled ? [
+    "cloudscheduler.googleapis.com", # the reconciliation job's schedule (reconcile.tf)
   ] : []))
 }
 

@@ -16,6 +16,7 @@
 # - one "tiktok answered" line per TikTok request with `ms` (latency), `events`
 #   (events in the request) and `verdict`.
 # - a dead event's outcome line has `dead_kind` and TikTok's `code`.
+# The reconcile job's chart reads its run line instead (monitoring.tf; tests/infra/test_reconcile_infra.py).
 
 locals {
   metric_prefix = replace(var.name_prefix, "-", "_")
@@ -24,6 +25,9 @@ locals {
   # The keys that weigh in the coverage score (shared/domain/match_keys.py WEIGHTS): one share per key and source.
   # Name and address parts are in the logs and the report, not charted: they weigh nothing on their own.
   dashboard_match_keys = ["ttclid", "email", "phone", "external_id", "ttp", "ip_user_agent"]
+
+  # The counts of the reconcile job's run line charted against each other: orders in the shop, sent, missing.
+  reconcile_charted = ["orders", "sent", "missing"]
 
   outcome_metric_type = "logging.googleapis.com/user/${google_logging_metric.outcomes.name}"
   run_filter          = "resource.type=\"cloud_run_revision\" AND resource.labels.service_name=monitoring.regex.full_match(\"${local.service_pattern}\")"
@@ -364,6 +368,45 @@ locals {
             yAxis = { label = "instances", scale = "LINEAR" }
           }
         },
+        {
+          title = "Orders in the shop vs sent (reconcile job: each run's trailing window, all shops)"
+          xyChart = {
+            chartOptions = { mode = "COLOR" }
+            dataSets = [
+              {
+                plotType       = "LINE"
+                legendTemplate = "orders in the shop"
+                timeSeriesQuery = {
+                  timeSeriesFilter = {
+                    filter      = "metric.type=\"logging.googleapis.com/user/${google_logging_metric.reconcile_window["orders"].name}\" AND resource.type=\"cloud_run_revision\""
+                    aggregation = { alignmentPeriod = "3600s", perSeriesAligner = "ALIGN_DELTA", crossSeriesReducer = "REDUCE_MEAN" }
+                  }
+                }
+              },
+              {
+                plotType       = "LINE"
+                legendTemplate = "sent"
+                timeSeriesQuery = {
+                  timeSeriesFilter = {
+                    filter      = "metric.type=\"logging.googleapis.com/user/${google_logging_metric.reconcile_window["sent"].name}\" AND resource.type=\"cloud_run_revision\""
+                    aggregation = { alignmentPeriod = "3600s", perSeriesAligner = "ALIGN_DELTA", crossSeriesReducer = "REDUCE_MEAN" }
+                  }
+                }
+              },
+              {
+                plotType       = "LINE"
+                legendTemplate = "missing (paid, nothing held)"
+                timeSeriesQuery = {
+                  timeSeriesFilter = {
+                    filter      = "metric.type=\"logging.googleapis.com/user/${google_logging_metric.reconcile_window["missing"].name}\" AND resource.type=\"cloud_run_revision\""
+                    aggregation = { alignmentPeriod = "3600s", perSeriesAligner = "ALIGN_DELTA", crossSeriesReducer = "REDUCE_MEAN" }
+                  }
+                }
+              },
+            ]
+            yAxis = { label = "orders", scale = "LINEAR" }
+          }
+        },
       ]
     }
   }
@@ -545,6 +588,36 @@ resource "google_logging_metric" "dead_events" {
   label_extractors = {
     dead_kind = "EXTRACT(jsonPayload.dead_kind)"
     code      = "EXTRACT(jsonPayload.code)"
+  }
+
+  depends_on = [google_project_service.this]
+}
+
+# The reconcile job's run line (monitoring.tf; shared/reconcile/function.py): each count of its trailing window
+# over every shop, one value per run. The line carries no per-shop counts yet: a chart by shop needs one line
+# per shop.
+resource "google_logging_metric" "reconcile_window" {
+  for_each = toset(local.reconcile_charted)
+
+  project         = var.project_id
+  name            = "${local.metric_prefix}_reconcile_window_${each.key}"
+  description     = "The reconcile job's count of ${each.key} orders in its trailing window, per run (its \"reconcile run\" line, jsonPayload.${each.key})."
+  filter          = "${local.reconcile_run_filter} AND jsonPayload.${each.key}>=0"
+  value_extractor = "EXTRACT(jsonPayload.${each.key})"
+
+  metric_descriptor {
+    metric_kind  = "DELTA"
+    value_type   = "DISTRIBUTION"
+    unit         = "1"
+    display_name = "Reconciliation: ${each.key} orders in the window"
+  }
+
+  bucket_options {
+    exponential_buckets {
+      num_finite_buckets = 20
+      growth_factor      = 2
+      scale              = 1
+    }
   }
 
   depends_on = [google_project_service.this]

@@ -11,7 +11,8 @@ locals {
   #   short_name        used in service account ids (30 characters at most)
   #   public_http       its HTTP entry points are called from the internet (browsers, platforms): allUsers may invoke
   #   publishes         publishes envelopes to the events topic
-  #   optional          deployed only when var.enabled_sources names it (a source most merchants do not use)
+  #   optional          deployed only when switched on: var.enabled_sources names it (a source most merchants
+  #                     do not use), or its own variable does (local.switched_on: the reconcile job, reconcile.tf)
   #   watch_rejections  its refusals (outcome rejected: a signature, an unknown shop) raise the webhook alert
   #   entry_points      function name => the decorated function in main.py and, where it differs from the
   #                     folder's: enabled, public_http, description, runtime (sizing applied last)
@@ -176,9 +177,11 @@ locals {
       }
     }
     sender = {
-      short_name       = "sender"
-      public_http      = false # only our push subscription calls it, with an OIDC token
-      publishes        = false
+      short_name  = "sender"
+      public_http = false # only our push subscription calls it, with an OIDC token
+      # A push held back by TikTok's throttling longer than the sender's hold is published to the events topic
+      # again and acknowledged, so throttling alone spends no delivery attempt (shared/send/throttle.py).
+      publishes        = true
       optional         = false
       watch_rejections = false
       entry_points = {
@@ -197,8 +200,9 @@ locals {
         ingress_settings = "ALLOW_INTERNAL_ONLY"
       }
       # The order window the webhooks refuse outside of, enforced by the sender too; CLAIM_TTL_HOURS, unset,
-      # follows it (shared.budgets.order_claim_ttl): an order is sent once in its life.
-      env_from = ["base", "orders"]
+      # follows it (shared.budgets.order_claim_ttl): an order is sent once in its life. PUBSUB_TOPIC: where a
+      # throttled push is published again.
+      env_from = ["base", "receiver", "orders"]
       env = {
         TIKTOK_PIXEL_CODE = var.pixel_code
         TIKTOK_API_URL    = var.tiktok_api_url
@@ -209,6 +213,80 @@ locals {
           env   = "TIKTOK_ACCESS_TOKEN"
           help  = "TikTok Events Manager > the pixel > Settings > Generate access token:"
           value = "printf %s \"$TIKTOK_ACCESS_TOKEN\""
+        }
+      }
+    }
+    # Reconciliation (shared/reconcile, docs/operations.md "Accuracy: orders in the shop vs sent"): Cloud
+    # Scheduler POSTs hourly (reconcile.tf), and each shop's orders of the trailing window are listed through
+    # its API, compared with the pipeline's records and the missing paid ones backfilled through the order
+    # flow. Optional: deployed with var.reconcile_job.enabled (local.switched_on), since without a shop's API
+    # credentials it would fail every hour. Only the scheduler's identity may invoke it, from inside Google
+    # Cloud (ingress). Its secrets are the shops' API credentials: each one the merchant does not use holds a
+    # blank, which the job reads as unset (the secret_setup_commands below write one when the variable is
+    # unset), so no credential needs a placeholder that would be tried.
+    reconcile = {
+      short_name       = "reconcile"
+      public_http      = false
+      publishes        = true # backfill publishes the missing orders' envelopes, as their webhooks would
+      optional         = true
+      watch_rejections = false
+      entry_points = {
+        reconcile = { entry_point = "reconcile" }
+      }
+      # One run at a time: a run lists every shop's orders of the window (bounded by RECONCILE_MAX_ORDERS) and
+      # answers once done, so its timeout is long (HTTP functions allow 3600 s; Cloud Scheduler waits 1800 s at
+      # most, reconcile.tf).
+      sizing = {
+        available_memory                 = "512Mi"
+        available_cpu                    = "1"
+        timeout_seconds                  = 900
+        min_instance_count               = 0
+        max_instance_count               = 1
+        max_instance_request_concurrency = 1
+        # Cloud Scheduler in the same project counts as internal traffic.
+        ingress_settings = "ALLOW_INTERNAL_ONLY"
+      }
+      env_from = ["base", "tenants", "receiver", "orders"]
+      env = {
+        RECONCILE_WINDOW_HOURS = tostring(var.reconcile_job.window_hours)
+        RECONCILE_BACKFILL     = tostring(var.reconcile_job.backfill)
+        RECONCILE_REPAIR       = tostring(var.reconcile_job.repair)
+        SHOPIFY_API_VERSION    = var.shopify_api_version
+        # The shops and sites, read as their webhooks read them (shared.reconcile.settings.tenants_of).
+        SHOPIFY_SHOP_DOMAIN         = var.shopify_shop_domain
+        SHOPIFY_INCLUDE_TEST_ORDERS = tostring(var.include_test_orders)
+        WOOCOMMERCE_SITE_URL        = var.woocommerce_site_url
+        # Its one line per run is INFO when all is well, and the job-not-running alert watches for it: a
+        # quieter var.log_level would silence it.
+        LOG_LEVEL = var.log_level == "DEBUG" ? "DEBUG" : "INFO"
+        # Local stand-in shops (make run) only: a deployment calls the shops themselves.
+        SHOPIFY_ADMIN_URL   = null
+        WOOCOMMERCE_API_URL = null
+      }
+      settings = [
+        "SHOPIFY_CLIENT_ID", "RECONCILE_SHOPIFY_WEBHOOK_URL", "RECONCILE_SHOPIFY_TOPICS", "RECONCILE_WOOCOMMERCE_WEBHOOK_URL",
+        "RECONCILE_MAX_ORDERS", "RECONCILE_TIMEOUT_SECONDS", "RECONCILE_MAX_RETRIES",
+      ]
+      secrets = {
+        "shopify-admin-token" = {
+          env   = "SHOPIFY_ADMIN_TOKEN"
+          help  = "Reconciliation: an admin-created Shopify app's Admin API access token (shpat_..., read_orders; several shops: a JSON object by shop domain). Not used (client credentials, or no Shopify): a blank, which this writes while SHOPIFY_ADMIN_TOKEN is unset:"
+          value = "printf %s \"$${SHOPIFY_ADMIN_TOKEN:- }\""
+        }
+        "shopify-client-secret" = {
+          env   = "SHOPIFY_CLIENT_SECRET"
+          help  = "Reconciliation: the Dev Dashboard app's client secret, with SHOPIFY_CLIENT_ID in source_settings (docs/deploy.md, \"Reconciliation credentials\"). Not used (an Admin API token, or no Shopify): a blank, which this writes while SHOPIFY_CLIENT_SECRET is unset:"
+          value = "printf %s \"$${SHOPIFY_CLIENT_SECRET:- }\""
+        }
+        "woocommerce-api-key" = {
+          env   = "WOOCOMMERCE_API_KEY"
+          help  = "Reconciliation: a WooCommerce REST API key's consumer key (ck_..., permission Read; Read/Write to repair webhooks). No WooCommerce: a blank, which this writes while WOOCOMMERCE_API_KEY is unset:"
+          value = "printf %s \"$${WOOCOMMERCE_API_KEY:- }\""
+        }
+        "woocommerce-api-secret" = {
+          env   = "WOOCOMMERCE_API_SECRET"
+          help  = "Reconciliation: that REST API key's consumer secret (cs_...). No WooCommerce: a blank, which this writes while WOOCOMMERCE_API_SECRET is unset:"
+          value = "printf %s \"$${WOOCOMMERCE_API_SECRET:- }\""
         }
       }
     }
@@ -240,8 +318,9 @@ locals {
     }
   }
 
-  # The folders deployed: every entry that is not optional, and the optional ones var.enabled_sources names.
-  deployed_folders = { for name, fn in local.functions : name => fn if !fn.optional || contains(var.enabled_sources, name) }
+  # The folders deployed: every entry that is not optional, the optional ones var.enabled_sources names, and
+  # those whose own switch is on (local.switched_on, reconcile.tf).
+  deployed_folders = { for name, fn in local.functions : name => fn if !fn.optional || contains(var.enabled_sources, name) || lookup(local.switched_on, name, false) }
 
   # Every function that may be deployed (google_cloudfunctions2_function.function), by name: each entry
   # point of each folder; its service is <name_prefix>-<name with dashes>, and it runs the bundle,
@@ -479,8 +558,8 @@ resource "google_cloudfunctions2_function" "function" {
       error_message = "function_settings keys must be among ${join(", ", keys(local.functions))}."
     }
     precondition {
-      condition     = alltrue([for name in var.enabled_sources : try(local.functions[name].optional, false)])
-      error_message = "enabled_sources may name only optional sources: ${join(", ", [for name, fn in local.functions : name if fn.optional])}."
+      condition     = alltrue([for name in var.enabled_sources : try(local.functions[name].optional, false) && !contains(keys(local.switched_on), name)])
+      error_message = "enabled_sources may name only optional sources: ${join(", ", [for name, fn in local.functions : name if fn.optional && !contains(keys(local.switched_on), name)])} (${join(", ", keys(local.switched_on))}: switched on by a variable of its own)."
     }
     precondition {
       condition = alltrue([

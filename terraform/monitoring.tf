@@ -210,3 +210,174 @@ resource "google_monitoring_alert_policy" "woocommerce_silence" {
     mime_type = "text/markdown"
   }
 }
+
+# ---------------------------------------------------------------------------
+# The reconciliation job (reconcile.tf; docs/operations.md, "Accuracy: orders in the shop vs sent")
+# ---------------------------------------------------------------------------
+# The reconcile function logs one line per run (shared/reconcile/function.py, log_run; tests/infra ties
+# these filters to it): message "reconcile run", the field `reconcile`, and the run's counts over every
+# shop (orders, sent, missing, ..., missing_unsent, unhealthy_webhooks); INFO when all is well, WARNING when
+# paid orders remain unsent or a webhook is unhealthy, ERROR when a shop's API or Firestore could not be read.
+# The metrics exist either way (they cost nothing and the dashboard charts them); the alerts only while the
+# job is enabled, since one of them fires when it does not run.
+
+locals {
+  reconcile_filter     = "resource.type=\"cloud_run_revision\" AND resource.labels.service_name=\"${var.name_prefix}-reconcile\""
+  reconcile_run_filter = "${local.reconcile_filter} AND jsonPayload.message=\"reconcile run\" AND jsonPayload.reconcile:*"
+  reconcile_section    = "docs/operations.md, \"Accuracy: orders in the shop vs sent\""
+
+  # Counts of the run line that need a person when above 0: one metric (runs that found some) and one alert each.
+  reconcile_gaps = {
+    missing_unsent = {
+      display_name  = "Paid orders missing from the pipeline that reconciliation could not send"
+      documentation = "The reconcile job found paid orders in a shop that the pipeline holds nothing of, and they are still unsent (`missing_unsent` in its `reconcile run` line; `missing_orders` names them): their webhooks never arrived. Read the line: `gcloud logging read 'jsonPayload.message=\"reconcile run\"' --limit=1`. With `reconcile_job.backfill` off the job only compares: run `make reconcile ARGS=\"--since 3d --backfill\"`. Backfilled and still missing: `failed` or `error_unavailable` means Firestore or Pub/Sub failed and the next run retries; `rejected` names the field that could not be mapped. See ${local.reconcile_section}, \"What to do for each gap\"."
+    }
+    unhealthy_webhooks = {
+      display_name  = "Shop webhooks not active (reconciliation)"
+      documentation = "The reconcile job found an order webhook that is not active (`unhealthy_webhooks` in its `reconcile run` line): WooCommerce disabled or paused it after failed deliveries, or (checked when RECONCILE_SHOPIFY_WEBHOOK_URL names our endpoint) Shopify deleted the app's subscription of a topic. Orders stop arriving until it is fixed; the job backfills them meanwhile. WooCommerce: fix the cause (the webhook's delivery log), then set it Active, or let the job do it (`reconcile_job.repair` with a Read/Write key). Shopify: deploy the app's webhooks again (docs/deploy.md, step 7). See ${local.reconcile_section}, \"What to do for each gap\"."
+    }
+  }
+}
+
+# Every run line: the job-not-running alert watches for it.
+resource "google_logging_metric" "reconcile_runs" {
+  project     = var.project_id
+  name        = "${replace(var.name_prefix, "-", "_")}_reconcile_runs"
+  description = "Runs of the reconcile job (its \"reconcile run\" line)."
+  filter      = local.reconcile_run_filter
+
+  metric_descriptor {
+    metric_kind  = "DELTA"
+    value_type   = "INT64"
+    unit         = "1"
+    display_name = "Reconciliation runs"
+  }
+
+  depends_on = [google_project_service.this]
+}
+
+resource "google_logging_metric" "reconcile_gap" {
+  for_each = local.reconcile_gaps
+
+  project     = var.project_id
+  name        = "${replace(var.name_prefix, "-", "_")}_reconcile_runs_with_${each.key}"
+  description = "Runs of the reconcile job whose line has ${each.key} above 0."
+  filter      = "${local.reconcile_run_filter} AND jsonPayload.${each.key}>0"
+
+  metric_descriptor {
+    metric_kind  = "DELTA"
+    value_type   = "INT64"
+    unit         = "1"
+    display_name = "Reconciliation runs with ${each.key}"
+  }
+
+  depends_on = [google_project_service.this]
+}
+
+# Every ERROR the job's service logs: a run that could not read a shop or Firestore, invalid settings
+# ("reconcile is misconfigured"), a crash, or a request that failed or timed out (Cloud Run's request log).
+resource "google_logging_metric" "reconcile_errors" {
+  project     = var.project_id
+  name        = "${replace(var.name_prefix, "-", "_")}_reconcile_errors"
+  description = "ERROR lines of the reconcile job's service."
+  filter      = "${local.reconcile_filter} AND severity>=ERROR"
+
+  metric_descriptor {
+    metric_kind  = "DELTA"
+    value_type   = "INT64"
+    unit         = "1"
+    display_name = "Reconciliation errors"
+  }
+
+  depends_on = [google_project_service.this]
+}
+
+resource "google_monitoring_alert_policy" "reconcile_gap" {
+  for_each = { for field, gap in local.reconcile_gaps : field => gap if var.reconcile_job.enabled }
+
+  project               = var.project_id
+  display_name          = "${var.name_prefix}: ${each.value.display_name}"
+  combiner              = "OR"
+  enabled               = var.alerts_enabled
+  notification_channels = var.alert_notification_channels
+
+  conditions {
+    display_name = each.value.display_name
+    condition_threshold {
+      filter          = "resource.type = \"cloud_run_revision\" AND metric.type = \"logging.googleapis.com/user/${google_logging_metric.reconcile_gap[each.key].name}\""
+      comparison      = "COMPARISON_GT"
+      threshold_value = 0
+      duration        = "0s"
+
+      aggregations {
+        alignment_period     = "300s"
+        per_series_aligner   = "ALIGN_SUM"
+        cross_series_reducer = "REDUCE_SUM"
+      }
+
+      trigger {
+        count = 1
+      }
+    }
+  }
+
+  documentation {
+    content   = each.value.documentation
+    mime_type = "text/markdown"
+  }
+}
+
+# The job failing or not running: no run line for twice the schedule's period (summed over revisions, so a
+# new deployment does not look like silence), or any ERROR line.
+resource "google_monitoring_alert_policy" "reconcile_job" {
+  count = var.reconcile_job.enabled ? 1 : 0
+
+  project               = var.project_id
+  display_name          = "${var.name_prefix}: reconciliation job failing or not running"
+  combiner              = "OR"
+  enabled               = var.alerts_enabled
+  notification_channels = var.alert_notification_channels
+
+  conditions {
+    display_name = "No reconcile run for ${2 * local.reconcile_period_hours} h"
+    condition_absent {
+      filter   = "resource.type = \"cloud_run_revision\" AND metric.type = \"logging.googleapis.com/user/${google_logging_metric.reconcile_runs.name}\""
+      duration = "${2 * local.reconcile_period_hours * 3600}s"
+
+      aggregations {
+        alignment_period     = "300s"
+        per_series_aligner   = "ALIGN_SUM"
+        cross_series_reducer = "REDUCE_SUM"
+      }
+
+      trigger {
+        count = 1
+      }
+    }
+  }
+
+  conditions {
+    display_name = "The reconcile job logged an ERROR"
+    condition_threshold {
+      filter          = "resource.type = \"cloud_run_revision\" AND metric.type = \"logging.googleapis.com/user/${google_logging_metric.reconcile_errors.name}\""
+      comparison      = "COMPARISON_GT"
+      threshold_value = 0
+      duration        = "0s"
+
+      aggregations {
+        alignment_period     = "300s"
+        per_series_aligner   = "ALIGN_SUM"
+        cross_series_reducer = "REDUCE_SUM"
+      }
+
+      trigger {
+        count = 1
+      }
+    }
+  }
+
+  documentation {
+    content   = "The reconcile job logged no `reconcile run` line for twice its schedule's period, or logged an ERROR, so webhooks lost meanwhile are not backfilled. Not running: the Cloud Scheduler job `${var.name_prefix}-reconcile` is paused or its calls fail (its log: `gcloud logging read 'resource.type=\"cloud_scheduler_job\"' --limit=5`). An ERROR: `reconcile is misconfigured` names the variable to fix; a `reconcile run` line at ERROR lists in `errors` the shop whose API or Firestore could not be read (a refused credential is named: add its new value with the secret_setup_commands output, docs/deploy.md, \"Reconciliation job\"). Cloud Scheduler retries a failed run twice; the next run covers the whole window again. See ${local.reconcile_section}."
+    mime_type = "text/markdown"
+  }
+}

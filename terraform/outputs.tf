@@ -36,15 +36,16 @@ output "dead_letter_subscription" {
 }
 
 output "service_accounts" {
-  description = "Runtime service account of each function, plus the push and build identities."
+  description = "Runtime service account of each function, plus the push and build identities (and the scheduler's, with the reconciliation job)."
   value = merge(
     { for name, sa in google_service_account.function : name => sa.email },
     { push = google_service_account.push.email, builder = google_service_account.builder.email },
+    { for sa in google_service_account.scheduler : "scheduler" => sa.email },
   )
 }
 
 output "secret_setup_commands" {
-  description = "Add each secret's value out of band (never through Terraform): one command per secret of a deployed function (functions.tf, each entry's secrets). Every one needs a version before the functions first deploy, even one for a platform the merchant does not use (any value will do there); run again to rotate."
+  description = "Add each secret's value out of band (never through Terraform): one command per secret of a deployed function (functions.tf, each entry's secrets). Every one needs a version before the functions first deploy, even one for a platform the merchant does not use (any value will do there, except the reconciliation job's credentials: a blank, which their commands write while the variable they read is unset); run again to rotate."
   value = join("", [
     for id, secret in local.secrets :
     "# ${secret.help}\n${secret.value} | gcloud secrets versions add ${google_secret_manager_secret.secret[id].secret_id} --data-file=- --project=${var.project_id}\n"

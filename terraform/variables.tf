@@ -400,7 +400,7 @@ variable "tiktok_api_url" {
 
 variable "log_level" {
   type        = string
-  description = "Log threshold of every function (LOG_LEVEL)."
+  description = "Log threshold of every function (LOG_LEVEL); the reconciliation job logs at INFO at least, since its alert watches its INFO line per run."
   default     = "INFO"
 
   validation {
@@ -429,7 +429,9 @@ variable "function_settings" {
     omitted attributes keep the default. Defaults: every function 1 vCPU, 512Mi, min_instance_count 0;
     collect 80 concurrent requests, up to 20 instances, 30 s; webhooks 20 concurrent, up to
     10 instances, 30 s; sender 80 concurrent (its micro-batching coalesces concurrent pushes,
-    so keep it high), up to 10 instances, 120 s, internal ingress (only Pub/Sub calls it).
+    so keep it high), up to 10 instances, 120 s, internal ingress (only Pub/Sub calls it); the
+    reconciliation job one run at a time on one instance, 900 s (at most 1800: Cloud Scheduler's wait),
+    internal ingress.
     min_instance_count 0 means a cold start of a few seconds after idle periods: Shopify
     and WooCommerce retry deliveries that time out and the handlers are idempotent, so
     nothing is lost; set 1 on a webhook to avoid the delay at the price of one instance
@@ -480,7 +482,7 @@ variable "function_settings" {
 
 variable "enabled_sources" {
   type        = set(string)
-  description = "Optional sources to deploy, by function folder (the entries of local.functions in functions.tf with optional = true; the plan names them if one is wrong). Empty: none, so a merchant who does not use a source gets no function, service account, bundle or secret for it. Each also takes its settings from source_settings or PIPELINE_TENANTS, and a secret (the secret_setup_commands output)."
+  description = "Optional sources to deploy, by function folder (the entries of local.functions in functions.tf with optional = true, but for the reconciliation job, which reconcile_job switches on; the plan names them if one is wrong). Empty: none, so a merchant who does not use a source gets no function, service account, bundle or secret for it. Each also takes its settings from source_settings or PIPELINE_TENANTS, and a secret (the secret_setup_commands output)."
   default     = []
 
   validation {
@@ -491,7 +493,7 @@ variable "enabled_sources" {
 
 variable "source_settings" {
   type        = map(map(string))
-  description = "Further plain environment of a source, by function folder: variable name => value, among the names that source's entry in functions.tf lists as its settings (the plan names them if one is wrong). For a source without variables of its own, e.g. its single-tenant site. Never a secret: those come from Secret Manager."
+  description = "Further plain environment of a source, by function folder: variable name => value, among the names that source's entry in functions.tf lists as its settings (the plan names them if one is wrong). For a source without variables of its own, e.g. its single-tenant site, and for the reconciliation job's further settings (SHOPIFY_CLIENT_ID, RECONCILE_SHOPIFY_WEBHOOK_URL, ...: docs/deploy.md, \"Reconciliation job\"). Never a secret: those come from Secret Manager."
   default     = {}
 
   validation {
@@ -618,5 +620,53 @@ variable "woocommerce_quiet_hours" {
   validation {
     condition     = var.woocommerce_quiet_hours >= 1 && var.woocommerce_quiet_hours <= 23 && floor(var.woocommerce_quiet_hours) == var.woocommerce_quiet_hours
     error_message = "woocommerce_quiet_hours must be a whole number of hours from 1 to 23 (Cloud Monitoring's limit for metric absence)."
+  }
+}
+
+# ---------------------------------------------------------------------------
+# Reconciliation job (reconcile.tf; docs/operations.md, "Accuracy: orders in the shop vs sent")
+# ---------------------------------------------------------------------------
+
+variable "reconcile_job" {
+  type = object({
+    enabled      = optional(bool, false)
+    schedule     = optional(string, "0 * * * *")
+    time_zone    = optional(string, "Etc/UTC")
+    window_hours = optional(number, 72)
+    backfill     = optional(bool, true)
+    repair       = optional(bool, false)
+  })
+  description = <<-EOT
+    The reconciliation job: Cloud Scheduler runs the reconcile function on `schedule` (cron, in `time_zone`),
+    which lists each shop's and site's orders of the last `window_hours` through their APIs, compares them with
+    what the pipeline holds, sends the missing paid ones through the order flow when `backfill`
+    (RECONCILE_BACKFILL), and sets disabled WooCommerce webhooks active again when `repair` (RECONCILE_REPAIR;
+    needs a Read/Write key). Off unless `enabled`: it needs the shops' API credentials (docs/deploy.md,
+    "Reconciliation job"), and without them it would fail every run. The schedule runs every hour
+    ("M * * * *") or every N hours ("M */N * * *", N up to 11): its alert fires when no run was logged for
+    twice that period, and Cloud Monitoring watches absence for at most 23.5 hours.
+  EOT
+  default = {
+    enabled      = false
+    schedule     = "0 * * * *"
+    time_zone    = "Etc/UTC"
+    window_hours = 72
+    backfill     = true
+    repair       = false
+  }
+
+  validation {
+    condition     = can(regex("^([0-9]|[1-5][0-9]) ([*]|[*]/([1-9]|1[01])) [*] [*] [*]$", var.reconcile_job.schedule))
+    error_message = "reconcile_job.schedule must run every hour (\"M * * * *\") or every N hours (\"M */N * * *\", N from 1 to 11), M a minute from 0 to 59: the job-not-running alert waits twice that period."
+  }
+
+  validation {
+    condition     = can(regex("^[A-Za-z]+(/[A-Za-z0-9_+-]+)*$", var.reconcile_job.time_zone))
+    error_message = "reconcile_job.time_zone must be a tz database name such as Etc/UTC or Europe/Berlin."
+  }
+
+  validation {
+    condition     = var.reconcile_job.window_hours >= 1 && var.reconcile_job.window_hours <= 672 && floor(var.reconcile_job.window_hours) == var.reconcile_job.window_hours
+    error_message = "reconcile_job.window_hours must be a whole number of hours from 1 to 672 (28 days; RECONCILE_WINDOW_HOURS)."
   }
 }

@@ -36,6 +36,17 @@ class ReconcileSettings(OrderReceiverSettings):
         {"SHOPIFY_ADMIN_TOKEN", "SHOPIFY_CLIENT_SECRET", "WOOCOMMERCE_API_KEY", "WOOCOMMERCE_API_SECRET"}
     )
 
+    @classmethod
+    def env_names(cls) -> set[str]:
+        """Its own variables and each order source's shops as that source's webhook reads them (:func:`tenants_of`
+        reads them from the same environment), the webhooks' signing secrets aside: what Terraform must set."""
+        names = super().env_names()
+        for source in registry.SOURCES:
+            if source.orders and source.settings:
+                settings_class: type[TenantSettings] = registry.load(source.settings)
+                names |= settings_class.env_names() - settings_class.SECRET_ENV
+        return names
+
     # The deployed job's trailing window (the command's --since default is the same).
     window_hours: int = Field(72, alias="RECONCILE_WINDOW_HOURS", ge=1, le=28 * 24)
     # The deployed job backfills what is missing; the command only with --backfill.

@@ -66,7 +66,7 @@ def squash(text: str) -> str:
 # Locals derived from local.functions, exactly as terraform/ writes them (whitespace aside); view() evaluates them.
 DERIVED = {
     "deployed_folders": "{for name, fn in local.functions : name => fn"
-    " if !fn.optional || contains(var.enabled_sources, name)}",
+    " if !fn.optional || contains(var.enabled_sources, name) || lookup(local.switched_on, name, false)}",
     "cloud_functions": "merge([for folder, fn in local.functions : {for name, entry in fn.entry_points :"
     " name => merge(entry, {folder = folder,"
     ' enabled = contains(keys(local.deployed_folders), folder) && lookup(entry, "enabled", true),'
@@ -87,7 +87,8 @@ DERIVED = {
 
 @dataclass
 class Grant:
-    # ("function", name) | ("push",) | ("builder",) | ("pubsub_agent",) | ("shopify_delivery",) | ("allUsers",)
+    # ("function", name) | ("push",) | ("builder",) | ("scheduler",) | ("pubsub_agent",) | ("shopify_delivery",)
+    # | ("allUsers",)
     principal: tuple[str, ...]
     role: str
     target: tuple[str, ...]  # ("project",) or (resource type, resource name[, instance key])
@@ -234,7 +235,18 @@ class Terraform:
         def on(flag: Any) -> bool:
             return flag is True or (everything and isinstance(flag, Expr))
 
-        folders = {n: fn for n, fn in functions.items() if fn["optional"] is False or everything}
+        def switched_on(folder: str) -> bool:
+            """local.switched_on[folder] with the default variables: a var.<name>.<attribute> switch."""
+            if folder not in self.locals.get("switched_on", {}):
+                return False
+            switch = squash(self.locals["switched_on"][folder])
+            m = re.fullmatch(r"var\.(\w+)\.(\w+)", switch)
+            assert m, f"local.switched_on.{folder} = {switch}: teach tests/infra/hcl.py to evaluate it"
+            value = self.variables[m[1]]["default"][m[2]]
+            assert isinstance(value, bool), f"var.{m[1]}.{m[2]} defaults to {value!r}"
+            return value
+
+        folders = {n: fn for n, fn in functions.items() if fn["optional"] is False or everything or switched_on(n)}
         if name == "deployed_folders":
             return folders
         cloud = {
@@ -350,7 +362,7 @@ class Terraform:
             return ("shopify_delivery",)
         m = re.fullmatch(r"google_service_account\.(\w+)(?:\[(.+)\])?\.email", ref)
         assert m, f"unexpected IAM member {member!r}"
-        if m[2] is None:
+        if m[2] is None or m[2] == "0":  # [0]: the one instance of an account with count = cond ? 1 : 0
             return (m[1],)
         return (m[1], self._index(m[2], key, value))
 

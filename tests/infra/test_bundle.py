@@ -217,11 +217,22 @@ SAMPLE_ENV = {
     "COLLECT_SIGNING_SECRET": "bundle-test-secret",
     "SIGNED_ORDERS_SITE": "shop.example.test",  # source_settings
     "SIGNED_ORDERS_SECRET": "bundle-test-secret",
+    "RECONCILE_WINDOW_HOURS": "72",  # reconcile_job
+    "RECONCILE_BACKFILL": "true",
+    "RECONCILE_REPAIR": "false",
+    "SHOPIFY_ADMIN_TOKEN": "bundle-test-token",
+    "SHOPIFY_CLIENT_SECRET": " ",  # a credential the merchant does not use: a blank (secret_setup_commands)
+    "WOOCOMMERCE_API_KEY": "ck_bundle_test",
+    "WOOCOMMERCE_API_SECRET": "cs_bundle_test",
 }
 # Set by Terraform only when the operator asks for them (null or empty by default).
 OPTIONAL_ENV = {"PIPELINE_TENANTS", "TIKTOK_TEST_EVENT_CODE", "COLLECT_KEYS", "FIRESTORE_COLLECTION_PREFIX",
                 "COLLECT_BROWSER_PURCHASE_MAX_VALUE", "SIGNED_ORDERS_TOLERANCE_SECONDS",
-                "SIGNED_ORDERS_MAX_BODY_BYTES"}  # fmt: skip
+                "SIGNED_ORDERS_MAX_BODY_BYTES",
+                # the reconcile job's source_settings, and its local stand-in shops (never set by Terraform)
+                "SHOPIFY_CLIENT_ID", "RECONCILE_SHOPIFY_WEBHOOK_URL", "RECONCILE_SHOPIFY_TOPICS",
+                "RECONCILE_WOOCOMMERCE_WEBHOOK_URL", "RECONCILE_MAX_ORDERS", "RECONCILE_TIMEOUT_SECONDS",
+                "RECONCILE_MAX_RETRIES", "SHOPIFY_ADMIN_URL", "WOOCOMMERCE_API_URL"}  # fmt: skip
 
 # Runs inside the bundle with the fresh venv: loads main.py exactly as the
 # runtime does (functions_framework.create_app with the Terraform entry point).

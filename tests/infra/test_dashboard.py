@@ -169,9 +169,13 @@ def test_filters_name_the_real_services_and_subscriptions(tf: Terraform, rendere
             assert all(re.fullmatch(pattern, s) for s in services.values()), f"{title}: {pattern} misses a function"
     assert subscriptions == {events, dead_letter}
     sender = f'resource.labels.service_name="{services["sender"]}"'
+    reconcile = f'resource.labels.service_name="{services["reconcile"]}"'
     for name, metric in log_metrics(tf).items():
         if name.endswith("_pipeline_outcomes") or name.endswith("_woocommerce_deliveries"):
             continue  # monitoring.tf's own, tested in test_monitoring.py
+        if "_reconcile_" in name:  # the reconciliation job's run line (tests/infra/test_reconcile_infra.py)
+            assert reconcile in metric["filter"], f"{name} does not read the reconcile job's lines"
+            continue
         assert sender in metric["filter"], f"{name} does not read the sender's lines"
 
 

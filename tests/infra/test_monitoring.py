@@ -115,7 +115,8 @@ def test_alert_conditions_read_the_metric_and_each_alerts_own_patterns(tf: Terra
 
 def test_every_alert_goes_to_the_configured_channels(tf: Terraform) -> None:
     policies = tf.of_type("google_monitoring_alert_policy")
-    assert set(policies) == {"outcome", "dead_letter_backlog", "woocommerce_silence"}
+    # reconcile_gap and reconcile_job: the reconciliation job's (tests/infra/test_reconcile_infra.py).
+    assert set(policies) == {"outcome", "dead_letter_backlog", "woocommerce_silence", "reconcile_gap", "reconcile_job"}
     for name, policy in policies.items():
         assert str(policy["notification_channels"]) == "var.alert_notification_channels", name
         assert str(policy["enabled"]) == "var.alerts_enabled", name

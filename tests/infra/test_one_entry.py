@@ -56,6 +56,9 @@ DOCUMENTED = {
     ("outputs.tf", "sender"): "sender_url",
     ("outputs.tf", "shopify_webhook"): "shopify_webhook_url and Shopify's registration outputs (curl, app toml)",
     ("outputs.tf", "woocommerce_webhook"): "woocommerce_webhook_url and woocommerce_webhook_registration",
+    ("reconcile.tf", "reconcile"): "the reconciliation job: its switch (switched_on), the Cloud Scheduler job that "
+    "calls the function and the one identity that may invoke it",
+    ("monitoring.tf", "reconcile"): "the reconciliation job's run line: its metrics and alerts (its service name)",
 }
 
 NAMES = tuple(function_settings())
@@ -120,8 +123,13 @@ def test_no_other_local_is_keyed_by_function(tf: Terraform) -> None:
     """The maps that used to sit beside local.functions (defaults, environment, secrets) are gone for good."""
     names = set(tf.locals["functions"]) | set(tf.view("cloud_functions"))
     keyed = {key for key, value in tf.locals.items() if isinstance(value, dict) and names & set(value)}
-    assert keyed == {"functions", "lb_ingress"}, f"locals keyed by function beside local.functions: {sorted(keyed)}"
+    assert keyed == {"functions", "lb_ingress", "switched_on"}, (
+        f"locals keyed by function beside local.functions: {sorted(keyed)}"
+    )
     assert set(tf.locals["lb_ingress"]) == {"collect"}  # DOCUMENTED: the load balancer's switch
+    assert set(tf.locals["switched_on"]) == {"reconcile"}  # DOCUMENTED: the reconciliation job's switch
+    # A switch only switches on what is optional: every other entry is deployed whatever it says.
+    assert all(tf.locals["functions"][name]["optional"] is True for name in tf.locals["switched_on"])
 
 
 def test_no_file_names_a_function_except_the_documented_platform_features(tf: Terraform) -> None:

@@ -94,6 +94,12 @@ def test_the_readme_multi_tenant_example_passes(module):
         ({"collect_trusted_proxy_hops": 9}, "collect_trusted_proxy_hops must be a whole number from 0 to 5"),
         ({"click_ttl_days": 0}, "click_ttl_days must be a whole number from 1 to 28"),
         ({"tiktok_api_url": "http://insecure.example"}, "tiktok_api_url must be an https:// URL"),
+        ({"reconcile_job": {"enabled": True, "schedule": "0 */12 * * *"}},
+         "reconcile_job.schedule must run every hour"),
+        ({"reconcile_job": {"schedule": "0 9 * * 1-5"}}, "reconcile_job.schedule must run every hour"),
+        ({"reconcile_job": {"window_hours": 0}}, "reconcile_job.window_hours must be a whole number of hours"),
+        ({"reconcile_job": {"window_hours": 673}}, "reconcile_job.window_hours must be a whole number of hours"),
+        ({"reconcile_job": {"time_zone": "UTC+2 "}}, "reconcile_job.time_zone must be a tz database name"),
     ],
 )  # fmt: skip
 def test_a_bad_value_is_refused_at_plan_time_with_its_fix(module, variables, message):
@@ -102,4 +108,12 @@ def test_a_bad_value_is_refused_at_plan_time_with_its_fix(module, variables, mes
 
 def test_valid_tenants_and_proxy_hops_pass(module):
     result = plan(module, pipeline_tenants=tenants(), collect_trusted_proxy_hops=2, include_test_orders=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_the_reconcile_job_takes_any_subset_of_its_settings(module):
+    result = plan(module, reconcile_job={"enabled": True})
+    assert result.returncode == 0, result.stderr
+    result = plan(module, reconcile_job={"enabled": True, "schedule": "15 */3 * * *", "time_zone": "Europe/Berlin",
+                                         "window_hours": 168, "backfill": False, "repair": True})  # fmt: skip
     assert result.returncode == 0, result.stderr

@@ -26,8 +26,9 @@ FUNCTIONS = tuple(function_settings())
 ENTRY_POINTS = {name: name for name in FUNCTIONS}
 # Called from the internet without Google credentials (browsers, Shopify, WooCommerce, signing backends).
 PUBLIC_HTTP = {"collect", "shopify_webhook", "woocommerce_webhook", "signed_orders"}
-# Deployed only when the operator asks (var.enabled_sources): what a merchant who does not use them expects.
-OPTIONAL = {"signed_orders"}
+# Deployed only when the operator asks (var.enabled_sources, or a switch of their own: local.switched_on, such as
+# var.reconcile_job.enabled): what a merchant who does not use them expects.
+OPTIONAL = {"signed_orders", "reconcile"}
 
 # Read by functions-framework itself rather than by a settings class
 # (test_threads_is_read_by_functions_framework proves it).
@@ -50,7 +51,10 @@ ROLE_ALLOW_LIST = {
     "shopify_webhook": {"roles/datastore.user", "roles/pubsub.publisher", "roles/secretmanager.secretAccessor"},
     "woocommerce_webhook": {"roles/datastore.user", "roles/pubsub.publisher", "roles/secretmanager.secretAccessor"},
     "signed_orders": {"roles/datastore.user", "roles/pubsub.publisher", "roles/secretmanager.secretAccessor"},
-    "sender": {"roles/datastore.user", "roles/secretmanager.secretAccessor"},
+    # Publishes a push held back by TikTok's throttling to the events topic again (shared/send/throttle.py).
+    "sender": {"roles/datastore.user", "roles/pubsub.publisher", "roles/secretmanager.secretAccessor"},
+    # Reads Firestore, publishes the orders it backfills as their webhooks would, reads the shops' API credentials.
+    "reconcile": {"roles/datastore.user", "roles/pubsub.publisher", "roles/secretmanager.secretAccessor"},
 }
 
 FUNCTION = ("google_cloudfunctions2_function", "function")
@@ -167,6 +171,11 @@ def test_secret_manager_holds_exactly_the_secrets_the_code_reads(tf: Terraform) 
         "woocommerce-webhook-secret",
         "collect-signing-secret",
         "signed-orders-secret",
+        # The reconcile job's shop API credentials (blank where the merchant does not use one).
+        "shopify-admin-token",
+        "shopify-client-secret",
+        "woocommerce-api-key",
+        "woocommerce-api-secret",
     }
     for secret_id, secret in secrets.items():
         assert secret["env"] in function_settings()[secret["function"]].SECRET_ENV, secret_id
@@ -342,8 +351,9 @@ def test_sender_claims_outlive_every_redelivery(tf: Terraform) -> None:
 def test_the_sender_enforces_the_order_window_the_webhooks_read_from_the_same_variable(tf: Terraform) -> None:
     # An order is sent once in its life only if the sender refuses outside the same window the webhooks
     # do, and its claim (CLAIM_TTL_HOURS, left to follow it) outlives that window.
+    # The reconcile job backfills through the webhooks' order flow: the same window.
     readers = {name for name in FUNCTIONS if "ORDER_MAX_EVENT_AGE_DAYS" in function_settings()[name].env_names()}
-    assert readers == {"shopify_webhook", "woocommerce_webhook", "signed_orders", "sender"}
+    assert readers == {"shopify_webhook", "woocommerce_webhook", "signed_orders", "sender", "reconcile"}
     for name in readers:
         assert ref(plain_env(tf, name)["ORDER_MAX_EVENT_AGE_DAYS"]) == "tostring(var.order_max_event_age_days)", name
     assert "CLAIM_TTL_HOURS" not in plain_env(tf, "sender"), "set, it would not follow the window"
@@ -454,6 +464,8 @@ def _expected_grants(tf: Terraform) -> set[tuple]:
             expected.add((("allUsers",), "roles/run.invoker", (*FUNCTION, name)))
     expected |= {
         (("push",), "roles/run.invoker", (*FUNCTION, "sender")),
+        # The reconciliation job (var.reconcile_job.enabled; tests/infra/test_reconcile_infra.py).
+        (("scheduler",), "roles/run.invoker", (*FUNCTION, "reconcile")),
         (("pubsub_agent",), "roles/pubsub.publisher", ("google_pubsub_topic", _dead_letter_topic(tf))),
         (("pubsub_agent",), "roles/pubsub.subscriber", SENDER_PUSH),
         # Shopify webhooks over Pub/Sub (shopify_pubsub_enabled; tests/infra/test_shopify_pubsub_infra.py).
@@ -512,7 +524,7 @@ def test_iam_uses_for_each_so_each_grant_is_visible(tf: Terraform) -> None:
     for (rtype, name), body in tf.resources.items():
         if rtype.endswith("_iam_member") and body.get("for_each") is None:
             principal = tf.principal(body["member"], None, None)
-            assert principal[0] in {"push", "builder", "pubsub_agent", "shopify_delivery"}, (
+            assert principal[0] in {"push", "builder", "scheduler", "pubsub_agent", "shopify_delivery"}, (
                 f"{rtype}.{name}: grants to several principals go through for_each"
             )
 
