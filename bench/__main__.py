@@ -9,7 +9,9 @@ million events computed from what the parts measured (bench/cost.py).
 
 ``spike`` (bench/spike_bench.py, sale day: a steady mix, ten times that for a minute, steady again)
 takes 2.6 minutes on 2 cores (up to 7 while a slow backlog drains), as long as every other part together,
-so it runs only when named: ``make bench BENCH_ARGS=spike``.
+so it runs only when named: ``make bench BENCH_ARGS=spike``. So does ``throttle`` (bench/throttle_bench.py,
+TikTok answering every request 40100 for 3 minutes at 20 events/s, then the backlog's drain; about 6 minutes):
+``make bench BENCH_ARGS=throttle``.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ PARTS = (
     "sender_bench",
 )
 # Run only when named (longer than the rest together).
-OPTIONAL_PARTS = ("spike",)
+OPTIONAL_PARTS = ("spike", "throttle")
 # part -> (module, arguments). The sender's offered loads: enough levels to show the curve, bounded to
 # keep `make bench` short. collect_bench_deployed runs collect as Terraform deploys it (THREADS = the
 # instance's concurrency, 80) under 64 connections; collect_bench at 8 threads and 16 connections.
@@ -45,6 +47,7 @@ PART_COMMANDS = {
     "collect_bench_deployed": ("collect_bench", ["--threads", "80", "--concurrency", "64"]),
     "sender_bench": ("sender_bench", ["--concurrency", "1,16,64,128"]),
     "spike": ("spike_bench", []),
+    "throttle": ("throttle_bench", []),
 }
 
 
@@ -109,6 +112,16 @@ def headline(figures: dict[str, Any]) -> list[str]:
             f"p99 {phases['spike']['webhook_to_sandbox']['p99_ms']} ms (x{ratio['p99']}), backlog "
             f"{phases['spike']['backlog_max']}, drained {phases['spike']['drain_seconds']} s after; "
             f"lost {spike['lost']}, duplicated {spike['duplicated']}"
+        )
+    throttle = figures.get("throttle")
+    if throttle:
+        s, phases = throttle["settings"], throttle["phases"]
+        lines.append(
+            f"TikTok throttling everyone for {s['minutes']} min at {s['events_per_second']} events/s: "
+            f"{phases['throttle']['tiktok_requests_per_minute']} TikTok requests/min, "
+            f"{phases['throttle']['sender_throttle'].get('requeued', 0)} pushes re-published; drained "
+            f"{throttle['drain_seconds']} s after it lifted; dead {throttle['dead_records']} records, "
+            f"{throttle['dead_letters']} letters; lost {throttle['lost']}, duplicated {throttle['duplicated']}"
         )
     imports = figures.get("import_times")
     if imports:
