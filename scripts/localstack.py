@@ -964,6 +964,7 @@ class Stack:
                    "SHOP_SHOPIFY_WEBHOOK_URL": self.url("shopify_webhook") + "/",
                    "SHOP_WOOCOMMERCE_WEBHOOK_URL": self.url("woocommerce_webhook") + "/",
                    **first_tenants(self.settings.get("PIPELINE_TENANTS"))}  # fmt: skip
+            env.pop("TIKTOK_ACCESS_TOKEN", None)  # the shop is no client of TikTok's
         else:
             env = self.function_env(name)
         return _start(self.command(name), env, name)
@@ -1121,6 +1122,9 @@ SETTING_FIXES = {
     "DEFAULT_PHONE_REGION": "set a two-letter region code in capitals, such as US or DE",
 }
 SETTING_FIX_DEFAULT = "correct it or unset it for the default (README, 'Configuration reference')"
+# The order webhooks' own PIPELINE_TENANTS entries: how their settings validate them (with their secrets) at the
+# first request, and what tenants_in_force lists of them.
+_OWN_ENTRIES = {"shopify_webhook": "shops", "woocommerce_webhook": "sites"}
 _VARIABLE = re.compile(r"([A-Z][A-Z0-9_]{2,})(?::\s*|\s+)(.*)", re.DOTALL)
 
 
@@ -1130,10 +1134,11 @@ def _import_shared() -> None:
 
 
 def _parsed_settings(environ: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
-    """Each function's settings object and its tenants (or tokens), and the problems found, by variable.
+    """Each function's tenants (or tokens), the order webhooks' shops and sites, and the problems found, by variable.
 
-    Exactly what each function does at its first request (``from_env``, then
-    ``tenants()`` or ``access_tokens()``), so what passes here starts there.
+    Exactly what each function does at its first request (``from_env``, then ``tenants()`` and the
+    webhook's ``shops()`` or ``sites()``, or ``access_tokens()``), so what passes here starts there.
+    Shops and sites are under ``"<function>.<shops or sites>"``.
     """
     _import_shared()
     from pydantic import ValidationError
@@ -1167,6 +1172,8 @@ def _parsed_settings(environ: Mapping[str, str]) -> tuple[dict[str, Any], dict[s
                 parsed[name] = settings.access_tokens()
             elif hasattr(settings, "tenants"):  # every receiver; the reconcile job reads theirs
                 parsed[name] = settings.tenants()
+                if own := _OWN_ENTRIES.get(name):
+                    parsed[f"{name}.{own}"] = getattr(settings, own)(parsed[name])
         except ConfigError as exc:
             match = _VARIABLE.fullmatch(str(exc))
             variable, problem = (match.group(1), match.group(2)) if match else ("settings", str(exc))
@@ -1200,12 +1207,11 @@ def check_settings(environ: Mapping[str, str]) -> list[str]:
 
 def tenants_in_force(environ: Mapping[str, str]) -> list[str]:
     """The pixels, shops and sites the functions will serve, as they will read them."""
-    from shared.config import Tenants
-
     parsed, _ = _parsed_settings(environ)
     collect, shopify, woo, tokens = (
         parsed.get(n) for n in ("collect", "shopify_webhook", "woocommerce_webhook", "sender")
     )
+    shops, sites = parsed.get("shopify_webhook.shops") or {}, parsed.get("woocommerce_webhook.sites") or {}
     lines = []
     for code, pixel in sorted(collect.pixels.items()) if collect else ():
         test = f"test events {pixel.test_event_code}" if pixel.test_event_code else "no test event code"
@@ -1213,16 +1219,16 @@ def tenants_in_force(environ: Mapping[str, str]) -> list[str]:
         origins = ",".join(pixel.allowed_origins) or "none"
         lines.append(f"  pixel {code}: consent {pixel.consent_policy}, {test}, {token}, origins {origins}, "
                      f"{len(pixel.collect_keys)} collect key(s)")  # fmt: skip
-    for domain, shop in sorted(shopify.shopify_shops.items()) if shopify else ():
+    for domain, shop in sorted(shops.items()) if shopify else ():
         policy = shop.consent_policy or shopify.policy_for(shop.pixel_code)
         test = "test orders sent" if shop.include_test_orders else "test orders skipped"
         lines.append(f"  Shopify shop {domain} -> {shop.pixel_code}: {shop.purchase_topic}, consent {policy}, {test}")
-    for site, entry in sorted(woo.woocommerce_sites.items()) if woo else ():
+    for site, entry in sorted(sites.items()) if woo else ():
         policy = entry.consent_policy or woo.policy_for(entry.pixel_code)
         lines.append(f"  WooCommerce site {site} -> {entry.pixel_code}: consent {policy}")
-    for source in _LOCAL_SOURCES:  # a source whose tenant entries are its own: named as written
+    for source in _LOCAL_SOURCES:  # any other source with tenant entries: named as written
         tenants = parsed.get(str(source.function))
-        if source.tenants_key and source.tenants_key not in Tenants.model_fields and tenants is not None:
+        if source.tenants_key and source.function not in _OWN_ENTRIES and tenants is not None:
             for name, raw in sorted(tenants.source_entries(source.tenants_key).items()):
                 lines.append(f"  {source.title} {name} -> {raw.get('pixel_code')}")
     return lines

@@ -1,4 +1,4 @@
-"""Configuration from the environment, one settings class per function.
+"""Configuration from the environment: the framework's settings classes and the tenants every source shares.
 
 Every setting is a field whose alias is the environment variable that sets it,
 so ``SenderSettings.env_names()`` is exactly what the sender reads (Terraform's
@@ -6,11 +6,15 @@ wiring test relies on that). A missing or invalid value raises
 :class:`ConfigError` naming the variable.
 
 Single tenant (the local stack, most merchants): ``TIKTOK_PIXEL_CODE``,
-``SHOPIFY_SHOP_DOMAIN``, ``WOOCOMMERCE_SITE_URL``, ``CONSENT_POLICY``...
-Several pixels, shops or sites: ``PIPELINE_TENANTS`` holds a JSON document
-(see README, "Several pixels and shops"). Secrets (``TIKTOK_ACCESS_TOKEN``,
-``SHOPIFY_WEBHOOK_SECRET``, ``WOOCOMMERCE_WEBHOOK_SECRET``) are either one
-value for the default tenant or a JSON object keyed by pixel, shop or site.
+``CONSENT_POLICY``... and each source's own variables. Several pixels, shops
+or sites: ``PIPELINE_TENANTS`` holds a JSON document (see README, "Several
+pixels and shops"). Secrets (``TIKTOK_ACCESS_TOKEN`` and each source's) are
+either one value for the default tenant or a JSON object keyed by pixel, shop
+or site (:func:`attach_secrets`).
+
+A source's settings class and its tenant entries live in its own folder (the registry names them):
+:class:`Tenants` keeps the pixels and checks each source's entries for their pixel, the source's
+settings validate the rest.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import functools
 import json
 import os
 from collections.abc import Callable, Mapping
-from typing import Annotated, Any, ClassVar, Literal, Self
+from typing import Annotated, Any, ClassVar, Literal, Self, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -34,7 +38,7 @@ from pydantic import (
 
 from shared import budgets
 from shared.domain.events import ORDER_CLOCK_AHEAD_SECONDS, shop_key
-from shared.domain.untrusted import describe_validation
+from shared.domain.untrusted import describe_validation, validation_problems
 from shared.sources import registry
 
 ConsentPolicy = Literal["opt-in", "opt-out"]
@@ -43,6 +47,8 @@ GpcMode = Literal["limited", "deny"]
 DEFAULT_API_URL = "https://business-api.tiktok.com/open_api/v1.3/event/track/"
 # The newest stable Shopify API version in shared/data/shopify_api_versions.json (a unit test keeps them equal).
 DEFAULT_SHOPIFY_API_VERSION = "2026-10"
+
+EntryT = TypeVar("EntryT", bound=BaseModel)
 
 _CLAIM_TTL_HOURS = int(budgets.CLAIM_TTL.total_seconds() // 3600)
 
@@ -99,55 +105,16 @@ class PixelConfig(BaseModel):
         return self
 
 
-class ShopifyShopConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    domain: Annotated[str, Field(min_length=3)]
-    pixel_code: str
-    secrets: list[SecretStr] = Field(default_factory=list)
-    purchase_topic: Literal["orders/paid", "orders/create"] = "orders/paid"
-    content_id: Literal["variant_id", "product_id", "sku"] = "variant_id"
-    # Presentment currency is what the shopper paid and what the storefront
-    # pixel reports on the thank-you page, so server and pixel values agree.
-    currency: Literal["presentment", "shop"] = "presentment"
-    include_test_orders: bool = False
-    include_pos_orders: bool = False
-    include_draft_orders: bool = False
-    consent_policy: ConsentPolicy | None = None  # None: the pixel's policy
-
-    @field_validator("domain")
-    @classmethod
-    def _normalize_domain(cls, value: str) -> str:
-        return shop_key(value)
-
-
-class WooCommerceSiteConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    url: Annotated[str, Field(min_length=3)]
-    pixel_code: str
-    secrets: list[SecretStr] = Field(default_factory=list)
-    content_id: Literal["product_id", "variation_id", "sku"] = "product_id"
-    consent_policy: ConsentPolicy | None = None
-
-    @property
-    def site(self) -> str:
-        return shop_key(self.url)
-
-
 class Tenants(BaseModel):
-    """Which pixels, Shopify shops and WooCommerce sites this deployment serves.
+    """Which pixels this deployment serves, and each source's own entries under its ``tenants_key``.
 
-    A source with tenant entries of its own (its definition's ``tenants_key``) keeps them under that
-    key; they are checked here only for their pixel, and its settings validate the rest
-    (:meth:`source_entries`).
+    The entries are checked here only for their pixel and kept as written; the source's settings validate
+    the rest (:meth:`entries`, or :meth:`source_entries` as written).
     """
 
     model_config = ConfigDict(extra="allow")
 
     pixels: dict[str, PixelConfig] = Field(default_factory=dict)
-    shopify_shops: dict[str, ShopifyShopConfig] = Field(default_factory=dict)
-    woocommerce_sites: dict[str, WooCommerceSiteConfig] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _references_resolve(self) -> Self:
@@ -157,16 +124,10 @@ class Tenants(BaseModel):
                 raise ValueError(f"{key}: not a key of PIPELINE_TENANTS (known: {known})")
             if not isinstance(value, dict) or not all(isinstance(entry, dict) for entry in value.values()):
                 raise ValueError(f"{key}: expected an object of entries, each an object")
-        for kind, entries in (("shopify_shops", self.shopify_shops), ("woocommerce_sites", self.woocommerce_sites)):
-            for name, entry in entries.items():
-                if entry.pixel_code not in self.pixels:
-                    raise ValueError(f"{kind}.{name}.pixel_code {entry.pixel_code!r} is not in pixels")
         for key, value in (self.model_extra or {}).items():
             for name, raw in value.items():
                 if raw.get("pixel_code") not in self.pixels:
                     raise ValueError(f"{key}.{name}.pixel_code {raw.get('pixel_code')!r} is not in pixels")
-        self.shopify_shops = {shop_key(k): v for k, v in self.shopify_shops.items()}
-        self.woocommerce_sites = {shop_key(k): v for k, v in self.woocommerce_sites.items()}
         return self
 
     def pixel(self, pixel_code: str) -> PixelConfig | None:
@@ -177,11 +138,26 @@ class Tenants(BaseModel):
         entries: dict[str, dict[str, Any]] = (self.model_extra or {}).get(key) or {}
         return entries
 
-    def shopify_shop(self, domain: str) -> ShopifyShopConfig | None:
-        return self.shopify_shops.get(shop_key(domain)) if domain else None
+    def entries(self, key: str, model: type[EntryT]) -> dict[str, EntryT]:
+        """A source's own entries validated as ``model``, by shop key (``shop_key`` of each name).
 
-    def woocommerce_site(self, url: str) -> WooCommerceSiteConfig | None:
-        return self.woocommerce_sites.get(shop_key(url)) if url else None
+        ConfigError names every failing field by its path, ``PIPELINE_TENANTS: <key>.<name>.<field>: ...``.
+        """
+        found: dict[str, EntryT] = {}
+        problems: list[str] = []
+        for name, raw in self.source_entries(key).items():
+            try:
+                found[shop_key(name)] = model.model_validate(raw)
+            except ValidationError as exc:
+                problems += [f"{'.'.join(map(str, (key, name, *loc)))}: {msg}" for loc, msg in validation_problems(exc)]
+        if problems:
+            raise ConfigError("PIPELINE_TENANTS: " + "; ".join(problems))
+        return found
+
+    def sharing_pixel(self, pixel_code: str) -> list[tuple[str, str]]:
+        """Every source entry (its ``tenants_key``, its shop key) that sends to ``pixel_code``."""
+        return [(key, shop_key(name)) for key in registry.TENANT_KEYS
+                for name, raw in self.source_entries(key).items() if raw.get("pixel_code") == pixel_code]  # fmt: skip
 
     def policy_for(self, pixel_code: str, override: ConsentPolicy | None = None) -> ConsentPolicy:
         if override:
@@ -352,65 +328,6 @@ class CollectSettings(ReceiverSettings):
         tenants = self._validated(document)
         attach_secrets("COLLECT_SIGNING_SECRET", self.signing_secret, self.pixel_code, tenants.pixel, "pixel",
                         attribute="signing_secrets")  # fmt: skip
-        return tenants
-
-
-class ShopifySettings(OrderReceiverSettings):
-    SECRET_ENV: ClassVar[frozenset[str]] = frozenset({"SHOPIFY_WEBHOOK_SECRET"})
-
-    shop_domain: str | None = Field(None, alias="SHOPIFY_SHOP_DOMAIN")
-    webhook_secret: SecretStr | None = Field(None, alias="SHOPIFY_WEBHOOK_SECRET")
-    # The single-tenant shop's include_test_orders (PIPELINE_TENANTS sets it per shop): on while verifying a deployment.
-    include_test_orders: bool = Field(False, alias="SHOPIFY_INCLUDE_TEST_ORDERS")
-    # Shopify signs the body only, so a captured body can be re-sent at any time: signed
-    # order bodies older than this are refused, and so are deliveries whose X-Shopify-Triggered-At
-    # is (a Pub/Sub message may wait that long). 7 days is TikTok's click attribution window;
-    # the cap keeps it below the order records' 8 days (shared.receive.orders.ORDER_EVENT_TTL), so a
-    # replay arriving after those records expired is still refused, never published again.
-    max_order_age_days: int = Field(7, alias="SHOPIFY_MAX_ORDER_AGE_DAYS", ge=1, le=budgets.MAX_ORDER_AGE.days)
-    # Read before the signature check, so it bounds what anyone can make an instance hold.
-    # Shopify documents no cap; it says order bodies can exceed a megabyte.
-    max_body_bytes: int = Field(4_194_304, alias="SHOPIFY_MAX_BODY_BYTES", ge=65_536, le=16_777_216)
-    # The version the webhook subscriptions were registered with (Terraform's shopify_api_version): checked
-    # against Shopify's support window at start and against each delivery's X-Shopify-API-Version.
-    api_version: str = Field(DEFAULT_SHOPIFY_API_VERSION, alias="SHOPIFY_API_VERSION",
-                             pattern=r"^20[0-9]{2}-(01|04|07|10)$")  # fmt: skip
-
-    def tenants(self) -> Tenants:
-        document = self._base_tenants()
-        if not self.tenants_json:
-            if not self.shop_domain:
-                raise ConfigError("SHOPIFY_SHOP_DOMAIN is not set (or set PIPELINE_TENANTS)")
-            document["shopify_shops"] = {
-                self.shop_domain: {
-                    "domain": self.shop_domain,
-                    "pixel_code": self.pixel_code,
-                    "include_test_orders": self.include_test_orders,
-                }
-            }
-        tenants = self._validated(document)
-        default = shop_key(self.shop_domain) if self.shop_domain else None
-        attach_secrets("SHOPIFY_WEBHOOK_SECRET", self.webhook_secret, default, tenants.shopify_shop, "shop",
-                        required=tenants.shopify_shops)  # fmt: skip
-        return tenants
-
-
-class WooCommerceSettings(OrderReceiverSettings):
-    SECRET_ENV: ClassVar[frozenset[str]] = frozenset({"WOOCOMMERCE_WEBHOOK_SECRET"})
-
-    site_url: str | None = Field(None, alias="WOOCOMMERCE_SITE_URL")
-    webhook_secret: SecretStr | None = Field(None, alias="WOOCOMMERCE_WEBHOOK_SECRET")
-
-    def tenants(self) -> Tenants:
-        document = self._base_tenants()
-        if not self.tenants_json:
-            if not self.site_url:
-                raise ConfigError("WOOCOMMERCE_SITE_URL is not set (or set PIPELINE_TENANTS)")
-            document["woocommerce_sites"] = {self.site_url: {"url": self.site_url, "pixel_code": self.pixel_code}}
-        tenants = self._validated(document)
-        default = shop_key(self.site_url) if self.site_url else None
-        attach_secrets("WOOCOMMERCE_WEBHOOK_SECRET", self.webhook_secret, default, tenants.woocommerce_site, "site",
-                        required=tenants.woocommerce_sites)  # fmt: skip
         return tenants
 
 

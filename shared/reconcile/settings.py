@@ -1,7 +1,7 @@
 """What a reconciliation run reads: its window and bounds, the shops' API credentials, local stand-ins.
 
 The shops and sites themselves, with their pixels and consent policies, are the webhooks' own
-(``shared.config.ShopifySettings`` / ``WooCommerceSettings``: ``SHOPIFY_SHOP_DOMAIN``,
+(each order source's settings class, named by the registry: ``SHOPIFY_SHOP_DOMAIN``,
 ``WOOCOMMERCE_SITE_URL`` or ``PIPELINE_TENANTS``); :func:`tenants_of` reads them without
 the webhook signing secrets, which reconciliation never needs. Every credential is one value
 (the single shop or site) or a JSON object keyed by shop domain or site URL, like the webhook secrets.
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 from pydantic import Field, SecretStr
 
@@ -118,7 +118,15 @@ def _placeholder_secrets(environ: Mapping[str, str], variable: str, tenants_key:
     return "unused"
 
 
-def tenants_of(source: str, environ: Mapping[str, str]) -> Tenants | None:
+class WebhookTenants(NamedTuple):
+    """A source's webhook settings (its signing secrets stood in for) and the tenants they read."""
+
+    # The source definition's settings class: its own method validates its shops or sites from ``tenants``.
+    settings: Any
+    tenants: Tenants
+
+
+def tenants_of(source: str, environ: Mapping[str, str]) -> WebhookTenants | None:
     """A source's tenants as its webhook reads them, without its signing secrets; None when it has no shop.
 
     Read from the source definition's settings class (``shared.sources``), so the shops, pixels and
@@ -140,4 +148,4 @@ def tenants_of(source: str, environ: Mapping[str, str]) -> Tenants | None:
         if not environ.get("PIPELINE_TENANTS") and not str(exc).startswith("TIKTOK_PIXEL_CODE"):
             return None  # single tenant, and this platform has no shop configured
         raise
-    return tenants
+    return WebhookTenants(settings, tenants)

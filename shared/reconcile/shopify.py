@@ -27,9 +27,10 @@ from typing import Any
 
 import httpx
 
-from shared.config import ShopifyShopConfig, Tenants
+from shared.config import Tenants
 from shared.domain.events import shop_key
 from shared.outcome import Outcome
+from shared.receive.shopify.settings import ShopifySettings, ShopifyShopConfig
 from shared.reconcile import (
     ACTIVE,
     CANCELLED,
@@ -368,7 +369,9 @@ class ShopifyOrders:
         self._api.close()
 
 
-def _flow(shop: ShopifyShopConfig, tenants: Tenants, settings: ReconcileSettings) -> Flow:
+def _flow(
+    shop: ShopifyShopConfig, tenants: Tenants, shops: Mapping[str, ShopifyShopConfig], settings: ReconcileSettings
+) -> Flow:
     """The webhook's verified-delivery path for one shop, each order delivered as ``orders/paid``."""
 
     def over(store: Any, publisher: Any) -> Deliver:
@@ -377,7 +380,7 @@ def _flow(shop: ShopifyShopConfig, tenants: Tenants, settings: ReconcileSettings
         from shared.receive.shopify.runtime import Runtime
 
         runtime = Runtime(
-            tenants, default_region=settings.default_phone_region, store=store, publisher=publisher,
+            tenants, shops, default_region=settings.default_phone_region, store=store, publisher=publisher,
             io_seconds=settings.timeout_seconds, max_event_age=dt.timedelta(days=settings.max_event_age_days),
             # The body is the shop's answer to our own request, not a replay: its age is the order window's
             # to judge (an order paid past ORDER_MAX_EVENT_AGE_DAYS is recorded skipped, outside_window).
@@ -402,10 +405,12 @@ class ShopifyChannel:
 
     def shops(self, settings: ReconcileSettings, environ: Mapping[str, str],
               transport: httpx.BaseTransport | None = None) -> list[Shop]:  # fmt: skip
-        tenants = tenants_of(SOURCE, environ)
-        if tenants is None:
+        webhook = tenants_of(SOURCE, environ)
+        if webhook is None:
             return []
-        domains = sorted(tenants.shopify_shops)
+        assert isinstance(webhook.settings, ShopifySettings)  # shared.sources.shopify's settings class
+        tenants, shops = webhook.tenants, webhook.settings.shops(webhook.tenants)
+        domains = sorted(shops)
         tokens = per_shop("SHOPIFY_ADMIN_TOKEN", settings.shopify_admin_token, domains)
         ids = per_shop("SHOPIFY_CLIENT_ID", settings.shopify_client_id, domains)
         secrets = per_shop("SHOPIFY_CLIENT_SECRET", settings.shopify_client_secret, domains)
@@ -413,7 +418,7 @@ class ShopifyChannel:
         topics = tuple(t.strip() for t in settings.shopify_topics.split(",") if t.strip())
         found = []
         for domain in domains:
-            config = tenants.shopify_shops[domain]
+            config = shops[domain]
             credentials = Credentials(tokens.get(domain), ids.get(domain), secrets.get(domain))
             usable = credentials.token or (credentials.client_id and credentials.client_secret)
             base = settings.shopify_admin_url.replace("{shop}", domain) if settings.shopify_admin_url else None
@@ -423,7 +428,7 @@ class ShopifyChannel:
             ) if usable else None  # fmt: skip
             problem = None if usable else "no credentials: set SHOPIFY_ADMIN_TOKEN, or SHOPIFY_CLIENT_ID and SECRET"
             found.append(Shop(SOURCE, shop_key(domain), config.pixel_code, client,
-                              _flow(config, tenants, settings), problem))  # fmt: skip
+                              _flow(config, tenants, shops, settings), problem))  # fmt: skip
         return found
 
 

@@ -20,10 +20,11 @@ from typing import Any
 
 import httpx
 
-from shared.config import Tenants, WooCommerceSiteConfig
+from shared.config import Tenants
 from shared.domain.events import shop_key
 from shared.outcome import Kind, Outcome
 from shared.receive.woocommerce.mapping import NEVER_PURCHASE_STATUSES, ignore_reason, order_status
+from shared.receive.woocommerce.settings import WooCommerceSettings, WooCommerceSiteConfig
 from shared.reconcile import (
     ACTIVE,
     CANCELLED,
@@ -215,15 +216,17 @@ class WooCommerceChannel:
 
     def shops(self, settings: ReconcileSettings, environ: Mapping[str, str],
               transport: httpx.BaseTransport | None = None) -> list[Shop]:  # fmt: skip
-        tenants = tenants_of(SOURCE, environ)
-        if tenants is None:
+        webhook = tenants_of(SOURCE, environ)
+        if webhook is None:
             return []
-        sites = sorted(tenants.woocommerce_sites)
+        assert isinstance(webhook.settings, WooCommerceSettings)  # shared.sources.woocommerce's settings class
+        tenants, configs = webhook.tenants, webhook.settings.sites(webhook.tenants)
+        sites = sorted(configs)
         keys = per_shop("WOOCOMMERCE_API_KEY", settings.woocommerce_api_key, sites)
         secrets = per_shop("WOOCOMMERCE_API_SECRET", settings.woocommerce_api_secret, sites)
         found = []
         for name in sites:
-            config = tenants.woocommerce_sites[name]
+            config = configs[name]
             base = (settings.woocommerce_api_url.replace("{site}", name) if settings.woocommerce_api_url
                     else config.url if "://" in config.url else f"https://{config.url}")  # fmt: skip
             usable = name in keys and name in secrets

@@ -88,8 +88,8 @@ class SourceDefinition:
     function: str | None = None
     # Its settings class ("module:Class", a shared.config._EnvSettings): what the function reads.
     settings: str | None = None
-    # Its entries' key in PIPELINE_TENANTS. Unless shared.config.Tenants declares the key, the entries are
-    # the source's own: Tenants checks their pixel and keeps them, its settings validate the rest.
+    # Its entries' key in PIPELINE_TENANTS. The entries are the source's own: shared.config.Tenants checks
+    # their pixel and keeps them, its settings validate the rest.
     tenants_key: str | None = None
     # Reading the shop's own order list for a window ("module:attribute"): reconciliation's hook.
     orders: str | None = None

@@ -29,7 +29,6 @@ from typing import Any
 
 import pytest
 
-from shared.config import ShopifySettings
 from shared.infra.http import Reply
 from shared.infra.pubsub import EventPublisher
 from shared.infra.store import EVENT_CLAIMS, WEBHOOK_DELIVERIES
@@ -37,6 +36,7 @@ from shared.receive.orders import JOIN_SHOPIFY_CHECKOUT
 from shared.receive.shopify.handler import handle
 from shared.receive.shopify.request import IO_SECONDS, Delivery
 from shared.receive.shopify.runtime import Runtime
+from shared.receive.shopify.settings import ShopifySettings
 from tests.conftest import decode_message
 from tests.emulator.test_shopify_webhook import GRANTED, HOUR, PIXEL, SECRET, new_order, settings_env
 from tests.helpers import shopify_signature
@@ -93,6 +93,7 @@ class Shopify:
     def __init__(self, emulators, collection_prefix, topic, store, pubsub_clients) -> None:
         settings = ShopifySettings.from_env(settings_env(emulators, collection_prefix, topic.topic))
         self.tenants = settings.tenants()
+        self.shops = settings.shops(self.tenants)
         self.store, self.topic = store, topic
         self.publisher = EventPublisher(pubsub_clients[0], emulators.project, topic.topic)
 
@@ -104,7 +105,7 @@ class Shopify:
              "X-Shopify-Hmac-Sha256": shopify_signature(body, SECRET)}
         )  # fmt: skip
         runtime = Runtime(
-            self.tenants, store=Scripted(self.store, "store", script),
+            self.tenants, self.shops, store=Scripted(self.store, "store", script),
             publisher=Scripted(self.publisher, "publisher", script), io_seconds=io_seconds,
         )  # fmt: skip
         return handle(delivery, body, runtime)

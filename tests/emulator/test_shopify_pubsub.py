@@ -20,12 +20,12 @@ from typing import Any
 import functions_framework
 import pytest
 
-from shared.config import ShopifySettings
 from shared.infra.pubsub import EventPublisher, make_publisher_client
 from shared.infra.store import EVENT_CLAIMS, ORDER_EVENTS, Store, make_client
 from shared.receive.orders import JOIN_SHOPIFY_CHECKOUT
 from shared.receive.shopify.pubsub import PushMessage, handle_push
 from shared.receive.shopify.runtime import Runtime
+from shared.receive.shopify.settings import ShopifySettings
 from tests.conftest import push_body
 from tests.emulator.test_shopify_webhook import PIXEL, Webhook, new_order, settings_env
 from tests.unit.test_shopify_mapping import SHOP
@@ -242,7 +242,8 @@ def test_an_unreachable_firestore_answers_503_so_pubsub_redelivers(emulators, co
     with emulator_host_pointing_nowhere("FIRESTORE_EMULATOR_HOST"):
         unreachable = Store(make_client(emulators.project), collection_prefix)
     publisher = EventPublisher(make_publisher_client(), emulators.project, topic.topic)
-    runtime = Runtime(settings.tenants(), store=unreachable, publisher=publisher, io_seconds=0.5)
+    tenants = settings.tenants()
+    runtime = Runtime(tenants, settings.shops(tenants), store=unreachable, publisher=publisher, io_seconds=0.5)
     data = base64.b64encode(json.dumps(new_order()).encode()).decode()
     message = PushMessage("m-down", attributes(), data)
     assert handle_push(message, runtime).status == 503
@@ -275,10 +276,11 @@ def test_a_failed_publish_answers_503_and_the_redelivery_publishes_once(
             raise RuntimeError("events topic unavailable")
 
     message = PushMessage("m-fail", attributes(), base64.b64encode(json.dumps(order).encode()).decode())
-    failing = Runtime(settings.tenants(), store=store, publisher=Failing())
+    tenants, shops = settings.tenants(), settings.shops(settings.tenants())
+    failing = Runtime(tenants, shops, store=store, publisher=Failing())
     assert handle_push(message, failing).status == 503
     publisher = EventPublisher(make_publisher_client(), emulators.project, topic.topic)
-    working = Runtime(settings.tenants(), store=store, publisher=publisher)
+    working = Runtime(tenants, shops, store=store, publisher=publisher)
     reply = handle_push(message, working)
     assert (reply.status, reply.body["outcome"]) == (200, "published")
     messages = topic.pull_all(1)

@@ -27,7 +27,7 @@ from typing import Any
 import functions_framework
 import pytest
 
-from shared.config import DEFAULT_SHOPIFY_API_VERSION, ShopifySettings
+from shared.config import DEFAULT_SHOPIFY_API_VERSION
 from shared.infra.metrics import COUNTERS
 from shared.infra.pubsub import EventPublisher, make_publisher_client
 from shared.infra.store import (
@@ -44,6 +44,7 @@ from shared.receive.orders import JOIN_SHOPIFY_CART, JOIN_SHOPIFY_CHECKOUT
 from shared.receive.shopify.handler import handle
 from shared.receive.shopify.request import Delivery
 from shared.receive.shopify.runtime import Runtime
+from shared.receive.shopify.settings import ShopifySettings
 from tests.conftest import decode_message
 from tests.helpers import ROOT, shopify_signature
 from tests.unit.test_shopify_mapping import SHOP, documented_order
@@ -397,6 +398,7 @@ def test_a_failed_publish_answers_503_and_releases_everything_so_the_retry_succe
 ):
     settings = ShopifySettings.from_env(settings_env(emulators, collection_prefix, topic.topic))
     tenants = settings.tenants()
+    shops = settings.shops(tenants)
     broken = EventPublisher(pubsub_clients[0], emulators.project, f"missing-{uuid.uuid4().hex[:8]}")
     working = EventPublisher(pubsub_clients[0], emulators.project, topic.topic)
     order = new_order()
@@ -406,11 +408,11 @@ def test_a_failed_publish_answers_503_and_releases_everything_so_the_retry_succe
         {"X-Shopify-Topic": "orders/paid", "X-Shopify-Shop-Domain": SHOP, "X-Shopify-Webhook-Id": "w-retry",
          "X-Shopify-Hmac-Sha256": shopify_signature(body, SECRET)}
     )  # fmt: skip
-    failed = handle(delivery, body, Runtime(tenants, store=store, publisher=broken))
+    failed = handle(delivery, body, Runtime(tenants, shops, store=store, publisher=broken))
     assert failed.status == 503
     assert store.get(WEBHOOK_DELIVERIES, ("shopify", SHOP, "orders/paid", "w-retry")) is None
     assert store.get(ORDER_EVENTS, ("shopify", SHOP, str(order["id"]), "Purchase")) is None
-    retried = handle(delivery, body, Runtime(tenants, store=store, publisher=working))
+    retried = handle(delivery, body, Runtime(tenants, shops, store=store, publisher=working))
     assert (retried.status, retried.body["outcome"]) == (200, "published")
     assert len(topic.pull_all(1)) == 1
 
@@ -584,7 +586,10 @@ def _handle(emulators, collection_prefix, topic, store, body: bytes, delivery_id
         {"X-Shopify-Topic": "orders/paid", "X-Shopify-Shop-Domain": SHOP, "X-Shopify-Webhook-Id": delivery_id,
          "X-Shopify-Hmac-Sha256": shopify_signature(body, SECRET)}
     )  # fmt: skip
-    return handle(delivery, body, Runtime(settings.tenants(), store=store, publisher=publisher, **runtime))
+    tenants = settings.tenants()
+    return handle(
+        delivery, body, Runtime(tenants, settings.shops(tenants), store=store, publisher=publisher, **runtime)
+    )
 
 
 def test_a_sent_order_event_leaves_its_one_claim_marked_sent_for_one_read_and_two_writes(webhook, downstream):
@@ -715,5 +720,6 @@ def test_a_client_that_cannot_be_made_answers_503_not_500(emulators, collection_
         {"X-Shopify-Topic": "orders/paid", "X-Shopify-Shop-Domain": SHOP, "X-Shopify-Webhook-Id": "w-noclient",
          "X-Shopify-Hmac-Sha256": shopify_signature(body, SECRET)}
     )  # fmt: skip
-    runtime = Runtime(settings.tenants(), store_factory=cannot_make, publisher_factory=cannot_make)
+    tenants = settings.tenants()
+    runtime = Runtime(tenants, settings.shops(tenants), store_factory=cannot_make, publisher_factory=cannot_make)
     assert handle(delivery, body, runtime).status == 503

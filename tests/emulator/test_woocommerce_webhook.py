@@ -433,11 +433,12 @@ class Outage:
 
 
 def make_runtime(emulators, topic, prefix: str, *, store: Any, publisher: Any) -> Runtime:
-    from shared.config import WooCommerceSettings
+    from shared.receive.woocommerce.settings import WooCommerceSettings
 
     settings = WooCommerceSettings.from_env(woo_env(emulators, topic, prefix))
-    return Runtime(settings.tenants(), store=store, publisher=publisher,
-                               firestore_seconds=1.0, publish_seconds=2.0)  # fmt: skip
+    tenants = settings.tenants()
+    return Runtime(tenants, settings.sites(tenants), store=store, publisher=publisher,
+                   firestore_seconds=1.0, publish_seconds=2.0)  # fmt: skip
 
 
 @pytest.fixture

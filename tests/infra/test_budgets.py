@@ -9,7 +9,8 @@ from __future__ import annotations
 import datetime as dt
 
 from shared import budgets
-from shared.config import SenderSettings, ShopifySettings
+from shared.config import SenderSettings
+from shared.receive.shopify.settings import ShopifySettings
 from tests.infra.hcl import Terraform
 
 

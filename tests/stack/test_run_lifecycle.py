@@ -209,13 +209,17 @@ def test_a_second_run_in_the_same_folder_is_refused_in_one_line_and_leaves_the_f
 def test_no_process_of_the_stack_gets_a_secret_on_its_command_line(first):
     pids = stack_processes(first.run_dir)
     command_lines = {pid: Path(f"/proc/{pid}/cmdline").read_bytes() for pid in pids}
-    sandbox = [pid for pid, line in command_lines.items() if b"-m\0sandbox" in line]
+    sandbox = [pid for pid, line in command_lines.items() if b"-m\0sandbox\0" in line]  # not sandbox.shop
     assert sandbox, command_lines
     for line in command_lines.values():
         assert b"never-on-a-command-line" not in line and b"--token" not in line, line
     # The sandbox got the token map all the same: it accepts the stack's token.
     (pid,) = sandbox
     assert b"tok-never-on-a-command-line" in Path(f"/proc/{pid}/environ").read_bytes()
+    # The local shop is no client of TikTok's: it does not get the token at all.
+    shops = [pid for pid, line in command_lines.items() if b"-m\0sandbox.shop\0" in line]
+    assert shops, command_lines
+    assert all(b"tok-never-on-a-command-line" not in Path(f"/proc/{pid}/environ").read_bytes() for pid in shops)
 
 
 def test_the_banner_prints_the_demo_page_with_this_stacks_collect_endpoint_and_serves_it(first):

@@ -10,17 +10,19 @@ from shared.config import (
     CollectSettings,
     ConfigError,
     SenderSettings,
-    ShopifySettings,
-    WooCommerceSettings,
     function_settings,
 )
+from shared.domain.events import shop_key
+from shared.receive.shopify.settings import ShopifySettings
+from shared.receive.woocommerce.settings import WooCommerceSettings
 
 
 def test_single_tenant_from_the_simple_variables():
-    tenants = ShopifySettings.from_env(
+    settings = ShopifySettings.from_env(
         {"TIKTOK_PIXEL_CODE": "PIX", "SHOPIFY_SHOP_DOMAIN": "Shop.myshopify.com", "SHOPIFY_WEBHOOK_SECRET": "new,old"}
-    ).tenants()
-    shop = tenants.shopify_shop("shop.myshopify.com")
+    )
+    tenants = settings.tenants()
+    shop = settings.shops(tenants).get("shop.myshopify.com")
     assert shop is not None and shop.pixel_code == "PIX"
     assert [s.get_secret_value() for s in shop.secrets] == ["new", "old"]
     assert tenants.policy_for("PIX") == "opt-in"
@@ -38,7 +40,8 @@ def test_multi_tenant_json_with_per_shop_secrets():
         "WOOCOMMERCE_WEBHOOK_SECRET": json.dumps({"b.example": "w1"}),
     }
     assert ShopifySettings.from_env(env).tenants().policy_for("A") == "opt-out"
-    site = WooCommerceSettings.from_env(env).tenants().woocommerce_site("https://b.example/")
+    woo = WooCommerceSettings.from_env(env)
+    site = woo.sites(woo.tenants()).get(shop_key("https://b.example/"))
     assert site is not None and site.secrets[0].get_secret_value() == "w1"
 
 
@@ -49,7 +52,8 @@ def test_missing_pixel_names_the_variable():
 
 def test_missing_secret_names_the_variable():
     with pytest.raises(ConfigError, match="SHOPIFY_WEBHOOK_SECRET"):
-        ShopifySettings.from_env({"TIKTOK_PIXEL_CODE": "P", "SHOPIFY_SHOP_DOMAIN": "s.myshopify.com"}).tenants()
+        settings = ShopifySettings.from_env({"TIKTOK_PIXEL_CODE": "P", "SHOPIFY_SHOP_DOMAIN": "s.myshopify.com"})
+        settings.shops(settings.tenants())
 
 
 @pytest.mark.parametrize(
@@ -71,7 +75,8 @@ def test_tenant_document_errors_name_the_path():
         "shopify_shops": {"s": {"domain": "s.myshopify.com", "pixel_code": "Z"}},
     }
     with pytest.raises(ConfigError, match="pixel_code"):
-        ShopifySettings.from_env({"PIPELINE_TENANTS": json.dumps(bad), "SHOPIFY_WEBHOOK_SECRET": "{}"}).tenants()
+        settings = ShopifySettings.from_env({"PIPELINE_TENANTS": json.dumps(bad), "SHOPIFY_WEBHOOK_SECRET": "{}"})
+        settings.shops(settings.tenants())
 
 
 def test_sender_tokens_per_pixel():

@@ -4,11 +4,9 @@ refused naming the field.
 
 from __future__ import annotations
 
-from shared.config import (
-    WooCommerceSiteConfig,
-)
 from shared.receive.collect.handler import handle
 from shared.receive.woocommerce import mapping as woo_mapping
+from shared.receive.woocommerce.settings import WooCommerceSiteConfig
 from tests.emulator.test_woocommerce_webhook import SITE_URL
 from tests.unit import test_collect as tc
 from tests.unit.test_shopify_mapping import documented_order as shopify_order

@@ -12,13 +12,13 @@ import pytest
 from shared.config import (
     CollectSettings,
     ConfigError,
-    ShopifySettings,
-    WooCommerceSettings,
 )
 from shared.domain.consent import decide
 from shared.receive.collect.handler import handle
 from shared.receive.collect.plan import Plan, build_plan
 from shared.receive.collect.runtime import Runtime
+from shared.receive.shopify.settings import ShopifySettings
+from shared.receive.woocommerce.settings import WooCommerceSettings
 from tests.unit import test_collect as tc
 
 NOW = 1_790_000_000

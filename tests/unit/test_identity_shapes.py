@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from shared.config import PixelConfig, ShopifyShopConfig, Tenants, WooCommerceSiteConfig
+from shared.config import PixelConfig, Tenants
 from shared.domain import shapes
 from shared.domain.consent import decide
 from shared.domain.identity import RawIdentity, build_user
@@ -25,7 +25,9 @@ from shared.receive.collect.schema import parse_body
 from shared.receive.shopify.mapping import click_ids
 from shared.receive.shopify.mapping import identity as shopify_identity
 from shared.receive.shopify.mapping import properties as shopify_properties
+from shared.receive.shopify.settings import ShopifyShopConfig
 from shared.receive.woocommerce.mapping import click_id, map_order
+from shared.receive.woocommerce.settings import WooCommerceSiteConfig
 from tests.helpers import load_fixture
 
 EMAILS = ["jo@example.com", "jo@exämple.de", "jo@例え.jp", "jo＠example.com", "jo﹫example.com", "jo%40example.com"]

@@ -10,9 +10,10 @@ import httpx
 import pytest
 
 from shared import report
-from shared.config import ConfigError, ShopifyShopConfig
+from shared.config import ConfigError
 from shared.domain.events import order_event_id
 from shared.receive.shopify.routing import SendEvent, plan
+from shared.receive.shopify.settings import ShopifyShopConfig
 from shared.reconcile import (
     CANCELLED,
     PAID,
@@ -428,8 +429,8 @@ def test_credentials_are_one_value_or_a_json_object_by_shop():
 
 def test_tenants_are_the_webhooks_own_without_their_signing_secrets():
     environ = {"TIKTOK_PIXEL_CODE": "CPIX", "SHOPIFY_SHOP_DOMAIN": SHOP}
-    tenants = tenants_of("shopify", environ)
-    assert tenants is not None and list(tenants.shopify_shops) == [SHOP]
+    shopify = tenants_of("shopify", environ)
+    assert shopify is not None and list(shopify.settings.shops(shopify.tenants)) == [SHOP]
     assert tenants_of("woocommerce", environ) is None  # no site configured: nothing to reconcile there
     many = {
         "PIPELINE_TENANTS": json.dumps(
@@ -440,7 +441,7 @@ def test_tenants_are_the_webhooks_own_without_their_signing_secrets():
         )
     }
     sites = tenants_of("woocommerce", many)
-    assert sites is not None and list(sites.woocommerce_sites) == ["a.example"]
+    assert sites is not None and list(sites.settings.sites(sites.tenants)) == ["a.example"]
 
 
 def test_shops_without_credentials_say_which_to_set():

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.config import DEFAULT_SHOPIFY_API_VERSION, ConfigError, ShopifySettings
+from shared.config import DEFAULT_SHOPIFY_API_VERSION, ConfigError
 from shared.infra.metrics import COUNTERS
 from shared.receive.shopify import api_version
 from shared.receive.shopify.api_version import (
@@ -27,6 +27,7 @@ from shared.receive.shopify.api_version import (
     support_problem,
 )
 from shared.receive.shopify.runtime import Runtime
+from shared.receive.shopify.settings import ShopifySettings
 
 SHOP_ENV = {"TIKTOK_PIXEL_CODE": "PIX", "SHOPIFY_SHOP_DOMAIN": "shop.myshopify.com", "SHOPIFY_WEBHOOK_SECRET": "s"}
 

@@ -15,7 +15,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shared.config import ShopifyShopConfig
 from shared.domain.identity import build_user
 from shared.outcome import Outcome
 from shared.receive.orders import JOIN_CUSTOMER, JOIN_SHOPIFY_CART, JOIN_SHOPIFY_CHECKOUT
@@ -30,6 +29,7 @@ from shared.receive.shopify.routing import (
     SendEvent,
     parse_payload,
 )
+from shared.receive.shopify.settings import ShopifyShopConfig
 from shared.receive.signatures import verify_hmac_base64
 from tests.helpers import load_fixture, shopify_signature
 

@@ -10,13 +10,14 @@ import datetime as dt
 
 import pytest
 
-from shared.config import ConfigError, ShopifySettings
+from shared.config import ConfigError
 from shared.outcome import Outcome
 from shared.receive.orders import ORDER_EVENT_TTL
 from shared.receive.shopify import routing as planning
 from shared.receive.shopify.request import MAX_BODY_BYTES, MAX_ORDER_AGE
 from shared.receive.shopify.routing import RecordOrderChange, RedactCustomer, RedactShop, SendEvent, parse_payload
 from shared.receive.shopify.runtime import Runtime
+from shared.receive.shopify.settings import ShopifySettings
 from tests.unit.test_shopify_mapping import SHOP, TRUE_ORDER_ID, documented_order, shop_config
 
 NOW = 1_790_000_000

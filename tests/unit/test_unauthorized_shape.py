@@ -6,14 +6,12 @@ from typing import Any
 
 import functions_framework
 
-from shared.config import (
-    Tenants,
-    WooCommerceSiteConfig,
-)
+from shared.config import Tenants
 from shared.receive import woocommerce
 from shared.receive.shopify.handler import handle as handle_shopify
 from shared.receive.shopify.request import Delivery as ShopifyDelivery
 from shared.receive.shopify.runtime import Runtime as ShopifyRuntime
+from shared.receive.woocommerce.settings import WooCommerceSiteConfig
 from tests.emulator.test_woocommerce_webhook import SITE, SITE_URL
 from tests.helpers import ROOT, shopify_signature
 from tests.unit.test_shopify_mapping import shop_config
@@ -25,18 +23,18 @@ def _shape(body: dict[str, Any]) -> tuple[str, bool]:
 
 def test_woocommerce_and_shopify_answer_401_with_the_same_shape():
     site = WooCommerceSiteConfig(url=SITE_URL, pixel_code="CPIXEL", secrets=["s3cret"])
-    tenants = Tenants(pixels={"CPIXEL": {"pixel_code": "CPIXEL"}}, woocommerce_sites={SITE: site})
-    woo_runtime = woocommerce.Runtime(tenants)
+    tenants = Tenants(pixels={"CPIXEL": {"pixel_code": "CPIXEL"}})
+    woo_runtime = woocommerce.Runtime(tenants, {SITE: site})
     body = b'{"id": 1}'
     headers = {"X-WC-Webhook-Source": SITE_URL, "X-WC-Webhook-Topic": "order.updated", "X-WC-Webhook-Signature": "x"}
     woo_reply = woocommerce.handle(headers, body, lambda: woo_runtime)
     unknown = woocommerce.handle({**headers, "X-WC-Webhook-Source": "https://other.example"}, body, lambda: woo_runtime)
 
     shop = shop_config(secrets=["s3cret"])
-    shop_tenants = Tenants(pixels={"CPIXEL": {"pixel_code": "CPIXEL"}}, shopify_shops={shop.domain: shop})
+    shop_tenants = Tenants(pixels={"CPIXEL": {"pixel_code": "CPIXEL"}})
     delivery = ShopifyDelivery.from_headers({"X-Shopify-Shop-Domain": shop.domain, "X-Shopify-Topic": "orders/paid",
                                              "X-Shopify-Hmac-Sha256": shopify_signature(body, "wrong")})  # fmt: skip
-    shopify_reply = handle_shopify(delivery, body, ShopifyRuntime(shop_tenants))
+    shopify_reply = handle_shopify(delivery, body, ShopifyRuntime(shop_tenants, {shop.domain: shop}))
     assert [r.status for r in (woo_reply, unknown, shopify_reply)] == [401] * 3
     assert {_shape(r.body) for r in (woo_reply, unknown, shopify_reply)} == {("unauthorized", True)}
 

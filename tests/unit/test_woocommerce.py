@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shared.config import PixelConfig, WooCommerceSiteConfig
+from shared.config import PixelConfig
 from shared.domain import hashing
 from shared.domain.consent import ConsentSnapshot, with_checkout_consent
 from shared.domain.identity import build_user
@@ -28,6 +28,7 @@ from shared.receive.woocommerce.mapping import (
 )
 from shared.receive.woocommerce.parking import order_from_record as _order_from_record
 from shared.receive.woocommerce.parking import park_envelope, park_order, parked_records, record_event_id
+from shared.receive.woocommerce.settings import WooCommerceSiteConfig
 from shared.tiktok.request import envelopes_to_request
 from tests.helpers import load_fixture, wait_until
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from shared.config import WooCommerceSiteConfig
 from shared.receive.woocommerce import mapping as woocommerce
+from shared.receive.woocommerce.settings import WooCommerceSiteConfig
 from tests.emulator.test_woocommerce_webhook import PIXEL, SITE_URL, new_order
 
 LANDING = (

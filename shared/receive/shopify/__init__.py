@@ -2,11 +2,12 @@
 
 One module per step of a delivery, in the order a delivery takes them:
 
+- ``settings``: what the function reads (:class:`~.settings.ShopifySettings`) and each shop's configuration;
 - ``request``: the ``X-Shopify-*`` headers, the topics and limits, :func:`find_shop` (the shop, or why not);
 - ``mapping``: pure mapping of the untrusted JSON (ids, money, click ids, identity, properties);
 - ``routing``: pure: topic + body -> an action or a final outcome, and the checks a signed body still needs;
 - ``flow``: the action carried out (the order flow, records, deletions) within the delivery's deadline;
-- ``runtime``: the instance's :class:`Runtime`: tenants, limits, Firestore and Pub/Sub bounded per delivery;
+- ``runtime``: the instance's :class:`Runtime`: shops and tenants, limits, Firestore and Pub/Sub bounded per delivery;
 - ``handler``: an HTTPS request or verified delivery to its :class:`~shared.infra.http.Reply`;
 - ``pubsub``: the same deliveries pushed by Google Cloud Pub/Sub (authenticated by IAM).
 

@@ -12,7 +12,7 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
-from shared.config import ShopifyShopConfig, Tenants
+from shared.config import Tenants
 from shared.domain.events import order_event_id
 from shared.domain.hashing import customer_key
 from shared.infra.deadline import Deadline
@@ -22,6 +22,8 @@ from shared.receive.orders import ORDER_EVENT_TTL, block_purchase, process_order
 from shared.receive.shopify.request import PLATFORM
 from shared.receive.shopify.routing import Action, RecordOrderChange, RedactCustomer, SendEvent
 from shared.receive.shopify.runtime import Runtime, ShopifyStore
+from shared.receive.shopify.settings import ShopifyShopConfig
+from shared.sources.shopify import SOURCE
 
 
 class DeliveryStore:
@@ -115,9 +117,8 @@ def _redact_shop(shop: ShopifyShopConfig, store: DeliveryStore, tenants: Tenants
         "order_records": store.delete_where(ORDER_EVENTS, "shop", shop.domain)
         + store.delete_where(EVENT_CLAIMS, "shop", shop.domain),
     }
-    # Click contexts are stored per pixel; delete them only if no other shop or site uses the pixel.
-    sharing = [d for d, s in tenants.shopify_shops.items() if s.pixel_code == shop.pixel_code and d != shop.domain]
-    sharing += [w for w, s in tenants.woocommerce_sites.items() if s.pixel_code == shop.pixel_code]
+    # Click contexts are stored per pixel; delete them only if no other shop or site (of any source) uses the pixel.
+    sharing = [entry for entry in tenants.sharing_pixel(shop.pixel_code) if entry != (SOURCE.tenants_key, shop.domain)]
     if sharing:
         details["click_contexts_kept"] = f"pixel shared with {len(sharing)} other shop(s); they expire by TTL"
     else:

@@ -14,7 +14,6 @@ from typing import Any
 
 import flask
 
-from shared.config import ShopifyShopConfig
 from shared.domain.untrusted import BodyTooLarge, read_body
 from shared.infra import log
 from shared.infra.deadline import Deadline
@@ -25,6 +24,7 @@ from shared.receive.shopify.flow import DeliveryStore, execute, order_ref
 from shared.receive.shopify.request import Delivery, find_shop
 from shared.receive.shopify.routing import Action, parse_payload, plan
 from shared.receive.shopify.runtime import Runtime
+from shared.receive.shopify.settings import ShopifyShopConfig
 
 
 def handle_request(request: flask.Request, runtime: Callable[[], Runtime]) -> Reply:
@@ -57,7 +57,7 @@ def handle(delivery: Delivery, body: bytes, runtime: Runtime, now: Callable[[], 
     503 only when our own Firestore or Pub/Sub failed, so the retry can succeed.
     """
     try:
-        shop = find_shop(delivery, body, runtime.tenants)
+        shop = find_shop(delivery, body, runtime.shops)
     except Refused as refused:
         outcome = Outcome(Kind.REJECTED, refused.reason, details={"status": refused.status, **delivery.log_fields()})
         return Reply(refused.status, refused.body(), outcome=outcome)

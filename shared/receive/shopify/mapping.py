@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from shared.config import ShopifyShopConfig
 from shared.domain import shapes
 from shared.domain.events import plausible_order_time
 from shared.domain.identity import RawIdentity
@@ -21,6 +20,7 @@ from shared.domain.scrub import scrub_text, scrub_url
 from shared.domain.shapes import valid_ip
 from shared.domain.untrusted import money
 from shared.receive.orders import JOIN_CUSTOMER
+from shared.receive.shopify.settings import ShopifyShopConfig
 from shared.sources.shopify import CART, CHECKOUT
 
 # Note attributes our storefront snippet writes (cart attributes end up there).

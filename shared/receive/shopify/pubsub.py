@@ -104,7 +104,7 @@ def handle_push(message: PushMessage, runtime: Runtime, now: Callable[[], float]
     """
     delivery, body = delivery_of(message)
     try:
-        shop = find_shop(delivery, body, runtime.tenants)
+        shop = find_shop(delivery, body, runtime.shops)
         if body is None:  # find_shop refuses it already; said again for the type checker
             raise Refused(400, "invalid message", "message data is missing")
     except Refused as refused:

@@ -14,15 +14,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared import budgets
-from shared.config import ShopifyShopConfig, Tenants
+from shared.domain.events import shop_key
 from shared.infra.http import Refused
+from shared.receive.shopify.settings import ShopifyShopConfig
 from shared.receive.signatures import verify_hmac_base64
 
 PLATFORM = "shopify"
 # Shopify waits 5 s for an answer: every Firestore and Pub/Sub call of a delivery shares this
 # budget, so a slow dependency becomes a 503 that Shopify retries, not a timeout it counts.
 IO_SECONDS = budgets.SHOPIFY_IO_SECONDS
-# Defaults of SHOPIFY_MAX_ORDER_AGE_DAYS and SHOPIFY_MAX_BODY_BYTES (see shared.config).
+# Defaults of SHOPIFY_MAX_ORDER_AGE_DAYS and SHOPIFY_MAX_BODY_BYTES (see .settings).
 MAX_ORDER_AGE = dt.timedelta(days=7)
 MAX_BODY_BYTES = 4_194_304
 
@@ -98,7 +99,7 @@ def normalize_topic(topic: str) -> str:
     return text
 
 
-def find_shop(delivery: Delivery, body: bytes | None, tenants: Tenants) -> ShopifyShopConfig:
+def find_shop(delivery: Delivery, body: bytes | None, shops: Mapping[str, ShopifyShopConfig]) -> ShopifyShopConfig:
     """The served shop that provably sent ``body``, or :class:`Refused` (401) saying why not.
 
     Nothing else may happen to a refused delivery. Over HTTPS the HMAC is the proof.
@@ -112,7 +113,7 @@ def find_shop(delivery: Delivery, body: bytes | None, tenants: Tenants) -> Shopi
         if pubsub:
             raise _unauthorized("message without an X-Shopify-Shop-Domain attribute")
         raise _unauthorized("missing X-Shopify-Shop-Domain header")
-    shop = tenants.shopify_shop(delivery.shop_domain)
+    shop = shops.get(shop_key(delivery.shop_domain))
     if shop is None:
         raise _unauthorized(
             f"unknown shop {delivery.shop_domain!r}: not configured (SHOPIFY_SHOP_DOMAIN or PIPELINE_TENANTS)"

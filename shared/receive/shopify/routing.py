@@ -17,7 +17,6 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from shared.config import ShopifyShopConfig
 from shared.domain.events import order_event_id, shop_key
 from shared.domain.models import Properties
 from shared.domain.untrusted import UnsafeInput, money, parse_json, validation_problems
@@ -50,6 +49,7 @@ from shared.receive.shopify.request import (
     REFUNDS_CREATE,
     SHOP_REDACT,
 )
+from shared.receive.shopify.settings import ShopifyShopConfig
 
 # Record name of a cancellation (its tombstone on the Purchase is shared.receive.orders.block_purchase).
 CANCELLED_RECORD = "cancelled"

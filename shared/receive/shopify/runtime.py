@@ -10,7 +10,7 @@ import datetime as dt
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-from shared.config import DEFAULT_SHOPIFY_API_VERSION, ShopifySettings, Tenants
+from shared.config import DEFAULT_SHOPIFY_API_VERSION, Tenants
 from shared.infra import log
 from shared.infra.instance import Clients, first_use
 from shared.infra.pubsub import Publisher, publisher_from_settings
@@ -18,6 +18,7 @@ from shared.infra.store import store_from_settings
 from shared.receive.orders import MAX_EVENT_AGE, OrderStore
 from shared.receive.shopify.api_version import VersionWatch, check_support
 from shared.receive.shopify.request import IO_SECONDS, MAX_BODY_BYTES, MAX_ORDER_AGE
+from shared.receive.shopify.settings import ShopifySettings, ShopifyShopConfig
 
 
 class ShopifyStore(OrderStore, Protocol):
@@ -27,11 +28,12 @@ class ShopifyStore(OrderStore, Protocol):
 
 
 class Runtime(Clients[ShopifyStore, Publisher]):
-    """One instance's dependencies: tenants now, Firestore and Pub/Sub clients on first use."""
+    """One instance's dependencies: shops and tenants now, Firestore and Pub/Sub clients on first use."""
 
     def __init__(
         self,
         tenants: Tenants,
+        shops: Mapping[str, ShopifyShopConfig],
         *,
         default_region: str | None = "US",
         store: ShopifyStore | None = None,
@@ -45,6 +47,8 @@ class Runtime(Clients[ShopifyStore, Publisher]):
         api_version: str = DEFAULT_SHOPIFY_API_VERSION,
     ) -> None:
         self.tenants = tenants
+        # Shop key -> the shop, validated with its secrets (ShopifySettings.shops).
+        self.shops = dict(shops)
         # The configured Shopify API version, and the different ones deliveries carried (logged once each).
         self.api_versions = VersionWatch(api_version)
         self.default_region = default_region
@@ -65,8 +69,10 @@ class Runtime(Clients[ShopifyStore, Publisher]):
         log.set_level(settings.log_level)
         check_support(settings.api_version, today or dt.datetime.now(dt.UTC).date())
 
+        tenants = settings.tenants()
         return cls(
-            settings.tenants(),
+            tenants,
+            settings.shops(tenants),
             default_region=settings.default_phone_region,
             store_factory=lambda: store_from_settings(settings),
             publisher_factory=lambda: publisher_from_settings(settings),

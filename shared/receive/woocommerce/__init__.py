@@ -6,7 +6,8 @@ In the order a delivery passes through them:
 - ``mapping``: pure, the topic and status rules, the order meta, the v3 order -> ``OrderEvent``;
 - ``flow``: the shared order flow with bounded waits, publishing without the context or parking when down;
 - ``parking``: pure, the replay records a parked order is logged with, and reading them back;
-- ``runtime``: one instance's :class:`Runtime`: tenants, Firestore and Pub/Sub, and the time bound on each call.
+- ``settings``: what the function reads (:class:`~.settings.WooCommerceSettings`) and each site's configuration;
+- ``runtime``: one instance's :class:`Runtime`: sites and tenants, Firestore and Pub/Sub, the time bound on each call.
 
 Only what ``functions/woocommerce_webhook`` uses is re-exported here. See docs/woocommerce.md.
 """

@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from shared.config import ConfigError, ConsentPolicy, PixelConfig, WooCommerceSiteConfig
+from shared.config import ConfigError, ConsentPolicy, PixelConfig
 from shared.domain.consent import ConsentSnapshot, with_checkout_consent
 from shared.domain.models import Envelope
 from shared.infra.deadline import DependencyUnavailable
@@ -21,6 +21,7 @@ from shared.outcome import Kind, Outcome
 from shared.receive.orders import OrderEvent, build_envelope, process_order_event
 from shared.receive.woocommerce.parking import order_from_record, park_envelope, park_order
 from shared.receive.woocommerce.runtime import Runtime
+from shared.receive.woocommerce.settings import WooCommerceSiteConfig
 
 
 class _ObservedStore:

@@ -15,7 +15,6 @@ from typing import Any
 
 import flask
 
-from shared.config import WooCommerceSiteConfig
 from shared.domain.consent import ConsentSnapshot
 from shared.domain.untrusted import BodyTooLarge, UnsafeInput, clean_text, parse_json, read_body
 from shared.infra.http import Refused, Reply, headers_of
@@ -33,6 +32,7 @@ from shared.receive.woocommerce.mapping import (
 )
 from shared.receive.woocommerce.parking import park_order
 from shared.receive.woocommerce.runtime import Runtime
+from shared.receive.woocommerce.settings import WooCommerceSiteConfig
 
 # Real orders are a few kB; this only stops a body nobody would sign.
 MAX_BODY_BYTES = 8 * 1024 * 1024

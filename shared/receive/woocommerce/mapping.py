@@ -16,7 +16,6 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from shared.config import WooCommerceSiteConfig
 from shared.domain import shapes
 from shared.domain.consent import ConsentSnapshot
 from shared.domain.events import plausible_order_time
@@ -24,6 +23,7 @@ from shared.domain.identity import RawIdentity
 from shared.domain.scrub import scrub_text
 from shared.domain.untrusted import ascii_int, clean_text, money
 from shared.receive.orders import JOIN_CUSTOMER, OrderEvent
+from shared.receive.woocommerce.settings import WooCommerceSiteConfig
 from shared.sources.woocommerce import ORDER_KEY, SESSION
 
 PLATFORM = "woocommerce"

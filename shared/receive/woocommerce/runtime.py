@@ -12,13 +12,15 @@ from collections.abc import Callable, Mapping
 from typing import cast
 
 from shared import budgets
-from shared.config import ConfigError, ConsentPolicy, PixelConfig, Tenants, WooCommerceSettings, WooCommerceSiteConfig
+from shared.config import ConfigError, ConsentPolicy, PixelConfig, Tenants
+from shared.domain.events import shop_key
 from shared.infra import log
 from shared.infra.deadline import Deadline
 from shared.infra.instance import Clients
 from shared.infra.pubsub import Publisher, publisher_from_settings
 from shared.infra.store import store_from_settings
 from shared.receive.orders import MAX_EVENT_AGE, OrderStore
+from shared.receive.woocommerce.settings import WooCommerceSettings, WooCommerceSiteConfig
 
 # Bounded waits: WooCommerce gives up after 60 s, the function's own timeout may be the same.
 # Each call gets its dependency's whole budget (a delivery makes at most one Pub/Sub call,
@@ -28,7 +30,7 @@ PUBLISH_SECONDS = budgets.WOOCOMMERCE_PUBLISH_SECONDS
 
 
 class Runtime(Clients[OrderStore, Publisher]):
-    """One instance's dependencies: tenants now, Firestore and Pub/Sub clients on first use."""
+    """One instance's dependencies: sites and tenants now, Firestore and Pub/Sub clients on first use."""
 
     # Making a client on first use may hang or fail as well (credentials, an unreachable
     # emulator): inside the bound that is an unavailable dependency, which the delivery parks around.
@@ -37,6 +39,7 @@ class Runtime(Clients[OrderStore, Publisher]):
     def __init__(
         self,
         tenants: Tenants | None,
+        sites: Mapping[str, WooCommerceSiteConfig],
         *,
         default_region: str | None = "US",
         store: OrderStore | None = None,
@@ -48,6 +51,8 @@ class Runtime(Clients[OrderStore, Publisher]):
         max_event_age: dt.timedelta = MAX_EVENT_AGE,
     ) -> None:
         self.tenants = tenants
+        # Site key -> the site, validated with its secrets (WooCommerceSettings.sites); none without tenants.
+        self.sites = dict(sites)
         self.default_region = default_region
         self.max_event_age = max_event_age
         self.firestore_seconds = firestore_seconds
@@ -67,15 +72,19 @@ class Runtime(Clients[OrderStore, Publisher]):
         """
         settings = WooCommerceSettings.from_env(environ)
         log.set_level(settings.log_level)
+        tenants: Tenants | None = None
+        sites: dict[str, WooCommerceSiteConfig] = {}
         try:
-            tenants: Tenants | None = settings.tenants()
+            tenants = settings.tenants()
+            sites = settings.sites(tenants)
         except ConfigError:
             if require_tenants:
                 raise
-            tenants = None
+            tenants, sites = None, {}
 
         return cls(
             tenants,
+            sites,
             default_region=settings.default_phone_region,
             store_factory=lambda: store_from_settings(settings),
             publisher_factory=lambda: publisher_from_settings(settings),
@@ -91,7 +100,8 @@ class Runtime(Clients[OrderStore, Publisher]):
         return self.bounded_publisher(Deadline(self.publish_seconds))
 
     def site(self, source: str | None) -> WooCommerceSiteConfig | None:
-        return self.tenants.woocommerce_site(source) if self.tenants and source else None
+        """The configured site ``X-WC-Webhook-Source`` names (a URL; its scheme and ``www.`` are dropped)."""
+        return self.sites.get(shop_key(source)) if source else None
 
     def pixel_and_policy(self, site: WooCommerceSiteConfig) -> tuple[PixelConfig, ConsentPolicy]:
         assert self.tenants is not None
