@@ -14,7 +14,7 @@ from __future__ import annotations
 import builtins
 import datetime as dt
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -160,25 +160,6 @@ class WooCommerceOrders:
         self._api.close()
 
 
-class _CheckoutConsent:
-    """The store as the webhook's order flow sees it: the checkout's ``_tt_consent`` laid over the stored one."""
-
-    def __init__(self, store: Any, consent: Any) -> None:
-        self._store, self._consent = store, consent
-
-    def find_click_context(self, pixel_code: str, join_keys: Iterable[tuple[str, str]]) -> dict[str, Any] | None:
-        from shared.domain.consent import with_checkout_consent
-
-        return with_checkout_consent(self._store.find_click_context(pixel_code, list(join_keys)), self._consent)
-
-    def claim_once(self, collection: str, key: Sequence[object], ttl: dt.timedelta, **fields: Any) -> bool:
-        return bool(self._store.claim_once(collection, key, ttl, **fields))
-
-    def get(self, collection: str, key: Sequence[object]) -> dict[str, Any] | None:
-        found: dict[str, Any] | None = self._store.get(collection, key)
-        return found
-
-
 def _flow(site: WooCommerceSiteConfig, tenants: Tenants, settings: ReconcileSettings) -> Flow:
     """The webhook's rules and order flow for one site, each order as an ``order.updated`` delivery."""
 
@@ -199,9 +180,10 @@ def _flow(site: WooCommerceSiteConfig, tenants: Tenants, settings: ReconcileSett
             except UnusableOrder as exc:
                 return Outcome(Kind.REJECTED, str(exc))
             return process_order_event(
-                event, pixel=pixel, policy=policy, store=_CheckoutConsent(store, checkout_consent(body)),
-                publisher=publisher, default_region=settings.default_phone_region,
+                event, pixel=pixel, policy=policy, store=store, publisher=publisher,
+                default_region=settings.default_phone_region,
                 max_event_age=dt.timedelta(days=settings.max_event_age_days),
+                consent=checkout_consent(body),  # the checkout's _tt_consent over the stored one, as the webhook
             )  # fmt: skip
 
         return deliver
