@@ -39,7 +39,7 @@ PARTS = (
     "sender_bench",
 )
 # Run only when named (longer than the rest together).
-OPTIONAL_PARTS = ("spike", "throttle")
+OPTIONAL_PARTS = ("spike", "throttle", "reconcile")
 # part -> (module, arguments). The sender's offered loads: enough levels to show the curve, bounded to
 # keep `make bench` short. collect_bench_deployed runs collect as Terraform deploys it (THREADS = the
 # instance's concurrency, 80) under 64 connections; collect_bench at 8 threads and 16 connections.
@@ -48,6 +48,7 @@ PART_COMMANDS = {
     "sender_bench": ("sender_bench", ["--concurrency", "1,16,64,128"]),
     "spike": ("spike_bench", []),
     "throttle": ("throttle_bench", []),
+    "reconcile": ("reconcile_bench", []),
 }
 
 

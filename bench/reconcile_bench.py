@@ -7,7 +7,7 @@ reconciliation, compare only, as ``make reconcile`` does: list each shop's order
 three records per order by key. Printed per platform: seconds, orders per second, API calls (token
 requests and throttling retries included), seconds waited for Shopify's bucket, Firestore documents read.
 
-    python -m bench reconcile_bench            # a named part: not in `make bench`'s default parts
+    python -m bench reconcile                  # make bench BENCH_ARGS=reconcile: a named part, not a default one
     python -m bench.reconcile_bench --orders 1000
 """
 
