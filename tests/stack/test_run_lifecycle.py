@@ -103,6 +103,16 @@ def stack_processes(run_dir: Path) -> list[int]:
     return found
 
 
+def still_running(running: Run) -> str:
+    """What a stack that did not stop left: each process's command line, and the stack's last output."""
+    lines = []
+    for pid in stack_processes(running.run_dir):
+        with contextlib.suppress(OSError):
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            lines.append(f"{pid}: {command[:200]}")
+    return "processes:\n" + "\n".join(lines) + "\noutput:\n" + running.output.text[-3000:]
+
+
 def kill_everything(running: Run) -> None:
     """The tests' own safety net: whatever the code under test left, by pid."""
     for pid in stack_processes(running.run_dir):
@@ -159,7 +169,10 @@ def test_sigterm_to_make_run_as_timeout_sends_it_stops_everything(tmp_path):
     running = start(tmp_path / "run", via_make=True)
     try:
         os.killpg(running.process.pid, signal.SIGTERM)
-        running.process.wait(timeout=60)
+        try:
+            running.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"make run still running 60 s after SIGTERM; {still_running(running)}")
         wait_until(lambda: not stack_processes(running.run_dir), timeout=30)
         running.output.join(timeout=5)
         assert_nothing_left(running)
