@@ -61,6 +61,7 @@ from bench.stack_load import (  # noqa: E402
     SESSION_EVENTS,
     Record,
     Sampler,
+    await_arrivals,
     backlog_curve,
     counters,
     delta,
@@ -68,6 +69,7 @@ from bench.stack_load import (  # noqa: E402
     local_stack,
     percentile,
     summary,
+    tally,
 )
 from tests.reliability import harness  # noqa: E402
 
@@ -132,13 +134,7 @@ def _run(rs: Any, base_orders: float, sessions: float, factor: float, steady_sec
         for future in futures:
             future.result()
         # Every job answered: wait until every event it published is at the sandbox.
-        deadline = time.monotonic() + drain_timeout
-        while time.monotonic() < deadline:
-            arrived = harness.sandbox_counts(sandbox)
-            if all(arrived[e] for e in record.published):
-                break
-            time.sleep(1.0)
-        time.sleep(5)  # late copies
+        await_arrivals(sandbox, record.published, drain_timeout)
         drained_at = time.time()
         snapshots["drain"] = counters(rs.stack)
         sampler.stopping.set()
@@ -146,14 +142,9 @@ def _run(rs: Any, base_orders: float, sessions: float, factor: float, steady_sec
         events = harness.sandbox_events(sandbox)
         requests = harness.sandbox_requests(sandbox)
 
-    first: dict[str, float] = {}
-    copies: Counter[str] = Counter()
-    for event in events:
-        copies[event["event_id"]] += 1
-        first[event["event_id"]] = min(event["received_at"], first.get(event["event_id"], float("inf")))
     expected = set(record.published)
-    lost = sorted(e for e in expected if not copies[e])
-    duplicated = {e: n - 1 for e, n in copies.items() if e in expected and n > 1}
+    arrivals = tally(events, expected)
+    first, lost, duplicated = arrivals.first, arrivals.lost, arrivals.duplicated
     start, spike_end = bounds["steady"][0], bounds["spike"][1]
     curve = backlog_curve(record.published, first, start, drained_at)
     figures: dict[str, Any] = {}

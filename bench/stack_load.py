@@ -22,9 +22,10 @@ import threading
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -290,3 +291,35 @@ def backlog_curve(published: dict[str, float], arrived: dict[str, float], start:
         curve.append((round(t - start, 1), i - j))
         t += step
     return curve
+
+
+def await_arrivals(sandbox: str, published: Iterable[str], timeout: float, late: float = 5.0) -> None:
+    """Wait (at most ``timeout`` s) until every published event is at the sandbox, then ``late`` s for late copies."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        arrived = harness.sandbox_counts(sandbox)
+        if all(arrived[e] for e in published):
+            break
+        time.sleep(1.0)
+    time.sleep(late)
+
+
+@dataclass(frozen=True)
+class Tally:
+    """What the sandbox received of the events published: each one's first arrival, the lost and the duplicated."""
+
+    first: dict[str, float]
+    lost: list[str]
+    duplicated: dict[str, int]
+
+
+def tally(events: Iterable[dict[str, Any]], expected: Iterable[str]) -> Tally:
+    first: dict[str, float] = {}
+    copies: Counter[str] = Counter()
+    for event in events:
+        copies[event["event_id"]] += 1
+        first[event["event_id"]] = min(event["received_at"], first.get(event["event_id"], float("inf")))
+    wanted = set(expected)
+    lost = sorted(e for e in wanted if not copies[e])
+    duplicated = {e: n - 1 for e, n in copies.items() if e in wanted and n > 1}
+    return Tally(first, lost, duplicated)

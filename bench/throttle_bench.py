@@ -60,12 +60,14 @@ from bench.stack_load import (  # noqa: E402
     SESSION_EVENTS,
     Record,
     _schedule,
+    await_arrivals,
     backlog_curve,
     counters,
     delta,
     drive,
     local_stack,
     percentile,
+    tally,
 )
 from tests.reliability import harness  # noqa: E402
 
@@ -162,26 +164,15 @@ def _run(rs: Any, minutes: float, rate: float, steady_seconds: float, after_seco
         for future in futures:
             future.result()
         # Every job answered: wait until every event it accepted is at the sandbox.
-        deadline = time.monotonic() + drain_timeout
-        while time.monotonic() < deadline:
-            arrived = harness.sandbox_counts(sandbox)
-            if all(arrived[e] for e in record.published):
-                break
-            time.sleep(1.0)
-        time.sleep(5)  # late copies
+        await_arrivals(sandbox, record.published, drain_timeout)
         bounds["drain"] = (began, time.time())
         snapshots["drain"] = (counters(rs.stack), dead_records(rs), dead_letters.pull())
         events = harness.sandbox_events(sandbox)
         requests = harness.sandbox_requests(sandbox)
 
-    first: dict[str, float] = {}
-    copies: Counter[str] = Counter()
-    for event in events:
-        copies[event["event_id"]] += 1
-        first[event["event_id"]] = min(event["received_at"], first.get(event["event_id"], float("inf")))
     expected = set(record.published)
-    lost = sorted(e for e in expected if not copies[e])
-    duplicated = {e: n - 1 for e, n in copies.items() if e in expected and n > 1}
+    arrivals = tally(events, expected)
+    first, lost, duplicated = arrivals.first, arrivals.lost, arrivals.duplicated
     start, lifted = bounds["steady"][0], bounds["throttle"][1]
     curve = backlog_curve(record.published, first, start, bounds["drain"][1], step=1.0)
     steps = ["start", *PHASES]
