@@ -138,16 +138,17 @@ class Tenants(BaseModel):
         entries: dict[str, dict[str, Any]] = (self.model_extra or {}).get(key) or {}
         return entries
 
-    def entries(self, key: str, model: type[EntryT]) -> dict[str, EntryT]:
+    def entries(self, key: str, model: type[EntryT], *, name_field: str | None = None) -> dict[str, EntryT]:
         """A source's own entries validated as ``model``, by shop key (``shop_key`` of each name).
 
+        ``name_field``: the model's field that defaults to the entry's name (an entry may leave it out).
         ConfigError names every failing field by its path, ``PIPELINE_TENANTS: <key>.<name>.<field>: ...``.
         """
         found: dict[str, EntryT] = {}
         problems: list[str] = []
         for name, raw in self.source_entries(key).items():
             try:
-                found[shop_key(name)] = model.model_validate(raw)
+                found[shop_key(name)] = model.model_validate({name_field: name, **raw} if name_field else raw)
             except ValidationError as exc:
                 problems += [f"{'.'.join(map(str, (key, name, *loc)))}: {msg}" for loc, msg in validation_problems(exc)]
         if problems:

@@ -7,11 +7,13 @@ function and the real emulators; these prove the rules fast, and the outages exa
 from __future__ import annotations
 
 import json
+import re
 import time
 from typing import Any
 
 import pytest
 
+from shared.config import ConfigError
 from shared.infra.deadline import DependencyUnavailable
 from shared.infra.store import CLICK_CONTEXTS, EVENT_CLAIMS, ORDER_EVENTS
 from shared.sources.signed_orders.flow import replay_ttl
@@ -241,3 +243,18 @@ def test_an_order_without_join_keys_is_decided_by_its_checkout_consent_alone(run
     assert without.body["outcome"] == "withheld_consent" and len(publisher.envelopes) == 1
     denied = post(runtime, signed_order(order_id="A-1003", join_keys={}, consent={"marketing": "denied"}))
     assert denied.body["outcome"] == "withheld_consent" and len(publisher.envelopes) == 1
+
+
+def test_a_site_entry_takes_its_name_as_its_site_and_a_bad_field_is_named_by_its_path():
+    tenants_json = json.dumps({"pixels": {PIXEL: {"pixel_code": PIXEL}},
+                               "signed_order_sites": {"Shop.Example.com": {"pixel_code": PIXEL}}})  # fmt: skip
+    environ = {"PIPELINE_TENANTS": tenants_json, "SIGNED_ORDERS_SECRET": '{"shop.example.com": "s"}'}
+    settings = SignedOrdersSettings.from_env(environ)
+    sites = settings.sites(settings.tenants())
+    assert list(sites) == ["shop.example.com"] and sites["shop.example.com"].site == "shop.example.com"
+    bad = json.dumps({"pixels": {PIXEL: {"pixel_code": PIXEL}},
+                      "signed_order_sites": {SITE: {"pixel_code": PIXEL, "include_test_orders": "often"}}})  # fmt: skip
+    settings = SignedOrdersSettings.from_env({"PIPELINE_TENANTS": bad, "SIGNED_ORDERS_SECRET": SECRET})
+    path = rf"PIPELINE_TENANTS: signed_order_sites\.{re.escape(SITE)}\.include_test_orders"
+    with pytest.raises(ConfigError, match=path):
+        settings.sites(settings.tenants())

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from shared.config import ConfigError, ConsentPolicy, OrderReceiverSettings, Tenants, attach_secrets
 from shared.domain.events import shop_key
-from shared.domain.untrusted import describe_validation
 from shared.sources.signed_orders import SOURCE
 
 # Stripe's default tolerance: long enough for a clock a little off and a slow network, short
@@ -59,12 +58,7 @@ class SignedOrdersSettings(OrderReceiverSettings):
     def sites(self, tenants: Tenants) -> dict[str, SiteConfig]:
         """Site key -> its configuration with its secrets; ConfigError names what is wrong."""
         key = str(SOURCE.tenants_key)
-        try:
-            sites = {shop_key(name): SiteConfig.model_validate({"site": name, **raw})
-                     for name, raw in tenants.source_entries(key).items()}  # fmt: skip
-        except ValidationError as exc:
-            described = describe_validation(exc, "configuration")
-            raise ConfigError(described.replace("invalid configuration", f"PIPELINE_TENANTS {key}")) from None
+        sites = tenants.entries(key, SiteConfig, name_field="site")
         if not sites:
             raise ConfigError(f"no site to receive signed orders for: set SIGNED_ORDERS_SITE or PIPELINE_TENANTS {key}")
         default = shop_key(self.site) if self.site else None
